@@ -1,0 +1,393 @@
+//! Settings: command-line flags, `WSHUB_*` environment variables and an
+//! optional TOML file, in that order of precedence, over the seed's defaults.
+//!
+//! One clap definition serves all three sources, so `wshub --help` always
+//! lists every option with its default and variable: a file's entries are
+//! turned into flags placed *before* the real ones (later flags win), and an
+//! entry whose variable is set is skipped (the variable wins over the file).
+
+use std::ffi::OsString;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+use thiserror::Error;
+
+/// Everything that can be wrong with the settings; start-up stops on any.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// A flag or variable was malformed; clap's message names it. Printing it
+    /// (`exit`) also serves `--help` and `--version`.
+    #[error(transparent)]
+    Flag(#[from] clap::Error),
+    /// The `--config` file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    FileUnreadable {
+        /// The file named by `--config`.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// The `--config` file is not valid TOML, or holds an unknown key.
+    #[error("invalid config file {path}: {message}")]
+    FileInvalid {
+        /// The file named by `--config`.
+        path: PathBuf,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+    /// Values that are each fine but do not work together.
+    #[error("invalid settings: {0}")]
+    Inconsistent(String),
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 54s, 500ms, 1m)"))
+}
+
+fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: usize = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size (examples: 65536, 64KiB, 16MiB)"))?;
+    let factor = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "KB" => 1 << 10,
+        "MiB" | "M" | "MB" => 1 << 20,
+        "GiB" | "G" | "GB" => 1 << 30,
+        other => return Err(format!("unknown size unit '{other}' (use B, KiB, MiB or GiB)")),
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+/// The command line, as clap sees it. Field docs are the `--help` text.
+#[derive(Debug, Parser)]
+#[command(name = "wshub", version, about = "A real-time WebSocket server: echo, chat rooms, history and scale-out")]
+#[command(args_override_self = true)]
+pub struct Cli {
+    /// TOML file with any of these options (keys as the long flag names, with - or _)
+    #[arg(long, env = "WSHUB_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// TCP port to listen on
+    #[arg(long, env = "WSHUB_PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    /// Address to bind (all interfaces by default, as the seed)
+    #[arg(long, env = "WSHUB_BIND", default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+
+    /// Allowed page origin for WebSocket upgrades and CORS (repeatable; '*' allows any).
+    /// Without it: pages on localhost, 127.0.0.1 and [::1]
+    #[arg(long = "allowed-origin", env = "WSHUB_ALLOWED_ORIGINS", value_delimiter = ',', value_name = "ORIGIN")]
+    pub allowed_origins: Vec<String>,
+
+    /// PEM certificate chain: serve https and wss only (needs --tls-key)
+    #[arg(long, env = "WSHUB_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert
+    #[arg(long, env = "WSHUB_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Serve TLS with a freshly generated certificate for localhost (development only)
+    #[arg(long, env = "WSHUB_TLS_SELF_SIGNED", conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub tls_self_signed: bool,
+
+    /// How often the server pings each client
+    #[arg(long, env = "WSHUB_PING_INTERVAL", default_value = "54s", value_parser = parse_duration)]
+    pub ping_interval: Duration,
+
+    /// Close a client that sends nothing (not even a pong) for this long
+    #[arg(long, env = "WSHUB_READ_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub read_timeout: Duration,
+
+    /// Close a client whose socket accepts no bytes for this long
+    #[arg(long, env = "WSHUB_WRITE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub write_timeout: Duration,
+
+    /// On SIGINT/SIGTERM, wait this long for clients to answer the 1001 close
+    #[arg(long, env = "WSHUB_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Largest message accepted (all fragments together); larger ones get close 1009
+    #[arg(long, env = "WSHUB_MAX_MESSAGE_SIZE", default_value = "1MiB", value_parser = parse_size)]
+    pub max_message_size: usize,
+
+    /// Most simultaneous WebSocket connections; beyond it, HTTP 503 before the upgrade
+    #[arg(long, env = "WSHUB_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Per-connection outbound queue bound in messages; a client beyond it is evicted (1008)
+    #[arg(long, env = "WSHUB_MAX_QUEUE_MESSAGES", default_value_t = 1024)]
+    pub max_queue_messages: usize,
+
+    /// Per-connection outbound queue bound in bytes; a client beyond it is evicted (1008)
+    #[arg(long, env = "WSHUB_MAX_QUEUE_BYTES", default_value = "4MiB", value_parser = parse_size)]
+    pub max_queue_bytes: usize,
+
+    /// Log filter: error, warn, info, debug, trace, or a RUST_LOG-style directive (RUST_LOG wins)
+    #[arg(long, env = "WSHUB_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Log line format
+    #[arg(long, env = "WSHUB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Where the TLS certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    /// PEM files given by the operator.
+    Files {
+        /// Certificate chain, leaf first.
+        cert: PathBuf,
+        /// The leaf's private key.
+        key: PathBuf,
+    },
+    /// A certificate for localhost generated at start (development).
+    SelfSigned,
+}
+
+/// The server's settings, validated. `Config::default()` is the seed's.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Address to bind; default 0.0.0.0 (all interfaces), as the seed.
+    pub bind: IpAddr,
+    /// Port; default 8080. 0 picks a free one (tests).
+    pub port: u16,
+    /// Allowed page origins; empty means the localhost default, `*` any.
+    pub allowed_origins: Vec<String>,
+    /// TLS, when wanted: then the server speaks https and wss only.
+    pub tls: Option<TlsSource>,
+    /// Server ping period; default 54 s (90 % of the read timeout).
+    pub ping_interval: Duration,
+    /// Silence after which a client is closed; default 60 s.
+    pub read_timeout: Duration,
+    /// Longest time one write may stay blocked; default 10 s.
+    pub write_timeout: Duration,
+    /// Wait for clients' close replies at shutdown; default 5 s.
+    pub shutdown_timeout: Duration,
+    /// Largest message in bytes; default 1 MiB.
+    pub max_message_size: usize,
+    /// Most simultaneous WebSocket connections; default 10,000.
+    pub max_connections: usize,
+    /// Outbound queue bound per connection, in messages; default 1,024.
+    pub max_queue_messages: usize,
+    /// Outbound queue bound per connection, in bytes; default 4 MiB.
+    pub max_queue_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // The defaults live in one place, the clap definition; variables are
+        // ignored so that a library default never depends on the environment.
+        let command = Cli::command().mut_args(|arg| arg.env(None::<&str>));
+        let matches = command.get_matches_from(["wshub"]);
+        Cli::from_arg_matches(&matches)
+            .and_then(|cli| Ok(cli.into_config()))
+            .expect("built-in defaults parse")
+            .expect("built-in defaults are valid")
+    }
+}
+
+impl Cli {
+    /// Parses `args` (the first is the program name), `WSHUB_*` variables and
+    /// the `--config` file they name.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the bad flag, variable, file or key.
+    pub fn load<I, T>(args: I) -> Result<Cli, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let first = Cli::try_parse_from(&args)?;
+        let Some(path) = first.config.clone() else {
+            return Ok(first);
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::FileUnreadable {
+            path: path.clone(),
+            source,
+        })?;
+        let file_args = file_to_args(&text).map_err(|message| ConfigError::FileInvalid {
+            path: path.clone(),
+            message,
+        })?;
+        let mut merged = Vec::with_capacity(args.len() + file_args.len());
+        merged.extend(args.first().cloned());
+        merged.extend(file_args);
+        merged.extend(args.into_iter().skip(1));
+        let matches = Cli::command().try_get_matches_from(merged).map_err(|e| {
+            ConfigError::FileInvalid {
+                path: path.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        Ok(Cli::from_arg_matches(&matches)?)
+    }
+
+    /// Checks the values against each other and builds the [`Config`].
+    ///
+    /// # Errors
+    /// [`ConfigError::Inconsistent`] with what to change.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        if self.ping_interval.is_zero() || self.ping_interval >= self.read_timeout {
+            return Err(ConfigError::Inconsistent(format!(
+                "--ping-interval ({}) must be above zero and below --read-timeout ({}), or live clients would be closed",
+                humantime::format_duration(self.ping_interval),
+                humantime::format_duration(self.read_timeout)
+            )));
+        }
+        for (name, value) in [
+            ("--write-timeout", self.write_timeout),
+            ("--shutdown-timeout", self.shutdown_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Inconsistent(format!("{name} must be above zero")));
+            }
+        }
+        for (name, value) in [
+            ("--max-message-size", self.max_message_size),
+            ("--max-connections", self.max_connections),
+            ("--max-queue-messages", self.max_queue_messages),
+            ("--max-queue-bytes", self.max_queue_bytes),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Inconsistent(format!("{name} must be above zero")));
+            }
+        }
+        for origin in &self.allowed_origins {
+            if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                return Err(ConfigError::Inconsistent(format!(
+                    "--allowed-origin '{origin}' must be '*' or start with http:// or https://"
+                )));
+            }
+        }
+        let tls = match (self.tls_cert, self.tls_key, self.tls_self_signed) {
+            (Some(cert), Some(key), _) => Some(TlsSource::Files { cert, key }),
+            (_, _, true) => Some(TlsSource::SelfSigned),
+            _ => None,
+        };
+        Ok(Config {
+            bind: self.bind,
+            port: self.port,
+            allowed_origins: self.allowed_origins,
+            tls,
+            ping_interval: self.ping_interval,
+            read_timeout: self.read_timeout,
+            write_timeout: self.write_timeout,
+            shutdown_timeout: self.shutdown_timeout,
+            max_message_size: self.max_message_size,
+            max_connections: self.max_connections,
+            max_queue_messages: self.max_queue_messages,
+            max_queue_bytes: self.max_queue_bytes,
+        })
+    }
+}
+
+/// Turns `key = value` entries into `--key value` flags, skipping keys whose
+/// environment variable is set.
+fn file_to_args(text: &str) -> Result<Vec<OsString>, String> {
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.message().to_owned())?;
+    let command = Cli::command();
+    let mut args = Vec::new();
+    for (key, value) in table {
+        let long = key.replace('_', "-");
+        let arg = command
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long.as_str()) && long != "config")
+            .ok_or_else(|| format!("unknown key '{key}' (see wshub --help)"))?;
+        if arg.get_env().is_some_and(|name| std::env::var_os(name).is_some()) {
+            continue;
+        }
+        let flag = format!("--{long}");
+        let values = match value {
+            toml::Value::Array(items) => items,
+            single => vec![single],
+        };
+        for value in values {
+            match value {
+                toml::Value::Boolean(true) => args.push(flag.clone().into()),
+                toml::Value::Boolean(false) => {}
+                toml::Value::String(s) => {
+                    args.push(flag.clone().into());
+                    args.push(s.into());
+                }
+                toml::Value::Integer(i) => {
+                    args.push(flag.clone().into());
+                    args.push(i.to_string().into());
+                }
+                other => return Err(format!("key '{key}' has an unsupported value {other}")),
+            }
+        }
+    }
+    Ok(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_seeds() {
+        let config = Config::default();
+        assert_eq!(config.port, 8080);
+        assert_eq!(config.ping_interval, Duration::from_secs(54));
+        assert_eq!(config.read_timeout, Duration::from_secs(60));
+        assert_eq!(config.write_timeout, Duration::from_secs(10));
+        assert_eq!(config.max_message_size, 1 << 20);
+        assert!(config.tls.is_none());
+    }
+
+    #[test]
+    fn sizes_and_durations_parse_with_units() {
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert!(parse_size("12 parsecs").is_err());
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn ping_must_come_before_the_read_deadline() {
+        let cli = Cli::try_parse_from(["wshub", "--ping-interval", "60s", "--read-timeout", "60s"]).unwrap();
+        let err = cli.into_config().unwrap_err().to_string();
+        assert!(err.contains("--ping-interval"), "{err}");
+    }
+
+    #[test]
+    fn file_values_yield_to_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wshub.toml");
+        std::fs::write(&path, "port = 9000\nmax_message_size = \"2MiB\"\nallowed-origin = [\"https://a.example\", \"https://b.example\"]\n").unwrap();
+        let cli = Cli::load(["wshub", "--config", path.to_str().unwrap(), "--port", "9001"]).unwrap();
+        assert_eq!(cli.port, 9001);
+        assert_eq!(cli.max_message_size, 2 << 20);
+        assert_eq!(cli.allowed_origins, ["https://a.example", "https://b.example"]);
+    }
+
+    #[test]
+    fn unknown_file_key_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wshub.toml");
+        std::fs::write(&path, "prot = 9000\n").unwrap();
+        let err = Cli::load(["wshub", "--config", path.to_str().unwrap()]).unwrap_err().to_string();
+        assert!(err.contains("unknown key 'prot'"), "{err}");
+    }
+}

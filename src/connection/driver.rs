@@ -1,0 +1,416 @@
+//! The poll loop of one connection.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+use super::ending::Ending;
+use super::keepalive::{Deadlines, Due, Timeouts};
+use super::outbox::{CloseRequest, Outbox};
+use crate::hub::{Hub, Membership};
+use crate::protocol::{encode_close, encode_frame, CloseCode, Decoder, Event, OpCode, ProtocolError};
+
+/// Bytes read per `read` call, into a buffer shared by all connections of a
+/// thread: a connection holds read bytes only while a frame is incomplete.
+const SCRATCH_BYTES: usize = 64 * 1024;
+
+/// Reads per poll before yielding to other connections.
+const READS_PER_POLL: usize = 16;
+
+/// Frames handed to one vectored write.
+const FRAMES_PER_WRITE: usize = 64;
+
+thread_local! {
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_BYTES].into_boxed_slice());
+}
+
+/// What a connection does with the messages it receives.
+#[derive(Debug)]
+pub enum Service {
+    /// Send each message back to its sender, unchanged.
+    Echo,
+    /// Publish each message, unchanged, to every member of the room.
+    Chat(Membership),
+}
+
+/// Who is on the other end, for logs.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The client's address.
+    pub addr: std::net::SocketAddr,
+    /// A number unique within this process.
+    pub id: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Messages flow both ways.
+    Open,
+    /// We sent (or queued) a close frame and wait for the client's.
+    CloseSent(CloseCode),
+    /// The client closed; our reply is queued and the socket ends after it.
+    Replying,
+}
+
+struct Connection<S> {
+    stream: S,
+    decoder: Decoder,
+    session: Session,
+}
+
+/// Everything but the socket and decoder, so decoder callbacks can borrow it.
+struct Session {
+    service: Service,
+    outbox: Arc<Outbox>,
+    hub: Hub,
+    peer: Peer,
+    /// Frames taken from the outbox, being written; the front one may be
+    /// partly written already.
+    batch: VecDeque<Bytes>,
+    written: usize,
+    phase: Phase,
+    deadlines: Deadlines,
+    /// Set when the connection is over outside the closing handshake.
+    ending: Option<Ending>,
+    /// Why we started closing, reported whatever the handshake then does.
+    cause: Option<Ending>,
+    /// The client's close frame arrived (with its code, if any).
+    peer_closed: Option<Option<u16>>,
+    /// Our close frame (or close reply) has been written out.
+    close_written: bool,
+}
+
+/// Runs a connection until it ends, then shuts the socket down.
+///
+/// `already_read` holds bytes that arrived together with the upgrade
+/// request. The connection's outbox must already be registered with the hub
+/// (and joined to its room, for chat).
+pub async fn serve<S>(
+    stream: S,
+    already_read: Bytes,
+    service: Service,
+    outbox: Arc<Outbox>,
+    hub: Hub,
+    peer: Peer,
+    timeouts: Timeouts,
+    max_message_size: usize,
+) -> Ending
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let now = Instant::now();
+    let mut conn = Connection {
+        stream,
+        decoder: Decoder::new(max_message_size),
+        session: Session {
+            service,
+            outbox,
+            hub,
+            peer,
+            batch: VecDeque::new(),
+            written: 0,
+            phase: Phase::Open,
+            deadlines: Deadlines::new(timeouts, now),
+            ending: None,
+            cause: None,
+            peer_closed: None,
+            close_written: false,
+        },
+    };
+    if !already_read.is_empty() {
+        conn.ingest(&already_read);
+    }
+    let timer = tokio::time::sleep_until(conn.session.deadlines.next());
+    tokio::pin!(timer);
+    let ending = std::future::poll_fn(|cx| conn.poll(cx, timer.as_mut())).await;
+    if ending != Ending::Aborted {
+        // The server closes TCP first after a close handshake (RFC 6455
+        // 7.1.1); bounded, since the peer may have stopped reading.
+        let _ = tokio::time::timeout(timeouts.write_timeout, conn.stream.shutdown()).await;
+    }
+    ending
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    fn poll(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Sleep>) -> Poll<Ending> {
+        loop {
+            let read_budget_left = self.poll_read(cx);
+            let took = self.session.poll_outbox(cx);
+            let write_blocked = match self.poll_write(cx) {
+                Poll::Ready(Ok(())) => false,
+                Poll::Ready(Err(e)) => {
+                    self.session.end(Ending::Io(e.kind()));
+                    true
+                }
+                Poll::Pending => true,
+            };
+            if let Some(ending) = self.session.finished() {
+                return Poll::Ready(ending);
+            }
+            let now = Instant::now();
+            match self.session.deadlines.due(now) {
+                Due::Nothing => {}
+                Due::Ping => {
+                    let ping = encode_frame(OpCode::Ping, b"");
+                    self.session.batch.push_back(ping);
+                    continue;
+                }
+                Due::ReadTimeout => return Poll::Ready(Ending::ReadTimeout),
+                Due::WriteTimeout => return Poll::Ready(self.session.timed_out(Ending::WriteTimeout)),
+                Due::CloseTimeout => {
+                    let ending = match self.session.phase {
+                        Phase::CloseSent(code) => Ending::CloseTimeout(code),
+                        _ => Ending::ClientClosed(self.session.peer_closed.flatten()),
+                    };
+                    return Poll::Ready(self.session.timed_out(ending));
+                }
+            }
+            if !read_budget_left {
+                // Let other connections run; come back at once.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            if took && !write_blocked {
+                // Written all that was taken: look at the outbox again so
+                // that its waker gets registered.
+                continue;
+            }
+            let next = self.session.deadlines.next();
+            if timer.deadline() > next || timer.is_elapsed() {
+                timer.as_mut().reset(next);
+            }
+            if timer.as_mut().poll(cx).is_ready() {
+                continue;
+            }
+            return Poll::Pending;
+        }
+    }
+
+    /// Reads and decodes what has arrived; false when the budget ran out
+    /// with more possibly waiting.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.session.ending.is_some() || self.session.phase == Phase::Replying {
+            return true;
+        }
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            for _ in 0..READS_PER_POLL {
+                let mut buf = ReadBuf::new(&mut scratch[..]);
+                match Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
+                    Poll::Pending => return true,
+                    Poll::Ready(Err(e)) => {
+                        self.session.end(Ending::Io(e.kind()));
+                        return true;
+                    }
+                    Poll::Ready(Ok(())) if buf.filled().is_empty() => {
+                        let ending = match self.session.phase {
+                            Phase::CloseSent(code) => Ending::ServerClosed(code),
+                            _ => Ending::Dropped,
+                        };
+                        self.session.end(ending);
+                        return true;
+                    }
+                    Poll::Ready(Ok(())) => {
+                        self.session.deadlines.last_read = Instant::now();
+                        let filled = buf.filled().len();
+                        self.ingest(&scratch[..filled]);
+                        if self.session.ending.is_some() || self.session.phase == Phase::Replying {
+                            return true;
+                        }
+                    }
+                }
+            }
+            false
+        })
+    }
+
+    fn ingest(&mut self, bytes: &[u8]) {
+        let session = &mut self.session;
+        if let Err(error) = self.decoder.decode(bytes, &mut |event| session.on_event(event)) {
+            session.fail(error);
+        }
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let session = &mut self.session;
+        while !session.batch.is_empty() {
+            let mut slices = [IoSlice::new(&[]); FRAMES_PER_WRITE];
+            let mut count = 0;
+            for (i, frame) in session.batch.iter().take(FRAMES_PER_WRITE).enumerate() {
+                let skip = if i == 0 { session.written } else { 0 };
+                slices[i] = IoSlice::new(&frame[skip..]);
+                count += 1;
+            }
+            match Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..count]) {
+                Poll::Pending => {
+                    session.deadlines.write_stalled(Instant::now());
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    session.deadlines.write_progressed();
+                    session.advance(n);
+                }
+            }
+        }
+        match Pin::new(&mut self.stream).poll_flush(cx) {
+            Poll::Pending => {
+                session.deadlines.write_stalled(Instant::now());
+                return Poll::Pending;
+            }
+            Poll::Ready(result) => result?,
+        }
+        if session.phase != Phase::Open {
+            session.close_written = true;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Session {
+    /// Ends the connection for a reason outside the closing handshake.
+    fn end(&mut self, ending: Ending) {
+        self.ending.get_or_insert(ending);
+    }
+
+    /// The ending, once the connection has nothing more to do. A close we
+    /// started for a reason (`cause`) reports that reason however the
+    /// handshake then ends.
+    fn finished(&mut self) -> Option<Ending> {
+        let done = match self.phase {
+            _ if self.ending.is_some() => self.ending.take(),
+            Phase::CloseSent(code) if self.close_written && self.peer_closed.is_some() => {
+                Some(Ending::ServerClosed(code))
+            }
+            Phase::Replying if self.close_written => {
+                Some(Ending::ClientClosed(self.peer_closed.flatten()))
+            }
+            _ => None,
+        };
+        done.map(|ending| self.cause.take().unwrap_or(ending))
+    }
+
+    fn timed_out(&mut self, ending: Ending) -> Ending {
+        self.cause.take().unwrap_or(ending)
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(front) = self.batch.front() else { return };
+            let left = front.len() - self.written;
+            if n >= left {
+                n -= left;
+                self.batch.pop_front();
+                self.written = 0;
+            } else {
+                self.written += n;
+                n = 0;
+            }
+        }
+    }
+
+    /// Moves queued frames into the batch; true if it took anything.
+    fn poll_outbox(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.phase != Phase::Open || self.ending.is_some() {
+            return false;
+        }
+        match self.outbox.poll_take(cx, &mut self.batch) {
+            Poll::Pending => false,
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(request)) => {
+                self.on_close_request(request);
+                true
+            }
+        }
+    }
+
+    fn on_close_request(&mut self, request: CloseRequest) {
+        match request {
+            CloseRequest::Abort => self.end(Ending::Aborted),
+            CloseRequest::Graceful(code, reason) => self.send_close(code, reason),
+            CloseRequest::Evicted(code, reason) => {
+                self.hub.stats().evictions.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(peer = %self.peer.addr, conn = self.peer.id, "evicting slow consumer: {reason}");
+                // Keep only a partly written frame, so that the close frame
+                // after it is still framed correctly.
+                self.batch.truncate(usize::from(self.written > 0));
+                self.send_close(code, reason);
+                self.cause = Some(Ending::Evicted(code));
+            }
+        }
+    }
+
+    /// Queues our close frame after what is already queued; from now on only
+    /// the client's close matters.
+    fn send_close(&mut self, code: CloseCode, reason: &str) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        self.outbox.drain_into(&mut self.batch);
+        self.batch.push_back(encode_close(code, reason));
+        self.phase = Phase::CloseSent(code);
+        self.deadlines.closing(Instant::now());
+    }
+
+    fn fail(&mut self, error: ProtocolError) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        tracing::warn!(peer = %self.peer.addr, conn = self.peer.id, code = error.code.as_u16(), "closing connection: {}", error.reason);
+        self.send_close(error.code, error.reason);
+        self.cause = Some(Ending::ProtocolViolation(error));
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Message(message) => {
+                if self.phase != Phase::Open {
+                    return;
+                }
+                tracing::debug!(conn = self.peer.id, bytes = message.payload().len(), "message");
+                match &self.service {
+                    // An overflow evicts this connection through its outbox.
+                    Service::Echo => {
+                        let _ = self.outbox.push(message.frame().clone());
+                    }
+                    Service::Chat(membership) => {
+                        membership.publish(message.frame());
+                    }
+                }
+            }
+            Event::Ping(payload) => {
+                if self.phase == Phase::Open {
+                    let _ = self.outbox.push(encode_frame(OpCode::Pong, &payload));
+                }
+            }
+            Event::Pong => {}
+            Event::Close(code, _reason) => {
+                self.peer_closed.get_or_insert(code);
+                if self.phase == Phase::Open {
+                    let reply = match code {
+                        Some(code) => encode_close(CloseCode::from_u16(code), ""),
+                        None => encode_frame(OpCode::Close, b""),
+                    };
+                    self.batch.push_back(reply);
+                    self.phase = Phase::Replying;
+                    self.deadlines.closing(Instant::now());
+                }
+            }
+            Event::InvalidClose(error) => {
+                self.fail(error);
+                // The client has closed already; no second close will come.
+                self.peer_closed.get_or_insert(None);
+            }
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! One WebSocket connection: reading, writing, keepalive and closing, in a
+//! single task.
+//!
+//! One task per connection (not a reader and a writer) halves the task cost
+//! and needs no split or lock around the socket: the task's `poll` reads
+//! whatever arrived, queues what that produced, writes what is queued, and
+//! checks its deadlines, until the socket and the outbox have nothing more.
+//!
+//! # Layout
+//! - `outbox`: the bounded outbound queue the hub pushes into.
+//! - `keepalive`: the ping, read, write and close deadlines on one timer.
+//! - `driver`: the poll loop over socket, outbox and timer.
+//! - `ending`: why a connection ended, for the close log line.
+
+mod driver;
+mod ending;
+mod keepalive;
+mod outbox;
+
+pub use driver::{serve, Peer, Service};
+pub use ending::Ending;
+pub use keepalive::Timeouts;
+pub use outbox::{CloseRequest, Outbox, Rejected};

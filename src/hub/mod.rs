@@ -1,0 +1,144 @@
+//! The hub: who is connected, which rooms exist, and fan-out to members.
+//!
+//! Every connection registers here (so shutdown can reach it and
+//! `--max-connections` can be enforced); chat connections also join a room.
+//! Fan-out pushes one shared encoded frame into each member's bounded
+//! [`Outbox`]: a lock per room keeps one order for all receivers, and no lock
+//! is ever held across an await or a socket write, so a stalled reader
+//! costs the room nothing but its own eviction.
+
+mod registry;
+mod room;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::connection::{CloseRequest, Outbox};
+
+pub use registry::{Endpoint, Registration, Ticket};
+pub use room::{Membership, Room, RoomName};
+
+/// Counters of what happened, for `/healthz` and metrics.
+#[derive(Debug, Default)]
+pub struct HubStats {
+    /// Connections closed because their outbound queue overflowed.
+    pub evictions: AtomicU64,
+    /// Messages published into rooms.
+    pub published: AtomicU64,
+    /// Frames queued to members (one per member per published message).
+    pub delivered: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    registry: registry::Registry,
+    rooms: Mutex<HashMap<RoomName, Arc<Room>>>,
+    stats: HubStats,
+}
+
+/// A cheap-to-clone handle on the hub.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+/// Live counts, as `/healthz` reports them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HubSnapshot {
+    /// All WebSocket connections.
+    pub connections: usize,
+    /// Connections on `/echo`.
+    pub echo: usize,
+    /// Connections on the raw chat endpoints.
+    pub chat: usize,
+    /// Rooms with at least one member.
+    pub rooms: usize,
+    /// Connections evicted as slow consumers since start.
+    pub evictions: u64,
+}
+
+impl Hub {
+    /// An empty hub admitting at most `max_connections` connections.
+    pub fn new(max_connections: usize) -> Self {
+        Hub {
+            inner: Arc::new(Inner {
+                registry: registry::Registry::new(max_connections),
+                rooms: Mutex::new(HashMap::new()),
+                stats: HubStats::default(),
+            }),
+        }
+    }
+
+    /// Reserves a connection slot before the upgrade, so that the limit is
+    /// enforced with an HTTP 503 rather than a dropped socket.
+    pub fn reserve(&self, endpoint: Endpoint) -> Option<Ticket> {
+        self.inner.registry.reserve(self.clone(), endpoint)
+    }
+
+    /// Joins `outbox` to the room `name`, creating the room on first join.
+    pub fn join(&self, name: &RoomName, outbox: Arc<Outbox>) -> Membership {
+        let mut rooms = lock(&self.inner.rooms);
+        let room = rooms
+            .entry(name.clone())
+            .or_insert_with(|| Arc::new(Room::new(name.clone())))
+            .clone();
+        let key = room.insert(outbox);
+        drop(rooms);
+        Membership::new(self.clone(), room, key)
+    }
+
+    /// Removes a member; the room's memory goes with its last member.
+    pub(crate) fn leave(&self, room: &Arc<Room>, key: usize) {
+        let mut rooms = lock(&self.inner.rooms);
+        if room.remove(key) == 0 {
+            // Only drop the map's entry if it is this very room: a new room
+            // of the same name may have been created in between.
+            if rooms.get(room.name()).is_some_and(|r| Arc::ptr_eq(r, room)) {
+                rooms.remove(room.name());
+            }
+        }
+    }
+
+    /// The room called `name`, if it has members.
+    pub fn room(&self, name: &str) -> Option<Arc<Room>> {
+        lock(&self.inner.rooms).get(name).cloned()
+    }
+
+    /// Asks every connection to close (shutdown sends 1001 this way).
+    pub fn close_all(&self, request: CloseRequest) {
+        self.inner.registry.close_all(request);
+    }
+
+    /// Live WebSocket connections.
+    pub fn connection_count(&self) -> usize {
+        self.inner.registry.count()
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> &HubStats {
+        &self.inner.stats
+    }
+
+    /// Live counts for `/healthz`.
+    pub fn snapshot(&self) -> HubSnapshot {
+        let (echo, chat) = self.inner.registry.counts();
+        HubSnapshot {
+            connections: echo + chat,
+            echo,
+            chat,
+            rooms: lock(&self.inner.rooms).len(),
+            evictions: self.inner.stats.evictions.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn registry(&self) -> &registry::Registry {
+        &self.inner.registry
+    }
+}
+
+/// Locks a hub mutex. Every critical section here is a few statements that
+/// leave the data consistent, so a poisoned lock is safe to keep using.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}

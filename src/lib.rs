@@ -1,0 +1,41 @@
+//! wshub: a real-time WebSocket server.
+//!
+//! `GET /echo` sends every message back to its sender; `GET /ws` is a chat
+//! room where every message goes to every member, the sender included. The
+//! server pings, enforces read and write deadlines, checks origins, speaks
+//! TLS, evicts slow consumers without slowing anyone else, and shuts down
+//! gracefully.
+//!
+//! # Layout
+//! - [`config`]: flags, `WSHUB_*` variables, TOML file; the seed's defaults.
+//! - [`server`]: listener, TLS, HTTP until the upgrade, shutdown.
+//! - `routes`, `upgrade`, `origin`, `web`: the HTTP surface.
+//! - [`connection`]: one socket's task: read, write, keepalive, close.
+//! - [`protocol`]: the WebSocket wire format, without I/O.
+//! - [`hub`]: connections, rooms and fan-out.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut config = wshub::Config::default();
+//! config.port = 0;
+//! let server = wshub::Server::bind(config).await?;
+//! println!("listening on {}", server.local_addr());
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs, missing_debug_implementations, unused_must_use)]
+
+pub mod config;
+pub mod connection;
+pub mod hub;
+mod origin;
+pub mod protocol;
+mod routes;
+pub mod server;
+pub mod tls;
+mod upgrade;
+mod web;
+
+pub use config::{Cli, Config, ConfigError, LogFormat, TlsSource};
+pub use hub::Hub;
+pub use server::{Server, ServerError};

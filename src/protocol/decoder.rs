@@ -1,0 +1,686 @@
+//! The streaming decoder: bytes in, validated messages out.
+//!
+//! It consumes every byte it is given, keeping only what it must between
+//! calls (at most 13 bytes of an unfinished header, the unfinished message),
+//! so a silent connection costs no buffer at all. Payloads are unmasked
+//! straight into the message buffer, behind a gap where the server frame's
+//! header is written at the end: the decoded message *is* the frame that
+//! echo or broadcast sends, with no second copy.
+
+use bytes::{Bytes, BytesMut};
+use thiserror::Error;
+
+use super::close::CloseCode;
+use super::frame::{write_header_right_aligned, OpCode, MAX_SERVER_HEADER};
+
+/// Longest client frame header: 2 bytes, 8 of extended length, 4 of mask.
+const MAX_CLIENT_HEADER: usize = 14;
+
+/// Start size of a message buffer when the first frame announces more: a
+/// peer that announces 1 MiB and sends one byte must not cost us 1 MiB.
+const INITIAL_MESSAGE_CAPACITY: usize = 64 * 1024;
+
+/// A violation of RFC 6455 by the peer; the connection must be failed with
+/// `code`. The decoder keeps running after it so that the peer's close frame
+/// can still be seen and the closing handshake completes cleanly.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{reason} (close {code})")]
+pub struct ProtocolError {
+    /// The close code to send.
+    pub code: CloseCode,
+    /// A short reason for the close frame and the log.
+    pub reason: &'static str,
+}
+
+impl ProtocolError {
+    fn protocol(reason: &'static str) -> Self {
+        ProtocolError {
+            code: CloseCode::ProtocolError,
+            reason,
+        }
+    }
+
+    fn invalid_utf8() -> Self {
+        ProtocolError {
+            code: CloseCode::InvalidPayload,
+            reason: "invalid UTF-8 in text message",
+        }
+    }
+}
+
+/// Text or binary: a message keeps its type from receipt to every delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// Valid UTF-8 (checked by the decoder).
+    Text,
+    /// Arbitrary bytes.
+    Binary,
+}
+
+impl MessageKind {
+    fn opcode(self) -> OpCode {
+        match self {
+            MessageKind::Text => OpCode::Text,
+            MessageKind::Binary => OpCode::Binary,
+        }
+    }
+}
+
+/// A complete data message, already encoded as one unfragmented server frame.
+#[derive(Debug, Clone)]
+pub struct Message {
+    kind: MessageKind,
+    frame: Bytes,
+    header_len: usize,
+}
+
+impl Message {
+    /// Text or binary.
+    pub fn kind(&self) -> MessageKind {
+        self.kind
+    }
+
+    /// The message's bytes (for text, valid UTF-8).
+    pub fn payload(&self) -> &[u8] {
+        &self.frame[self.header_len..]
+    }
+
+    /// The ready-to-send server frame carrying this message unchanged.
+    pub fn frame(&self) -> &Bytes {
+        &self.frame
+    }
+}
+
+/// What the decoder found in the bytes it was given.
+#[derive(Debug)]
+pub enum Event {
+    /// A complete text or binary message.
+    Message(Message),
+    /// A ping; the caller answers with a pong of the same payload.
+    Ping(Bytes),
+    /// A pong (it only proves the peer is alive).
+    Pong,
+    /// The peer's close frame: its code, if it sent one, and the reason.
+    Close(Option<u16>, String),
+    /// The peer's close frame was malformed (bad code, one-byte payload,
+    /// invalid UTF-8 reason). The peer has closed all the same: answer with
+    /// the error's code and end, without waiting for another close.
+    InvalidClose(ProtocolError),
+}
+
+#[derive(Debug)]
+struct FrameState {
+    opcode: OpCode,
+    fin: bool,
+    mask: [u8; 4],
+    remaining: u64,
+    /// Payload bytes of this frame seen so far, modulo 4 (mask phase).
+    mask_phase: usize,
+    /// Control frame payload (at most 125 bytes).
+    control: Vec<u8>,
+    /// Skip the payload: the connection already failed.
+    skip: bool,
+}
+
+#[derive(Debug)]
+struct PartialMessage {
+    kind: MessageKind,
+    /// `MAX_SERVER_HEADER` bytes of gap, then the payload so far.
+    buf: BytesMut,
+    /// Payload bytes already known to be valid UTF-8 (text only).
+    utf8_checked: usize,
+}
+
+impl PartialMessage {
+    fn payload_len(&self) -> usize {
+        self.buf.len() - MAX_SERVER_HEADER
+    }
+}
+
+/// Decodes client-to-server frames into [`Event`]s.
+#[derive(Debug)]
+pub struct Decoder {
+    max_message_size: usize,
+    header: [u8; MAX_CLIENT_HEADER],
+    header_len: u8,
+    frame: Option<FrameState>,
+    message: Option<PartialMessage>,
+    /// A protocol error happened: from now on only close frames are reported.
+    failed: bool,
+    /// The stream cannot even be split into frames any more.
+    broken: bool,
+}
+
+impl Decoder {
+    /// A decoder that accepts messages of up to `max_message_size` payload
+    /// bytes (over all fragments); larger ones fail with 1009.
+    pub fn new(max_message_size: usize) -> Self {
+        Decoder {
+            max_message_size,
+            header: [0; MAX_CLIENT_HEADER],
+            header_len: 0,
+            frame: None,
+            message: None,
+            failed: false,
+            broken: false,
+        }
+    }
+
+    /// Whether a message is half-received (its buffer is held meanwhile).
+    pub fn is_mid_message(&self) -> bool {
+        self.message.is_some() || self.frame.is_some() || self.header_len > 0
+    }
+
+    /// Consumes all of `input`, reporting events in order.
+    ///
+    /// # Errors
+    /// The first protocol violation found. Events before it were reported;
+    /// after it, the decoder only reports [`Event::Close`], so the caller can
+    /// send its own close frame and still complete the handshake.
+    pub fn decode(
+        &mut self,
+        mut input: &[u8],
+        on_event: &mut impl FnMut(Event),
+    ) -> Result<(), ProtocolError> {
+        let mut first_error = None;
+        while !input.is_empty() && !self.broken {
+            if self.frame.is_none() && !self.read_header(&mut input, &mut first_error) {
+                break;
+            }
+            if let Some(frame) = self.frame.as_ref() {
+                if frame.remaining > 0 {
+                    let take = (frame.remaining.min(input.len() as u64)) as usize;
+                    let (chunk, rest) = input.split_at(take);
+                    input = rest;
+                    if let Err(e) = self.take_payload(chunk) {
+                        self.fail(e, &mut first_error);
+                    }
+                }
+            }
+            if self.frame.as_ref().is_some_and(|f| f.remaining == 0) {
+                if let Err(e) = self.finish_frame(on_event) {
+                    self.fail(e, &mut first_error);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&mut self, error: ProtocolError, first_error: &mut Option<ProtocolError>) {
+        self.failed = true;
+        self.message = None;
+        if let Some(frame) = self.frame.as_mut() {
+            frame.skip = true;
+            frame.control = Vec::new();
+        }
+        first_error.get_or_insert(error);
+    }
+
+    /// Gathers and parses a header; false when more bytes are needed.
+    fn read_header(
+        &mut self,
+        input: &mut &[u8],
+        first_error: &mut Option<ProtocolError>,
+    ) -> bool {
+        let mut need = 2;
+        loop {
+            let have = self.header_len as usize;
+            if have < need {
+                let take = (need - have).min(input.len());
+                self.header[have..have + take].copy_from_slice(&input[..take]);
+                self.header_len += take as u8;
+                *input = &input[take..];
+                if (self.header_len as usize) < need {
+                    return false;
+                }
+            }
+            let full = header_size(self.header[1]);
+            if need == full {
+                break;
+            }
+            need = full;
+        }
+        self.header_len = 0;
+        let header = self.header;
+        match self.start_frame(&header) {
+            Ok(()) => {}
+            Err(e) => self.fail(e, first_error),
+        }
+        true
+    }
+
+    fn start_frame(&mut self, header: &[u8; MAX_CLIENT_HEADER]) -> Result<(), ProtocolError> {
+        let fin = header[0] & 0x80 != 0;
+        let rsv = header[0] & 0x70;
+        let masked = header[1] & 0x80 != 0;
+        let (len, mut at) = match header[1] & 0x7F {
+            126 => (u16::from_be_bytes([header[2], header[3]]) as u64, 4),
+            127 => (u64::from_be_bytes(header[2..10].try_into().unwrap_or([0; 8])), 10),
+            short => (short as u64, 2),
+        };
+        let mut mask = [0u8; 4];
+        if masked {
+            mask.copy_from_slice(&header[at..at + 4]);
+            at += 4;
+        }
+        debug_assert_eq!(at, header_size(header[1]));
+        if len >> 63 != 0 {
+            // Not a length at all: frames can no longer be told apart.
+            self.broken = true;
+            return Err(ProtocolError::protocol("frame length has its top bit set"));
+        }
+        let opcode = OpCode::from_u8(header[0] & 0x0F);
+        self.frame = Some(FrameState {
+            opcode: opcode.unwrap_or(OpCode::Continuation),
+            fin,
+            mask,
+            remaining: len,
+            mask_phase: 0,
+            control: Vec::new(),
+            skip: true,
+        });
+        if self.failed {
+            // Only a close frame still matters; keep it readable.
+            if opcode == Some(OpCode::Close) && len <= 125 {
+                self.arm_control(len);
+            }
+            return Ok(());
+        }
+        let opcode = opcode.ok_or(ProtocolError::protocol("reserved opcode"))?;
+        if rsv != 0 {
+            return Err(ProtocolError::protocol("reserved bits set without an extension"));
+        }
+        if !masked {
+            return Err(ProtocolError::protocol("client frame is not masked"));
+        }
+        if opcode.is_control() {
+            if !fin {
+                return Err(ProtocolError::protocol("fragmented control frame"));
+            }
+            if len > 125 {
+                return Err(ProtocolError::protocol("control frame payload over 125 bytes"));
+            }
+            self.arm_control(len);
+            return Ok(());
+        }
+        let already = match (&self.message, opcode) {
+            (None, OpCode::Continuation) => {
+                return Err(ProtocolError::protocol("continuation without a message"))
+            }
+            (Some(_), OpCode::Text | OpCode::Binary) => {
+                return Err(ProtocolError::protocol("new message before the last one ended"))
+            }
+            (Some(partial), _) => partial.payload_len() as u64,
+            (None, _) => 0,
+        };
+        if already + len > self.max_message_size as u64 {
+            return Err(ProtocolError {
+                code: CloseCode::MessageTooBig,
+                reason: "message too big",
+            });
+        }
+        if self.message.is_none() {
+            let kind = if opcode == OpCode::Text {
+                MessageKind::Text
+            } else {
+                MessageKind::Binary
+            };
+            let capacity = (len as usize).min(INITIAL_MESSAGE_CAPACITY);
+            let mut buf = BytesMut::with_capacity(MAX_SERVER_HEADER + capacity);
+            buf.resize(MAX_SERVER_HEADER, 0);
+            self.message = Some(PartialMessage {
+                kind,
+                buf,
+                utf8_checked: 0,
+            });
+        }
+        if let Some(frame) = self.frame.as_mut() {
+            frame.skip = false;
+        }
+        Ok(())
+    }
+
+    fn arm_control(&mut self, len: u64) {
+        if let Some(frame) = self.frame.as_mut() {
+            frame.skip = false;
+            frame.control = Vec::with_capacity(len as usize);
+        }
+    }
+
+    fn take_payload(&mut self, chunk: &[u8]) -> Result<(), ProtocolError> {
+        let Some(frame) = self.frame.as_mut() else {
+            return Ok(());
+        };
+        frame.remaining -= chunk.len() as u64;
+        let phase = frame.mask_phase;
+        frame.mask_phase = (phase + chunk.len()) % 4;
+        if frame.skip {
+            return Ok(());
+        }
+        if frame.opcode.is_control() {
+            let start = frame.control.len();
+            frame.control.extend_from_slice(chunk);
+            apply_mask(&mut frame.control[start..], frame.mask, phase);
+            return Ok(());
+        }
+        let Some(message) = self.message.as_mut() else {
+            return Ok(());
+        };
+        let start = message.buf.len();
+        message.buf.extend_from_slice(chunk);
+        apply_mask(&mut message.buf[start..], frame.mask, phase);
+        if message.kind == MessageKind::Text {
+            let payload = &message.buf[MAX_SERVER_HEADER..];
+            check_utf8(payload, &mut message.utf8_checked, false)?;
+        }
+        Ok(())
+    }
+
+    fn finish_frame(&mut self, on_event: &mut impl FnMut(Event)) -> Result<(), ProtocolError> {
+        let Some(frame) = self.frame.take() else {
+            return Ok(());
+        };
+        if frame.skip {
+            return Ok(());
+        }
+        match frame.opcode {
+            OpCode::Close => match self.close_event(&frame.control) {
+                Ok(event) => on_event(event),
+                Err(error) => {
+                    self.failed = true;
+                    self.message = None;
+                    on_event(Event::InvalidClose(error));
+                }
+            },
+            OpCode::Ping => on_event(Event::Ping(Bytes::from(frame.control))),
+            OpCode::Pong => on_event(Event::Pong),
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                if frame.fin {
+                    if let Some(message) = self.message.take() {
+                        on_event(Event::Message(complete(message)?));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn close_event(&self, payload: &[u8]) -> Result<Event, ProtocolError> {
+        if payload.is_empty() {
+            return Ok(Event::Close(None, String::new()));
+        }
+        if self.failed {
+            let code = payload.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+            return Ok(Event::Close(code, String::new()));
+        }
+        if payload.len() < 2 {
+            return Err(ProtocolError::protocol("close payload of one byte"));
+        }
+        let code = u16::from_be_bytes([payload[0], payload[1]]);
+        if !CloseCode::is_allowed_from_peer(code) {
+            return Err(ProtocolError::protocol("invalid close code"));
+        }
+        let reason = std::str::from_utf8(&payload[2..]).map_err(|_| ProtocolError::invalid_utf8())?;
+        Ok(Event::Close(Some(code), reason.to_owned()))
+    }
+}
+
+/// Size of a client frame header, from its second byte.
+fn header_size(second_byte: u8) -> usize {
+    let len_bytes = match second_byte & 0x7F {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    };
+    let mask_bytes = if second_byte & 0x80 != 0 { 4 } else { 0 };
+    2 + len_bytes + mask_bytes
+}
+
+fn complete(mut message: PartialMessage) -> Result<Message, ProtocolError> {
+    let payload_len = message.payload_len();
+    if message.kind == MessageKind::Text {
+        check_utf8(&message.buf[MAX_SERVER_HEADER..], &mut message.utf8_checked, true)?;
+    }
+    let mut space = [0u8; MAX_SERVER_HEADER];
+    let used = write_header_right_aligned(&mut space, message.kind.opcode(), payload_len);
+    message.buf[..MAX_SERVER_HEADER].copy_from_slice(&space);
+    let frame = message.buf.freeze().slice(MAX_SERVER_HEADER - used..);
+    Ok(Message {
+        kind: message.kind,
+        frame,
+        header_len: used,
+    })
+}
+
+/// Validates UTF-8 from `checked` on; an unfinished character at the end is
+/// fine until the message is `complete`. Invalid bytes fail at once (fail-fast).
+fn check_utf8(payload: &[u8], checked: &mut usize, complete: bool) -> Result<(), ProtocolError> {
+    match std::str::from_utf8(&payload[*checked..]) {
+        Ok(_) => {
+            *checked = payload.len();
+            Ok(())
+        }
+        Err(e) if e.error_len().is_some() || complete => Err(ProtocolError::invalid_utf8()),
+        Err(e) => {
+            *checked += e.valid_up_to();
+            Ok(())
+        }
+    }
+}
+
+/// XORs `buf` with the mask, starting at mask position `phase`; eight bytes
+/// at a time, since unmasking is on every received byte's path.
+fn apply_mask(buf: &mut [u8], mask: [u8; 4], phase: usize) {
+    let rotated: [u8; 4] = std::array::from_fn(|i| mask[(phase + i) % 4]);
+    let word = u64::from_ne_bytes([
+        rotated[0], rotated[1], rotated[2], rotated[3], rotated[0], rotated[1], rotated[2], rotated[3],
+    ]);
+    let mut chunks = buf.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        chunk.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ word).to_ne_bytes());
+    }
+    for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
+        *byte ^= rotated[i % 4];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+    fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
+        match payload.len() {
+            n if n < 126 => out.push(0x80 | n as u8),
+            n if n <= 65535 => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&MASK);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+        out
+    }
+
+    fn decode_all(decoder: &mut Decoder, input: &[u8]) -> (Vec<Event>, Result<(), ProtocolError>) {
+        let mut events = Vec::new();
+        let result = decoder.decode(input, &mut |e| events.push(e));
+        (events, result)
+    }
+
+    fn only_message(events: Vec<Event>) -> Message {
+        match events.into_iter().next() {
+            Some(Event::Message(m)) => m,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn decodes_a_masked_text_frame_into_a_server_frame() {
+        let mut decoder = Decoder::new(1024);
+        let (events, result) = decode_all(&mut decoder, &client_frame(true, 1, b"Hello"));
+        result.unwrap();
+        let message = only_message(events);
+        assert_eq!(message.kind(), MessageKind::Text);
+        assert_eq!(message.payload(), b"Hello");
+        assert_eq!(&message.frame()[..], &[0x81, 5, b'H', b'e', b'l', b'l', b'o']);
+        assert!(!decoder.is_mid_message());
+    }
+
+    #[test]
+    fn byte_by_byte_input_gives_the_same_message() {
+        let payload: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+        let wire = client_frame(true, 2, &payload);
+        let mut decoder = Decoder::new(1 << 20);
+        let mut events = Vec::new();
+        for byte in &wire {
+            decoder.decode(std::slice::from_ref(byte), &mut |e| events.push(e)).unwrap();
+        }
+        let message = only_message(events);
+        assert_eq!(message.payload(), &payload[..]);
+        assert_eq!(&message.frame()[..2], &[0x82, 127]);
+    }
+
+    #[test]
+    fn reassembles_fragments_with_interleaved_ping() {
+        let mut wire = client_frame(false, 1, "héllo ".as_bytes());
+        wire.extend(client_frame(true, 9, b"p"));
+        wire.extend(client_frame(false, 0, "wör".as_bytes()));
+        wire.extend(client_frame(true, 0, "ld".as_bytes()));
+        let mut decoder = Decoder::new(1024);
+        let (events, result) = decode_all(&mut decoder, &wire);
+        result.unwrap();
+        assert!(matches!(&events[0], Event::Ping(p) if &p[..] == b"p"));
+        match &events[1] {
+            Event::Message(m) => assert_eq!(m.payload(), "héllo wörld".as_bytes()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn utf8_split_across_fragments_is_accepted() {
+        let euro = "€".as_bytes();
+        let mut wire = client_frame(false, 1, &euro[..1]);
+        wire.extend(client_frame(false, 0, &euro[1..2]));
+        wire.extend(client_frame(true, 0, &euro[2..]));
+        let (events, result) = decode_all(&mut Decoder::new(16), &wire);
+        result.unwrap();
+        assert_eq!(only_message(events).payload(), euro);
+    }
+
+    #[test]
+    fn invalid_utf8_fails_fast_with_1007() {
+        let mut decoder = Decoder::new(1024);
+        let (events, result) = decode_all(&mut decoder, &client_frame(false, 1, &[0xce, 0xba, 0xff]));
+        assert!(events.is_empty());
+        assert_eq!(result.unwrap_err().code, CloseCode::InvalidPayload);
+    }
+
+    #[test]
+    fn truncated_utf8_at_the_end_fails() {
+        let (_, result) = decode_all(&mut Decoder::new(16), &client_frame(true, 1, &[0xe2, 0x82]));
+        assert_eq!(result.unwrap_err().code, CloseCode::InvalidPayload);
+    }
+
+    #[test]
+    fn oversized_message_fails_with_1009_before_its_payload_arrives() {
+        let mut decoder = Decoder::new(100);
+        let wire = client_frame(true, 2, &[0; 101]);
+        let (events, result) = decode_all(&mut decoder, &wire[..8]);
+        assert!(events.is_empty());
+        assert_eq!(result.unwrap_err().code, CloseCode::MessageTooBig);
+        let mut fragmented = client_frame(false, 2, &[0; 60]);
+        fragmented.extend(client_frame(true, 0, &[0; 41]));
+        let (_, result) = decode_all(&mut Decoder::new(100), &fragmented);
+        assert_eq!(result.unwrap_err().code, CloseCode::MessageTooBig);
+    }
+
+    #[test]
+    fn framing_violations_fail_with_1002() {
+        let cases: Vec<Vec<u8>> = vec![
+            {
+                let mut f = client_frame(true, 1, b"x");
+                f[0] |= 0x40;
+                f
+            },
+            client_frame(true, 3, b"x"),
+            client_frame(true, 0xB, b""),
+            client_frame(false, 9, b""),
+            client_frame(true, 9, &[0; 126]),
+            client_frame(true, 0, b"x"),
+            [client_frame(false, 1, b"a"), client_frame(true, 1, b"b")].concat(),
+            vec![0x81, 0x01, b'x'],
+        ];
+        for (i, wire) in cases.iter().enumerate() {
+            let (events, result) = decode_all(&mut Decoder::new(1024), wire);
+            assert!(
+                events.iter().all(|e| !matches!(e, Event::Message(_))),
+                "case {i}"
+            );
+            assert_eq!(result.unwrap_err().code, CloseCode::ProtocolError, "case {i}");
+        }
+    }
+
+    #[test]
+    fn after_a_failure_only_the_close_frame_is_reported() {
+        let mut wire = client_frame(true, 1, &[0xff, 0xfe]);
+        wire.extend(client_frame(true, 2, b"ignored"));
+        wire.extend(client_frame(true, 9, b"ignored too"));
+        wire.extend(client_frame(true, 8, &1000u16.to_be_bytes()));
+        let mut decoder = Decoder::new(1024);
+        let (events, result) = decode_all(&mut decoder, &wire);
+        assert_eq!(result.unwrap_err().code, CloseCode::InvalidPayload);
+        assert_eq!(events.len(), 1);
+        assert!(matches!(events[0], Event::Close(Some(1000), _)));
+    }
+
+    #[test]
+    fn close_frame_with_code_and_reason() {
+        let mut payload = 1001u16.to_be_bytes().to_vec();
+        payload.extend_from_slice("bye ✓".as_bytes());
+        let (events, result) = decode_all(&mut Decoder::new(16), &client_frame(true, 8, &payload));
+        result.unwrap();
+        assert!(matches!(&events[0], Event::Close(Some(1001), r) if r == "bye ✓"));
+    }
+
+    #[test]
+    fn malformed_close_frames_are_reported_with_their_error() {
+        let mut bad_reason = 1000u16.to_be_bytes().to_vec();
+        bad_reason.push(0xff);
+        let cases = [
+            (vec![3u8], CloseCode::ProtocolError),
+            (1005u16.to_be_bytes().to_vec(), CloseCode::ProtocolError),
+            (999u16.to_be_bytes().to_vec(), CloseCode::ProtocolError),
+            (bad_reason, CloseCode::InvalidPayload),
+        ];
+        for (payload, code) in cases {
+            let mut decoder = Decoder::new(16);
+            let (events, result) = decode_all(&mut decoder, &client_frame(true, 8, &payload));
+            result.unwrap();
+            assert!(matches!(&events[..], [Event::InvalidClose(e)] if e.code == code), "{payload:?}");
+        }
+    }
+
+    #[test]
+    fn mask_phase_carries_across_chunks() {
+        let mut buf: Vec<u8> = (0..37u8).collect();
+        let original = buf.clone();
+        let mask = [1, 2, 3, 4];
+        apply_mask(&mut buf[..5], mask, 0);
+        apply_mask(&mut buf[5..19], mask, 5);
+        apply_mask(&mut buf[19..], mask, 19);
+        let expected: Vec<u8> = original.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]).collect();
+        assert_eq!(buf, expected);
+    }
+}

@@ -1,0 +1,21 @@
+//! The WebSocket wire format (RFC 6455), without any I/O.
+//!
+//! wshub owns its read path: the per-connection memory target (about 1 KiB for
+//! an idle connection) rules out every crate that keeps a read buffer alive
+//! while the peer is silent. This module is that read path's pure half: a
+//! streaming [`Decoder`] that turns bytes into messages as they arrive, and
+//! encoders that produce ready-to-send server frames. The connection module
+//! feeds it from a per-thread scratch buffer; the Autobahn TestSuite judges it.
+//!
+//! # Layout
+//! - `close`: close codes and the rules for which ones a peer may send.
+//! - `frame`: opcodes, frame headers, and encoding of server frames.
+//! - `decoder`: the streaming, validating message decoder.
+
+mod close;
+mod decoder;
+mod frame;
+
+pub use close::CloseCode;
+pub use decoder::{Decoder, Event, Message, MessageKind, ProtocolError};
+pub use frame::{encode_close, encode_frame, OpCode};

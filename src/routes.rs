@@ -1,0 +1,57 @@
+//! The HTTP routes: the two WebSocket services, health, and the page.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderValue, Method};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use axum::Router;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::hub::Endpoint;
+use crate::server::Shared;
+use crate::upgrade::upgrade;
+use crate::web;
+
+/// Builds the router over the server's shared state.
+pub fn router(shared: Arc<Shared>) -> Router {
+    let policy = shared.origins.clone();
+    let cors = CorsLayer::new()
+        .allow_methods([Method::GET, Method::HEAD])
+        .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, parts| {
+            let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok());
+            origin.to_str().is_ok_and(|o| policy.allows(Some(o), host))
+        }));
+    Router::new()
+        .route("/echo", get(echo))
+        .route("/ws", get(chat))
+        .route("/healthz", get(healthz))
+        .fallback(get(web::serve))
+        .layer(cors)
+        .with_state(shared)
+}
+
+async fn echo(State(shared): State<Arc<Shared>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Request) -> Response {
+    upgrade(&shared, peer, request, Endpoint::Echo)
+}
+
+async fn chat(State(shared): State<Arc<Shared>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Request) -> Response {
+    upgrade(&shared, peer, request, Endpoint::Chat)
+}
+
+/// `GET /healthz`: 200 with live counts, for load balancers and humans.
+async fn healthz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let snapshot = shared.hub.snapshot();
+    Json(serde_json::json!({
+        "status": if shared.is_shutting_down() { "shutting_down" } else { "ok" },
+        "connections": {
+            "total": snapshot.connections,
+            "echo": snapshot.echo,
+            "chat": snapshot.chat,
+        },
+        "rooms": snapshot.rooms,
+        "evictions": snapshot.evictions,
+    }))
+}

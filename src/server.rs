@@ -1,0 +1,248 @@
+//! Listening, TLS, serving HTTP until the upgrade, and graceful shutdown.
+//!
+//! The accept loop is ours (not `axum::serve`) for three reasons: upgraded
+//! sockets must be tracked for shutdown (axum does not, axum #3003), TLS is
+//! optional per configuration, and accept errors such as hitting the
+//! open-files limit must back off instead of ending the server.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+use crate::config::Config;
+use crate::connection::{CloseRequest, Timeouts};
+use crate::hub::{Hub, RoomName};
+use crate::origin::OriginPolicy;
+use crate::protocol::CloseCode;
+use crate::tls::{self, TlsError};
+
+/// Time a client gets to finish its TLS handshake or send its request head.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest pause after a failing `accept` (the pause doubles from 10 ms).
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Listen backlog: bursts of thousands of connects must not be dropped.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Start-up failures.
+#[derive(Debug, Error)]
+pub enum ServerError {
+    /// The address could not be bound (in use, no permission...).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The certificate or key is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// State shared by the routes, the upgrade and every connection.
+#[derive(Debug)]
+pub struct Shared {
+    pub(crate) config: Config,
+    pub(crate) hub: Hub,
+    pub(crate) origins: OriginPolicy,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) shutting_down: AtomicBool,
+    pub(crate) next_connection_id: AtomicU64,
+    pub(crate) lobby: RoomName,
+}
+
+impl Shared {
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listener", &self.listener)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Loads TLS material and binds the listener.
+    ///
+    /// # Errors
+    /// [`ServerError`] naming the address, file or problem.
+    pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+        let addr = SocketAddr::new(config.bind, config.port);
+        let listener = listen(addr).map_err(|source| ServerError::Bind { addr, source })?;
+        let shared = Arc::new(Shared {
+            hub: Hub::new(config.max_connections),
+            origins: OriginPolicy::new(&config.allowed_origins),
+            timeouts: Timeouts {
+                ping_interval: config.ping_interval,
+                read_timeout: config.read_timeout,
+                write_timeout: config.write_timeout,
+            },
+            tracker: TaskTracker::new(),
+            shutting_down: AtomicBool::new(false),
+            next_connection_id: AtomicU64::new(1),
+            lobby: RoomName::from("lobby"),
+            config,
+        });
+        Ok(Server { listener, tls, shared })
+    }
+
+    /// The address actually bound (port 0 becomes a real port).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The hub, for callers that embed the server.
+    pub fn hub(&self) -> &Hub {
+        &self.shared.hub
+    }
+
+    /// Serves until `shutdown` completes, then closes every connection with
+    /// 1001 and waits for them up to the shutdown timeout.
+    ///
+    /// # Errors
+    /// None today; the `Result` leaves room for failures while serving.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let Server { listener, tls, shared } = self;
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
+        let addr = listener.local_addr().ok();
+        tracing::info!(?addr, scheme, "listening");
+        if shared.origins.allows_any() {
+            tracing::warn!("--allowed-origin '*': any web page may open WebSockets here (cross-site WebSocket hijacking is possible)");
+        }
+        let router = crate::routes::router(shared.clone());
+        let http_stop = CancellationToken::new();
+        tokio::pin!(shutdown);
+        let mut backoff = Duration::ZERO;
+        loop {
+            let accepted = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    backoff = Duration::ZERO;
+                    let _ = stream.set_nodelay(true);
+                    let router = router.clone();
+                    let tls = tls.clone();
+                    let stop = http_stop.clone();
+                    shared.tracker.spawn(async move {
+                        match tls {
+                            None => serve_http(stream, peer, router, stop).await,
+                            Some(acceptor) => {
+                                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                    Ok(Ok(stream)) => serve_http(stream, peer, router, stop).await,
+                                    Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                                }
+                            }
+                        }
+                    });
+                }
+                Err(e) if is_per_connection(&e) => {}
+                Err(e) => {
+                    // Typically EMFILE: out of file descriptors. Keep
+                    // serving the connections we have; retry later.
+                    backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
+                    tracing::error!("accept failed: {e}; pausing accepts for {backoff:?}");
+                    tokio::time::sleep(backoff).await;
+                }
+            }
+        }
+        drop(listener);
+        shutdown_connections(&shared, &http_stop).await;
+        Ok(())
+    }
+}
+
+async fn shutdown_connections(shared: &Shared, http_stop: &CancellationToken) {
+    shared.shutting_down.store(true, Ordering::Release);
+    let open = shared.hub.connection_count();
+    tracing::info!(connections = open, "shutting down: closing connections with 1001");
+    http_stop.cancel();
+    shared
+        .hub
+        .close_all(CloseRequest::Graceful(CloseCode::GoingAway, "server shutting down"));
+    shared.tracker.close();
+    let timeout = shared.config.shutdown_timeout;
+    if tokio::time::timeout(timeout, shared.tracker.wait()).await.is_err() {
+        tracing::warn!(
+            remaining = shared.hub.connection_count(),
+            "shutdown timeout of {timeout:?} reached; dropping the remaining connections"
+        );
+        shared.hub.close_all(CloseRequest::Abort);
+        let _ = tokio::time::timeout(Duration::from_secs(1), shared.tracker.wait()).await;
+    }
+    tracing::info!("shutdown complete");
+}
+
+/// Errors that concern one incoming connection, not the listener.
+fn is_per_connection(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted)
+}
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Serves HTTP/1.1 on one connection until it upgrades or ends.
+async fn serve_http<I>(io: I, peer: SocketAddr, router: axum::Router, stop: CancellationToken)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = router.map_request(move |mut request: axum::http::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        request
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HANDSHAKE_TIMEOUT)
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
+        .with_upgrades();
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = stop.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, "HTTP connection ended: {e}");
+    }
+}

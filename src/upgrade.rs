@@ -1,0 +1,214 @@
+//! The WebSocket handshake (RFC 6455 section 4.2), done before any socket
+//! exists: the last point where a request can still be refused with an
+//! HTTP status. Origin, capacity and the handshake headers are checked
+//! here; then the connection's task takes over the upgraded socket.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use bytes::Bytes;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use sha1::{Digest, Sha1};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::connection::{self, CloseRequest, Outbox, Peer, Service};
+use crate::hub::{Endpoint, Ticket};
+use crate::protocol::CloseCode;
+use crate::server::Shared;
+
+/// The GUID every server appends to the client's key (RFC 6455 1.3).
+const ACCEPT_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// Why a handshake was refused; each maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// Not a WebSocket upgrade at all (a plain GET).
+    #[error("this endpoint speaks WebSocket; connect with a WebSocket client, e.g. wscat -c ws://HOST/echo")]
+    NotWebSocket,
+    /// A version other than 13.
+    #[error("unsupported Sec-WebSocket-Version; this server speaks 13")]
+    Version,
+    /// A missing or malformed Sec-WebSocket-Key.
+    #[error("missing or malformed Sec-WebSocket-Key")]
+    Key,
+    /// The page's origin is not allowed.
+    #[error("origin not allowed")]
+    Origin,
+    /// `--max-connections` reached.
+    #[error("server at its connection limit, try again later")]
+    Full,
+    /// The server is shutting down.
+    #[error("server shutting down")]
+    ShuttingDown,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let status = match self {
+            Refusal::NotWebSocket | Refusal::Version => StatusCode::UPGRADE_REQUIRED,
+            Refusal::Key => StatusCode::BAD_REQUEST,
+            Refusal::Origin => StatusCode::FORBIDDEN,
+            Refusal::Full | Refusal::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let mut response = (status, self.to_string()).into_response();
+        if status == StatusCode::UPGRADE_REQUIRED {
+            let headers = response.headers_mut();
+            headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        }
+        response
+    }
+}
+
+/// Accepts (or refuses) a WebSocket upgrade for `endpoint`.
+pub fn upgrade(shared: &Arc<Shared>, peer: SocketAddr, mut request: Request, endpoint: Endpoint) -> Response {
+    let accept = match check(shared, peer, request.headers(), endpoint) {
+        Ok(accept) => accept,
+        Err(refusal) => {
+            match refusal {
+                Refusal::Origin | Refusal::Full => {
+                    tracing::warn!(%peer, endpoint = endpoint.as_str(), origin = ?request.headers().get(header::ORIGIN), "refused upgrade: {refusal}")
+                }
+                _ => tracing::debug!(%peer, endpoint = endpoint.as_str(), "refused upgrade: {refusal}"),
+            }
+            return refusal.into_response();
+        }
+    };
+    let Some(ticket) = shared.hub.reserve(endpoint) else {
+        tracing::warn!(%peer, endpoint = endpoint.as_str(), "refused upgrade: {}", Refusal::Full);
+        return Refusal::Full.into_response();
+    };
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let task_shared = shared.clone();
+    shared.tracker.spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => run(task_shared, ticket, peer, upgraded).await,
+            Err(e) => tracing::debug!(%peer, "upgrade did not complete: {e}"),
+        }
+    });
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    response
+}
+
+fn check(shared: &Shared, _peer: SocketAddr, headers: &HeaderMap, _endpoint: Endpoint) -> Result<HeaderValue, Refusal> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    if !has_token(header::UPGRADE, "websocket") || !has_token(header::CONNECTION, "upgrade") {
+        return Err(Refusal::NotWebSocket);
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        return Err(Refusal::Version);
+    }
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or(Refusal::Key)?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(key.as_bytes())
+        .map_err(|_| Refusal::Key)?;
+    if decoded.len() != 16 {
+        return Err(Refusal::Key);
+    }
+    let origin = headers.get(header::ORIGIN).map(|v| v.to_str().unwrap_or("invalid"));
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if !shared.origins.allows(origin, host) {
+        return Err(Refusal::Origin);
+    }
+    if shared.shutting_down.load(Ordering::Acquire) {
+        return Err(Refusal::ShuttingDown);
+    }
+    Ok(accept_key(key.as_bytes()))
+}
+
+/// `Sec-WebSocket-Accept` for a client's key.
+pub fn accept_key(key: &[u8]) -> HeaderValue {
+    let mut sha1 = Sha1::new();
+    sha1.update(key);
+    sha1.update(ACCEPT_GUID);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(sha1.finalize());
+    HeaderValue::from_str(&encoded).expect("base64 is a valid header value")
+}
+
+/// Takes the raw socket back from hyper (so no HTTP layer stays in between)
+/// and runs the connection.
+async fn run(shared: Arc<Shared>, ticket: Ticket, addr: SocketAddr, upgraded: Upgraded) {
+    let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => return drive(shared, ticket, addr, parts.io.into_inner(), parts.read_buf).await,
+        Err(upgraded) => upgraded,
+    };
+    match upgraded.downcast::<TokioIo<tokio_rustls::server::TlsStream<TcpStream>>>() {
+        Ok(parts) => drive(shared, ticket, addr, parts.io.into_inner(), parts.read_buf).await,
+        Err(upgraded) => drive(shared, ticket, addr, TokioIo::new(upgraded), Bytes::new()).await,
+    }
+}
+
+async fn drive<S>(shared: Arc<Shared>, ticket: Ticket, addr: SocketAddr, stream: S, already_read: Bytes)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let config = &shared.config;
+    let endpoint = ticket.endpoint();
+    let outbox = Arc::new(Outbox::new(config.max_queue_messages, config.max_queue_bytes));
+    let registration = ticket.register(outbox.clone());
+    if shared.shutting_down.load(Ordering::Acquire) {
+        // Shutdown began between the handshake and now: close at once.
+        outbox.request_close(CloseRequest::Graceful(CloseCode::GoingAway, "server shutting down"));
+    }
+    let hub = registration.hub().clone();
+    let service = match endpoint {
+        Endpoint::Echo => Service::Echo,
+        Endpoint::Chat => Service::Chat(hub.join(&shared.lobby, outbox.clone())),
+    };
+    let peer = Peer {
+        addr,
+        id: shared.next_connection_id.fetch_add(1, Ordering::Relaxed),
+    };
+    tracing::info!(peer = %addr, conn = peer.id, endpoint = endpoint.as_str(), "connection opened");
+    let started = Instant::now();
+    let ending = connection::serve(
+        stream,
+        already_read,
+        service,
+        outbox,
+        hub,
+        peer.clone(),
+        shared.timeouts,
+        config.max_message_size,
+    )
+    .await;
+    drop(registration);
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let code = ending.close_code();
+    if ending.is_routine() {
+        tracing::info!(peer = %addr, conn = peer.id, endpoint = endpoint.as_str(), code, duration_ms, "connection closed: {ending}");
+    } else {
+        tracing::warn!(peer = %addr, conn = peer.id, endpoint = endpoint.as_str(), code, duration_ms, "connection closed: {ending}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_key_matches_rfc_example() {
+        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+}

@@ -1,0 +1,118 @@
+//! The load generator (`wshub-bench`) measures what it claims: each of its modes, run briefly
+//! against an in-process wshub, connects everything it asked for and reports clean results
+//! (every echo byte intact, no loss or reordering in a room, stalled readers evicted while the
+//! healthy ones lose nothing).
+//!
+//! Only counts are asserted, never times or rates: the machines that run this are shared and
+//! noisy.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{start_server_with, test_config};
+use wshub_bench::{broadcast, conns, echo, slow};
+use wshub_bench::{BroadcastOptions, Common, ConnsOptions, EchoOptions, Format, SlowOptions};
+
+#[tokio::test]
+async fn echo_mode_checks_every_byte() {
+    let server = start_server_with(test_config()).await;
+    for (format, pipeline) in [(Format::Binary, 1), (Format::Text, 4)] {
+        let report = echo::run(EchoOptions {
+            common: Common::new(server.url("/echo")),
+            connections: 10,
+            duration: Duration::from_millis(500),
+            pipeline,
+            size: 64,
+            format,
+        })
+        .await
+        .expect("echo run");
+        assert_eq!(report.connections.opened, 10, "{report:?}");
+        assert!(report.messages > 0, "{report:?}");
+        assert_eq!(report.mismatches, 0, "{report:?}");
+        assert_eq!(report.unexpected, 0, "{report:?}");
+        assert_eq!(report.disconnects, 0, "{report:?}");
+        assert!(report.latency.count >= report.messages, "{report:?}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn broadcast_mode_sees_no_loss_or_reordering() {
+    let server = start_server_with(test_config()).await;
+    for rate in [None, Some(2000.0)] {
+        let report = broadcast::run(BroadcastOptions {
+            common: Common::new(server.url("/ws")),
+            clients: 30,
+            senders: 5,
+            rate,
+            duration: Duration::from_millis(500),
+            drain: Duration::from_secs(5),
+            ..BroadcastOptions::default()
+        })
+        .await
+        .expect("broadcast run");
+        let room = &report.room;
+        assert_eq!(report.connections.opened, 30, "{report:?}");
+        assert!(room.sent > 0, "{report:?}");
+        assert_eq!(room.expected_deliveries, room.sent * 30, "{report:?}");
+        assert_eq!(room.deliveries, room.expected_deliveries, "{report:?}");
+        assert_eq!(room.loss, 0, "{report:?}");
+        assert_eq!(room.order_violations, 0, "{report:?}");
+        assert_eq!(room.corrupt, 0, "{report:?}");
+        assert!(room.drained, "{report:?}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn conns_mode_opens_every_connection_and_reads_the_servers_memory() {
+    let server = start_server_with(test_config()).await;
+    let mut common = Common::new(server.url("/echo"));
+    // The server runs in this process, so this process's RSS is the server's.
+    common.server_pid = Some(std::process::id());
+    let report = conns::run(ConnsOptions {
+        common,
+        connections: 50,
+        hold: Duration::from_millis(300),
+        ..ConnsOptions::default()
+    })
+    .await
+    .expect("conns run");
+    assert_eq!(report.connections.opened, 50, "{report:?}");
+    assert_eq!(report.connections.failed, 0, "{report:?}");
+    assert_eq!(report.dropped, 0, "{report:?}");
+    assert!(report.server_rss_per_conn_bytes.is_some(), "{report:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn slow_mode_sees_stalled_readers_evicted_and_healthy_ones_unharmed() {
+    let mut config = test_config();
+    config.max_queue_messages = 64;
+    let server = start_server_with(config).await;
+    let report = slow::run(SlowOptions {
+        common: Common::new(server.url("/ws")),
+        clients: 20,
+        stalled: 3,
+        senders: 2,
+        rate: Some(4000.0),
+        duration: Duration::from_secs(1),
+        drain: Duration::from_secs(5),
+        ..SlowOptions::default()
+    })
+    .await
+    .expect("slow run");
+    assert_eq!(report.connections.opened, 20, "{report:?}");
+    assert_eq!(report.stalled, 3, "{report:?}");
+    assert_eq!(report.evicted, 3, "{report:?}");
+    let healthy = &report.healthy;
+    assert_eq!(healthy.clients, 17, "{report:?}");
+    assert!(healthy.sent > 0, "{report:?}");
+    assert_eq!(healthy.loss, 0, "{report:?}");
+    assert_eq!(healthy.order_violations, 0, "{report:?}");
+    assert_eq!(healthy.corrupt, 0, "{report:?}");
+    assert_eq!(healthy.disconnects, 0, "{report:?}");
+    server.shutdown().await;
+}

@@ -1,0 +1,80 @@
+/**
+ * Where the socket goes: the page's own origin (ws:// or wss:// to match http:// or https://),
+ * or the base URL given by `?server=ws://host:port`.
+ */
+
+/** The two endpoints of the raw protocol. */
+export type Endpoint = 'echo' | 'chat';
+
+/** Path of each endpoint on the server. */
+export const ENDPOINT_PATHS: Readonly<Record<Endpoint, string>> = { echo: '/echo', chat: '/ws' };
+
+/** The parts of `window.location` this module reads. */
+export interface PageLocation {
+  protocol: string;
+  host: string;
+  search: string;
+}
+
+/** The base socket URL and how it was chosen. */
+export interface SocketBase {
+  /** `ws://host:port` or `wss://host:port`, plus an optional path prefix, no trailing slash. */
+  base: string;
+  /** True when `?server=` chose it. */
+  overridden: boolean;
+  /** Set when `?server=` was present but unusable (the page then uses its own origin). */
+  warning?: string;
+}
+
+const FALLBACK_BASE = 'ws://localhost:8080';
+
+function fromPageOrigin(loc: PageLocation): string {
+  if (loc.protocol === 'https:') return `wss://${loc.host}`;
+  if (loc.protocol === 'http:') return `ws://${loc.host}`;
+  return FALLBACK_BASE; // file:// and friends have no server of their own
+}
+
+/** Parse `?server=`; accepts ws:, wss:, and http:/https: (mapped to ws:/wss:). */
+export function parseServerParam(value: string): string | null {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return null;
+  }
+  const scheme = { 'ws:': 'ws:', 'wss:': 'wss:', 'http:': 'ws:', 'https:': 'wss:' }[url.protocol];
+  if (!scheme || !url.host) return null;
+  const prefix = url.pathname.replace(/\/+$/, '');
+  return `${scheme}//${url.host}${prefix}`;
+}
+
+/** Decide the base socket URL for this page. */
+export function resolveSocketBase(loc: PageLocation): SocketBase {
+  const param = new URLSearchParams(loc.search).get('server');
+  if (param !== null && param.trim() !== '') {
+    const base = parseServerParam(param.trim());
+    if (base) return { base, overridden: true };
+    return {
+      base: fromPageOrigin(loc),
+      overridden: false,
+      warning: `Ignored ?server=${param}: expected ws://host:port or wss://host:port.`,
+    };
+  }
+  return { base: fromPageOrigin(loc), overridden: false };
+}
+
+/** Read `?mode=echo|chat`; anything else gives `fallback`. */
+export function parseEndpoint(search: string, fallback: Endpoint = 'chat'): Endpoint {
+  const mode = new URLSearchParams(search).get('mode');
+  return mode === 'echo' || mode === 'chat' ? mode : fallback;
+}
+
+/** Full socket URL of an endpoint. */
+export function socketUrl(base: string, endpoint: Endpoint): string {
+  return `${base}${ENDPOINT_PATHS[endpoint]}`;
+}
+
+/** The server's health URL over HTTP(S), used to tell "refused" from "unreachable". */
+export function healthUrl(base: string): string {
+  return `${base.replace(/^ws(s?):/, 'http$1:')}/healthz`;
+}

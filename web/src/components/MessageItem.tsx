@@ -1,0 +1,48 @@
+import type { ChatMessage } from '../client';
+
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+
+const STATUS_TEXT: Record<string, string> = {
+  pending: 'sending…',
+  unconfirmed: 'not confirmed',
+};
+
+function author(m: ChatMessage): string {
+  switch (m.kind) {
+    case 'own':
+      return m.nick ? `${m.nick} (you)` : 'You';
+    case 'echo':
+      return 'Echo';
+    case 'other':
+      return m.nick || 'Someone';
+    case 'system':
+      return '';
+  }
+}
+
+/** One message. Text is rendered as text (React escapes it); newlines and long words wrap. */
+export function MessageItem({ message: m }: { message: ChatMessage }) {
+  const time = (
+    <time dateTime={new Date(m.ts).toISOString()} title={new Date(m.ts).toLocaleString()}>
+      {timeFormat.format(m.ts)}
+    </time>
+  );
+  if (m.kind === 'system') {
+    return (
+      <li className={`message message-system tone-${m.tone ?? 'info'}`} data-kind="system">
+        <span className="message-text">{m.text}</span> {time}
+      </li>
+    );
+  }
+  const status = m.status ? STATUS_TEXT[m.status] : undefined;
+  return (
+    <li className={`message message-${m.kind}${m.status ? ` is-${m.status}` : ''}`} data-kind={m.kind}>
+      <div className="message-meta">
+        <span className="message-author">{author(m)}</span>
+        {time}
+        {status && <span className="message-status">{status}</span>}
+      </div>
+      <p className="message-text">{m.text}</p>
+    </li>
+  );
+}
