@@ -134,8 +134,10 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let Server { listener, tls, shared } = self;
         let scheme = if tls.is_some() { "wss" } else { "ws" };
-        let addr = listener.local_addr().ok();
-        tracing::info!(?addr, scheme, "listening");
+        match listener.local_addr() {
+            Ok(addr) => tracing::info!(%addr, scheme, "listening"),
+            Err(e) => tracing::warn!("listening, address unknown: {e}"),
+        }
         if shared.origins.allows_any() {
             tracing::warn!("--allowed-origin '*': any web page may open WebSockets here (cross-site WebSocket hijacking is possible)");
         }

@@ -321,7 +321,13 @@ impl Session {
 
     /// Moves queued frames into the batch; true if it took anything.
     fn poll_outbox(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.phase != Phase::Open || self.ending.is_some() {
+        if self.ending.is_some() {
+            return false;
+        }
+        if self.phase != Phase::Open {
+            if self.outbox.poll_aborted(cx).is_ready() {
+                self.end(Ending::Aborted);
+            }
             return false;
         }
         match self.outbox.poll_take(cx, &mut self.batch) {

@@ -146,6 +146,19 @@ impl Outbox {
         Poll::Ready(state.close.clone())
     }
 
+    /// Ready once an [`CloseRequest::Abort`] arrives: a connection that is
+    /// already closing still has to notice that shutdown ran out of time.
+    pub fn poll_aborted(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.lock();
+        if state.close == Some(CloseRequest::Abort) {
+            return Poll::Ready(());
+        }
+        if !state.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            state.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
     /// Moves what is queued to `into` at once, without registering a waker:
     /// used when closing, so that replies already queued go out before the
     /// close frame.

@@ -120,6 +120,8 @@ struct FrameState {
     control: Vec<u8>,
     /// Skip the payload: the connection already failed.
     skip: bool,
+    /// A close frame too long or fragmented: the peer closed, badly.
+    invalid_close: Option<ProtocolError>,
 }
 
 #[derive(Debug)]
@@ -281,6 +283,7 @@ impl Decoder {
             mask_phase: 0,
             control: Vec::new(),
             skip: true,
+            invalid_close: None,
         });
         if self.failed {
             // Only a close frame still matters; keep it readable.
@@ -297,11 +300,21 @@ impl Decoder {
             return Err(ProtocolError::protocol("client frame is not masked"));
         }
         if opcode.is_control() {
-            if !fin {
-                return Err(ProtocolError::protocol("fragmented control frame"));
-            }
-            if len > 125 {
-                return Err(ProtocolError::protocol("control frame payload over 125 bytes"));
+            let violation = if !fin {
+                Some("fragmented control frame")
+            } else if len > 125 {
+                Some("control frame payload over 125 bytes")
+            } else {
+                None
+            };
+            if let Some(reason) = violation {
+                let error = ProtocolError::protocol(reason);
+                match self.frame.as_mut() {
+                    // Skip its payload, then report it as a bad close.
+                    Some(frame) if opcode == OpCode::Close => frame.invalid_close = Some(error),
+                    _ => return Err(error),
+                }
+                return Ok(());
             }
             self.arm_control(len);
             return Ok(());
@@ -383,6 +396,12 @@ impl Decoder {
         let Some(frame) = self.frame.take() else {
             return Ok(());
         };
+        if let Some(error) = frame.invalid_close {
+            self.failed = true;
+            self.message = None;
+            on_event(Event::InvalidClose(error));
+            return Ok(());
+        }
         if frame.skip {
             return Ok(());
         }
@@ -662,6 +681,7 @@ mod tests {
             (vec![3u8], CloseCode::ProtocolError),
             (1005u16.to_be_bytes().to_vec(), CloseCode::ProtocolError),
             (999u16.to_be_bytes().to_vec(), CloseCode::ProtocolError),
+            ([1000u16.to_be_bytes().to_vec(), vec![b'x'; 124]].concat(), CloseCode::ProtocolError),
             (bad_reason, CloseCode::InvalidPayload),
         ];
         for (payload, code) in cases {

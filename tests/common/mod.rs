@@ -45,11 +45,13 @@ impl TestServer {
     }
 }
 
-/// The seed's defaults, bound to a free loopback port.
+/// The seed's defaults, bound to a free loopback port; shutdown waits 2 s
+/// rather than 5 s for clients the tests leave unanswered.
 pub fn test_config() -> Config {
     let mut config = Config::default();
     config.bind = "127.0.0.1".parse().unwrap();
     config.port = 0;
+    config.shutdown_timeout = std::time::Duration::from_secs(2);
     config
 }
 
