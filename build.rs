@@ -49,9 +49,17 @@ fn main() {
     let installed = web.join("node_modules/.package-lock.json");
     let lock = web.join("package-lock.json");
     if !installed.exists() || modified(&lock) > modified(&installed) {
-        run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&web), "npm ci");
+        run(
+            Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&web),
+            "npm ci",
+        );
     }
-    run(Command::new("npm").args(["run", "build"]).current_dir(&web), "npm run build");
+    run(
+        Command::new("npm").args(["run", "build"]).current_dir(&web),
+        "npm run build",
+    );
     copy_dir(&web.join("dist"), &out);
 }
 
@@ -60,14 +68,17 @@ fn modified(path: &Path) -> Option<std::time::SystemTime> {
 }
 
 fn run(command: &mut Command, what: &str) {
-    let status = command.status().unwrap_or_else(|e| panic!("wshub: cannot run {what}: {e}"));
+    let status = command
+        .status()
+        .unwrap_or_else(|e| panic!("wshub: cannot run {what}: {e}"));
     if !status.success() {
         panic!("\n\nwshub: `{what}` in web/ failed ({status}); see its output above.\n");
     }
 }
 
 fn copy_dir(from: &Path, to: &Path) {
-    let entries = std::fs::read_dir(from).unwrap_or_else(|e| panic!("wshub: cannot read {}: {e}", from.display()));
+    let entries = std::fs::read_dir(from)
+        .unwrap_or_else(|e| panic!("wshub: cannot read {}: {e}", from.display()));
     for entry in entries {
         let entry = entry.expect("read dir entry");
         let target = to.join(entry.file_name());

@@ -57,7 +57,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 fn parse_size(text: &str) -> Result<usize, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     let number: usize = digits
         .parse()
@@ -67,7 +69,11 @@ fn parse_size(text: &str) -> Result<usize, String> {
         "KiB" | "K" | "KB" => 1 << 10,
         "MiB" | "M" | "MB" => 1 << 20,
         "GiB" | "G" | "GB" => 1 << 30,
-        other => return Err(format!("unknown size unit '{other}' (use B, KiB, MiB or GiB)")),
+        other => {
+            return Err(format!(
+                "unknown size unit '{other}' (use B, KiB, MiB or GiB)"
+            ))
+        }
     };
     number
         .checked_mul(factor)
@@ -76,7 +82,11 @@ fn parse_size(text: &str) -> Result<usize, String> {
 
 /// The command line, as clap sees it. Field docs are the `--help` text.
 #[derive(Debug, Parser)]
-#[command(name = "wshub", version, about = "A real-time WebSocket server: echo, chat rooms, history and scale-out")]
+#[command(
+    name = "wshub",
+    version,
+    about = "A real-time WebSocket server: echo, chat rooms, history and scale-out"
+)]
 #[command(args_override_self = true)]
 pub struct Cli {
     /// TOML file with any of these options (keys as the long flag names, with - or _)
@@ -93,15 +103,30 @@ pub struct Cli {
 
     /// Allowed page origin for WebSocket upgrades and CORS (repeatable; '*' allows any).
     /// Without it: pages on localhost, 127.0.0.1 and [::1]
-    #[arg(long = "allowed-origin", env = "WSHUB_ALLOWED_ORIGINS", value_delimiter = ',', value_name = "ORIGIN")]
+    #[arg(
+        long = "allowed-origin",
+        env = "WSHUB_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
     pub allowed_origins: Vec<String>,
 
     /// PEM certificate chain: serve https and wss only (needs --tls-key)
-    #[arg(long, env = "WSHUB_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    #[arg(
+        long,
+        env = "WSHUB_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
     pub tls_cert: Option<PathBuf>,
 
     /// PEM private key for --tls-cert
-    #[arg(long, env = "WSHUB_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    #[arg(
+        long,
+        env = "WSHUB_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
     pub tls_key: Option<PathBuf>,
 
     /// Serve TLS with a freshly generated certificate for localhost (development only)
@@ -200,7 +225,7 @@ impl Default for Config {
         let command = Cli::command().mut_args(|arg| arg.env(None::<&str>));
         let matches = command.get_matches_from(["wshub"]);
         Cli::from_arg_matches(&matches)
-            .and_then(|cli| Ok(cli.into_config()))
+            .map(|cli| cli.into_config())
             .expect("built-in defaults parse")
             .expect("built-in defaults are valid")
     }
@@ -222,10 +247,11 @@ impl Cli {
         let Some(path) = first.config.clone() else {
             return Ok(first);
         };
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::FileUnreadable {
-            path: path.clone(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|source| ConfigError::FileUnreadable {
+                path: path.clone(),
+                source,
+            })?;
         let file_args = file_to_args(&text).map_err(|message| ConfigError::FileInvalid {
             path: path.clone(),
             message,
@@ -234,12 +260,13 @@ impl Cli {
         merged.extend(args.first().cloned());
         merged.extend(file_args);
         merged.extend(args.into_iter().skip(1));
-        let matches = Cli::command().try_get_matches_from(merged).map_err(|e| {
-            ConfigError::FileInvalid {
-                path: path.clone(),
-                message: e.to_string(),
-            }
-        })?;
+        let matches =
+            Cli::command()
+                .try_get_matches_from(merged)
+                .map_err(|e| ConfigError::FileInvalid {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
         Ok(Cli::from_arg_matches(&matches)?)
     }
 
@@ -260,7 +287,9 @@ impl Cli {
             ("--shutdown-timeout", self.shutdown_timeout),
         ] {
             if value.is_zero() {
-                return Err(ConfigError::Inconsistent(format!("{name} must be above zero")));
+                return Err(ConfigError::Inconsistent(format!(
+                    "{name} must be above zero"
+                )));
             }
         }
         for (name, value) in [
@@ -270,7 +299,9 @@ impl Cli {
             ("--max-queue-bytes", self.max_queue_bytes),
         ] {
             if value == 0 {
-                return Err(ConfigError::Inconsistent(format!("{name} must be above zero")));
+                return Err(ConfigError::Inconsistent(format!(
+                    "{name} must be above zero"
+                )));
             }
         }
         for origin in &self.allowed_origins {
@@ -305,7 +336,9 @@ impl Cli {
 /// Turns `key = value` entries into `--key value` flags, skipping keys whose
 /// environment variable is set.
 fn file_to_args(text: &str) -> Result<Vec<OsString>, String> {
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.message().to_owned())?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| e.message().to_owned())?;
     let command = Cli::command();
     let mut args = Vec::new();
     for (key, value) in table {
@@ -314,7 +347,10 @@ fn file_to_args(text: &str) -> Result<Vec<OsString>, String> {
             .get_arguments()
             .find(|a| a.get_long() == Some(long.as_str()) && long != "config")
             .ok_or_else(|| format!("unknown key '{key}' (see wshub --help)"))?;
-        if arg.get_env().is_some_and(|name| std::env::var_os(name).is_some()) {
+        if arg
+            .get_env()
+            .is_some_and(|name| std::env::var_os(name).is_some())
+        {
             continue;
         }
         let flag = format!("--{long}");
@@ -366,7 +402,8 @@ mod tests {
 
     #[test]
     fn ping_must_come_before_the_read_deadline() {
-        let cli = Cli::try_parse_from(["wshub", "--ping-interval", "60s", "--read-timeout", "60s"]).unwrap();
+        let cli = Cli::try_parse_from(["wshub", "--ping-interval", "60s", "--read-timeout", "60s"])
+            .unwrap();
         let err = cli.into_config().unwrap_err().to_string();
         assert!(err.contains("--ping-interval"), "{err}");
     }
@@ -376,10 +413,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wshub.toml");
         std::fs::write(&path, "port = 9000\nmax_message_size = \"2MiB\"\nallowed-origin = [\"https://a.example\", \"https://b.example\"]\n").unwrap();
-        let cli = Cli::load(["wshub", "--config", path.to_str().unwrap(), "--port", "9001"]).unwrap();
+        let cli = Cli::load([
+            "wshub",
+            "--config",
+            path.to_str().unwrap(),
+            "--port",
+            "9001",
+        ])
+        .unwrap();
         assert_eq!(cli.port, 9001);
         assert_eq!(cli.max_message_size, 2 << 20);
-        assert_eq!(cli.allowed_origins, ["https://a.example", "https://b.example"]);
+        assert_eq!(
+            cli.allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
     }
 
     #[test]
@@ -387,7 +434,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wshub.toml");
         std::fs::write(&path, "prot = 9000\n").unwrap();
-        let err = Cli::load(["wshub", "--config", path.to_str().unwrap()]).unwrap_err().to_string();
+        let err = Cli::load(["wshub", "--config", path.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown key 'prot'"), "{err}");
     }
 }

@@ -33,7 +33,9 @@ fn init_logging(level: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -62,7 +64,10 @@ fn run(config: wshub::Config) -> anyhow::Result<()> {
             env!("CARGO_PKG_VERSION")
         );
         let server = Server::bind(config).await.context("start-up failed")?;
-        server.run(shutdown_signal()).await.context("server failed")?;
+        server
+            .run(shutdown_signal())
+            .await
+            .context("server failed")?;
         Ok(())
     })
 }

@@ -80,11 +80,28 @@ mod tests {
     fn default_allows_native_clients_and_local_pages_only() {
         let policy = OriginPolicy::new(&[]);
         assert!(policy.allows(None, Some("example.com")));
-        for origin in ["http://localhost:5173", "http://127.0.0.1", "https://[::1]:8443", "HTTP://LOCALHOST"] {
-            assert!(policy.allows(Some(origin), Some("wshub.example:8080")), "{origin}");
+        for origin in [
+            "http://localhost:5173",
+            "http://127.0.0.1",
+            "https://[::1]:8443",
+            "HTTP://LOCALHOST",
+        ] {
+            assert!(
+                policy.allows(Some(origin), Some("wshub.example:8080")),
+                "{origin}"
+            );
         }
-        for origin in ["https://evil.example", "http://localhost.evil.example", "null", "file://", "http://127.0.0.1.evil.example"] {
-            assert!(!policy.allows(Some(origin), Some("wshub.example:8080")), "{origin}");
+        for origin in [
+            "https://evil.example",
+            "http://localhost.evil.example",
+            "null",
+            "file://",
+            "http://127.0.0.1.evil.example",
+        ] {
+            assert!(
+                !policy.allows(Some(origin), Some("wshub.example:8080")),
+                "{origin}"
+            );
         }
     }
 

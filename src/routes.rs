@@ -20,10 +20,15 @@ pub fn router(shared: Arc<Shared>) -> Router {
     let policy = shared.origins.clone();
     let cors = CorsLayer::new()
         .allow_methods([Method::GET, Method::HEAD])
-        .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, parts| {
-            let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok());
-            origin.to_str().is_ok_and(|o| policy.allows(Some(o), host))
-        }));
+        .allow_origin(AllowOrigin::predicate(
+            move |origin: &HeaderValue, parts| {
+                let host = parts
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok());
+                origin.to_str().is_ok_and(|o| policy.allows(Some(o), host))
+            },
+        ));
     Router::new()
         .route("/echo", get(echo))
         .route("/ws", get(chat))
@@ -33,11 +38,19 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-async fn echo(State(shared): State<Arc<Shared>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Request) -> Response {
+async fn echo(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
     upgrade(&shared, peer, request, Endpoint::Echo)
 }
 
-async fn chat(State(shared): State<Arc<Shared>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Request) -> Response {
+async fn chat(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
     upgrade(&shared, peer, request, Endpoint::Chat)
 }
 

@@ -113,12 +113,18 @@ impl Server {
             lobby: RoomName::from("lobby"),
             config,
         });
-        Ok(Server { listener, tls, shared })
+        Ok(Server {
+            listener,
+            tls,
+            shared,
+        })
     }
 
     /// The address actually bound (port 0 becomes a real port).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// The hub, for callers that embed the server.
@@ -132,7 +138,11 @@ impl Server {
     /// # Errors
     /// None today; the `Result` leaves room for failures while serving.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        let Server { listener, tls, shared } = self;
+        let Server {
+            listener,
+            tls,
+            shared,
+        } = self;
         let scheme = if tls.is_some() { "wss" } else { "ws" };
         match listener.local_addr() {
             Ok(addr) => tracing::info!(%addr, scheme, "listening"),
@@ -161,9 +171,16 @@ impl Server {
                         match tls {
                             None => serve_http(stream, peer, router, stop).await,
                             Some(acceptor) => {
-                                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                match tokio::time::timeout(
+                                    HANDSHAKE_TIMEOUT,
+                                    acceptor.accept(stream),
+                                )
+                                .await
+                                {
                                     Ok(Ok(stream)) => serve_http(stream, peer, router, stop).await,
-                                    Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                                    Ok(Err(e)) => {
+                                        tracing::debug!(%peer, "TLS handshake failed: {e}")
+                                    }
                                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                                 }
                             }
@@ -189,14 +206,21 @@ impl Server {
 async fn shutdown_connections(shared: &Shared, http_stop: &CancellationToken) {
     shared.shutting_down.store(true, Ordering::Release);
     let open = shared.hub.connection_count();
-    tracing::info!(connections = open, "shutting down: closing connections with 1001");
+    tracing::info!(
+        connections = open,
+        "shutting down: closing connections with 1001"
+    );
     http_stop.cancel();
-    shared
-        .hub
-        .close_all(CloseRequest::Graceful(CloseCode::GoingAway, "server shutting down"));
+    shared.hub.close_all(CloseRequest::Graceful(
+        CloseCode::GoingAway,
+        "server shutting down",
+    ));
     shared.tracker.close();
     let timeout = shared.config.shutdown_timeout;
-    if tokio::time::timeout(timeout, shared.tracker.wait()).await.is_err() {
+    if tokio::time::timeout(timeout, shared.tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!(
             remaining = shared.hub.connection_count(),
             "shutdown timeout of {timeout:?} reached; dropping the remaining connections"
@@ -210,11 +234,18 @@ async fn shutdown_connections(shared: &Shared, http_stop: &CancellationToken) {
 /// Errors that concern one incoming connection, not the listener.
 fn is_per_connection(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
-    matches!(e.kind(), ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted)
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted
+    )
 }
 
 fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;

@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::connection::{self, CloseRequest, Outbox, Peer, Service};
+use crate::connection::{self, CloseRequest, Outbox, Peer, Service, Setup};
 use crate::hub::{Endpoint, Ticket};
 use crate::protocol::CloseCode;
 use crate::server::Shared;
@@ -62,7 +62,10 @@ impl IntoResponse for Refusal {
         let mut response = (status, self.to_string()).into_response();
         if status == StatusCode::UPGRADE_REQUIRED {
             let headers = response.headers_mut();
-            headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            headers.insert(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
+            );
             headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         }
         response
@@ -70,7 +73,12 @@ impl IntoResponse for Refusal {
 }
 
 /// Accepts (or refuses) a WebSocket upgrade for `endpoint`.
-pub fn upgrade(shared: &Arc<Shared>, peer: SocketAddr, mut request: Request, endpoint: Endpoint) -> Response {
+pub fn upgrade(
+    shared: &Arc<Shared>,
+    peer: SocketAddr,
+    mut request: Request,
+    endpoint: Endpoint,
+) -> Response {
     let accept = match check(shared, peer, request.headers(), endpoint) {
         Ok(accept) => accept,
         Err(refusal) => {
@@ -78,7 +86,9 @@ pub fn upgrade(shared: &Arc<Shared>, peer: SocketAddr, mut request: Request, end
                 Refusal::Origin | Refusal::Full => {
                     tracing::warn!(%peer, endpoint = endpoint.as_str(), origin = ?request.headers().get(header::ORIGIN), "refused upgrade: {refusal}")
                 }
-                _ => tracing::debug!(%peer, endpoint = endpoint.as_str(), "refused upgrade: {refusal}"),
+                _ => {
+                    tracing::debug!(%peer, endpoint = endpoint.as_str(), "refused upgrade: {refusal}")
+                }
             }
             return refusal.into_response();
         }
@@ -104,7 +114,12 @@ pub fn upgrade(shared: &Arc<Shared>, peer: SocketAddr, mut request: Request, end
     response
 }
 
-fn check(shared: &Shared, _peer: SocketAddr, headers: &HeaderMap, _endpoint: Endpoint) -> Result<HeaderValue, Refusal> {
+fn check(
+    shared: &Shared,
+    _peer: SocketAddr,
+    headers: &HeaderMap,
+    _endpoint: Endpoint,
+) -> Result<HeaderValue, Refusal> {
     let has_token = |name: header::HeaderName, token: &str| {
         headers
             .get_all(name)
@@ -116,7 +131,11 @@ fn check(shared: &Shared, _peer: SocketAddr, headers: &HeaderMap, _endpoint: End
     if !has_token(header::UPGRADE, "websocket") || !has_token(header::CONNECTION, "upgrade") {
         return Err(Refusal::NotWebSocket);
     }
-    if headers.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes())
+        != Some(b"13")
+    {
         return Err(Refusal::Version);
     }
     let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or(Refusal::Key)?;
@@ -126,7 +145,9 @@ fn check(shared: &Shared, _peer: SocketAddr, headers: &HeaderMap, _endpoint: End
     if decoded.len() != 16 {
         return Err(Refusal::Key);
     }
-    let origin = headers.get(header::ORIGIN).map(|v| v.to_str().unwrap_or("invalid"));
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|v| v.to_str().unwrap_or("invalid"));
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     if !shared.origins.allows(origin, host) {
         return Err(Refusal::Origin);
@@ -150,7 +171,9 @@ pub fn accept_key(key: &[u8]) -> HeaderValue {
 /// and runs the connection.
 async fn run(shared: Arc<Shared>, ticket: Ticket, addr: SocketAddr, upgraded: Upgraded) {
     let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => return drive(shared, ticket, addr, parts.io.into_inner(), parts.read_buf).await,
+        Ok(parts) => {
+            return drive(shared, ticket, addr, parts.io.into_inner(), parts.read_buf).await
+        }
         Err(upgraded) => upgraded,
     };
     match upgraded.downcast::<TokioIo<tokio_rustls::server::TlsStream<TcpStream>>>() {
@@ -159,17 +182,28 @@ async fn run(shared: Arc<Shared>, ticket: Ticket, addr: SocketAddr, upgraded: Up
     }
 }
 
-async fn drive<S>(shared: Arc<Shared>, ticket: Ticket, addr: SocketAddr, stream: S, already_read: Bytes)
-where
+async fn drive<S>(
+    shared: Arc<Shared>,
+    ticket: Ticket,
+    addr: SocketAddr,
+    stream: S,
+    already_read: Bytes,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let config = &shared.config;
     let endpoint = ticket.endpoint();
-    let outbox = Arc::new(Outbox::new(config.max_queue_messages, config.max_queue_bytes));
+    let outbox = Arc::new(Outbox::new(
+        config.max_queue_messages,
+        config.max_queue_bytes,
+    ));
     let registration = ticket.register(outbox.clone());
     if shared.shutting_down.load(Ordering::Acquire) {
         // Shutdown began between the handshake and now: close at once.
-        outbox.request_close(CloseRequest::Graceful(CloseCode::GoingAway, "server shutting down"));
+        outbox.request_close(CloseRequest::Graceful(
+            CloseCode::GoingAway,
+            "server shutting down",
+        ));
     }
     let hub = registration.hub().clone();
     let service = match endpoint {
@@ -182,17 +216,15 @@ where
     };
     tracing::info!(peer = %addr, conn = peer.id, endpoint = endpoint.as_str(), "connection opened");
     let started = Instant::now();
-    let ending = connection::serve(
-        stream,
-        already_read,
+    let setup = Setup {
         service,
         outbox,
         hub,
-        peer.clone(),
-        shared.timeouts,
-        config.max_message_size,
-    )
-    .await;
+        peer: peer.clone(),
+        timeouts: shared.timeouts,
+        max_message_size: config.max_message_size,
+    };
+    let ending = connection::serve(stream, already_read, setup).await;
     drop(registration);
     let duration_ms = started.elapsed().as_millis() as u64;
     let code = ending.close_code();
@@ -209,6 +241,9 @@ mod tests {
 
     #[test]
     fn accept_key_matches_rfc_example() {
-        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 }

@@ -24,8 +24,15 @@ fn wshub() -> Command {
 fn fails_with(args: &[&str], expected_status: i32, needle: &str) {
     let output = wshub().args(args).output().expect("run wshub");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(expected_status), "{args:?}: {stderr}");
-    assert!(stderr.contains(needle), "{args:?} should mention {needle:?}: {stderr}");
+    assert_eq!(
+        output.status.code(),
+        Some(expected_status),
+        "{args:?}: {stderr}"
+    );
+    assert!(
+        stderr.contains(needle),
+        "{args:?} should mention {needle:?}: {stderr}"
+    );
 }
 
 #[test]
@@ -33,7 +40,11 @@ fn bad_flags_are_named() {
     fails_with(&["--port", "eighty"], 2, "--port");
     fails_with(&["--bind", "not-an-ip"], 2, "--bind");
     fails_with(&["--read-timeout", "soon"], 2, "--read-timeout");
-    fails_with(&["--max-message-size", "12 parsecs"], 2, "--max-message-size");
+    fails_with(
+        &["--max-message-size", "12 parsecs"],
+        2,
+        "--max-message-size",
+    );
     fails_with(&["--ping-interval", "70s"], 2, "--ping-interval");
     fails_with(&["--allowed-origin", "example.com"], 2, "--allowed-origin");
     fails_with(&["--no-such-flag"], 2, "--no-such-flag");
@@ -50,8 +61,21 @@ fn bad_variables_are_named() {
 
 #[test]
 fn bad_files_are_named() {
-    fails_with(&["--tls-cert", "/nonexistent/wshub.crt", "--tls-key", "/nonexistent/wshub.key"], 1, "/nonexistent/wshub.crt");
-    fails_with(&["--config", "/nonexistent/wshub.toml"], 2, "/nonexistent/wshub.toml");
+    fails_with(
+        &[
+            "--tls-cert",
+            "/nonexistent/wshub.crt",
+            "--tls-key",
+            "/nonexistent/wshub.key",
+        ],
+        1,
+        "/nonexistent/wshub.crt",
+    );
+    fails_with(
+        &["--config", "/nonexistent/wshub.toml"],
+        2,
+        "/nonexistent/wshub.toml",
+    );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wshub.toml");
     std::fs::write(&path, "port = \"not a number\"\n").unwrap();
@@ -64,18 +88,45 @@ fn help_lists_every_option_with_its_default() {
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
     for needle in [
-        "--port", "[default: 8080]", "--bind", "--allowed-origin", "--tls-cert", "--tls-key", "--tls-self-signed",
-        "--ping-interval", "[default: 54s]", "--read-timeout", "[default: 60s]", "--write-timeout", "[default: 10s]",
-        "--shutdown-timeout", "[default: 5s]", "--max-message-size", "[default: 1MiB]", "--max-connections",
-        "--max-queue-messages", "--max-queue-bytes", "--log-level", "--log-format", "--config", "[env: WSHUB_PORT=]",
+        "--port",
+        "[default: 8080]",
+        "--bind",
+        "--allowed-origin",
+        "--tls-cert",
+        "--tls-key",
+        "--tls-self-signed",
+        "--ping-interval",
+        "[default: 54s]",
+        "--read-timeout",
+        "[default: 60s]",
+        "--write-timeout",
+        "[default: 10s]",
+        "--shutdown-timeout",
+        "[default: 5s]",
+        "--max-message-size",
+        "[default: 1MiB]",
+        "--max-connections",
+        "--max-queue-messages",
+        "--max-queue-bytes",
+        "--log-level",
+        "--log-format",
+        "--config",
+        "[env: WSHUB_PORT=]",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
     }
 }
 
 /// Starts the binary on a free port and returns it with its address, read
-/// from its JSON "listening" log line.
-fn spawn_server(extra: &[&str]) -> (Child, std::net::SocketAddr, BufReader<std::process::ChildStderr>) {
+/// from its JSON "listening" log line. The caller waits for or kills it.
+#[allow(clippy::zombie_processes)]
+fn spawn_server(
+    extra: &[&str],
+) -> (
+    Child,
+    std::net::SocketAddr,
+    BufReader<std::process::ChildStderr>,
+) {
     let mut child = wshub()
         .args(["--bind", "127.0.0.1", "--port", "0", "--log-format", "json"])
         .args(extra)
@@ -86,7 +137,10 @@ fn spawn_server(extra: &[&str]) -> (Child, std::net::SocketAddr, BufReader<std::
     let mut line = String::new();
     loop {
         line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "server exited before listening");
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "server exited before listening"
+        );
         let json: serde_json::Value = match serde_json::from_str(&line) {
             Ok(json) => json,
             Err(_) => continue,
@@ -103,12 +157,21 @@ async fn sigterm_closes_clients_with_1001_and_exits_0() {
     let (mut child, addr, _stderr) = spawn_server(&[]);
     let mut client = connect(&format!("ws://{addr}/echo")).await;
     send_text(&mut client, "before").await;
-    assert_eq!(next_message(&mut client).await.into_text().unwrap(), "before");
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert_eq!(
+        next_message(&mut client).await.into_text().unwrap(),
+        "before"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     assert_eq!(expect_close(&mut client).await, 1001);
     drop(client);
-    let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(exit.code(), Some(0));
 }
 
@@ -124,7 +187,10 @@ async fn close_lines_are_logged_with_peer_endpoint_reason_and_duration() {
         line.clear();
         assert!(stderr.read_line(&mut line).unwrap() > 0);
         let json: serde_json::Value = serde_json::from_str(&line).unwrap();
-        if json["fields"]["message"].as_str().is_some_and(|m| m.starts_with("connection closed")) {
+        if json["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("connection closed"))
+        {
             break json;
         }
     };
@@ -133,7 +199,10 @@ async fn close_lines_are_logged_with_peer_endpoint_reason_and_duration() {
     assert_eq!(fields["code"], 1007);
     assert!(fields["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
     assert!(fields["duration_ms"].is_u64());
-    assert!(fields["message"].as_str().unwrap().contains("UTF-8"), "{fields}");
+    assert!(
+        fields["message"].as_str().unwrap().contains("UTF-8"),
+        "{fields}"
+    );
     child.kill().unwrap();
     let _ = child.wait();
     tokio::time::sleep(Duration::from_millis(1)).await;

@@ -23,7 +23,10 @@ async fn the_server_pings_on_schedule() {
     let ping = raw.read_frame().await.expect("a ping");
     assert_eq!(ping.opcode, 9);
     let waited = start.elapsed();
-    assert!(waited >= Duration::from_secs(54) && waited < Duration::from_secs(55), "{waited:?}");
+    assert!(
+        waited >= Duration::from_secs(54) && waited < Duration::from_secs(55),
+        "{waited:?}"
+    );
     server.shutdown().await;
 }
 
@@ -33,9 +36,17 @@ async fn a_silent_client_is_closed_after_the_read_timeout() {
     let mut raw = RawClient::connect(server.addr, "/echo").await;
     wait_for_connections(&server.hub, 1).await;
     tokio::time::sleep(Duration::from_secs(59)).await;
-    assert_eq!(server.hub.connection_count(), 1, "still inside the read timeout");
+    assert_eq!(
+        server.hub.connection_count(),
+        1,
+        "still inside the read timeout"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(server.hub.connection_count(), 0, "closed within read_timeout + 1 s");
+    assert_eq!(
+        server.hub.connection_count(),
+        0,
+        "closed within read_timeout + 1 s"
+    );
     assert!(raw.is_closed_by_server().await);
     server.shutdown().await;
 }
@@ -54,7 +65,11 @@ async fn a_client_that_answers_pings_stays_connected() {
         }
     });
     tokio::time::sleep(Duration::from_secs(300)).await;
-    assert_eq!(server.hub.connection_count(), 1, "alive after five minutes of pings");
+    assert_eq!(
+        server.hub.connection_count(),
+        1,
+        "alive after five minutes of pings"
+    );
     let mut count = 0;
     while pings.try_recv().is_ok() {
         count += 1;
@@ -76,6 +91,10 @@ async fn any_frame_renews_the_read_deadline() {
         raw.send_frame(true, 0xA, b"unsolicited pong").await;
     }
     wait_for_connections(&server.hub, 1).await;
-    assert_eq!(server.hub.connection_count(), 1, "9000 s > read timeout, but never silent for 3600 s");
+    assert_eq!(
+        server.hub.connection_count(),
+        1,
+        "9000 s > read timeout, but never silent for 3600 s"
+    );
     server.shutdown().await;
 }

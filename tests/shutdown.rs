@@ -24,7 +24,10 @@ async fn every_client_gets_1001_and_run_returns() {
     });
     server.shutdown().await;
     assert_eq!(waiting.await.unwrap(), (1001, 1001));
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer accepting");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -38,7 +41,10 @@ async fn a_client_that_never_answers_is_dropped_at_the_timeout() {
     let start = Instant::now();
     server.shutdown().await;
     let took = start.elapsed();
-    assert!(took >= Duration::from_secs(5) && took < Duration::from_secs(7), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(5) && took < Duration::from_secs(7),
+        "{took:?}"
+    );
     assert_eq!(hub.connection_count(), 0);
     assert_eq!(deaf.read_close().await, Some(1001));
 }

@@ -49,7 +49,9 @@ async fn a_stalled_reader_is_evicted_and_the_room_keeps_flowing() {
         sender
     });
     let _sender = sender_task.await.expect("the sender got all its messages");
-    let _listener = listener_task.await.expect("the listener got all messages, in order");
+    let _listener = listener_task
+        .await
+        .expect("the listener got all messages, in order");
     assert_eq!(server.hub.stats().evictions.load(Ordering::Relaxed), 1);
     // The stalled socket is dropped once its close frame cannot be written.
     wait_for_connections(&server.hub, 2).await;
@@ -70,7 +72,10 @@ async fn an_echo_client_that_never_reads_is_evicted_alone() {
     // Write without reading until the server gives up on us.
     let flood = tokio::spawn(async move {
         for _ in 0..2_000 {
-            if tokio::io::AsyncWriteExt::write_all(&mut flooder.stream, &frame).await.is_err() {
+            if tokio::io::AsyncWriteExt::write_all(&mut flooder.stream, &frame)
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -83,7 +88,10 @@ async fn an_echo_client_that_never_reads_is_evicted_alone() {
     .await
     .expect("the flooder is evicted");
     send_text(&mut healthy, "unaffected").await;
-    assert_eq!(next_message(&mut healthy).await, Message::text("unaffected"));
+    assert_eq!(
+        next_message(&mut healthy).await,
+        Message::text("unaffected")
+    );
     flood.abort();
     server.shutdown().await;
 }

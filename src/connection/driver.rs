@@ -17,7 +17,9 @@ use super::ending::Ending;
 use super::keepalive::{Deadlines, Due, Timeouts};
 use super::outbox::{CloseRequest, Outbox};
 use crate::hub::{Hub, Membership};
-use crate::protocol::{encode_close, encode_frame, CloseCode, Decoder, Event, OpCode, ProtocolError};
+use crate::protocol::{
+    encode_close, encode_frame, CloseCode, Decoder, Event, OpCode, ProtocolError,
+};
 
 /// Bytes read per `read` call, into a buffer shared by all connections of a
 /// thread: a connection holds read bytes only while a frame is incomplete.
@@ -89,33 +91,42 @@ struct Session {
     close_written: bool,
 }
 
+/// What a connection is attached to, besides its socket.
+#[derive(Debug)]
+pub struct Setup {
+    /// What to do with received messages.
+    pub service: Service,
+    /// The connection's outbound queue, already registered with the hub
+    /// (and joined to its room, for chat).
+    pub outbox: Arc<Outbox>,
+    /// The hub, for counters.
+    pub hub: Hub,
+    /// Who is on the other end.
+    pub peer: Peer,
+    /// Keepalive settings.
+    pub timeouts: Timeouts,
+    /// Largest message accepted, in bytes.
+    pub max_message_size: usize,
+}
+
 /// Runs a connection until it ends, then shuts the socket down.
 ///
 /// `already_read` holds bytes that arrived together with the upgrade
-/// request. The connection's outbox must already be registered with the hub
-/// (and joined to its room, for chat).
-pub async fn serve<S>(
-    stream: S,
-    already_read: Bytes,
-    service: Service,
-    outbox: Arc<Outbox>,
-    hub: Hub,
-    peer: Peer,
-    timeouts: Timeouts,
-    max_message_size: usize,
-) -> Ending
+/// request.
+pub async fn serve<S>(stream: S, already_read: Bytes, setup: Setup) -> Ending
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let now = Instant::now();
+    let timeouts = setup.timeouts;
     let mut conn = Connection {
         stream,
-        decoder: Decoder::new(max_message_size),
+        decoder: Decoder::new(setup.max_message_size),
         session: Session {
-            service,
-            outbox,
-            hub,
-            peer,
+            service: setup.service,
+            outbox: setup.outbox,
+            hub: setup.hub,
+            peer: setup.peer,
             batch: VecDeque::new(),
             written: 0,
             phase: Phase::Open,
@@ -165,7 +176,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     continue;
                 }
                 Due::ReadTimeout => return Poll::Ready(Ending::ReadTimeout),
-                Due::WriteTimeout => return Poll::Ready(self.session.timed_out(Ending::WriteTimeout)),
+                Due::WriteTimeout => {
+                    return Poll::Ready(self.session.timed_out(Ending::WriteTimeout))
+                }
                 Due::CloseTimeout => {
                     let ending = match self.session.phase {
                         Phase::CloseSent(code) => Ending::CloseTimeout(code),
@@ -235,7 +248,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     fn ingest(&mut self, bytes: &[u8]) {
         let session = &mut self.session;
-        if let Err(error) = self.decoder.decode(bytes, &mut |event| session.on_event(event)) {
+        if let Err(error) = self
+            .decoder
+            .decode(bytes, &mut |event| session.on_event(event))
+        {
             session.fail(error);
         }
     }
@@ -306,7 +322,9 @@ impl Session {
 
     fn advance(&mut self, mut n: usize) {
         while n > 0 {
-            let Some(front) = self.batch.front() else { return };
+            let Some(front) = self.batch.front() else {
+                return;
+            };
             let left = front.len() - self.written;
             if n >= left {
                 n -= left;
@@ -383,7 +401,11 @@ impl Session {
                 if self.phase != Phase::Open {
                     return;
                 }
-                tracing::debug!(conn = self.peer.id, bytes = message.payload().len(), "message");
+                tracing::debug!(
+                    conn = self.peer.id,
+                    bytes = message.payload().len(),
+                    "message"
+                );
                 match &self.service {
                     // An overflow evicts this connection through its outbox.
                     Service::Echo => {

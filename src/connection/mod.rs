@@ -17,7 +17,7 @@ mod ending;
 mod keepalive;
 mod outbox;
 
-pub use driver::{serve, Peer, Service};
+pub use driver::{serve, Peer, Service, Setup};
 pub use ending::Ending;
 pub use keepalive::Timeouts;
 pub use outbox::{CloseRequest, Outbox, Rejected};

@@ -132,7 +132,11 @@ impl Outbox {
     ) -> Poll<Option<CloseRequest>> {
         let mut state = self.lock();
         if state.frames.is_empty() && state.close.is_none() {
-            if !state.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            if !state
+                .waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
                 state.waker = Some(cx.waker().clone());
             }
             return Poll::Pending;
@@ -153,7 +157,11 @@ impl Outbox {
         if state.close == Some(CloseRequest::Abort) {
             return Poll::Ready(());
         }
-        if !state.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        if !state
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
             state.waker = Some(cx.waker().clone());
         }
         Poll::Pending
@@ -193,18 +201,30 @@ mod tests {
         let outbox = Outbox::new(2, 1 << 20);
         outbox.push(Bytes::from_static(b"a")).unwrap();
         outbox.push(Bytes::from_static(b"b")).unwrap();
-        assert_eq!(outbox.push(Bytes::from_static(b"c")), Err(Rejected::Overflow));
-        assert_eq!(outbox.push(Bytes::from_static(b"d")), Err(Rejected::Closing));
+        assert_eq!(
+            outbox.push(Bytes::from_static(b"c")),
+            Err(Rejected::Overflow)
+        );
+        assert_eq!(
+            outbox.push(Bytes::from_static(b"d")),
+            Err(Rejected::Closing)
+        );
         let (frames, close) = take(&outbox);
         assert!(frames.is_empty());
-        assert!(matches!(close, Some(CloseRequest::Evicted(CloseCode::PolicyViolation, _))));
+        assert!(matches!(
+            close,
+            Some(CloseRequest::Evicted(CloseCode::PolicyViolation, _))
+        ));
     }
 
     #[test]
     fn a_big_frame_fits_an_empty_queue_but_bytes_bound_the_rest() {
         let outbox = Outbox::new(100, 10);
         outbox.push(Bytes::from(vec![0; 50])).unwrap();
-        assert_eq!(outbox.push(Bytes::from_static(b"x")), Err(Rejected::Overflow));
+        assert_eq!(
+            outbox.push(Bytes::from_static(b"x")),
+            Err(Rejected::Overflow)
+        );
     }
 
     #[test]
@@ -212,7 +232,10 @@ mod tests {
         let outbox = Outbox::new(2, 1 << 20);
         outbox.push(Bytes::from_static(b"1")).unwrap();
         outbox.push(Bytes::from_static(b"2")).unwrap();
-        assert_eq!(take(&outbox).0, [Bytes::from_static(b"1"), Bytes::from_static(b"2")]);
+        assert_eq!(
+            take(&outbox).0,
+            [Bytes::from_static(b"1"), Bytes::from_static(b"2")]
+        );
         outbox.push(Bytes::from_static(b"3")).unwrap();
         assert_eq!(take(&outbox).0, [Bytes::from_static(b"3")]);
     }

@@ -50,7 +50,9 @@ impl Registry {
     pub(crate) fn reserve(&self, hub: Hub, endpoint: Endpoint) -> Option<Ticket> {
         let taken = self
             .reserved
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1));
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            });
         taken.ok()?;
         self.counter(endpoint).fetch_add(1, Ordering::Relaxed);
         Some(Ticket { hub, endpoint })
@@ -68,13 +70,19 @@ impl Registry {
     }
 
     pub(crate) fn counts(&self) -> (usize, usize) {
-        (self.echo.load(Ordering::Relaxed), self.chat.load(Ordering::Relaxed))
+        (
+            self.echo.load(Ordering::Relaxed),
+            self.chat.load(Ordering::Relaxed),
+        )
     }
 
     pub(crate) fn close_all(&self, request: CloseRequest) {
         // Collect first: closing wakes tasks, and none of that belongs under
         // the registry's lock.
-        let outboxes: Vec<Arc<Outbox>> = lock(&self.connections).iter().map(|(_, o)| o.clone()).collect();
+        let outboxes: Vec<Arc<Outbox>> = lock(&self.connections)
+            .iter()
+            .map(|(_, o)| o.clone())
+            .collect();
         for outbox in outboxes {
             outbox.request_close(request.clone());
         }
@@ -104,7 +112,9 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         let registry = self.hub.registry();
-        registry.counter(self.endpoint).fetch_sub(1, Ordering::Relaxed);
+        registry
+            .counter(self.endpoint)
+            .fetch_sub(1, Ordering::Relaxed);
         registry.reserved.fetch_sub(1, Ordering::AcqRel);
     }
 }

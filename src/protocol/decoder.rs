@@ -222,11 +222,7 @@ impl Decoder {
     }
 
     /// Gathers and parses a header; false when more bytes are needed.
-    fn read_header(
-        &mut self,
-        input: &mut &[u8],
-        first_error: &mut Option<ProtocolError>,
-    ) -> bool {
+    fn read_header(&mut self, input: &mut &[u8], first_error: &mut Option<ProtocolError>) -> bool {
         let mut need = 2;
         loop {
             let have = self.header_len as usize;
@@ -260,7 +256,10 @@ impl Decoder {
         let masked = header[1] & 0x80 != 0;
         let (len, mut at) = match header[1] & 0x7F {
             126 => (u16::from_be_bytes([header[2], header[3]]) as u64, 4),
-            127 => (u64::from_be_bytes(header[2..10].try_into().unwrap_or([0; 8])), 10),
+            127 => (
+                u64::from_be_bytes(header[2..10].try_into().unwrap_or([0; 8])),
+                10,
+            ),
             short => (short as u64, 2),
         };
         let mut mask = [0u8; 4];
@@ -294,7 +293,9 @@ impl Decoder {
         }
         let opcode = opcode.ok_or(ProtocolError::protocol("reserved opcode"))?;
         if rsv != 0 {
-            return Err(ProtocolError::protocol("reserved bits set without an extension"));
+            return Err(ProtocolError::protocol(
+                "reserved bits set without an extension",
+            ));
         }
         if !masked {
             return Err(ProtocolError::protocol("client frame is not masked"));
@@ -324,7 +325,9 @@ impl Decoder {
                 return Err(ProtocolError::protocol("continuation without a message"))
             }
             (Some(_), OpCode::Text | OpCode::Binary) => {
-                return Err(ProtocolError::protocol("new message before the last one ended"))
+                return Err(ProtocolError::protocol(
+                    "new message before the last one ended",
+                ))
             }
             (Some(partial), _) => partial.payload_len() as u64,
             (None, _) => 0,
@@ -442,7 +445,8 @@ impl Decoder {
         if !CloseCode::is_allowed_from_peer(code) {
             return Err(ProtocolError::protocol("invalid close code"));
         }
-        let reason = std::str::from_utf8(&payload[2..]).map_err(|_| ProtocolError::invalid_utf8())?;
+        let reason =
+            std::str::from_utf8(&payload[2..]).map_err(|_| ProtocolError::invalid_utf8())?;
         Ok(Event::Close(Some(code), reason.to_owned()))
     }
 }
@@ -461,7 +465,11 @@ fn header_size(second_byte: u8) -> usize {
 fn complete(mut message: PartialMessage) -> Result<Message, ProtocolError> {
     let payload_len = message.payload_len();
     if message.kind == MessageKind::Text {
-        check_utf8(&message.buf[MAX_SERVER_HEADER..], &mut message.utf8_checked, true)?;
+        check_utf8(
+            &message.buf[MAX_SERVER_HEADER..],
+            &mut message.utf8_checked,
+            true,
+        )?;
     }
     let mut space = [0u8; MAX_SERVER_HEADER];
     let used = write_header_right_aligned(&mut space, message.kind.opcode(), payload_len);
@@ -495,7 +503,8 @@ fn check_utf8(payload: &[u8], checked: &mut usize, complete: bool) -> Result<(),
 fn apply_mask(buf: &mut [u8], mask: [u8; 4], phase: usize) {
     let rotated: [u8; 4] = std::array::from_fn(|i| mask[(phase + i) % 4]);
     let word = u64::from_ne_bytes([
-        rotated[0], rotated[1], rotated[2], rotated[3], rotated[0], rotated[1], rotated[2], rotated[3],
+        rotated[0], rotated[1], rotated[2], rotated[3], rotated[0], rotated[1], rotated[2],
+        rotated[3],
     ]);
     let mut chunks = buf.chunks_exact_mut(8);
     for chunk in &mut chunks {
@@ -553,7 +562,10 @@ mod tests {
         let message = only_message(events);
         assert_eq!(message.kind(), MessageKind::Text);
         assert_eq!(message.payload(), b"Hello");
-        assert_eq!(&message.frame()[..], &[0x81, 5, b'H', b'e', b'l', b'l', b'o']);
+        assert_eq!(
+            &message.frame()[..],
+            &[0x81, 5, b'H', b'e', b'l', b'l', b'o']
+        );
         assert!(!decoder.is_mid_message());
     }
 
@@ -564,7 +576,9 @@ mod tests {
         let mut decoder = Decoder::new(1 << 20);
         let mut events = Vec::new();
         for byte in &wire {
-            decoder.decode(std::slice::from_ref(byte), &mut |e| events.push(e)).unwrap();
+            decoder
+                .decode(std::slice::from_ref(byte), &mut |e| events.push(e))
+                .unwrap();
         }
         let message = only_message(events);
         assert_eq!(message.payload(), &payload[..]);
@@ -601,7 +615,8 @@ mod tests {
     #[test]
     fn invalid_utf8_fails_fast_with_1007() {
         let mut decoder = Decoder::new(1024);
-        let (events, result) = decode_all(&mut decoder, &client_frame(false, 1, &[0xce, 0xba, 0xff]));
+        let (events, result) =
+            decode_all(&mut decoder, &client_frame(false, 1, &[0xce, 0xba, 0xff]));
         assert!(events.is_empty());
         assert_eq!(result.unwrap_err().code, CloseCode::InvalidPayload);
     }
@@ -647,7 +662,11 @@ mod tests {
                 events.iter().all(|e| !matches!(e, Event::Message(_))),
                 "case {i}"
             );
-            assert_eq!(result.unwrap_err().code, CloseCode::ProtocolError, "case {i}");
+            assert_eq!(
+                result.unwrap_err().code,
+                CloseCode::ProtocolError,
+                "case {i}"
+            );
         }
     }
 
@@ -681,14 +700,20 @@ mod tests {
             (vec![3u8], CloseCode::ProtocolError),
             (1005u16.to_be_bytes().to_vec(), CloseCode::ProtocolError),
             (999u16.to_be_bytes().to_vec(), CloseCode::ProtocolError),
-            ([1000u16.to_be_bytes().to_vec(), vec![b'x'; 124]].concat(), CloseCode::ProtocolError),
+            (
+                [1000u16.to_be_bytes().to_vec(), vec![b'x'; 124]].concat(),
+                CloseCode::ProtocolError,
+            ),
             (bad_reason, CloseCode::InvalidPayload),
         ];
         for (payload, code) in cases {
             let mut decoder = Decoder::new(16);
             let (events, result) = decode_all(&mut decoder, &client_frame(true, 8, &payload));
             result.unwrap();
-            assert!(matches!(&events[..], [Event::InvalidClose(e)] if e.code == code), "{payload:?}");
+            assert!(
+                matches!(&events[..], [Event::InvalidClose(e)] if e.code == code),
+                "{payload:?}"
+            );
         }
     }
 
@@ -700,7 +725,11 @@ mod tests {
         apply_mask(&mut buf[..5], mask, 0);
         apply_mask(&mut buf[5..19], mask, 5);
         apply_mask(&mut buf[19..], mask, 19);
-        let expected: Vec<u8> = original.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]).collect();
+        let expected: Vec<u8> = original
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ mask[i % 4])
+            .collect();
         assert_eq!(buf, expected);
     }
 }

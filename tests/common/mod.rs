@@ -41,7 +41,10 @@ impl TestServer {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        (&mut self.task).await.expect("server task").expect("server run");
+        (&mut self.task)
+            .await
+            .expect("server task")
+            .expect("server run");
     }
 }
 
@@ -86,10 +89,14 @@ pub async fn connect(url: &str) -> Client {
 /// Connects with an `Origin` header; returns the HTTP status on refusal.
 pub async fn connect_with_origin(url: &str, origin: &str) -> Result<Client, u16> {
     let mut request = url.into_client_request().unwrap();
-    request.headers_mut().insert("Origin", origin.parse().unwrap());
+    request
+        .headers_mut()
+        .insert("Origin", origin.parse().unwrap());
     match tokio_tungstenite::connect_async(request).await {
         Ok((client, _)) => Ok(client),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
         Err(e) => panic!("unexpected connect error: {e}"),
     }
 }
@@ -111,7 +118,10 @@ pub async fn next_message(client: &mut Client) -> Message {
 /// Reads until the server's close frame; returns its code.
 pub async fn expect_close(client: &mut Client) -> u16 {
     loop {
-        match tokio::time::timeout(PATIENCE, client.next()).await.expect("close in time") {
+        match tokio::time::timeout(PATIENCE, client.next())
+            .await
+            .expect("close in time")
+        {
             Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
             Some(Ok(Message::Close(None))) => return 1005,
             Some(Ok(_)) => continue,
@@ -151,7 +161,8 @@ pub struct RawFrame {
 
 impl RawFrame {
     pub fn close_code(&self) -> Option<u16> {
-        (self.opcode == 8 && self.payload.len() >= 2).then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+        (self.opcode == 8 && self.payload.len() >= 2)
+            .then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
     }
 }
 
@@ -166,7 +177,10 @@ impl RawClient {
         let mut buffer = Vec::new();
         let mut chunk = [0u8; 1024];
         let head_end = loop {
-            let n = tokio::time::timeout(PATIENCE, stream.read(&mut chunk)).await.unwrap().unwrap();
+            let n = tokio::time::timeout(PATIENCE, stream.read(&mut chunk))
+                .await
+                .unwrap()
+                .unwrap();
             assert!(n > 0, "server closed during handshake");
             buffer.extend_from_slice(&chunk[..n]);
             if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -174,8 +188,14 @@ impl RawClient {
             }
         };
         let head = String::from_utf8_lossy(&buffer[..head_end]).to_string();
-        assert!(head.starts_with("HTTP/1.1 101"), "handshake refused: {head}");
-        assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "wrong accept key: {head}");
+        assert!(
+            head.starts_with("HTTP/1.1 101"),
+            "handshake refused: {head}"
+        );
+        assert!(
+            head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            "wrong accept key: {head}"
+        );
         buffer.drain(..head_end);
         RawClient { stream, buffer }
     }
@@ -256,8 +276,14 @@ fn parse_server_frame(buf: &[u8]) -> Option<(RawFrame, usize)> {
         return None;
     }
     let (len, mut at) = match buf[1] & 0x7F {
-        126 => (u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize, 4),
-        127 => (u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize, 10),
+        126 => (
+            u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize,
+            4,
+        ),
+        127 => (
+            u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize,
+            10,
+        ),
         n => (n as usize, 2),
     };
     assert_eq!(buf[1] & 0x80, 0, "server frames must not be masked");
