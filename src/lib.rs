@@ -27,6 +27,7 @@
 
 pub mod config;
 pub mod connection;
+pub mod history;
 pub mod hub;
 mod origin;
 pub mod protocol;

@@ -1,0 +1,1 @@
+//! Chat history (being written).
