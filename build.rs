@@ -77,8 +77,7 @@ fn run(command: &mut Command, what: &str) {
 }
 
 fn copy_dir(from: &Path, to: &Path) {
-    let entries = std::fs::read_dir(from)
-        .unwrap_or_else(|e| panic!("wshub: cannot read {}: {e}", from.display()));
+    let entries = std::fs::read_dir(from).unwrap_or_else(|e| panic!("wshub: cannot read {}: {e}", from.display()));
     for entry in entries {
         let entry = entry.expect("read dir entry");
         let target = to.join(entry.file_name());

@@ -14,6 +14,9 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use thiserror::Error;
 
+use crate::chat::ChatLimits;
+use crate::history::{Backend, HistoryConfig};
+
 /// Everything that can be wrong with the settings; start-up stops on any.
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -57,9 +60,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 fn parse_size(text: &str) -> Result<usize, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     let number: usize = digits
         .parse()
@@ -69,11 +70,7 @@ fn parse_size(text: &str) -> Result<usize, String> {
         "KiB" | "K" | "KB" => 1 << 10,
         "MiB" | "M" | "MB" => 1 << 20,
         "GiB" | "G" | "GB" => 1 << 30,
-        other => {
-            return Err(format!(
-                "unknown size unit '{other}' (use B, KiB, MiB or GiB)"
-            ))
-        }
+        other => return Err(format!("unknown size unit '{other}' (use B, KiB, MiB or GiB)")),
     };
     number
         .checked_mul(factor)
@@ -112,21 +109,11 @@ pub struct Cli {
     pub allowed_origins: Vec<String>,
 
     /// PEM certificate chain: serve https and wss only (needs --tls-key)
-    #[arg(
-        long,
-        env = "WSHUB_TLS_CERT",
-        value_name = "FILE",
-        requires = "tls_key"
-    )]
+    #[arg(long, env = "WSHUB_TLS_CERT", value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
 
     /// PEM private key for --tls-cert
-    #[arg(
-        long,
-        env = "WSHUB_TLS_KEY",
-        value_name = "FILE",
-        requires = "tls_cert"
-    )]
+    #[arg(long, env = "WSHUB_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
     /// Serve TLS with a freshly generated certificate for localhost (development only)
@@ -165,6 +152,47 @@ pub struct Cli {
     #[arg(long, env = "WSHUB_MAX_QUEUE_BYTES", default_value = "4MiB", value_parser = parse_size)]
     pub max_queue_bytes: usize,
 
+    /// Where chat history is kept: an SQLite file, memory, or nowhere
+    #[arg(long, env = "WSHUB_HISTORY", value_enum, default_value_t = HistoryKind::Sqlite)]
+    pub history: HistoryKind,
+
+    /// The SQLite history file (WAL mode; created if missing)
+    #[arg(
+        long,
+        env = "WSHUB_HISTORY_PATH",
+        value_name = "FILE",
+        default_value = "wshub.sqlite"
+    )]
+    pub history_path: PathBuf,
+
+    /// Messages kept per room (older ones are dropped)
+    #[arg(long, env = "WSHUB_HISTORY_MAX_MESSAGES", default_value_t = 10_000)]
+    pub history_max_messages: usize,
+
+    /// Age after which messages are dropped; 0s keeps them forever
+    #[arg(long, env = "WSHUB_HISTORY_MAX_AGE", default_value = "7days", value_parser = parse_duration)]
+    pub history_max_age: Duration,
+
+    /// History writes are committed in batches this often: at most this much is lost on a crash
+    #[arg(long, env = "WSHUB_HISTORY_COMMIT_INTERVAL", default_value = "50ms", value_parser = parse_duration)]
+    pub history_commit_interval: Duration,
+
+    /// Messages a wshub.v1 client receives when it joins a room
+    #[arg(long, env = "WSHUB_JOIN_HISTORY", default_value_t = 50)]
+    pub join_history: usize,
+
+    /// Rooms one wshub.v1 connection may be in at once
+    #[arg(long, env = "WSHUB_MAX_ROOMS_PER_CONN", default_value_t = 16)]
+    pub max_rooms_per_conn: usize,
+
+    /// Longest chat text accepted in wshub.v1 (longer gets an error frame)
+    #[arg(long, env = "WSHUB_MAX_TEXT_SIZE", default_value = "4KiB", value_parser = parse_size)]
+    pub max_text_size: usize,
+
+    /// Bad wshub.v1 requests tolerated per connection before closing it with 1008
+    #[arg(long, env = "WSHUB_MAX_BAD_REQUESTS", default_value_t = 10)]
+    pub max_bad_requests: u32,
+
     /// Log filter: error, warn, info, debug, trace, or a RUST_LOG-style directive (RUST_LOG wins)
     #[arg(long, env = "WSHUB_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -172,6 +200,17 @@ pub struct Cli {
     /// Log line format
     #[arg(long, env = "WSHUB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// The `--history` choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HistoryKind {
+    /// An SQLite file (durable; the default).
+    Sqlite,
+    /// In memory (lost at exit).
+    Memory,
+    /// Not kept (ids still increase).
+    None,
 }
 
 /// Where the TLS certificate comes from.
@@ -216,6 +255,12 @@ pub struct Config {
     pub max_queue_messages: usize,
     /// Outbound queue bound per connection, in bytes; default 4 MiB.
     pub max_queue_bytes: usize,
+    /// Chat history: store, retention, commit interval.
+    pub history: HistoryConfig,
+    /// Messages replayed on join; default 50.
+    pub join_history: usize,
+    /// Limits of the `wshub.v1` protocol per connection.
+    pub chat: ChatLimits,
 }
 
 impl Default for Config {
@@ -247,11 +292,10 @@ impl Cli {
         let Some(path) = first.config.clone() else {
             return Ok(first);
         };
-        let text =
-            std::fs::read_to_string(&path).map_err(|source| ConfigError::FileUnreadable {
-                path: path.clone(),
-                source,
-            })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::FileUnreadable {
+            path: path.clone(),
+            source,
+        })?;
         let file_args = file_to_args(&text).map_err(|message| ConfigError::FileInvalid {
             path: path.clone(),
             message,
@@ -260,13 +304,12 @@ impl Cli {
         merged.extend(args.first().cloned());
         merged.extend(file_args);
         merged.extend(args.into_iter().skip(1));
-        let matches =
-            Cli::command()
-                .try_get_matches_from(merged)
-                .map_err(|e| ConfigError::FileInvalid {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
+        let matches = Cli::command()
+            .try_get_matches_from(merged)
+            .map_err(|e| ConfigError::FileInvalid {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
         Ok(Cli::from_arg_matches(&matches)?)
     }
 
@@ -287,9 +330,7 @@ impl Cli {
             ("--shutdown-timeout", self.shutdown_timeout),
         ] {
             if value.is_zero() {
-                return Err(ConfigError::Inconsistent(format!(
-                    "{name} must be above zero"
-                )));
+                return Err(ConfigError::Inconsistent(format!("{name} must be above zero")));
             }
         }
         for (name, value) in [
@@ -299,9 +340,7 @@ impl Cli {
             ("--max-queue-bytes", self.max_queue_bytes),
         ] {
             if value == 0 {
-                return Err(ConfigError::Inconsistent(format!(
-                    "{name} must be above zero"
-                )));
+                return Err(ConfigError::Inconsistent(format!("{name} must be above zero")));
             }
         }
         for origin in &self.allowed_origins {
@@ -311,6 +350,39 @@ impl Cli {
                 )));
             }
         }
+        if self.history_commit_interval.is_zero() {
+            return Err(ConfigError::Inconsistent(
+                "--history-commit-interval must be above zero".into(),
+            ));
+        }
+        if self.history_max_messages == 0 || self.max_rooms_per_conn == 0 || self.max_text_size == 0 {
+            return Err(ConfigError::Inconsistent(
+                "--history-max-messages, --max-rooms-per-conn and --max-text-size must be above zero".into(),
+            ));
+        }
+        if self.max_text_size > self.max_message_size {
+            return Err(ConfigError::Inconsistent(format!(
+                "--max-text-size ({}) cannot exceed --max-message-size ({})",
+                self.max_text_size, self.max_message_size
+            )));
+        }
+        let history = HistoryConfig {
+            backend: match self.history {
+                HistoryKind::Sqlite => Backend::Sqlite(self.history_path),
+                HistoryKind::Memory => Backend::Memory,
+                HistoryKind::None => Backend::None,
+            },
+            max_messages_per_room: self.history_max_messages,
+            max_age: (!self.history_max_age.is_zero()).then_some(self.history_max_age),
+            commit_interval: self.history_commit_interval,
+            cache_per_room: self.history_max_messages.min(1_000),
+        };
+        let chat = ChatLimits {
+            max_rooms: self.max_rooms_per_conn,
+            max_text_bytes: self.max_text_size,
+            max_bad_requests: self.max_bad_requests,
+            max_history: self.history_max_messages,
+        };
         let tls = match (self.tls_cert, self.tls_key, self.tls_self_signed) {
             (Some(cert), Some(key), _) => Some(TlsSource::Files { cert, key }),
             (_, _, true) => Some(TlsSource::SelfSigned),
@@ -329,6 +401,9 @@ impl Cli {
             max_connections: self.max_connections,
             max_queue_messages: self.max_queue_messages,
             max_queue_bytes: self.max_queue_bytes,
+            history,
+            join_history: self.join_history,
+            chat,
         })
     }
 }
@@ -336,9 +411,7 @@ impl Cli {
 /// Turns `key = value` entries into `--key value` flags, skipping keys whose
 /// environment variable is set.
 fn file_to_args(text: &str) -> Result<Vec<OsString>, String> {
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| e.message().to_owned())?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.message().to_owned())?;
     let command = Cli::command();
     let mut args = Vec::new();
     for (key, value) in table {
@@ -347,10 +420,7 @@ fn file_to_args(text: &str) -> Result<Vec<OsString>, String> {
             .get_arguments()
             .find(|a| a.get_long() == Some(long.as_str()) && long != "config")
             .ok_or_else(|| format!("unknown key '{key}' (see wshub --help)"))?;
-        if arg
-            .get_env()
-            .is_some_and(|name| std::env::var_os(name).is_some())
-        {
+        if arg.get_env().is_some_and(|name| std::env::var_os(name).is_some()) {
             continue;
         }
         let flag = format!("--{long}");
@@ -402,8 +472,7 @@ mod tests {
 
     #[test]
     fn ping_must_come_before_the_read_deadline() {
-        let cli = Cli::try_parse_from(["wshub", "--ping-interval", "60s", "--read-timeout", "60s"])
-            .unwrap();
+        let cli = Cli::try_parse_from(["wshub", "--ping-interval", "60s", "--read-timeout", "60s"]).unwrap();
         let err = cli.into_config().unwrap_err().to_string();
         assert!(err.contains("--ping-interval"), "{err}");
     }
@@ -413,20 +482,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wshub.toml");
         std::fs::write(&path, "port = 9000\nmax_message_size = \"2MiB\"\nallowed-origin = [\"https://a.example\", \"https://b.example\"]\n").unwrap();
-        let cli = Cli::load([
-            "wshub",
-            "--config",
-            path.to_str().unwrap(),
-            "--port",
-            "9001",
-        ])
-        .unwrap();
+        let cli = Cli::load(["wshub", "--config", path.to_str().unwrap(), "--port", "9001"]).unwrap();
         assert_eq!(cli.port, 9001);
         assert_eq!(cli.max_message_size, 2 << 20);
-        assert_eq!(
-            cli.allowed_origins,
-            ["https://a.example", "https://b.example"]
-        );
+        assert_eq!(cli.allowed_origins, ["https://a.example", "https://b.example"]);
     }
 
     #[test]

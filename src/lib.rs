@@ -25,6 +25,7 @@
 //! ```
 #![deny(missing_docs, missing_debug_implementations, unused_must_use)]
 
+pub mod chat;
 pub mod config;
 pub mod connection;
 pub mod history;

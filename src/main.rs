@@ -64,10 +64,7 @@ fn run(config: wshub::Config) -> anyhow::Result<()> {
             env!("CARGO_PKG_VERSION")
         );
         let server = Server::bind(config).await.context("start-up failed")?;
-        server
-            .run(shutdown_signal())
-            .await
-            .context("server failed")?;
+        server.run(shutdown_signal()).await.context("server failed")?;
         Ok(())
     })
 }

@@ -86,10 +86,7 @@ mod tests {
             "https://[::1]:8443",
             "HTTP://LOCALHOST",
         ] {
-            assert!(
-                policy.allows(Some(origin), Some("wshub.example:8080")),
-                "{origin}"
-            );
+            assert!(policy.allows(Some(origin), Some("wshub.example:8080")), "{origin}");
         }
         for origin in [
             "https://evil.example",
@@ -98,10 +95,7 @@ mod tests {
             "file://",
             "http://127.0.0.1.evil.example",
         ] {
-            assert!(
-                !policy.allows(Some(origin), Some("wshub.example:8080")),
-                "{origin}"
-            );
+            assert!(!policy.allows(Some(origin), Some("wshub.example:8080")), "{origin}");
         }
     }
 

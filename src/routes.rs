@@ -3,16 +3,18 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderValue, Method};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::hub::Endpoint;
 use crate::server::Shared;
-use crate::upgrade::upgrade;
+use crate::upgrade::{upgrade, Target};
+
+/// The room behind `/ws`.
+pub const LOBBY: &str = "lobby";
 use crate::web;
 
 /// Builds the router over the server's shared state.
@@ -20,18 +22,14 @@ pub fn router(shared: Arc<Shared>) -> Router {
     let policy = shared.origins.clone();
     let cors = CorsLayer::new()
         .allow_methods([Method::GET, Method::HEAD])
-        .allow_origin(AllowOrigin::predicate(
-            move |origin: &HeaderValue, parts| {
-                let host = parts
-                    .headers
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok());
-                origin.to_str().is_ok_and(|o| policy.allows(Some(o), host))
-            },
-        ));
+        .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, parts| {
+            let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok());
+            origin.to_str().is_ok_and(|o| policy.allows(Some(o), host))
+        }));
     Router::new()
         .route("/echo", get(echo))
-        .route("/ws", get(chat))
+        .route("/ws", get(lobby))
+        .route("/ws/{room}", get(room))
         .route("/healthz", get(healthz))
         .fallback(get(web::serve))
         .layer(cors)
@@ -43,15 +41,25 @@ async fn echo(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
-    upgrade(&shared, peer, request, Endpoint::Echo)
+    upgrade(&shared, peer, request, Target::Echo)
 }
 
-async fn chat(
+/// `/ws` is the room `lobby`, as the seed's single chat.
+async fn lobby(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
-    upgrade(&shared, peer, request, Endpoint::Chat)
+    upgrade(&shared, peer, request, Target::Chat(LOBBY.to_owned()))
+}
+
+async fn room(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(room): Path<String>,
+    request: Request,
+) -> Response {
+    upgrade(&shared, peer, request, Target::Chat(room))
 }
 
 /// `GET /healthz`: 200 with live counts, for load balancers and humans.
@@ -63,7 +71,9 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
             "total": snapshot.connections,
             "echo": snapshot.echo,
             "chat": snapshot.chat,
+            "protocol": snapshot.protocol,
         },
+        "history": shared.hub.history().backend_name(),
         "rooms": snapshot.rooms,
         "evictions": snapshot.evictions,
     }))

@@ -23,9 +23,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use crate::chat::ChatLimits;
 use crate::config::Config;
 use crate::connection::{CloseRequest, Timeouts};
-use crate::hub::{Hub, RoomName};
+use crate::history::{History, HistoryError};
+use crate::hub::{Hub, HubConfig};
 use crate::origin::OriginPolicy;
 use crate::protocol::CloseCode;
 use crate::tls::{self, TlsError};
@@ -53,6 +55,9 @@ pub enum ServerError {
     /// The certificate or key is unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The history store cannot be opened.
+    #[error(transparent)]
+    History(#[from] HistoryError),
 }
 
 /// State shared by the routes, the upgrade and every connection.
@@ -65,7 +70,7 @@ pub struct Shared {
     pub(crate) tracker: TaskTracker,
     pub(crate) shutting_down: AtomicBool,
     pub(crate) next_connection_id: AtomicU64,
-    pub(crate) lobby: RoomName,
+    pub(crate) chat_limits: ChatLimits,
 }
 
 impl Shared {
@@ -97,10 +102,15 @@ impl Server {
     /// [`ServerError`] naming the address, file or problem.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
         let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+        let history = History::open(config.history.clone())?;
         let addr = SocketAddr::new(config.bind, config.port);
         let listener = listen(addr).map_err(|source| ServerError::Bind { addr, source })?;
         let shared = Arc::new(Shared {
-            hub: Hub::new(config.max_connections),
+            hub: Hub::new(HubConfig {
+                max_connections: config.max_connections,
+                history,
+                join_history: config.join_history,
+            }),
             origins: OriginPolicy::new(&config.allowed_origins),
             timeouts: Timeouts {
                 ping_interval: config.ping_interval,
@@ -110,21 +120,15 @@ impl Server {
             tracker: TaskTracker::new(),
             shutting_down: AtomicBool::new(false),
             next_connection_id: AtomicU64::new(1),
-            lobby: RoomName::from("lobby"),
+            chat_limits: config.chat,
             config,
         });
-        Ok(Server {
-            listener,
-            tls,
-            shared,
-        })
+        Ok(Server { listener, tls, shared })
     }
 
     /// The address actually bound (port 0 becomes a real port).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
     /// The hub, for callers that embed the server.
@@ -138,11 +142,7 @@ impl Server {
     /// # Errors
     /// None today; the `Result` leaves room for failures while serving.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        let Server {
-            listener,
-            tls,
-            shared,
-        } = self;
+        let Server { listener, tls, shared } = self;
         let scheme = if tls.is_some() { "wss" } else { "ws" };
         match listener.local_addr() {
             Ok(addr) => tracing::info!(%addr, scheme, "listening"),
@@ -171,12 +171,7 @@ impl Server {
                         match tls {
                             None => serve_http(stream, peer, router, stop).await,
                             Some(acceptor) => {
-                                match tokio::time::timeout(
-                                    HANDSHAKE_TIMEOUT,
-                                    acceptor.accept(stream),
-                                )
-                                .await
-                                {
+                                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                                     Ok(Ok(stream)) => serve_http(stream, peer, router, stop).await,
                                     Ok(Err(e)) => {
                                         tracing::debug!(%peer, "TLS handshake failed: {e}")
@@ -206,21 +201,14 @@ impl Server {
 async fn shutdown_connections(shared: &Shared, http_stop: &CancellationToken) {
     shared.shutting_down.store(true, Ordering::Release);
     let open = shared.hub.connection_count();
-    tracing::info!(
-        connections = open,
-        "shutting down: closing connections with 1001"
-    );
+    tracing::info!(connections = open, "shutting down: closing connections with 1001");
     http_stop.cancel();
-    shared.hub.close_all(CloseRequest::Graceful(
-        CloseCode::GoingAway,
-        "server shutting down",
-    ));
+    shared
+        .hub
+        .close_all(CloseRequest::Graceful(CloseCode::GoingAway, "server shutting down"));
     shared.tracker.close();
     let timeout = shared.config.shutdown_timeout;
-    if tokio::time::timeout(timeout, shared.tracker.wait())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(timeout, shared.tracker.wait()).await.is_err() {
         tracing::warn!(
             remaining = shared.hub.connection_count(),
             "shutdown timeout of {timeout:?} reached; dropping the remaining connections"
@@ -228,6 +216,9 @@ async fn shutdown_connections(shared: &Shared, http_stop: &CancellationToken) {
         shared.hub.close_all(CloseRequest::Abort);
         let _ = tokio::time::timeout(Duration::from_secs(1), shared.tracker.wait()).await;
     }
+    // Everything any client was sent is committed before we exit.
+    let history = shared.hub.history().clone();
+    let _ = tokio::task::spawn_blocking(move || history.flush()).await;
     tracing::info!("shutdown complete");
 }
 
@@ -241,11 +232,7 @@ fn is_per_connection(e: &std::io::Error) -> bool {
 }
 
 fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        None,
-    )?;
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;

@@ -56,11 +56,7 @@ pub enum TlsError {
 /// [`TlsError`], naming the file and the problem.
 pub fn acceptor(source: &TlsSource) -> Result<TlsAcceptor, TlsError> {
     let (certs, key, names) = match source {
-        TlsSource::Files { cert, key } => (
-            load_certs(cert)?,
-            load_key(key)?,
-            Some((cert.clone(), key.clone())),
-        ),
+        TlsSource::Files { cert, key } => (load_certs(cert)?, load_key(key)?, Some((cert.clone(), key.clone()))),
         TlsSource::SelfSigned => {
             let (certs, key) = self_signed()?;
             (certs, key, None)
@@ -114,14 +110,9 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 
 /// A certificate for localhost, 127.0.0.1 and ::1 (development only).
 pub fn self_signed() -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
-    let names = vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-    ];
-    let certified = rcgen::generate_simple_self_signed(names)
-        .map_err(|e| TlsError::SelfSigned(e.to_string()))?;
-    let key = PrivateKeyDer::try_from(certified.key_pair.serialize_der())
-        .map_err(|e| TlsError::SelfSigned(e.to_string()))?;
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let certified = rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::SelfSigned(e.to_string()))?;
+    let key =
+        PrivateKeyDer::try_from(certified.key_pair.serialize_der()).map_err(|e| TlsError::SelfSigned(e.to_string()))?;
     Ok((vec![certified.cert.der().clone()], key))
 }

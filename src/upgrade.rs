@@ -20,8 +20,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::chat::ChatSession;
 use crate::connection::{self, CloseRequest, Outbox, Peer, Service, Setup};
-use crate::hub::{Endpoint, Ticket};
+use crate::hub::{Endpoint, Member, Mode, Replay, Ticket};
+use crate::protocol::v1::{is_valid_room, SUBPROTOCOL};
 use crate::protocol::CloseCode;
 use crate::server::Shared;
 
@@ -49,37 +51,47 @@ pub enum Refusal {
     /// The server is shutting down.
     #[error("server shutting down")]
     ShuttingDown,
+    /// `/ws/{room}` with a name that is not 1-64 letters, digits, `-`, `_`, `.`.
+    #[error("bad room name: use 1 to 64 letters, digits, '-', '_' or '.'")]
+    BadRoom,
 }
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let status = match self {
             Refusal::NotWebSocket | Refusal::Version => StatusCode::UPGRADE_REQUIRED,
-            Refusal::Key => StatusCode::BAD_REQUEST,
+            Refusal::Key | Refusal::BadRoom => StatusCode::BAD_REQUEST,
             Refusal::Origin => StatusCode::FORBIDDEN,
             Refusal::Full | Refusal::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         };
         let mut response = (status, self.to_string()).into_response();
         if status == StatusCode::UPGRADE_REQUIRED {
             let headers = response.headers_mut();
-            headers.insert(
-                header::SEC_WEBSOCKET_VERSION,
-                HeaderValue::from_static("13"),
-            );
+            headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
             headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         }
         response
     }
 }
 
-/// Accepts (or refuses) a WebSocket upgrade for `endpoint`.
-pub fn upgrade(
-    shared: &Arc<Shared>,
-    peer: SocketAddr,
-    mut request: Request,
-    endpoint: Endpoint,
-) -> Response {
-    let accept = match check(shared, peer, request.headers(), endpoint) {
+/// Which service a WebSocket path asks for.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// `/echo`.
+    Echo,
+    /// `/ws` (the room `lobby`) or `/ws/{room}`.
+    Chat(String),
+}
+
+/// Accepts (or refuses) a WebSocket upgrade for `target`.
+pub fn upgrade(shared: &Arc<Shared>, peer: SocketAddr, mut request: Request, target: Target) -> Response {
+    let protocol = matches!(target, Target::Chat(_)) && offers_subprotocol(request.headers());
+    let endpoint = match (&target, protocol) {
+        (Target::Echo, _) => Endpoint::Echo,
+        (Target::Chat(_), true) => Endpoint::Protocol,
+        (Target::Chat(_), false) => Endpoint::Chat,
+    };
+    let accept = match check(shared, request.headers(), &target) {
         Ok(accept) => accept,
         Err(refusal) => {
             match refusal {
@@ -101,7 +113,7 @@ pub fn upgrade(
     let task_shared = shared.clone();
     shared.tracker.spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => run(task_shared, ticket, peer, upgraded).await,
+            Ok(upgraded) => run(task_shared, ticket, peer, target, upgraded).await,
             Err(e) => tracing::debug!(%peer, "upgrade did not complete: {e}"),
         }
     });
@@ -111,15 +123,22 @@ pub fn upgrade(
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    if protocol {
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
+    }
     response
 }
 
-fn check(
-    shared: &Shared,
-    _peer: SocketAddr,
-    headers: &HeaderMap,
-    _endpoint: Endpoint,
-) -> Result<HeaderValue, Refusal> {
+fn offers_subprotocol(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == SUBPROTOCOL)
+}
+
+fn check(shared: &Shared, headers: &HeaderMap, target: &Target) -> Result<HeaderValue, Refusal> {
     let has_token = |name: header::HeaderName, token: &str| {
         headers
             .get_all(name)
@@ -131,11 +150,12 @@ fn check(
     if !has_token(header::UPGRADE, "websocket") || !has_token(header::CONNECTION, "upgrade") {
         return Err(Refusal::NotWebSocket);
     }
-    if headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .map(|v| v.as_bytes())
-        != Some(b"13")
-    {
+    if let Target::Chat(room) = target {
+        if !is_valid_room(room) {
+            return Err(Refusal::BadRoom);
+        }
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
         return Err(Refusal::Version);
     }
     let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or(Refusal::Key)?;
@@ -145,9 +165,7 @@ fn check(
     if decoded.len() != 16 {
         return Err(Refusal::Key);
     }
-    let origin = headers
-        .get(header::ORIGIN)
-        .map(|v| v.to_str().unwrap_or("invalid"));
+    let origin = headers.get(header::ORIGIN).map(|v| v.to_str().unwrap_or("invalid"));
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     if !shared.origins.allows(origin, host) {
         return Err(Refusal::Origin);
@@ -169,50 +187,54 @@ pub fn accept_key(key: &[u8]) -> HeaderValue {
 
 /// Takes the raw socket back from hyper (so no HTTP layer stays in between)
 /// and runs the connection.
-async fn run(shared: Arc<Shared>, ticket: Ticket, addr: SocketAddr, upgraded: Upgraded) {
+async fn run(shared: Arc<Shared>, ticket: Ticket, addr: SocketAddr, target: Target, upgraded: Upgraded) {
     let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => {
-            return drive(shared, ticket, addr, parts.io.into_inner(), parts.read_buf).await
-        }
+        Ok(parts) => return drive(shared, ticket, addr, target, parts.io.into_inner(), parts.read_buf).await,
         Err(upgraded) => upgraded,
     };
     match upgraded.downcast::<TokioIo<tokio_rustls::server::TlsStream<TcpStream>>>() {
-        Ok(parts) => drive(shared, ticket, addr, parts.io.into_inner(), parts.read_buf).await,
-        Err(upgraded) => drive(shared, ticket, addr, TokioIo::new(upgraded), Bytes::new()).await,
+        Ok(parts) => drive(shared, ticket, addr, target, parts.io.into_inner(), parts.read_buf).await,
+        Err(upgraded) => drive(shared, ticket, addr, target, TokioIo::new(upgraded), Bytes::new()).await,
     }
 }
 
-async fn drive<S>(
-    shared: Arc<Shared>,
-    ticket: Ticket,
-    addr: SocketAddr,
-    stream: S,
-    already_read: Bytes,
-) where
+async fn drive<S>(shared: Arc<Shared>, ticket: Ticket, addr: SocketAddr, target: Target, stream: S, already_read: Bytes)
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let config = &shared.config;
     let endpoint = ticket.endpoint();
-    let outbox = Arc::new(Outbox::new(
-        config.max_queue_messages,
-        config.max_queue_bytes,
-    ));
+    let outbox = Arc::new(Outbox::new(config.max_queue_messages, config.max_queue_bytes));
     let registration = ticket.register(outbox.clone());
     if shared.shutting_down.load(Ordering::Acquire) {
         // Shutdown began between the handshake and now: close at once.
-        outbox.request_close(CloseRequest::Graceful(
-            CloseCode::GoingAway,
-            "server shutting down",
-        ));
+        outbox.request_close(CloseRequest::Graceful(CloseCode::GoingAway, "server shutting down"));
     }
     let hub = registration.hub().clone();
-    let service = match endpoint {
-        Endpoint::Echo => Service::Echo,
-        Endpoint::Chat => Service::Chat(hub.join(&shared.lobby, outbox.clone())),
-    };
     let peer = Peer {
         addr,
         id: shared.next_connection_id.fetch_add(1, Ordering::Relaxed),
+    };
+    let nick: Arc<str> = Arc::from(format!("guest-{}", peer.id));
+    let service = match (endpoint, target) {
+        (Endpoint::Protocol, _) => Service::Chat(Box::new(ChatSession::new(
+            hub.clone(),
+            outbox.clone(),
+            nick,
+            shared.chat_limits,
+        ))),
+        (_, Target::Chat(room)) => {
+            let member = Member {
+                outbox: outbox.clone(),
+                mode: Mode::Raw,
+                nick: nick.clone(),
+            };
+            Service::Raw {
+                membership: hub.join(&room, member, Replay::Nothing),
+                nick,
+            }
+        }
+        (_, Target::Echo) => Service::Echo,
     };
     tracing::info!(peer = %addr, conn = peer.id, endpoint = endpoint.as_str(), "connection opened");
     let started = Instant::now();
@@ -241,9 +263,6 @@ mod tests {
 
     #[test]
     fn accept_key_matches_rfc_example() {
-        assert_eq!(
-            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
+        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 }

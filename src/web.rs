@@ -21,12 +21,10 @@ pub async fn serve(uri: Uri, headers: HeaderMap) -> Response {
     let path = if path.is_empty() { "index.html" } else { path };
     let (path, file) = match Assets::get(path) {
         Some(file) => (path, file),
-        None if !path.rsplit('/').next().unwrap_or("").contains('.') => {
-            match Assets::get("index.html") {
-                Some(file) => ("index.html", file),
-                None => return StatusCode::NOT_FOUND.into_response(),
-            }
-        }
+        None if !path.rsplit('/').next().unwrap_or("").contains('.') => match Assets::get("index.html") {
+            Some(file) => ("index.html", file),
+            None => return StatusCode::NOT_FOUND.into_response(),
+        },
         None => return (StatusCode::NOT_FOUND, "not found").into_response(),
     };
     let etag = format!("\"{}\"", hex(&file.metadata.sha256_hash()[..16]));
@@ -51,10 +49,7 @@ pub async fn serve(uri: Uri, headers: HeaderMap) -> Response {
     if let Ok(etag) = HeaderValue::from_str(&etag) {
         headers.insert(header::ETAG, etag);
     }
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     response
 }
 

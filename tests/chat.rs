@@ -37,10 +37,7 @@ async fn three_clients_each_receive_every_message_once_in_order() {
                 Message::Binary(bytes) => (bytes[0] as usize, bytes[1] as usize),
                 other => panic!("unexpected {other:?}"),
             };
-            assert_eq!(
-                round, next_round[sender],
-                "sender {sender} out of order or duplicated"
-            );
+            assert_eq!(round, next_round[sender], "sender {sender} out of order or duplicated");
             next_round[sender] += 1;
         }
         assert_eq!(next_round, [per_sender; 3]);
@@ -76,8 +73,7 @@ async fn healthz_counts_connections_per_endpoint() {
     let _echo2 = connect(&server.url("/echo")).await;
     wait_for_connections(&server.hub, 3).await;
     let body = http_get(server.addr, "/healthz").await;
-    let json: serde_json::Value =
-        serde_json::from_str(body.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let json: serde_json::Value = serde_json::from_str(body.split("\r\n\r\n").nth(1).unwrap()).unwrap();
     assert_eq!(json["status"], "ok");
     assert_eq!(json["connections"]["echo"], 2);
     assert_eq!(json["connections"]["chat"], 1);

@@ -13,12 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 fn rss_bytes(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
 }
 
 async fn healthz_total(addr: std::net::SocketAddr) -> (u64, u64) {
@@ -27,8 +22,7 @@ async fn healthz_total(addr: std::net::SocketAddr) -> (u64, u64) {
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
-    let json: serde_json::Value =
-        serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let json: serde_json::Value = serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap();
     (
         json["connections"]["total"].as_u64().unwrap(),
         json["rooms"].as_u64().unwrap(),

@@ -24,15 +24,8 @@ fn wshub() -> Command {
 fn fails_with(args: &[&str], expected_status: i32, needle: &str) {
     let output = wshub().args(args).output().expect("run wshub");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(
-        output.status.code(),
-        Some(expected_status),
-        "{args:?}: {stderr}"
-    );
-    assert!(
-        stderr.contains(needle),
-        "{args:?} should mention {needle:?}: {stderr}"
-    );
+    assert_eq!(output.status.code(), Some(expected_status), "{args:?}: {stderr}");
+    assert!(stderr.contains(needle), "{args:?} should mention {needle:?}: {stderr}");
 }
 
 #[test]
@@ -40,11 +33,7 @@ fn bad_flags_are_named() {
     fails_with(&["--port", "eighty"], 2, "--port");
     fails_with(&["--bind", "not-an-ip"], 2, "--bind");
     fails_with(&["--read-timeout", "soon"], 2, "--read-timeout");
-    fails_with(
-        &["--max-message-size", "12 parsecs"],
-        2,
-        "--max-message-size",
-    );
+    fails_with(&["--max-message-size", "12 parsecs"], 2, "--max-message-size");
     fails_with(&["--ping-interval", "70s"], 2, "--ping-interval");
     fails_with(&["--allowed-origin", "example.com"], 2, "--allowed-origin");
     fails_with(&["--no-such-flag"], 2, "--no-such-flag");
@@ -71,11 +60,7 @@ fn bad_files_are_named() {
         1,
         "/nonexistent/wshub.crt",
     );
-    fails_with(
-        &["--config", "/nonexistent/wshub.toml"],
-        2,
-        "/nonexistent/wshub.toml",
-    );
+    fails_with(&["--config", "/nonexistent/wshub.toml"], 2, "/nonexistent/wshub.toml");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wshub.toml");
     std::fs::write(&path, "port = \"not a number\"\n").unwrap();
@@ -120,13 +105,7 @@ fn help_lists_every_option_with_its_default() {
 /// Starts the binary on a free port and returns it with its address, read
 /// from its JSON "listening" log line. The caller waits for or kills it.
 #[allow(clippy::zombie_processes)]
-fn spawn_server(
-    extra: &[&str],
-) -> (
-    Child,
-    std::net::SocketAddr,
-    BufReader<std::process::ChildStderr>,
-) {
+fn spawn_server(extra: &[&str]) -> (Child, std::net::SocketAddr, BufReader<std::process::ChildStderr>) {
     let mut child = wshub()
         .args(["--bind", "127.0.0.1", "--port", "0", "--log-format", "json"])
         .args(extra)
@@ -157,10 +136,7 @@ async fn sigterm_closes_clients_with_1001_and_exits_0() {
     let (mut child, addr, _stderr) = spawn_server(&[]);
     let mut client = connect(&format!("ws://{addr}/echo")).await;
     send_text(&mut client, "before").await;
-    assert_eq!(
-        next_message(&mut client).await.into_text().unwrap(),
-        "before"
-    );
+    assert_eq!(next_message(&mut client).await.into_text().unwrap(), "before");
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -199,10 +175,7 @@ async fn close_lines_are_logged_with_peer_endpoint_reason_and_duration() {
     assert_eq!(fields["code"], 1007);
     assert!(fields["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
     assert!(fields["duration_ms"].is_u64());
-    assert!(
-        fields["message"].as_str().unwrap().contains("UTF-8"),
-        "{fields}"
-    );
+    assert!(fields["message"].as_str().unwrap().contains("UTF-8"), "{fields}");
     child.kill().unwrap();
     let _ = child.wait();
     tokio::time::sleep(Duration::from_millis(1)).await;

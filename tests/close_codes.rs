@@ -16,10 +16,7 @@ async fn assert_closed_with(server: &TestServer, bytes: &[u8], code: u16) {
     offender.send_frame(true, 8, &code.to_be_bytes()).await;
     assert!(offender.is_closed_by_server().await);
     send_text(&mut bystander, "still fine").await;
-    assert_eq!(
-        next_message(&mut bystander).await,
-        Message::text("still fine")
-    );
+    assert_eq!(next_message(&mut bystander).await, Message::text("still fine"));
     wait_for_connections(&server.hub, 1).await;
 }
 
@@ -39,12 +36,7 @@ async fn oversized_message_gets_1009() {
 #[tokio::test]
 async fn invalid_utf8_gets_1007() {
     let server = start_server().await;
-    assert_closed_with(
-        &server,
-        &RawClient::frame(true, 1, &[b'o', b'k', 0xff, 0xfe]),
-        1007,
-    )
-    .await;
+    assert_closed_with(&server, &RawClient::frame(true, 1, &[b'o', b'k', 0xff, 0xfe]), 1007).await;
     server.shutdown().await;
 }
 
@@ -67,9 +59,6 @@ async fn a_malformed_close_is_answered_with_1002_and_the_socket_ends() {
     let mut raw = RawClient::connect(server.addr, "/echo").await;
     raw.send_frame(true, 8, &1005u16.to_be_bytes()).await;
     assert_eq!(raw.read_close().await, Some(1002));
-    assert!(
-        raw.is_closed_by_server().await,
-        "no second close is awaited"
-    );
+    assert!(raw.is_closed_by_server().await, "no second close is awaited");
     server.shutdown().await;
 }

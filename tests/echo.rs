@@ -14,10 +14,7 @@ async fn text_comes_back_as_text() {
     send_text(&mut client, "test").await;
     assert_eq!(next_message(&mut client).await, Message::text("test"));
     send_text(&mut client, "こんにちは 👋").await;
-    assert_eq!(
-        next_message(&mut client).await,
-        Message::text("こんにちは 👋")
-    );
+    assert_eq!(next_message(&mut client).await, Message::text("こんにちは 👋"));
     server.shutdown().await;
 }
 
@@ -54,10 +51,7 @@ async fn fragmented_message_is_reassembled_with_pings_between() {
     raw.send_frame(false, 0, "men".as_bytes()).await;
     raw.send_frame(true, 0, "ted ✓".as_bytes()).await;
     let pong = raw.read_frame().await.unwrap();
-    assert_eq!(
-        (pong.opcode, pong.payload.as_slice()),
-        (0xA, &b"keepalive"[..])
-    );
+    assert_eq!((pong.opcode, pong.payload.as_slice()), (0xA, &b"keepalive"[..]));
     let echoed = raw.read_frame().await.unwrap();
     assert_eq!(echoed.opcode, 1);
     assert!(echoed.fin);
@@ -74,10 +68,7 @@ async fn pipelined_messages_come_back_in_order() {
     }
     client.flush().await.unwrap();
     for i in 0..200 {
-        assert_eq!(
-            next_message(&mut client).await,
-            Message::text(format!("m{i}"))
-        );
+        assert_eq!(next_message(&mut client).await, Message::text(format!("m{i}")));
     }
     server.shutdown().await;
 }
@@ -107,8 +98,6 @@ async fn a_plain_get_is_told_to_upgrade() {
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 426"), "{response}");
-    assert!(response
-        .to_ascii_lowercase()
-        .contains("sec-websocket-version: 13"));
+    assert!(response.to_ascii_lowercase().contains("sec-websocket-version: 13"));
     server.shutdown().await;
 }

@@ -36,17 +36,9 @@ async fn a_silent_client_is_closed_after_the_read_timeout() {
     let mut raw = RawClient::connect(server.addr, "/echo").await;
     wait_for_connections(&server.hub, 1).await;
     tokio::time::sleep(Duration::from_secs(59)).await;
-    assert_eq!(
-        server.hub.connection_count(),
-        1,
-        "still inside the read timeout"
-    );
+    assert_eq!(server.hub.connection_count(), 1, "still inside the read timeout");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        server.hub.connection_count(),
-        0,
-        "closed within read_timeout + 1 s"
-    );
+    assert_eq!(server.hub.connection_count(), 0, "closed within read_timeout + 1 s");
     assert!(raw.is_closed_by_server().await);
     server.shutdown().await;
 }
@@ -65,11 +57,7 @@ async fn a_client_that_answers_pings_stays_connected() {
         }
     });
     tokio::time::sleep(Duration::from_secs(300)).await;
-    assert_eq!(
-        server.hub.connection_count(),
-        1,
-        "alive after five minutes of pings"
-    );
+    assert_eq!(server.hub.connection_count(), 1, "alive after five minutes of pings");
     let mut count = 0;
     while pings.try_recv().is_ok() {
         count += 1;

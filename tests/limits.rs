@@ -20,10 +20,8 @@ async fn connections_beyond_the_limit_get_503() {
     );
     first.close(None).await.unwrap();
     wait_for_connections(&server.hub, 1).await;
-    assert!(
-        connect_with_origin(&server.url("/echo"), "http://localhost")
-            .await
-            .is_ok()
-    );
+    assert!(connect_with_origin(&server.url("/echo"), "http://localhost")
+        .await
+        .is_ok());
     server.shutdown().await;
 }

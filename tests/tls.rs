@@ -42,19 +42,13 @@ fn tls_config(cert: &Path, key: &Path) -> wshub::Config {
     config
 }
 
-async fn connect_tls(
-    addr: std::net::SocketAddr,
-    trusted: CertificateDer<'static>,
-    tls12_only: bool,
-) -> Client2 {
+async fn connect_tls(addr: std::net::SocketAddr, trusted: CertificateDer<'static>, tls12_only: bool) -> Client2 {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(trusted).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider);
     let builder = if tls12_only {
-        builder
-            .with_protocol_versions(&[&rustls::version::TLS12])
-            .unwrap()
+        builder.with_protocol_versions(&[&rustls::version::TLS12]).unwrap()
     } else {
         builder.with_safe_default_protocol_versions().unwrap()
     };
@@ -65,10 +59,7 @@ async fn connect_tls(
         .await
         .expect("TLS handshake");
     let url = format!("wss://localhost:{}/echo", addr.port());
-    tokio_tungstenite::client_async(url, tls)
-        .await
-        .expect("wss upgrade")
-        .0
+    tokio_tungstenite::client_async(url, tls).await.expect("wss upgrade").0
 }
 
 type Client2 = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
@@ -107,19 +98,13 @@ async fn a_missing_certificate_is_named() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(
-        err.contains("nope.crt") && err.contains("certificate"),
-        "{err}"
-    );
+    assert!(err.contains("nope.crt") && err.contains("certificate"), "{err}");
     let missing_key = dir.path().join("nope.key");
     let err = Server::bind(tls_config(&pem.cert, &missing_key))
         .await
         .unwrap_err()
         .to_string();
-    assert!(
-        err.contains("nope.key") && err.contains("private key"),
-        "{err}"
-    );
+    assert!(err.contains("nope.key") && err.contains("private key"), "{err}");
 }
 
 #[tokio::test]
@@ -132,18 +117,12 @@ async fn garbage_pem_is_named() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(
-        err.contains("garbage.pem") && err.contains("not valid"),
-        "{err}"
-    );
+    assert!(err.contains("garbage.pem") && err.contains("not valid"), "{err}");
     let err = Server::bind(tls_config(&pem.cert, &garbage))
         .await
         .unwrap_err()
         .to_string();
-    assert!(
-        err.contains("garbage.pem") && err.contains("PRIVATE KEY"),
-        "{err}"
-    );
+    assert!(err.contains("garbage.pem") && err.contains("PRIVATE KEY"), "{err}");
 }
 
 #[tokio::test]
@@ -151,9 +130,6 @@ async fn a_key_that_does_not_match_the_certificate_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let a = write_cert(dir.path(), "a");
     let b = write_cert(dir.path(), "b");
-    let err = Server::bind(tls_config(&a.cert, &b.key))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = Server::bind(tls_config(&a.cert, &b.key)).await.unwrap_err().to_string();
     assert!(err.contains("a.crt") && err.contains("b.key"), "{err}");
 }

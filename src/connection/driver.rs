@@ -16,10 +16,9 @@ use tokio::time::{Instant, Sleep};
 use super::ending::Ending;
 use super::keepalive::{Deadlines, Due, Timeouts};
 use super::outbox::{CloseRequest, Outbox};
+use crate::chat::ChatSession;
 use crate::hub::{Hub, Membership};
-use crate::protocol::{
-    encode_close, encode_frame, CloseCode, Decoder, Event, OpCode, ProtocolError,
-};
+use crate::protocol::{encode_close, encode_frame, CloseCode, Decoder, Event, OpCode, ProtocolError};
 
 /// Bytes read per `read` call, into a buffer shared by all connections of a
 /// thread: a connection holds read bytes only while a frame is incomplete.
@@ -40,8 +39,15 @@ thread_local! {
 pub enum Service {
     /// Send each message back to its sender, unchanged.
     Echo,
-    /// Publish each message, unchanged, to every member of the room.
-    Chat(Membership),
+    /// The seed's chat: publish each message, unchanged, to the room.
+    Raw {
+        /// The room joined.
+        membership: Membership,
+        /// The name shown to `wshub.v1` members (`guest-N`).
+        nick: Arc<str>,
+    },
+    /// The `wshub.v1` JSON subprotocol.
+    Chat(Box<ChatSession>),
 }
 
 /// Who is on the other end, for logs.
@@ -176,9 +182,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     continue;
                 }
                 Due::ReadTimeout => return Poll::Ready(Ending::ReadTimeout),
-                Due::WriteTimeout => {
-                    return Poll::Ready(self.session.timed_out(Ending::WriteTimeout))
-                }
+                Due::WriteTimeout => return Poll::Ready(self.session.timed_out(Ending::WriteTimeout)),
                 Due::CloseTimeout => {
                     let ending = match self.session.phase {
                         Phase::CloseSent(code) => Ending::CloseTimeout(code),
@@ -248,10 +252,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     fn ingest(&mut self, bytes: &[u8]) {
         let session = &mut self.session;
-        if let Err(error) = self
-            .decoder
-            .decode(bytes, &mut |event| session.on_event(event))
-        {
+        if let Err(error) = self.decoder.decode(bytes, &mut |event| session.on_event(event)) {
             session.fail(error);
         }
     }
@@ -308,9 +309,7 @@ impl Session {
             Phase::CloseSent(code) if self.close_written && self.peer_closed.is_some() => {
                 Some(Ending::ServerClosed(code))
             }
-            Phase::Replying if self.close_written => {
-                Some(Ending::ClientClosed(self.peer_closed.flatten()))
-            }
+            Phase::Replying if self.close_written => Some(Ending::ClientClosed(self.peer_closed.flatten())),
             _ => None,
         };
         done.map(|ending| self.cause.take().unwrap_or(ending))
@@ -401,18 +400,21 @@ impl Session {
                 if self.phase != Phase::Open {
                     return;
                 }
-                tracing::debug!(
-                    conn = self.peer.id,
-                    bytes = message.payload().len(),
-                    "message"
-                );
-                match &self.service {
+                tracing::debug!(conn = self.peer.id, bytes = message.payload().len(), "message");
+                match &mut self.service {
                     // An overflow evicts this connection through its outbox.
                     Service::Echo => {
                         let _ = self.outbox.push(message.frame().clone());
                     }
-                    Service::Chat(membership) => {
-                        membership.publish(message.frame());
+                    Service::Raw { membership, nick } => {
+                        membership.publish_raw(nick, &message);
+                    }
+                    Service::Chat(session) => {
+                        if let Err(give_up) = session.on_message(&message) {
+                            tracing::warn!(peer = %self.peer.addr, conn = self.peer.id, "closing connection: {}", give_up.0);
+                            self.send_close(CloseCode::PolicyViolation, give_up.0);
+                            self.cause = Some(Ending::PolicyViolation(give_up.0));
+                        }
                     }
                 }
             }

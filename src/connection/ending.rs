@@ -11,6 +11,8 @@ pub enum Ending {
     ClientClosed(Option<u16>),
     /// The client broke the protocol; we closed with the error's code.
     ProtocolViolation(ProtocolError),
+    /// The client broke a rule of the chat protocol too often (1008).
+    PolicyViolation(&'static str),
     /// The outbound queue overflowed: a slow consumer, closed with `code`.
     Evicted(CloseCode),
     /// The server closed it (shutdown sends 1001), and the client answered.
@@ -35,9 +37,8 @@ impl Ending {
         match self {
             Ending::ClientClosed(code) => *code,
             Ending::ProtocolViolation(e) => Some(e.code.as_u16()),
-            Ending::Evicted(code) | Ending::ServerClosed(code) | Ending::CloseTimeout(code) => {
-                Some(code.as_u16())
-            }
+            Ending::PolicyViolation(_) => Some(CloseCode::PolicyViolation.as_u16()),
+            Ending::Evicted(code) | Ending::ServerClosed(code) | Ending::CloseTimeout(code) => Some(code.as_u16()),
             _ => None,
         }
     }
@@ -58,6 +59,7 @@ impl fmt::Display for Ending {
             Ending::ClientClosed(Some(code)) => write!(f, "client closed ({code})"),
             Ending::ClientClosed(None) => write!(f, "client closed (no code)"),
             Ending::ProtocolViolation(e) => write!(f, "protocol violation: {e}"),
+            Ending::PolicyViolation(reason) => write!(f, "policy violation: {reason} (1008)"),
             Ending::Evicted(code) => write!(f, "slow consumer evicted ({code})"),
             Ending::ServerClosed(code) => write!(f, "server closed ({code})"),
             Ending::ReadTimeout => write!(f, "read timeout"),

@@ -61,8 +61,7 @@ impl Deadlines {
 
     /// Starts the wait for the client's close reply; pings stop.
     pub(crate) fn closing(&mut self, now: Instant) {
-        self.close_by
-            .get_or_insert(now + self.timeouts.write_timeout);
+        self.close_by.get_or_insert(now + self.timeouts.write_timeout);
     }
 
     /// The most urgent thing due at `now`; a due ping is consumed.
@@ -96,9 +95,7 @@ impl Deadlines {
     pub(crate) fn next(&self) -> Instant {
         let mut next = match self.close_by {
             Some(at) => at,
-            None => self
-                .next_ping
-                .min(self.last_read + self.timeouts.read_timeout),
+            None => self.next_ping.min(self.last_read + self.timeouts.read_timeout),
         };
         if let Some(since) = self.write_stalled_since {
             next = next.min(since + self.timeouts.write_timeout);

@@ -110,9 +110,7 @@ impl Outbox {
     pub fn request_close(&self, request: CloseRequest) {
         let mut state = self.lock();
         match (&state.close, &request) {
-            (None, _) | (Some(CloseRequest::Graceful(..)), CloseRequest::Abort) => {
-                state.close = Some(request)
-            }
+            (None, _) | (Some(CloseRequest::Graceful(..)), CloseRequest::Abort) => state.close = Some(request),
             _ => return,
         }
         let waker = state.waker.take();
@@ -125,18 +123,10 @@ impl Outbox {
     /// Moves every queued frame to the back of `into` (the connection's
     /// in-flight batch, so its allocation is reused) and returns any close
     /// request. `Pending` registers the task's waker when there is nothing.
-    pub fn poll_take(
-        &self,
-        cx: &mut Context<'_>,
-        into: &mut VecDeque<Bytes>,
-    ) -> Poll<Option<CloseRequest>> {
+    pub fn poll_take(&self, cx: &mut Context<'_>, into: &mut VecDeque<Bytes>) -> Poll<Option<CloseRequest>> {
         let mut state = self.lock();
         if state.frames.is_empty() && state.close.is_none() {
-            if !state
-                .waker
-                .as_ref()
-                .is_some_and(|w| w.will_wake(cx.waker()))
-            {
+            if !state.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 state.waker = Some(cx.waker().clone());
             }
             return Poll::Pending;
@@ -157,11 +147,7 @@ impl Outbox {
         if state.close == Some(CloseRequest::Abort) {
             return Poll::Ready(());
         }
-        if !state
-            .waker
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
+        if !state.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             state.waker = Some(cx.waker().clone());
         }
         Poll::Pending
@@ -201,14 +187,8 @@ mod tests {
         let outbox = Outbox::new(2, 1 << 20);
         outbox.push(Bytes::from_static(b"a")).unwrap();
         outbox.push(Bytes::from_static(b"b")).unwrap();
-        assert_eq!(
-            outbox.push(Bytes::from_static(b"c")),
-            Err(Rejected::Overflow)
-        );
-        assert_eq!(
-            outbox.push(Bytes::from_static(b"d")),
-            Err(Rejected::Closing)
-        );
+        assert_eq!(outbox.push(Bytes::from_static(b"c")), Err(Rejected::Overflow));
+        assert_eq!(outbox.push(Bytes::from_static(b"d")), Err(Rejected::Closing));
         let (frames, close) = take(&outbox);
         assert!(frames.is_empty());
         assert!(matches!(
@@ -221,10 +201,7 @@ mod tests {
     fn a_big_frame_fits_an_empty_queue_but_bytes_bound_the_rest() {
         let outbox = Outbox::new(100, 10);
         outbox.push(Bytes::from(vec![0; 50])).unwrap();
-        assert_eq!(
-            outbox.push(Bytes::from_static(b"x")),
-            Err(Rejected::Overflow)
-        );
+        assert_eq!(outbox.push(Bytes::from_static(b"x")), Err(Rejected::Overflow));
     }
 
     #[test]
@@ -232,10 +209,7 @@ mod tests {
         let outbox = Outbox::new(2, 1 << 20);
         outbox.push(Bytes::from_static(b"1")).unwrap();
         outbox.push(Bytes::from_static(b"2")).unwrap();
-        assert_eq!(
-            take(&outbox).0,
-            [Bytes::from_static(b"1"), Bytes::from_static(b"2")]
-        );
+        assert_eq!(take(&outbox).0, [Bytes::from_static(b"1"), Bytes::from_static(b"2")]);
         outbox.push(Bytes::from_static(b"3")).unwrap();
         assert_eq!(take(&outbox).0, [Bytes::from_static(b"3")]);
     }

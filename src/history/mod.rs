@@ -1,1 +1,708 @@
-//! Chat history (being written).
+//! Chat history: every message of a room gets an id, is kept, and can be
+//! replayed to a client that joins (the last N) or reconnects (everything
+//! after the last id it saw, or an explicit "history starts at X").
+//!
+//! # Why it is shaped like this
+//! The hub calls [`History::append`] while it holds a room's lock, on the
+//! broadcast path, so `append` only touches memory: a short mutex on one of
+//! [`SHARDS`] shards (picked by room name), the room's id counter and a
+//! bounded cache of its newest entries, and a send on an unbounded channel
+//! to a dedicated writer thread. Broadcast latency never waits on SQLite or
+//! on the disk.
+//!
+//! The writer thread group-commits: the first entry of a batch opens it and
+//! at most [`HistoryConfig::commit_interval`] later the whole batch goes in
+//! one transaction, together with the retention deletes. A `kill -9` loses
+//! at most the entries of the batch not yet committed (one interval's
+//! worth, plus any backlog); [`History::flush`] at a clean shutdown loses
+//! nothing. The channel is unbounded on purpose: a slow disk must not slow
+//! the chat; the backlog shows in [`History::stats`] (`pending`) and is
+//! logged when it passes 100 000 entries.
+//!
+//! Reads ([`History::recent`], [`History::since`]) come from the cache,
+//! which always ends with the newest entry (committed or not), when it
+//! covers the range; otherwise the older part comes from SQLite through a
+//! separate read connection (WAL lets it read while the writer writes),
+//! after waiting, only if needed, for the entries that already left the
+//! cache to be committed. They run at join and reconnect, rarely, and may
+//! block briefly.
+//!
+//! A room's state is loaded lazily: its first touch after start (or after
+//! [`History::evict_cache`]) reads the last and first stored ids, two index
+//! seeks, so ids continue where they stopped. That first touch is the only
+//! database access `append` can make; the hub can take it off the hot path
+//! by calling [`History::last_id`] when it creates a room.
+//!
+//! # Ids and retention
+//! Ids count up by one per room, from 1, so "no gap" is arithmetic: what a
+//! room retains is always the ids `first_available..=last_id` (count and
+//! age retention both cut a prefix: timestamps never decrease within a
+//! room, even if the wall clock does). Retention applies to memory at once
+//! and to SQLite in the writer's transactions (count: for the rooms in the
+//! batch; age: all rooms, at each commit and at least once a second);
+//! reads filter by age too, so an entry past its age is never returned
+//! even before the writer deletes it.
+//!
+//! # Known limit
+//! After a `kill -9`, the ids of the lost entries (at most one commit
+//! interval) are handed out again. A client that saw a lost entry and
+//! reconnects with its id gets only entries above that id.
+
+mod clock;
+mod room;
+mod sqlite;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use clock::Clock;
+use room::{Limits, RoomState};
+use sqlite::{Op, Reader, Shared, Writer};
+
+/// The database file of the default backend, in the working directory.
+pub const DEFAULT_DB_FILE: &str = "wshub-history.db";
+
+/// How many independently locked parts the rooms are spread over, so that
+/// appends to different rooms rarely wait for each other.
+pub const SHARDS: usize = 16;
+
+/// Where history is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// An SQLite file (created if missing), in WAL mode: survives restarts.
+    Sqlite(PathBuf),
+    /// Only in memory, bounded by retention: lost at restart.
+    Memory,
+    /// Nothing kept: ids still count up, so reconnecting clients learn
+    /// that they missed something, but there is nothing to replay.
+    None,
+}
+
+/// How history is kept and for how long.
+#[derive(Debug, Clone)]
+pub struct HistoryConfig {
+    /// Where entries are stored.
+    pub backend: Backend,
+    /// Retention by count: a room keeps at most its newest this many.
+    pub max_messages_per_room: usize,
+    /// Retention by age, from the server timestamp; `None` keeps entries
+    /// until the count limit drops them.
+    pub max_age: Option<Duration>,
+    /// Group commit period: the longest an appended entry waits before it
+    /// is committed, so the most a `kill -9` can lose.
+    pub commit_interval: Duration,
+    /// Newest entries kept in memory per room for the sqlite backend (joins
+    /// and short reconnects need no database read). The memory backend
+    /// keeps `max_messages_per_room` instead, since memory is its store.
+    pub cache_per_room: usize,
+}
+
+impl Default for HistoryConfig {
+    /// SQLite in [`DEFAULT_DB_FILE`], 10 000 messages or 7 days per room,
+    /// commits every 50 ms, 1 000 cached entries per room.
+    fn default() -> Self {
+        HistoryConfig {
+            backend: Backend::Sqlite(PathBuf::from(DEFAULT_DB_FILE)),
+            max_messages_per_room: 10_000,
+            max_age: Some(Duration::from_secs(7 * 24 * 60 * 60)),
+            commit_interval: Duration::from_millis(50),
+            cache_per_room: 1_000,
+        }
+    }
+}
+
+/// One chat message as history keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Entry {
+    /// Position in its room: 1 for the first message, then one more each.
+    pub id: u64,
+    /// When the server accepted it, unix milliseconds; never less than the
+    /// previous entry's in the same room.
+    pub ts: i64,
+    /// Who sent it. Shared, so fan-out and cache copies cost no allocation.
+    #[serde(serialize_with = "serialize_arc_str")]
+    pub nick: Arc<str>,
+    /// What was said.
+    #[serde(serialize_with = "serialize_arc_str")]
+    pub text: Arc<str>,
+}
+
+fn serialize_arc_str<S: serde::Serializer>(s: &Arc<str>, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(s)
+}
+
+/// The answer to a reconnecting client's "I last saw id N".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Since {
+    /// Everything after N, in order, with no gap (at most the limit asked
+    /// for: if it is full, ask again after its last id).
+    Complete(Vec<Entry>),
+    /// Retention already dropped some entries after N: history now starts
+    /// at `first_available`, and `entries` start there. The client should
+    /// show that a part is missing.
+    Truncated {
+        /// The oldest id still kept (`last_id + 1` if none is).
+        first_available: u64,
+        /// Entries from `first_available` on, at most the limit asked for.
+        entries: Vec<Entry>,
+    },
+}
+
+impl Since {
+    /// The entries, whether complete or not.
+    pub fn entries(&self) -> &[Entry] {
+        match self {
+            Since::Complete(entries) | Since::Truncated { entries, .. } => entries,
+        }
+    }
+
+    /// The entries, whether complete or not, by value.
+    pub fn into_entries(self) -> Vec<Entry> {
+        match self {
+            Since::Complete(entries) | Since::Truncated { entries, .. } => entries,
+        }
+    }
+}
+
+/// Counters for `/healthz` and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HistoryStats {
+    /// Entries appended since open.
+    pub appended: u64,
+    /// Entries committed to SQLite since open.
+    pub committed: u64,
+    /// Transactions committed since open.
+    pub commits: u64,
+    /// Failed commit attempts (each is retried).
+    pub write_errors: u64,
+    /// Entries never stored: their batch failed every retry, or they were
+    /// appended after [`History::close`].
+    pub dropped: u64,
+    /// Entries waiting for the writer: the backlog.
+    pub pending: u64,
+}
+
+/// Why history could not be opened. Each variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    /// The file could not be opened or created. Check that its directory
+    /// exists and is writable, or pick another path or the memory backend.
+    #[error("cannot open history database {}: {source}", path.display())]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+    /// The file opened but refused WAL mode (some network file systems
+    /// cannot do it), which concurrent reads and group commit rely on.
+    /// Put the database on a local disk.
+    #[error("history database {} cannot use WAL mode (it stays in {mode} mode); put it on a local disk", path.display())]
+    NoWal {
+        /// The database file.
+        path: PathBuf,
+        /// The journal mode SQLite kept.
+        mode: String,
+    },
+    /// The file is not an SQLite database, is corrupt, or has a table of
+    /// the same name with another layout. Move it aside and restart (a new
+    /// one is created), or point to another file.
+    #[error("history database {} is not usable: {source}", path.display())]
+    Schema {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+    /// The file was written by a newer wshub. Run that version, or point
+    /// to another file; this one is left untouched.
+    #[error("history database {} has schema version {found}, newer than the {supported} this wshub knows", path.display())]
+    NewerSchema {
+        /// The database file.
+        path: PathBuf,
+        /// The version in the file.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// The writer thread could not be started (the process is out of
+    /// threads or memory). Nothing to fix in the configuration; retry.
+    #[error("cannot start the history writer thread: {0}")]
+    Spawn(#[source] std::io::Error),
+}
+
+/// The backend, without its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Sqlite,
+    Memory,
+    None,
+}
+
+/// A room's state and its name, shared with the writer's messages.
+#[derive(Debug)]
+struct Slot {
+    name: Arc<str>,
+    state: RoomState,
+}
+
+/// One lock's worth of rooms.
+#[derive(Debug, Default)]
+struct Shard {
+    rooms: HashMap<Arc<str>, Slot>,
+    /// Rooms evicted while some of their entries were not committed yet:
+    /// their id counter must survive until the database has those entries,
+    /// or a reload would hand the same ids out again.
+    tombstones: HashMap<Arc<str>, Slot>,
+    counters: ShardCounters,
+}
+
+/// A shard's counters, apart from its maps so both can be borrowed at once.
+#[derive(Debug, Default)]
+struct ShardCounters {
+    /// The last writer sequence number given in this shard.
+    next_seq: u64,
+    /// Bumped at each eviction, so that a first-touch load that ran
+    /// without the lock can tell its database read may be stale.
+    generation: u64,
+}
+
+struct Inner {
+    kind: Kind,
+    shards: Box<[Mutex<Shard>]>,
+    hasher: std::collections::hash_map::RandomState,
+    limits: Limits,
+    clock: Clock,
+    reader: Option<Reader>,
+    tx: Option<Sender<Op>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    shared: Arc<Shared>,
+    appended: AtomicU64,
+    /// Entries sent to the writer.
+    sent: AtomicU64,
+    /// Entries appended after close, never stored.
+    unsent: AtomicU64,
+    warned_closed: AtomicBool,
+}
+
+/// The chat history: a cheap, cloneable handle (`Send + Sync`). The writer
+/// thread stops, committing what it has, when the last handle is dropped or
+/// at [`History::close`].
+#[derive(Clone)]
+pub struct History {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History")
+            .field("backend", &self.backend_name())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// What a read found under the shard lock: either the answer, or what to
+/// fetch from the database once the lock is released.
+enum Plan {
+    Ready(Vec<Entry>),
+    Db {
+        shard: usize,
+        wait_seq: u64,
+        from: u64,
+        below: u64,
+        cached: Vec<Entry>,
+        need: usize,
+    },
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl History {
+    /// Opens history as configured. For SQLite: creates or opens the file,
+    /// switches it to WAL with `synchronous = NORMAL` (committed entries
+    /// survive a killed process; see the `sqlite` module), creates the
+    /// schema and starts the writer thread. Errors name the file.
+    pub fn open(config: HistoryConfig) -> Result<History, HistoryError> {
+        Self::open_with_clock(config, Clock::System)
+    }
+
+    fn open_with_clock(config: HistoryConfig, clock: Clock) -> Result<History, HistoryError> {
+        let max = config.max_messages_per_room;
+        let (kind, cache_cap, cache_is_store) = match &config.backend {
+            Backend::Sqlite(_) => (Kind::Sqlite, config.cache_per_room.min(max), false),
+            Backend::Memory => (Kind::Memory, max, true),
+            Backend::None => (Kind::None, 0, true),
+        };
+        let limits = Limits {
+            max_messages: max,
+            max_age_ms: config
+                .max_age
+                .map(|age| i64::try_from(age.as_millis()).unwrap_or(i64::MAX)),
+            cache_cap,
+            cache_is_store,
+        };
+        let shared = Arc::new(Shared::new(SHARDS));
+        let (reader, tx, writer) = match &config.backend {
+            Backend::Sqlite(path) => {
+                let conn = sqlite::open_writer(path)?;
+                let reader = Reader::open(path)?;
+                let (tx, rx) = mpsc::channel();
+                let writer = Writer {
+                    conn,
+                    path: path.clone(),
+                    rx,
+                    shared: Arc::clone(&shared),
+                    limits,
+                    interval: config.commit_interval,
+                    clock: clock.clone(),
+                };
+                let handle = std::thread::Builder::new()
+                    .name("wshub-history".into())
+                    .spawn(move || writer.run())
+                    .map_err(HistoryError::Spawn)?;
+                (Some(reader), Some(tx), Some(handle))
+            }
+            Backend::Memory | Backend::None => (None, None, None),
+        };
+        Ok(History {
+            inner: Arc::new(Inner {
+                kind,
+                shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+                hasher: Default::default(),
+                limits,
+                clock,
+                reader,
+                tx,
+                writer: Mutex::new(writer),
+                shared,
+                appended: AtomicU64::new(0),
+                sent: AtomicU64::new(0),
+                unsent: AtomicU64::new(0),
+                warned_closed: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Records a message: gives it the room's next id and the server time,
+    /// caches it, and queues it for the writer. Only memory work (except a
+    /// room's very first touch with SQLite, see the module doc), so it is
+    /// safe to call under the hub's room lock.
+    pub fn append(&self, room: &str, nick: &str, text: &str) -> Entry {
+        let inner = &*self.inner;
+        let now = inner.clock.now_ms();
+        inner.appended.fetch_add(1, Ordering::Relaxed);
+        self.with_room(room, |slot, counters, shard_index| {
+            let (id, ts) = slot.state.next(now);
+            let entry = Entry {
+                id,
+                ts,
+                nick: nick.into(),
+                text: text.into(),
+            };
+            let mut seq = None;
+            if let Some(tx) = &inner.tx {
+                // Sent under the shard lock: a shard's entries reach the
+                // writer in seq order, which its "committed" mark relies on.
+                counters.next_seq += 1;
+                let op = Op::Insert {
+                    shard: shard_index,
+                    seq: counters.next_seq,
+                    room: Arc::clone(&slot.name),
+                    entry: entry.clone(),
+                };
+                if tx.send(op).is_ok() {
+                    inner.sent.fetch_add(1, Ordering::Relaxed);
+                    seq = Some(counters.next_seq);
+                } else {
+                    inner.unsent.fetch_add(1, Ordering::Relaxed);
+                    if !inner.warned_closed.swap(true, Ordering::Relaxed) {
+                        tracing::warn!("history is closed: new messages are no longer stored");
+                    }
+                }
+            }
+            slot.state.push(entry.clone(), seq, &inner.limits);
+            slot.state.prune(&inner.limits, now);
+            entry
+        })
+    }
+
+    /// The newest `limit` retained entries of `room`, oldest first (what a
+    /// joining client is shown). Includes entries not committed yet.
+    pub fn recent(&self, room: &str, limit: usize) -> Vec<Entry> {
+        if limit == 0 {
+            return Vec::new();
+        }
+        let inner = &*self.inner;
+        let now = inner.clock.now_ms();
+        let plan = self.with_room(room, |slot, _, shard| {
+            let st = &mut slot.state;
+            st.prune(&inner.limits, now);
+            let cached = st.cache.len();
+            if st.covered() || cached >= limit {
+                return Plan::Ready(st.cache.iter().skip(cached.saturating_sub(limit)).cloned().collect());
+            }
+            Plan::Db {
+                shard,
+                wait_seq: st.evicted_seq,
+                from: st.floor,
+                below: st.cache.front().map_or(st.last_id.saturating_add(1), |e| e.id),
+                cached: st.cache.iter().cloned().collect(),
+                need: limit - cached,
+            }
+        });
+        self.execute(room, plan, now, true)
+    }
+
+    /// The retained entries of `room` with an id above `after_id`, oldest
+    /// first, at most `limit` (what a reconnecting client missed). Includes
+    /// entries not committed yet. [`Since::Truncated`] when retention
+    /// already dropped some of them.
+    pub fn since(&self, room: &str, after_id: u64, limit: usize) -> Since {
+        let inner = &*self.inner;
+        let now = inner.clock.now_ms();
+        // Look for at least one entry even when asked for none: the first
+        // one found tells whether anything was dropped.
+        let want = limit.max(1);
+        let mut last_id = 0;
+        let plan = self.with_room(room, |slot, _, shard| {
+            let st = &mut slot.state;
+            st.prune(&inner.limits, now);
+            last_id = st.last_id;
+            let start = st.start_after(after_id);
+            if start > st.last_id {
+                return Plan::Ready(Vec::new());
+            }
+            match st.cache.front().map(|e| e.id) {
+                Some(front) if front <= start || st.covered() => {
+                    let skip = usize::try_from(start.saturating_sub(front)).unwrap_or(usize::MAX);
+                    Plan::Ready(st.cache.iter().skip(skip).take(want).cloned().collect())
+                }
+                None if st.covered() => Plan::Ready(Vec::new()),
+                front => Plan::Db {
+                    shard,
+                    wait_seq: st.evicted_seq,
+                    from: start,
+                    below: front.unwrap_or(st.last_id.saturating_add(1)),
+                    cached: st.cache.iter().take(want).cloned().collect(),
+                    need: want,
+                },
+            }
+        });
+        let mut entries = self.execute(room, plan, now, false);
+        entries.truncate(want);
+        let first = entries.first().map_or(last_id.saturating_add(1), |e| e.id);
+        let truncated = after_id < last_id && first > after_id.saturating_add(1);
+        entries.truncate(limit);
+        if truncated {
+            Since::Truncated {
+                first_available: first,
+                entries,
+            }
+        } else {
+            Since::Complete(entries)
+        }
+    }
+
+    /// The last id given in `room`, 0 if none yet. Also loads the room's
+    /// state, so the hub can call it when it creates a room to keep the
+    /// database read out of the first `append`.
+    pub fn last_id(&self, room: &str) -> u64 {
+        self.with_room(room, |slot, _, _| slot.state.last_id)
+    }
+
+    /// Blocks until everything appended so far is committed (or, if the
+    /// disk keeps failing, given up on and counted in `dropped`). For
+    /// shutdown and tests; returns at once for the memory and none
+    /// backends and after [`History::close`].
+    pub fn flush(&self) {
+        let Some(tx) = &self.inner.tx else { return };
+        let (ack, done) = mpsc::sync_channel(1);
+        if tx.send(Op::Flush(ack)).is_ok() {
+            // An error means the writer is gone, having committed all.
+            let _ = done.recv();
+        }
+    }
+
+    /// Commits what is pending and stops the writer thread; entries
+    /// appended afterwards are kept in memory only (and counted in
+    /// `dropped`). Dropping the last handle does the same.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+
+    /// Drops the cached entries of `room`, for when the hub frees it: its
+    /// next use reloads from SQLite. Only the sqlite backend evicts; for
+    /// the memory backend the cache is the store, and for none the state
+    /// is just the id counter, which must go on counting.
+    pub fn evict_cache(&self, room: &str) {
+        let inner = &*self.inner;
+        if inner.kind != Kind::Sqlite {
+            return;
+        }
+        let index = self.shard_index(room);
+        let committed = inner.committed(index);
+        let mut shard = lock(&inner.shards[index]);
+        if let Some((name, mut slot)) = shard.rooms.remove_entry(room) {
+            shard.counters.generation += 1;
+            slot.state.cache = VecDeque::new();
+            slot.state.evicted_seq = slot.state.last_seq;
+            if slot.state.last_seq > committed {
+                shard.tombstones.insert(name, slot);
+            }
+        }
+        shard.tombstones.retain(|_, slot| slot.state.last_seq > committed);
+    }
+
+    /// `"sqlite"`, `"memory"` or `"none"`, for logs and `/healthz`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.inner.kind {
+            Kind::Sqlite => "sqlite",
+            Kind::Memory => "memory",
+            Kind::None => "none",
+        }
+    }
+
+    /// Counters: appended, committed, the writer's backlog, failures.
+    pub fn stats(&self) -> HistoryStats {
+        let inner = &*self.inner;
+        let shared = &inner.shared;
+        let committed = shared.committed_total.load(Ordering::Relaxed);
+        let dropped = shared.dropped.load(Ordering::Relaxed);
+        HistoryStats {
+            appended: inner.appended.load(Ordering::Relaxed),
+            committed,
+            commits: shared.commits.load(Ordering::Relaxed),
+            write_errors: shared.write_errors.load(Ordering::Relaxed),
+            dropped: dropped + inner.unsent.load(Ordering::Relaxed),
+            pending: inner.sent.load(Ordering::Relaxed).saturating_sub(committed + dropped),
+        }
+    }
+
+    fn shard_index(&self, room: &str) -> usize {
+        (self.inner.hasher.hash_one(room) % SHARDS as u64) as usize
+    }
+
+    /// Runs `f` on `room`'s state under its shard's lock, loading the state
+    /// first if the room is not in memory. The database read of a load
+    /// runs without the lock, so other rooms of the shard are not held up.
+    fn with_room<R>(&self, room: &str, f: impl FnOnce(&mut Slot, &mut ShardCounters, usize) -> R) -> R {
+        let inner = &*self.inner;
+        let index = self.shard_index(room);
+        let mutex = &inner.shards[index];
+        let mut guard = lock(mutex);
+        loop {
+            let shard = &mut *guard;
+            if let Some(slot) = shard.rooms.get_mut(room) {
+                return f(slot, &mut shard.counters, index);
+            }
+            if let Some((name, slot)) = shard.tombstones.remove_entry(room) {
+                shard.rooms.insert(name, slot);
+                continue;
+            }
+            let Some(reader) = inner.reader.as_ref() else {
+                let name: Arc<str> = room.into();
+                let slot = Slot {
+                    name: Arc::clone(&name),
+                    state: RoomState::empty(),
+                };
+                shard.rooms.insert(name, slot);
+                continue;
+            };
+            let generation = shard.counters.generation;
+            drop(guard);
+            let state = match reader.load(room) {
+                Ok(found) => RoomState::loaded(found.last_id, found.last_ts, found.min_id),
+                Err(e) => {
+                    tracing::error!(room, "cannot read the history of this room, its ids restart at 1: {e}");
+                    RoomState::empty()
+                }
+            };
+            guard = lock(mutex);
+            let shard = &mut *guard;
+            if shard.counters.generation == generation
+                && !shard.rooms.contains_key(room)
+                && !shard.tombstones.contains_key(room)
+            {
+                let name: Arc<str> = room.into();
+                shard.rooms.insert(Arc::clone(&name), Slot { name, state });
+            }
+        }
+    }
+
+    /// Finishes a read plan: the database part (oldest), then the cached
+    /// part. `newest`: the database part is the last `need` entries rather
+    /// than the first.
+    fn execute(&self, room: &str, plan: Plan, now: i64, newest: bool) -> Vec<Entry> {
+        let inner = &*self.inner;
+        let (shard, wait_seq, from, below, cached, need) = match plan {
+            Plan::Ready(entries) => return entries,
+            Plan::Db {
+                shard,
+                wait_seq,
+                from,
+                below,
+                cached,
+                need,
+            } => (shard, wait_seq, from, below, cached, need),
+        };
+        let Some(reader) = inner.reader.as_ref() else {
+            return cached;
+        };
+        if inner.committed(shard) < wait_seq {
+            // Some entries older than the cache are still on their way to
+            // the database: wait for the writer to commit them.
+            self.flush();
+        }
+        let cutoff = inner.limits.cutoff(now);
+        match reader.range(room, from, below, cutoff, need, newest) {
+            Ok(mut entries) => {
+                entries.extend(cached);
+                entries
+            }
+            Err(e) => {
+                // Answer with what memory has: `since` then reports the
+                // older part as unavailable rather than failing the client.
+                tracing::error!(room, "cannot read history: {e}");
+                cached
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn committed(&self, shard: usize) -> u64 {
+        self.shared
+            .committed
+            .get(shard)
+            .map_or(0, |c| c.load(Ordering::Acquire))
+    }
+
+    fn close(&self) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Op::Close);
+        }
+        let handle = lock(&self.writer).take();
+        if let Some(handle) = handle {
+            if handle.join().is_err() {
+                tracing::error!("the history writer thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

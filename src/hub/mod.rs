@@ -8,16 +8,18 @@
 //! costs the room nothing but its own eviction.
 
 mod registry;
-mod room;
+pub(crate) mod room;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::connection::{CloseRequest, Outbox};
+use crate::connection::CloseRequest;
 
 pub use registry::{Endpoint, Registration, Ticket};
-pub use room::{Membership, Room, RoomName};
+pub use room::{Member, Membership, Mode, Replay, Room, RoomName};
+
+use crate::history::History;
 
 /// Counters of what happened, for `/healthz` and metrics.
 #[derive(Debug, Default)]
@@ -30,11 +32,24 @@ pub struct HubStats {
     pub delivered: AtomicU64,
 }
 
+/// What the hub needs to know.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Most simultaneous connections (`--max-connections`).
+    pub max_connections: usize,
+    /// Where chat messages get their ids and are kept.
+    pub history: History,
+    /// Messages a `wshub.v1` client gets when it joins (`--join-history`).
+    pub join_history: usize,
+}
+
 #[derive(Debug)]
 struct Inner {
     registry: registry::Registry,
     rooms: Mutex<HashMap<RoomName, Arc<Room>>>,
     stats: HubStats,
+    history: History,
+    join_history: usize,
 }
 
 /// A cheap-to-clone handle on the hub.
@@ -52,6 +67,8 @@ pub struct HubSnapshot {
     pub echo: usize,
     /// Connections on the raw chat endpoints.
     pub chat: usize,
+    /// Connections speaking `wshub.v1`.
+    pub protocol: usize,
     /// Rooms with at least one member.
     pub rooms: usize,
     /// Connections evicted as slow consumers since start.
@@ -59,15 +76,27 @@ pub struct HubSnapshot {
 }
 
 impl Hub {
-    /// An empty hub admitting at most `max_connections` connections.
-    pub fn new(max_connections: usize) -> Self {
+    /// An empty hub.
+    pub fn new(config: HubConfig) -> Self {
         Hub {
             inner: Arc::new(Inner {
-                registry: registry::Registry::new(max_connections),
+                registry: registry::Registry::new(config.max_connections),
                 rooms: Mutex::new(HashMap::new()),
                 stats: HubStats::default(),
+                history: config.history,
+                join_history: config.join_history,
             }),
         }
+    }
+
+    /// The history store.
+    pub fn history(&self) -> &History {
+        &self.inner.history
+    }
+
+    /// Messages replayed on a plain join.
+    pub fn join_history(&self) -> usize {
+        self.inner.join_history
     }
 
     /// Reserves a connection slot before the upgrade, so that the limit is
@@ -76,14 +105,21 @@ impl Hub {
         self.inner.registry.reserve(self.clone(), endpoint)
     }
 
-    /// Joins `outbox` to the room `name`, creating the room on first join.
-    pub fn join(&self, name: &RoomName, outbox: Arc<Outbox>) -> Membership {
+    /// Joins `member` to the room `name`, creating the room on first join;
+    /// a `wshub.v1` member first receives `replay` and the member list.
+    pub fn join(&self, name: &str, member: Member, replay: Replay) -> Membership {
         let mut rooms = lock(&self.inner.rooms);
-        let room = rooms
-            .entry(name.clone())
-            .or_insert_with(|| Arc::new(Room::new(name.clone())))
-            .clone();
-        let key = room.insert(outbox);
+        let room = match rooms.get(name) {
+            Some(room) => room.clone(),
+            None => {
+                let name = RoomName::from(name);
+                let room = Arc::new(Room::new(name.clone()));
+                rooms.insert(name, room.clone());
+                room
+            }
+        };
+        // Lock order: rooms map, then the room (leave takes them the same way).
+        let key = room.insert(self, member, replay);
         drop(rooms);
         Membership::new(self.clone(), room, key)
     }
@@ -96,6 +132,7 @@ impl Hub {
             // of the same name may have been created in between.
             if rooms.get(room.name()).is_some_and(|r| Arc::ptr_eq(r, room)) {
                 rooms.remove(room.name());
+                self.inner.history.evict_cache(room.name());
             }
         }
     }
@@ -122,11 +159,12 @@ impl Hub {
 
     /// Live counts for `/healthz`.
     pub fn snapshot(&self) -> HubSnapshot {
-        let (echo, chat) = self.inner.registry.counts();
+        let (echo, chat, protocol) = self.inner.registry.counts();
         HubSnapshot {
-            connections: echo + chat,
+            connections: echo + chat + protocol,
             echo,
             chat,
+            protocol,
             rooms: lock(&self.inner.rooms).len(),
             evictions: self.inner.stats.evictions.load(Ordering::Relaxed),
         }

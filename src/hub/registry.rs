@@ -13,8 +13,10 @@ use crate::connection::{CloseRequest, Outbox};
 pub enum Endpoint {
     /// `GET /echo`.
     Echo,
-    /// `GET /ws`: raw chat.
+    /// `GET /ws` and `/ws/{room}`: raw chat.
     Chat,
+    /// Any chat path with the `wshub.v1` subprotocol.
+    Protocol,
 }
 
 impl Endpoint {
@@ -23,6 +25,7 @@ impl Endpoint {
         match self {
             Endpoint::Echo => "echo",
             Endpoint::Chat => "chat",
+            Endpoint::Protocol => "protocol",
         }
     }
 }
@@ -33,6 +36,7 @@ pub(crate) struct Registry {
     reserved: AtomicUsize,
     echo: AtomicUsize,
     chat: AtomicUsize,
+    protocol: AtomicUsize,
     max: usize,
 }
 
@@ -43,6 +47,7 @@ impl Registry {
             reserved: AtomicUsize::new(0),
             echo: AtomicUsize::new(0),
             chat: AtomicUsize::new(0),
+            protocol: AtomicUsize::new(0),
             max,
         }
     }
@@ -50,9 +55,7 @@ impl Registry {
     pub(crate) fn reserve(&self, hub: Hub, endpoint: Endpoint) -> Option<Ticket> {
         let taken = self
             .reserved
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max).then_some(n + 1)
-            });
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1));
         taken.ok()?;
         self.counter(endpoint).fetch_add(1, Ordering::Relaxed);
         Some(Ticket { hub, endpoint })
@@ -62,6 +65,7 @@ impl Registry {
         match endpoint {
             Endpoint::Echo => &self.echo,
             Endpoint::Chat => &self.chat,
+            Endpoint::Protocol => &self.protocol,
         }
     }
 
@@ -69,20 +73,15 @@ impl Registry {
         self.reserved.load(Ordering::Acquire)
     }
 
-    pub(crate) fn counts(&self) -> (usize, usize) {
-        (
-            self.echo.load(Ordering::Relaxed),
-            self.chat.load(Ordering::Relaxed),
-        )
+    pub(crate) fn counts(&self) -> (usize, usize, usize) {
+        let load = |counter: &AtomicUsize| counter.load(Ordering::Relaxed);
+        (load(&self.echo), load(&self.chat), load(&self.protocol))
     }
 
     pub(crate) fn close_all(&self, request: CloseRequest) {
         // Collect first: closing wakes tasks, and none of that belongs under
         // the registry's lock.
-        let outboxes: Vec<Arc<Outbox>> = lock(&self.connections)
-            .iter()
-            .map(|(_, o)| o.clone())
-            .collect();
+        let outboxes: Vec<Arc<Outbox>> = lock(&self.connections).iter().map(|(_, o)| o.clone()).collect();
         for outbox in outboxes {
             outbox.request_close(request.clone());
         }
@@ -112,9 +111,7 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         let registry = self.hub.registry();
-        registry
-            .counter(self.endpoint)
-            .fetch_sub(1, Ordering::Relaxed);
+        registry.counter(self.endpoint).fetch_sub(1, Ordering::Relaxed);
         registry.reserved.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -1,5 +1,12 @@
-//! A room: its members' outboxes, and fan-out in one order.
+//! A room: its members, fan-out in one order, and presence.
+//!
+//! Members speak one of two modes. Raw members (the seed's `/ws`) get every
+//! frame verbatim; `wshub.v1` members get JSON. A publish encodes each form
+//! at most once and shares the bytes across members. The room's lock is
+//! held while ids are assigned and frames queued (never while writing), so
+//! ids increase in delivery order and every member sees one order.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -8,15 +15,52 @@ use slab::Slab;
 
 use super::{lock, Hub};
 use crate::connection::{Outbox, Rejected};
+use crate::history::{Entry, Since};
+use crate::protocol::v1::{ChatMessage, ErrorCode, MemberCount, ServerFrame};
+use crate::protocol::{encode_frame, Message, MessageKind, OpCode};
 
 /// A room's name. `/ws` is the room `lobby`.
 pub type RoomName = Arc<str>;
 
-/// A set of members that receive every frame published to the room.
+/// Messages per `history` frame when replaying.
+const HISTORY_CHUNK: usize = 500;
+
+/// How a member wants its frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The seed's raw chat: frames verbatim, no events.
+    Raw,
+    /// `wshub.v1` JSON frames, with presence events.
+    Json,
+}
+
+/// One member: where to queue its frames, and how it is shown.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// The member connection's outbox.
+    pub outbox: Arc<Outbox>,
+    /// Raw or JSON.
+    pub mode: Mode,
+    /// Its nickname (raw members get `guest-N`).
+    pub nick: Arc<str>,
+}
+
+/// What a joining member receives before anything new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay {
+    /// Nothing (raw members).
+    Nothing,
+    /// The latest messages, up to the hub's `join_history`.
+    Recent,
+    /// Everything after this id (catch-up after a reconnect).
+    Since(u64),
+}
+
+/// A set of members that receive every message published to the room.
 #[derive(Debug)]
 pub struct Room {
     name: RoomName,
-    members: Mutex<Slab<Arc<Outbox>>>,
+    members: Mutex<Slab<Member>>,
 }
 
 impl Room {
@@ -37,37 +81,210 @@ impl Room {
         lock(&self.members).len()
     }
 
-    pub(crate) fn insert(&self, outbox: Arc<Outbox>) -> usize {
-        lock(&self.members).insert(outbox)
+    /// Adds a member; a JSON member first gets the replay and the member
+    /// list, and the others are told. All under the room's lock, so nothing
+    /// published meanwhile can slip between the replay and live messages.
+    pub(crate) fn insert(&self, hub: &Hub, member: Member, replay: Replay) -> usize {
+        let mut members = lock(&self.members);
+        if member.mode == Mode::Json {
+            self.replay(hub, &member.outbox, replay);
+        }
+        let nick = member.nick.clone();
+        let mode = member.mode;
+        let key = members.insert(member);
+        if mode == Mode::Json {
+            let _ = members[key].outbox.push(text_frame(&self.presence(&members)));
+        }
+        let joined = ServerFrame::Joined {
+            room: self.name.to_string(),
+            nick: nick.to_string(),
+        };
+        self.broadcast_event(&members, Some(key), &joined);
+        key
     }
 
-    /// Removes a member, returning how many remain.
+    /// Removes a member, telling the others; returns how many remain.
     pub(crate) fn remove(&self, key: usize) -> usize {
         let mut members = lock(&self.members);
-        members.try_remove(key);
+        if let Some(member) = members.try_remove(key) {
+            let left = ServerFrame::Left {
+                room: self.name.to_string(),
+                nick: member.nick.to_string(),
+            };
+            self.broadcast_event(&members, None, &left);
+        }
         members.len()
     }
 
-    /// Queues `frame` to every member, the sender included.
-    ///
-    /// The room's lock is held while queueing (never while writing), so all
-    /// members see the room's messages in one order. Returns how many members
-    /// this publish evicted.
-    pub fn publish(&self, hub: &Hub, frame: &Bytes) -> usize {
-        let members = lock(&self.members);
-        let mut evicted = 0;
-        for (_, outbox) in members.iter() {
-            if outbox.push(frame.clone()) == Err(Rejected::Overflow) {
-                evicted += 1;
+    /// Changes a member's nickname, telling the others (as left + joined,
+    /// which keeps every client's member list right without a new event).
+    pub(crate) fn rename(&self, key: usize, nick: Arc<str>) {
+        let mut members = lock(&self.members);
+        let Some(member) = members.get_mut(key) else { return };
+        let old = std::mem::replace(&mut member.nick, nick.clone());
+        let room = self.name.to_string();
+        self.broadcast_event(
+            &members,
+            None,
+            &ServerFrame::Left {
+                room: room.clone(),
+                nick: old.to_string(),
+            },
+        );
+        self.broadcast_event(
+            &members,
+            None,
+            &ServerFrame::Joined {
+                room,
+                nick: nick.to_string(),
+            },
+        );
+    }
+
+    /// The member list as a `presence` frame.
+    pub fn presence_frame(&self) -> Bytes {
+        text_frame(&self.presence(&lock(&self.members)))
+    }
+
+    fn presence(&self, members: &Slab<Member>) -> ServerFrame {
+        let mut nicks: BTreeMap<&str, usize> = BTreeMap::new();
+        for (_, member) in members.iter() {
+            *nicks.entry(&member.nick).or_default() += 1;
+        }
+        ServerFrame::Presence {
+            room: self.name.to_string(),
+            count: members.len(),
+            members: nicks
+                .into_iter()
+                .map(|(nick, connections)| MemberCount {
+                    nick: nick.to_owned(),
+                    connections,
+                })
+                .collect(),
+        }
+    }
+
+    fn broadcast_event(&self, members: &Slab<Member>, except: Option<usize>, event: &ServerFrame) {
+        let mut frame = None;
+        for (key, member) in members.iter() {
+            if member.mode == Mode::Json && Some(key) != except {
+                let frame = frame.get_or_insert_with(|| text_frame(event));
+                let _ = member.outbox.push(frame.clone());
             }
         }
-        let delivered = members.len() as u64;
-        drop(members);
+    }
+
+    fn replay(&self, hub: &Hub, outbox: &Outbox, replay: Replay) {
+        let history = hub.history();
+        let entries = match replay {
+            Replay::Nothing => return,
+            Replay::Recent => history.recent(&self.name, hub.join_history()),
+            Replay::Since(after) => match history.since(&self.name, after, usize::MAX) {
+                Since::Complete(entries) => entries,
+                Since::Truncated {
+                    first_available,
+                    entries,
+                } => {
+                    let error = ServerFrame::Error {
+                        code: ErrorCode::HistoryTruncated,
+                        message: format!("cannot recover: history starts at id {first_available}"),
+                        room: Some(self.name.to_string()),
+                        first_available: Some(first_available),
+                    };
+                    let _ = outbox.push(text_frame(&error));
+                    entries
+                }
+            },
+        };
+        push_history(outbox, &self.name, &entries);
+    }
+
+    /// Publishes a message from a raw client: verbatim to raw members; text
+    /// is also stored and sent as JSON to `wshub.v1` members.
+    pub fn publish_raw(&self, hub: &Hub, nick: &Arc<str>, message: &Message) -> usize {
+        let members = lock(&self.members);
+        let json = match message.kind() {
+            MessageKind::Binary => None,
+            MessageKind::Text => {
+                let text = std::str::from_utf8(message.payload()).unwrap_or_default();
+                let entry = hub.history().append(&self.name, nick, text);
+                Some(self.message_frame(entry, None))
+            }
+        };
+        self.fan_out(hub, &members, Some(message.frame().clone()), json)
+    }
+
+    /// Publishes a message from a `wshub.v1` client: stored, then sent as
+    /// JSON (with the sender's `ref`) and as plain text to raw members.
+    pub fn publish_text(&self, hub: &Hub, nick: &Arc<str>, text: &str, client_ref: Option<String>) -> usize {
+        let members = lock(&self.members);
+        let entry = hub.history().append(&self.name, nick, text);
+        let json = self.message_frame(entry, client_ref);
+        let has_raw = members.iter().any(|(_, m)| m.mode == Mode::Raw);
+        let raw = has_raw.then(|| encode_frame(OpCode::Text, text.as_bytes()));
+        self.fan_out(hub, &members, raw, Some(json))
+    }
+
+    fn message_frame(&self, entry: Entry, client_ref: Option<String>) -> Bytes {
+        text_frame(&ServerFrame::Message {
+            room: self.name.to_string(),
+            message: chat_message(&entry),
+            client_ref,
+        })
+    }
+
+    /// Queues the right form to each member; returns how many it evicted.
+    fn fan_out(&self, hub: &Hub, members: &Slab<Member>, raw: Option<Bytes>, json: Option<Bytes>) -> usize {
+        let mut evicted = 0;
+        let mut delivered = 0;
+        for (_, member) in members.iter() {
+            let frame = match member.mode {
+                Mode::Raw => raw.as_ref(),
+                Mode::Json => json.as_ref(),
+            };
+            if let Some(frame) = frame {
+                delivered += 1;
+                if member.outbox.push(frame.clone()) == Err(Rejected::Overflow) {
+                    evicted += 1;
+                }
+            }
+        }
         let stats = hub.stats();
         stats.published.fetch_add(1, Ordering::Relaxed);
         stats.delivered.fetch_add(delivered, Ordering::Relaxed);
         evicted
     }
+}
+
+/// Queues `entries` as `history` frames of at most [`HISTORY_CHUNK`].
+pub(crate) fn push_history(outbox: &Outbox, room: &str, entries: &[Entry]) {
+    if entries.is_empty() {
+        let _ = outbox.push(text_frame(&ServerFrame::History {
+            room: room.to_owned(),
+            messages: Vec::new(),
+        }));
+    }
+    for chunk in entries.chunks(HISTORY_CHUNK) {
+        let frame = ServerFrame::History {
+            room: room.to_owned(),
+            messages: chunk.iter().map(chat_message).collect(),
+        };
+        let _ = outbox.push(text_frame(&frame));
+    }
+}
+
+fn chat_message(entry: &Entry) -> ChatMessage {
+    ChatMessage {
+        id: entry.id,
+        ts: entry.ts,
+        nick: entry.nick.to_string(),
+        text: entry.text.to_string(),
+    }
+}
+
+/// Encodes a server frame as one WebSocket text frame.
+pub(crate) fn text_frame(frame: &ServerFrame) -> Bytes {
+    encode_frame(OpCode::Text, frame.to_json().as_bytes())
 }
 
 /// A connection's place in a room; dropping it leaves the room.
@@ -88,9 +305,19 @@ impl Membership {
         &self.room
     }
 
-    /// Publishes `frame` to the room (see [`Room::publish`]).
-    pub fn publish(&self, frame: &Bytes) -> usize {
-        self.room.publish(&self.hub, frame)
+    /// Publishes a raw client's message (see [`Room::publish_raw`]).
+    pub fn publish_raw(&self, nick: &Arc<str>, message: &Message) -> usize {
+        self.room.publish_raw(&self.hub, nick, message)
+    }
+
+    /// Publishes a `wshub.v1` message (see [`Room::publish_text`]).
+    pub fn publish_text(&self, nick: &Arc<str>, text: &str, client_ref: Option<String>) -> usize {
+        self.room.publish_text(&self.hub, nick, text, client_ref)
+    }
+
+    /// Changes this member's nickname in the room.
+    pub fn rename(&self, nick: Arc<str>) {
+        self.room.rename(self.key, nick);
     }
 }
 

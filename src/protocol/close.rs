@@ -92,9 +92,7 @@ mod tests {
 
     #[test]
     fn rejects_reserved_and_out_of_range_codes() {
-        for code in [
-            0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
-        ] {
+        for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {
             assert!(!CloseCode::is_allowed_from_peer(code), "{code}");
         }
         for code in [

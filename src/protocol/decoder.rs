@@ -179,11 +179,7 @@ impl Decoder {
     /// The first protocol violation found. Events before it were reported;
     /// after it, the decoder only reports [`Event::Close`], so the caller can
     /// send its own close frame and still complete the handshake.
-    pub fn decode(
-        &mut self,
-        mut input: &[u8],
-        on_event: &mut impl FnMut(Event),
-    ) -> Result<(), ProtocolError> {
+    pub fn decode(&mut self, mut input: &[u8], on_event: &mut impl FnMut(Event)) -> Result<(), ProtocolError> {
         let mut first_error = None;
         while !input.is_empty() && !self.broken {
             if self.frame.is_none() && !self.read_header(&mut input, &mut first_error) {
@@ -256,10 +252,7 @@ impl Decoder {
         let masked = header[1] & 0x80 != 0;
         let (len, mut at) = match header[1] & 0x7F {
             126 => (u16::from_be_bytes([header[2], header[3]]) as u64, 4),
-            127 => (
-                u64::from_be_bytes(header[2..10].try_into().unwrap_or([0; 8])),
-                10,
-            ),
+            127 => (u64::from_be_bytes(header[2..10].try_into().unwrap_or([0; 8])), 10),
             short => (short as u64, 2),
         };
         let mut mask = [0u8; 4];
@@ -293,9 +286,7 @@ impl Decoder {
         }
         let opcode = opcode.ok_or(ProtocolError::protocol("reserved opcode"))?;
         if rsv != 0 {
-            return Err(ProtocolError::protocol(
-                "reserved bits set without an extension",
-            ));
+            return Err(ProtocolError::protocol("reserved bits set without an extension"));
         }
         if !masked {
             return Err(ProtocolError::protocol("client frame is not masked"));
@@ -321,13 +312,9 @@ impl Decoder {
             return Ok(());
         }
         let already = match (&self.message, opcode) {
-            (None, OpCode::Continuation) => {
-                return Err(ProtocolError::protocol("continuation without a message"))
-            }
+            (None, OpCode::Continuation) => return Err(ProtocolError::protocol("continuation without a message")),
             (Some(_), OpCode::Text | OpCode::Binary) => {
-                return Err(ProtocolError::protocol(
-                    "new message before the last one ended",
-                ))
+                return Err(ProtocolError::protocol("new message before the last one ended"))
             }
             (Some(partial), _) => partial.payload_len() as u64,
             (None, _) => 0,
@@ -445,8 +432,7 @@ impl Decoder {
         if !CloseCode::is_allowed_from_peer(code) {
             return Err(ProtocolError::protocol("invalid close code"));
         }
-        let reason =
-            std::str::from_utf8(&payload[2..]).map_err(|_| ProtocolError::invalid_utf8())?;
+        let reason = std::str::from_utf8(&payload[2..]).map_err(|_| ProtocolError::invalid_utf8())?;
         Ok(Event::Close(Some(code), reason.to_owned()))
     }
 }
@@ -465,11 +451,7 @@ fn header_size(second_byte: u8) -> usize {
 fn complete(mut message: PartialMessage) -> Result<Message, ProtocolError> {
     let payload_len = message.payload_len();
     if message.kind == MessageKind::Text {
-        check_utf8(
-            &message.buf[MAX_SERVER_HEADER..],
-            &mut message.utf8_checked,
-            true,
-        )?;
+        check_utf8(&message.buf[MAX_SERVER_HEADER..], &mut message.utf8_checked, true)?;
     }
     let mut space = [0u8; MAX_SERVER_HEADER];
     let used = write_header_right_aligned(&mut space, message.kind.opcode(), payload_len);
@@ -503,8 +485,7 @@ fn check_utf8(payload: &[u8], checked: &mut usize, complete: bool) -> Result<(),
 fn apply_mask(buf: &mut [u8], mask: [u8; 4], phase: usize) {
     let rotated: [u8; 4] = std::array::from_fn(|i| mask[(phase + i) % 4]);
     let word = u64::from_ne_bytes([
-        rotated[0], rotated[1], rotated[2], rotated[3], rotated[0], rotated[1], rotated[2],
-        rotated[3],
+        rotated[0], rotated[1], rotated[2], rotated[3], rotated[0], rotated[1], rotated[2], rotated[3],
     ]);
     let mut chunks = buf.chunks_exact_mut(8);
     for chunk in &mut chunks {
@@ -562,10 +543,7 @@ mod tests {
         let message = only_message(events);
         assert_eq!(message.kind(), MessageKind::Text);
         assert_eq!(message.payload(), b"Hello");
-        assert_eq!(
-            &message.frame()[..],
-            &[0x81, 5, b'H', b'e', b'l', b'l', b'o']
-        );
+        assert_eq!(&message.frame()[..], &[0x81, 5, b'H', b'e', b'l', b'l', b'o']);
         assert!(!decoder.is_mid_message());
     }
 
@@ -615,8 +593,7 @@ mod tests {
     #[test]
     fn invalid_utf8_fails_fast_with_1007() {
         let mut decoder = Decoder::new(1024);
-        let (events, result) =
-            decode_all(&mut decoder, &client_frame(false, 1, &[0xce, 0xba, 0xff]));
+        let (events, result) = decode_all(&mut decoder, &client_frame(false, 1, &[0xce, 0xba, 0xff]));
         assert!(events.is_empty());
         assert_eq!(result.unwrap_err().code, CloseCode::InvalidPayload);
     }
@@ -658,15 +635,8 @@ mod tests {
         ];
         for (i, wire) in cases.iter().enumerate() {
             let (events, result) = decode_all(&mut Decoder::new(1024), wire);
-            assert!(
-                events.iter().all(|e| !matches!(e, Event::Message(_))),
-                "case {i}"
-            );
-            assert_eq!(
-                result.unwrap_err().code,
-                CloseCode::ProtocolError,
-                "case {i}"
-            );
+            assert!(events.iter().all(|e| !matches!(e, Event::Message(_))), "case {i}");
+            assert_eq!(result.unwrap_err().code, CloseCode::ProtocolError, "case {i}");
         }
     }
 
@@ -725,11 +695,7 @@ mod tests {
         apply_mask(&mut buf[..5], mask, 0);
         apply_mask(&mut buf[5..19], mask, 5);
         apply_mask(&mut buf[19..], mask, 19);
-        let expected: Vec<u8> = original
-            .iter()
-            .enumerate()
-            .map(|(i, b)| b ^ mask[i % 4])
-            .collect();
+        let expected: Vec<u8> = original.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]).collect();
         assert_eq!(buf, expected);
     }
 }

@@ -115,10 +115,7 @@ mod tests {
 
     #[test]
     fn encodes_the_three_length_forms() {
-        assert_eq!(
-            &encode_frame(OpCode::Text, b"hi")[..],
-            &[0x81, 2, b'h', b'i']
-        );
+        assert_eq!(&encode_frame(OpCode::Text, b"hi")[..], &[0x81, 2, b'h', b'i']);
         let medium = encode_frame(OpCode::Binary, &[7u8; 300]);
         assert_eq!(&medium[..4], &[0x82, 126, 1, 44]);
         assert_eq!(medium.len(), 304);

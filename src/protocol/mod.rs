@@ -11,10 +11,12 @@
 //! - `close`: close codes and the rules for which ones a peer may send.
 //! - `frame`: opcodes, frame headers, and encoding of server frames.
 //! - `decoder`: the streaming, validating message decoder.
+//! - [`v1`]: the `wshub.v1` JSON subprotocol's frames.
 
 mod close;
 mod decoder;
 mod frame;
+pub mod v1;
 
 pub use close::CloseCode;
 pub use decoder::{Decoder, Event, Message, MessageKind, ProtocolError};

@@ -41,17 +41,16 @@ impl TestServer {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        (&mut self.task)
-            .await
-            .expect("server task")
-            .expect("server run");
+        (&mut self.task).await.expect("server task").expect("server run");
     }
 }
 
-/// The seed's defaults, bound to a free loopback port; shutdown waits 2 s
-/// rather than 5 s for clients the tests leave unanswered.
+/// The seed's defaults, bound to a free loopback port, with history in
+/// memory (tests that need SQLite give a file of their own); shutdown waits
+/// 2 s rather than 5 s for clients the tests leave unanswered.
 pub fn test_config() -> Config {
     let mut config = Config::default();
+    config.history.backend = wshub::history::Backend::Memory;
     config.bind = "127.0.0.1".parse().unwrap();
     config.port = 0;
     config.shutdown_timeout = std::time::Duration::from_secs(2);
@@ -89,14 +88,10 @@ pub async fn connect(url: &str) -> Client {
 /// Connects with an `Origin` header; returns the HTTP status on refusal.
 pub async fn connect_with_origin(url: &str, origin: &str) -> Result<Client, u16> {
     let mut request = url.into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("Origin", origin.parse().unwrap());
+    request.headers_mut().insert("Origin", origin.parse().unwrap());
     match tokio_tungstenite::connect_async(request).await {
         Ok((client, _)) => Ok(client),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            Err(response.status().as_u16())
-        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
         Err(e) => panic!("unexpected connect error: {e}"),
     }
 }
@@ -161,8 +156,7 @@ pub struct RawFrame {
 
 impl RawFrame {
     pub fn close_code(&self) -> Option<u16> {
-        (self.opcode == 8 && self.payload.len() >= 2)
-            .then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+        (self.opcode == 8 && self.payload.len() >= 2).then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
     }
 }
 
@@ -188,10 +182,7 @@ impl RawClient {
             }
         };
         let head = String::from_utf8_lossy(&buffer[..head_end]).to_string();
-        assert!(
-            head.starts_with("HTTP/1.1 101"),
-            "handshake refused: {head}"
-        );
+        assert!(head.starts_with("HTTP/1.1 101"), "handshake refused: {head}");
         assert!(
             head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
             "wrong accept key: {head}"
@@ -276,14 +267,8 @@ fn parse_server_frame(buf: &[u8]) -> Option<(RawFrame, usize)> {
         return None;
     }
     let (len, mut at) = match buf[1] & 0x7F {
-        126 => (
-            u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize,
-            4,
-        ),
-        127 => (
-            u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize,
-            10,
-        ),
+        126 => (u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize, 4),
+        127 => (u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize, 10),
         n => (n as usize, 2),
     };
     assert_eq!(buf[1] & 0x80, 0, "server frames must not be masked");
@@ -298,3 +283,124 @@ fn parse_server_frame(buf: &[u8]) -> Option<(RawFrame, usize)> {
         at,
     ))
 }
+
+/// A `wshub.v1` client speaking the library's own frame types.
+pub struct ChatClient {
+    pub ws: Client,
+}
+
+impl ChatClient {
+    pub async fn connect(server: &TestServer) -> ChatClient {
+        Self::connect_url(&server.url("/ws")).await
+    }
+
+    pub async fn connect_url(url: &str) -> ChatClient {
+        let mut request = url.into_client_request().unwrap();
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            wshub::protocol::v1::SUBPROTOCOL.parse().unwrap(),
+        );
+        let (ws, response) = tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(request))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        assert_eq!(
+            response
+                .headers()
+                .get("sec-websocket-protocol")
+                .map(|v| v.to_str().unwrap()),
+            Some("wshub.v1")
+        );
+        let mut client = ChatClient { ws };
+        match client.recv().await {
+            ServerFrame::Welcome { .. } => {}
+            other => panic!("expected welcome, got {other:?}"),
+        }
+        client
+    }
+
+    pub async fn send(&mut self, frame: &ClientFrame) {
+        let json = serde_json::to_string(frame).unwrap();
+        self.ws.send(Message::text(json)).await.expect("send");
+    }
+
+    pub async fn send_raw_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    /// The next server frame.
+    pub async fn recv(&mut self) -> ServerFrame {
+        match next_message(&mut self.ws).await {
+            Message::Text(text) => serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad frame {text}: {e}")),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    /// Frames until one matches; the others are returned too, in order.
+    pub async fn recv_until(&mut self, mut wanted: impl FnMut(&ServerFrame) -> bool) -> Vec<ServerFrame> {
+        let mut seen = Vec::new();
+        loop {
+            let frame = self.recv().await;
+            let done = wanted(&frame);
+            seen.push(frame);
+            if done {
+                return seen;
+            }
+        }
+    }
+
+    /// Joins and returns the replayed history (all `history` frames) and the
+    /// presence snapshot that follows them.
+    pub async fn join(&mut self, room: &str, since: Option<u64>) -> (Vec<ChatMessage>, ServerFrame) {
+        self.send(&ClientFrame::Join {
+            room: room.into(),
+            since,
+        })
+        .await;
+        let mut messages = Vec::new();
+        loop {
+            match self.recv().await {
+                ServerFrame::History { messages: batch, .. } => messages.extend(batch),
+                presence @ ServerFrame::Presence { .. } => return (messages, presence),
+                ServerFrame::Error {
+                    code: ErrorCode::HistoryTruncated,
+                    ..
+                } => {}
+                other => panic!("unexpected frame while joining: {other:?}"),
+            }
+        }
+    }
+
+    pub async fn say(&mut self, room: &str, text: &str) {
+        self.send(&ClientFrame::Send {
+            room: room.into(),
+            text: text.into(),
+            client_ref: None,
+        })
+        .await;
+    }
+
+    /// The next `message` frame, skipping presence events.
+    pub async fn next_chat(&mut self) -> (String, ChatMessage) {
+        loop {
+            match self.recv().await {
+                ServerFrame::Message { room, message, .. } => return (room, message),
+                ServerFrame::Joined { .. } | ServerFrame::Left { .. } | ServerFrame::Presence { .. } => {}
+                other => panic!("expected a message, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next error frame's code, skipping presence events.
+    pub async fn next_error(&mut self) -> ErrorCode {
+        loop {
+            match self.recv().await {
+                ServerFrame::Error { code, .. } => return code,
+                ServerFrame::Joined { .. } | ServerFrame::Left { .. } | ServerFrame::Presence { .. } => {}
+                other => panic!("expected an error, got {other:?}"),
+            }
+        }
+    }
+}
+
+pub use wshub::protocol::v1::{ChatMessage, ClientFrame, ErrorCode, ServerFrame};

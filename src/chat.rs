@@ -1,0 +1,215 @@
+//! A `wshub.v1` connection's chat session: its nickname, its rooms, and
+//! what each request does.
+//!
+//! Bad requests get an error frame and the connection stays; a client
+//! that keeps sending them past `max_bad_requests` is closed with 1008.
+//! Nothing from a bad request reaches other clients or history.
+
+use std::sync::Arc;
+
+use crate::connection::Outbox;
+use crate::hub::room::text_frame;
+use crate::hub::{room, Hub, Member, Membership, Mode, Replay};
+use crate::protocol::v1::{
+    is_valid_nick, is_valid_room, parse_client_frame, ClientFrame, ErrorCode, ServerFrame, SUBPROTOCOL,
+};
+use crate::protocol::{Message, MessageKind};
+
+/// Per-connection limits of the chat protocol.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatLimits {
+    /// Rooms one connection may be in at once (`--max-rooms-per-conn`).
+    pub max_rooms: usize,
+    /// Longest `text`, in bytes (`--max-text-size`).
+    pub max_text_bytes: usize,
+    /// Bad requests tolerated before closing with 1008 (`--max-bad-requests`).
+    pub max_bad_requests: u32,
+    /// Most messages one `history` request returns.
+    pub max_history: usize,
+}
+
+/// Why a session gave up on its client: close with 1008 and this reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GiveUp(pub &'static str);
+
+/// One `wshub.v1` connection's state.
+#[derive(Debug)]
+pub struct ChatSession {
+    hub: Hub,
+    outbox: Arc<Outbox>,
+    nick: Arc<str>,
+    rooms: Vec<Membership>,
+    bad_requests: u32,
+    limits: ChatLimits,
+}
+
+impl ChatSession {
+    /// Starts a session and greets the client with `welcome`.
+    pub fn new(hub: Hub, outbox: Arc<Outbox>, nick: Arc<str>, limits: ChatLimits) -> Self {
+        let welcome = ServerFrame::Welcome {
+            nick: nick.to_string(),
+            protocol: SUBPROTOCOL.to_owned(),
+            max_text_bytes: limits.max_text_bytes,
+        };
+        let _ = outbox.push(text_frame(&welcome));
+        ChatSession {
+            hub,
+            outbox,
+            nick,
+            rooms: Vec::new(),
+            bad_requests: 0,
+            limits,
+        }
+    }
+
+    /// Handles one message from the client.
+    ///
+    /// # Errors
+    /// [`GiveUp`] when the client has sent too many bad requests.
+    pub fn on_message(&mut self, message: &Message) -> Result<(), GiveUp> {
+        let request = match message.kind() {
+            MessageKind::Binary => Err((ErrorCode::BadJson, "binary frames are not part of wshub.v1".to_owned())),
+            MessageKind::Text => parse_client_frame(message.payload()),
+        };
+        let result = match request {
+            Ok(request) => self.handle(request),
+            Err((code, text)) => Err(Refusal::new(code, text, None)),
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(refusal) => self.refuse(refusal),
+        }
+    }
+
+    fn refuse(&mut self, refusal: Refusal) -> Result<(), GiveUp> {
+        tracing::debug!(code = ?refusal.code, "bad request: {}", refusal.message);
+        let frame = ServerFrame::Error {
+            code: refusal.code,
+            message: refusal.message,
+            room: refusal.room,
+            first_available: None,
+        };
+        let _ = self.outbox.push(text_frame(&frame));
+        self.bad_requests += 1;
+        if self.bad_requests > self.limits.max_bad_requests {
+            return Err(GiveUp("too many bad requests"));
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, request: ClientFrame) -> Result<(), Refusal> {
+        match request {
+            ClientFrame::Join { room, since } => {
+                check_room(&room)?;
+                if self.position(&room).is_some() {
+                    return Err(Refusal::new(
+                        ErrorCode::AlreadyJoined,
+                        "already in this room",
+                        Some(room),
+                    ));
+                }
+                if self.rooms.len() >= self.limits.max_rooms {
+                    let text = format!("at most {} rooms per connection", self.limits.max_rooms);
+                    return Err(Refusal::new(ErrorCode::TooManyRooms, text, Some(room)));
+                }
+                let member = Member {
+                    outbox: self.outbox.clone(),
+                    mode: Mode::Json,
+                    nick: self.nick.clone(),
+                };
+                let replay = since.map_or(Replay::Recent, Replay::Since);
+                self.rooms.push(self.hub.join(&room, member, replay));
+            }
+            ClientFrame::Leave { room } => {
+                let index = self.joined(&room)?;
+                self.rooms.swap_remove(index);
+            }
+            ClientFrame::Nick { nick } => {
+                if !is_valid_nick(&nick) {
+                    let text = "a nickname is 1 to 32 characters, without control characters";
+                    return Err(Refusal::new(ErrorCode::BadNick, text, None));
+                }
+                self.nick = Arc::from(nick.as_str());
+                // The confirmation first, then the rooms' left/joined events.
+                let _ = self.outbox.push(text_frame(&ServerFrame::Nick { nick }));
+                for membership in &self.rooms {
+                    membership.rename(self.nick.clone());
+                }
+            }
+            ClientFrame::Send { room, text, client_ref } => {
+                let index = self.joined(&room)?;
+                if text.len() > self.limits.max_text_bytes {
+                    let message = format!("text over {} bytes", self.limits.max_text_bytes);
+                    return Err(Refusal::new(ErrorCode::TooLong, message, Some(room)));
+                }
+                self.rooms[index].publish_text(&self.nick, &text, client_ref);
+            }
+            ClientFrame::History { room, since, limit } => {
+                self.joined(&room)?;
+                let limit = limit.unwrap_or(self.hub.join_history()).min(self.limits.max_history);
+                let history = self.hub.history();
+                let entries = match since {
+                    None => history.recent(&room, limit),
+                    Some(after) => match history.since(&room, after, limit) {
+                        crate::history::Since::Complete(entries) => entries,
+                        crate::history::Since::Truncated {
+                            first_available,
+                            entries,
+                        } => {
+                            let error = ServerFrame::Error {
+                                code: ErrorCode::HistoryTruncated,
+                                message: format!("cannot recover: history starts at id {first_available}"),
+                                room: Some(room.clone()),
+                                first_available: Some(first_available),
+                            };
+                            let _ = self.outbox.push(text_frame(&error));
+                            entries
+                        }
+                    },
+                };
+                room::push_history(&self.outbox, &room, &entries);
+            }
+            ClientFrame::Members { room } => {
+                let index = self.joined(&room)?;
+                let _ = self.outbox.push(self.rooms[index].room().presence_frame());
+            }
+        }
+        Ok(())
+    }
+
+    fn position(&self, room: &str) -> Option<usize> {
+        self.rooms.iter().position(|m| &**m.room().name() == room)
+    }
+
+    fn joined(&self, room: &str) -> Result<usize, Refusal> {
+        check_room(room)?;
+        self.position(room)
+            .ok_or_else(|| Refusal::new(ErrorCode::NotJoined, "join the room first", Some(room.to_owned())))
+    }
+}
+
+fn check_room(room: &str) -> Result<(), Refusal> {
+    if is_valid_room(room) {
+        Ok(())
+    } else {
+        let text = "a room name is 1 to 64 letters, digits, '-', '_' or '.'";
+        Err(Refusal::new(ErrorCode::BadRoom, text, Some(room.to_owned())))
+    }
+}
+
+/// A refused request, before it becomes an error frame.
+struct Refusal {
+    code: ErrorCode,
+    message: String,
+    room: Option<String>,
+}
+
+impl Refusal {
+    fn new(code: ErrorCode, message: impl Into<String>, room: Option<String>) -> Self {
+        Refusal {
+            code,
+            message: message.into(),
+            room,
+        }
+    }
+}

@@ -1,0 +1,533 @@
+//! Tests of the public surface, on real SQLite files in temporary
+//! directories, and on the memory and none backends.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::clock::Clock;
+use super::*;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn config(backend: Backend) -> HistoryConfig {
+    HistoryConfig {
+        backend,
+        max_messages_per_room: 10_000,
+        max_age: None,
+        commit_interval: Duration::from_millis(5),
+        cache_per_room: 1_000,
+    }
+}
+
+fn db(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("history.db")
+}
+
+fn sqlite(path: &Path) -> HistoryConfig {
+    config(Backend::Sqlite(path.to_path_buf()))
+}
+
+fn open(config: HistoryConfig) -> History {
+    History::open(config).expect("history opens")
+}
+
+/// A history whose clock the test moves, and the hand that moves it.
+fn open_at(config: HistoryConfig, start: i64) -> (History, Arc<AtomicI64>) {
+    let now = Arc::new(AtomicI64::new(start));
+    let history = History::open_with_clock(config, Clock::Manual(Arc::clone(&now))).expect("history opens");
+    (history, now)
+}
+
+fn ids(entries: &[Entry]) -> Vec<u64> {
+    entries.iter().map(|e| e.id).collect()
+}
+
+fn range(ids: std::ops::RangeInclusive<u64>) -> Vec<u64> {
+    ids.collect()
+}
+
+fn fill(history: &History, room: &str, n: usize) {
+    for i in 0..n {
+        history.append(room, "nick", &format!("message {i}"));
+    }
+}
+
+/// Rows of `room` in the file, seen by an independent connection: what a
+/// restart would find.
+fn rows(path: &Path, room: &str) -> Vec<u64> {
+    let conn = rusqlite::Connection::open(path).expect("test connection");
+    let mut stmt = conn
+        .prepare("SELECT id FROM messages WHERE room = ?1 ORDER BY id")
+        .expect("prepare");
+    let ids = stmt
+        .query_map([room], |row| row.get::<_, i64>(0))
+        .expect("query")
+        .map(|id| id.expect("row") as u64)
+        .collect();
+    ids
+}
+
+fn backends(dir: &tempfile::TempDir) -> Vec<HistoryConfig> {
+    vec![sqlite(&db(dir)), config(Backend::Memory), config(Backend::None)]
+}
+
+#[test]
+fn ids_increase_per_room_and_independently_across_rooms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for config in backends(&dir) {
+        let history = open(config);
+        let name = history.backend_name();
+        assert_eq!(history.last_id("a"), 0, "{name}");
+        let a: Vec<u64> = (0..3).map(|_| history.append("a", "n", "t").id).collect();
+        let b: Vec<u64> = (0..2).map(|_| history.append("b", "n", "t").id).collect();
+        assert_eq!(history.append("a", "n", "t").id, 4, "{name}");
+        assert_eq!(a, vec![1, 2, 3], "{name}");
+        assert_eq!(b, vec![1, 2], "{name}");
+        assert_eq!(history.last_id("a"), 4, "{name}");
+        assert_eq!(history.last_id("b"), 2, "{name}");
+        assert_eq!(history.last_id("c"), 0, "{name}");
+    }
+}
+
+#[test]
+fn append_returns_the_stored_entry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (history, _) = open_at(sqlite(&db(&dir)), 1_234);
+    let entry = history.append("r", "ann", "hello");
+    assert_eq!(entry.ts, 1_234);
+    assert_eq!((&*entry.nick, &*entry.text), ("ann", "hello"));
+    history.flush();
+    drop(history);
+    let history = open(sqlite(&db(&dir)));
+    assert_eq!(history.recent("r", 1), vec![entry]);
+}
+
+#[test]
+fn timestamps_never_go_backwards_within_a_room() {
+    let (history, now) = open_at(config(Backend::Memory), 5_000);
+    history.append("r", "n", "t");
+    now.store(1_000, Ordering::SeqCst);
+    let entry = history.append("r", "n", "t");
+    assert_eq!(entry.ts, 5_000);
+}
+
+#[test]
+fn recent_is_oldest_first_and_limited() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for mut config in backends(&dir) {
+        // A small cache: the sqlite backend merges database and cache.
+        config.cache_per_room = 3;
+        let history = open(config);
+        let name = history.backend_name();
+        fill(&history, "r", 10);
+        let expect = |v: Vec<u64>| if name == "none" { vec![] } else { v };
+        assert_eq!(ids(&history.recent("r", 4)), expect(range(7..=10)), "{name}");
+        assert_eq!(ids(&history.recent("r", 2)), expect(range(9..=10)), "{name}");
+        assert_eq!(ids(&history.recent("r", 100)), expect(range(1..=10)), "{name}");
+        assert_eq!(history.recent("r", 0), vec![], "{name}");
+        assert_eq!(history.recent("empty", 10), vec![], "{name}");
+        let texts: Vec<String> = history.recent("r", 2).iter().map(|e| e.text.to_string()).collect();
+        assert_eq!(texts, expect_texts(name, &["message 8", "message 9"]));
+    }
+}
+
+fn expect_texts(backend: &str, texts: &[&str]) -> Vec<String> {
+    if backend == "none" {
+        return vec![];
+    }
+    texts.iter().map(|t| t.to_string()).collect()
+}
+
+#[test]
+fn since_is_ordered_limited_and_pages_without_gaps_or_duplicates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for cache in [1_000, 3] {
+        let mut sqlite_config = sqlite(&db(&dir));
+        sqlite_config.cache_per_room = cache;
+        let mut memory_config = config(Backend::Memory);
+        memory_config.cache_per_room = cache;
+        for config in [sqlite_config, memory_config] {
+            let history = open(config);
+            let room = format!("r{cache}");
+            fill(&history, &room, 10);
+            let mut seen = Vec::new();
+            let mut after = 0;
+            loop {
+                let Since::Complete(page) = history.since(&room, after, 3) else {
+                    panic!("nothing was dropped");
+                };
+                let Some(last) = page.last() else { break };
+                after = last.id;
+                seen.extend(ids(&page));
+            }
+            assert_eq!(seen, range(1..=10));
+            assert_eq!(
+                history.since(&room, 2, 5),
+                Since::Complete(history.recent(&room, 8)[..5].to_vec())
+            );
+            assert_eq!(history.since(&room, 10, 5), Since::Complete(vec![]));
+            assert_eq!(history.since(&room, 99, 5), Since::Complete(vec![]));
+            assert_eq!(history.since(&room, u64::MAX, 5), Since::Complete(vec![]));
+            assert_eq!(ids(history.since(&room, 7, 0).entries()), Vec::<u64>::new());
+            drop(history);
+            let _ = std::fs::remove_file(db(&dir));
+        }
+    }
+}
+
+#[test]
+fn since_and_recent_see_uncommitted_entries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    let mut config = sqlite(&path);
+    config.commit_interval = HOUR;
+    let history = open(config);
+    fill(&history, "r", 5);
+    assert_eq!(rows(&path, "r"), Vec::<u64>::new(), "nothing committed yet");
+    assert_eq!(ids(history.since("r", 2, 10).entries()), range(3..=5));
+    assert_eq!(ids(&history.recent("r", 10)), range(1..=5));
+    assert_eq!(rows(&path, "r"), Vec::<u64>::new(), "served from memory");
+}
+
+#[test]
+fn entries_that_left_a_small_cache_are_read_back_before_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    let mut config = sqlite(&path);
+    config.commit_interval = HOUR;
+    config.cache_per_room = 2;
+    let history = open(config);
+    fill(&history, "r", 6);
+    // 1..=4 are neither cached nor committed: the read waits for them.
+    assert_eq!(history.since("r", 0, 10), Since::Complete(history.recent("r", 6)));
+    assert_eq!(ids(&history.recent("r", 6)), range(1..=6));
+}
+
+#[test]
+fn retention_by_count() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    for cache in [1_000, 2] {
+        let mut sqlite_config = sqlite(&path);
+        sqlite_config.cache_per_room = cache;
+        for mut config in [sqlite_config, config(Backend::Memory)] {
+            config.max_messages_per_room = 5;
+            let history = open(config);
+            let name = history.backend_name();
+            fill(&history, "r", 12);
+            assert_eq!(ids(&history.recent("r", 100)), range(8..=12), "{name}");
+            match history.since("r", 0, 100) {
+                Since::Truncated {
+                    first_available,
+                    entries,
+                } => {
+                    assert_eq!(first_available, 8, "{name}");
+                    assert_eq!(ids(&entries), range(8..=12), "{name}");
+                }
+                other => panic!("{name}: expected Truncated, got {other:?}"),
+            }
+            assert!(matches!(
+                history.since("r", 6, 100),
+                Since::Truncated { first_available: 8, .. }
+            ));
+            assert_eq!(ids(history.since("r", 7, 100).entries()), range(8..=12));
+            assert!(matches!(history.since("r", 7, 100), Since::Complete(_)));
+            history.flush();
+            if name == "sqlite" {
+                assert_eq!(rows(&path, "r"), range(8..=12), "deleted in the database too");
+            }
+            drop(history);
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+#[test]
+fn truncated_with_a_limit_of_zero_still_says_where_history_starts() {
+    let mut config = config(Backend::Memory);
+    config.max_messages_per_room = 3;
+    let history = open(config);
+    fill(&history, "r", 10);
+    assert_eq!(
+        history.since("r", 2, 0),
+        Since::Truncated {
+            first_available: 8,
+            entries: vec![]
+        }
+    );
+}
+
+#[test]
+fn retention_by_age() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    for cache in [1_000, 1] {
+        let mut sqlite_config = sqlite(&path);
+        sqlite_config.cache_per_room = cache;
+        for mut config in [sqlite_config, config(Backend::Memory)] {
+            config.max_age = Some(Duration::from_millis(1_000));
+            config.commit_interval = HOUR;
+            let (history, now) = open_at(config, 10_000);
+            let name = history.backend_name();
+            fill(&history, "r", 2); // ts 10 000
+            now.store(10_500, Ordering::SeqCst);
+            fill(&history, "r", 2); // ts 10 500
+            assert_eq!(ids(&history.recent("r", 10)), range(1..=4), "{name}");
+            now.store(11_200, Ordering::SeqCst); // the first two expire
+            assert_eq!(ids(&history.recent("r", 10)), range(3..=4), "{name}");
+            assert_eq!(
+                history.since("r", 0, 10),
+                Since::Truncated {
+                    first_available: 3,
+                    entries: history.recent("r", 10)
+                },
+                "{name}"
+            );
+            assert!(matches!(history.since("r", 2, 10), Since::Complete(_)), "{name}");
+            history.flush();
+            if name == "sqlite" {
+                assert_eq!(rows(&path, "r"), range(3..=4), "deleted in the database too");
+            }
+            now.store(20_000, Ordering::SeqCst); // all expired
+            assert_eq!(history.recent("r", 10), vec![], "{name}");
+            assert_eq!(
+                history.since("r", 1, 10),
+                Since::Truncated {
+                    first_available: 5,
+                    entries: vec![]
+                },
+                "{name}"
+            );
+            assert_eq!(history.since("r", 4, 10), Since::Complete(vec![]), "{name}");
+            assert_eq!(history.append("r", "n", "t").id, 5, "{name}");
+            drop(history);
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+#[test]
+fn expired_entries_in_the_database_are_not_returned_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    let mut config = sqlite(&path);
+    config.max_age = Some(Duration::from_millis(1_000));
+    let (history, _) = open_at(config.clone(), 10_000);
+    fill(&history, "r", 3);
+    drop(history);
+    // Restarted much later: the rows are still there until the writer's
+    // next sweep, but reads never show them.
+    let (history, _) = open_at(config, 50_000);
+    assert_eq!(history.recent("r", 10), vec![]);
+    assert_eq!(
+        history.since("r", 0, 10),
+        Since::Truncated {
+            first_available: 4,
+            entries: vec![]
+        }
+    );
+    assert_eq!(history.append("r", "n", "t").id, 4);
+}
+
+#[test]
+fn survives_close_and_reopen_of_the_same_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    let mut config = sqlite(&path);
+    config.commit_interval = HOUR;
+    let history = open(config.clone());
+    fill(&history, "a", 5);
+    fill(&history, "b", 2);
+    let before = history.recent("a", 10);
+    // No flush: dropping the last handle commits.
+    drop(history);
+    let history = open(config.clone());
+    assert_eq!(history.last_id("a"), 5);
+    assert_eq!(history.last_id("b"), 2);
+    assert_eq!(history.recent("a", 10), before);
+    assert_eq!(history.append("a", "n", "after restart").id, 6);
+    assert_eq!(ids(history.since("a", 3, 10).entries()), range(4..=6));
+    history.close();
+    let history = open(config);
+    assert_eq!(history.last_id("a"), 6);
+    assert_eq!(&*history.recent("a", 1)[0].text, "after restart");
+}
+
+#[test]
+fn flush_commits_everything_appended() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    let mut config = sqlite(&path);
+    config.commit_interval = HOUR;
+    let history = open(config);
+    fill(&history, "r", 3);
+    assert_eq!(rows(&path, "r"), Vec::<u64>::new());
+    assert_eq!(history.stats().pending, 3);
+    history.flush();
+    assert_eq!(rows(&path, "r"), range(1..=3));
+    let stats = history.stats();
+    assert_eq!((stats.appended, stats.committed, stats.pending), (3, 3, 0));
+    assert_eq!(stats.commits, 1, "one transaction for the batch");
+}
+
+#[test]
+fn commits_happen_by_themselves_within_the_interval() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    let history = open(sqlite(&path));
+    fill(&history, "r", 3);
+    for _ in 0..500 {
+        if rows(&path, "r").len() == 3 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("not committed within 5 s at a 5 ms interval");
+}
+
+#[test]
+fn memory_backend_keeps_history_until_dropped() {
+    let history = open(config(Backend::Memory));
+    assert_eq!(history.backend_name(), "memory");
+    fill(&history, "r", 3);
+    history.evict_cache("r"); // the cache is the store: kept
+    history.flush(); // nothing to do
+    assert_eq!(ids(&history.recent("r", 10)), range(1..=3));
+    assert_eq!(history.append("r", "n", "t").id, 4);
+    assert_eq!(history.stats().committed, 0);
+}
+
+#[test]
+fn none_backend_counts_ids_but_keeps_nothing() {
+    let history = open(config(Backend::None));
+    assert_eq!(history.backend_name(), "none");
+    fill(&history, "r", 3);
+    history.evict_cache("r"); // the counter must survive
+    assert_eq!(history.append("r", "n", "t").id, 4);
+    assert_eq!(history.recent("r", 10), vec![]);
+    assert_eq!(
+        history.since("r", 1, 10),
+        Since::Truncated {
+            first_available: 5,
+            entries: vec![]
+        }
+    );
+    assert_eq!(history.since("r", 4, 10), Since::Complete(vec![]));
+    assert_eq!(history.since("other", 0, 10), Since::Complete(vec![]));
+}
+
+#[test]
+fn an_unopenable_path_gives_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("no such dir").join("history.db");
+    let err = History::open(sqlite(&path)).expect_err("parent directory is missing");
+    assert!(matches!(err, HistoryError::Open { .. }), "{err:?}");
+    assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+
+    let garbage = dir.path().join("not-a-database.db");
+    std::fs::write(&garbage, vec![b'x'; 4096]).expect("write");
+    let err = History::open(sqlite(&garbage)).expect_err("not a database");
+    assert!(err.to_string().contains(&garbage.display().to_string()), "{err}");
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    rusqlite::Connection::open(&path)
+        .and_then(|c| c.execute_batch("PRAGMA user_version = 99"))
+        .expect("prepare file");
+    let err = History::open(sqlite(&path)).expect_err("newer schema");
+    assert!(matches!(err, HistoryError::NewerSchema { found: 99, .. }), "{err:?}");
+}
+
+#[test]
+fn append_does_not_block_while_the_writer_is_busy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    let mut config = sqlite(&path);
+    config.commit_interval = Duration::from_millis(1);
+    let history = open(config);
+    history.append("r", "n", "first");
+    // Another connection takes the write lock: the writer's next commit
+    // waits on it (busy timeout), holding its batch.
+    let blocker = rusqlite::Connection::open(&path).expect("blocker");
+    blocker.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    history.append("r", "n", "second");
+    std::thread::sleep(Duration::from_millis(50)); // let the writer block
+    for i in 0..2_000 {
+        history.append("r", "n", &format!("while blocked {i}"));
+    }
+    assert_eq!(history.last_id("r"), 2_002);
+    // The writer could not commit them: they all completed regardless.
+    assert!(history.stats().pending >= 2_001, "{:?}", history.stats());
+    assert_eq!(ids(history.since("r", 1_990, 100).entries()), range(1_991..=2_002));
+    blocker.execute_batch("COMMIT").expect("unlock");
+    history.flush();
+    assert_eq!(rows(&path, "r"), range(1..=2_002));
+    assert_eq!(history.stats().dropped, 0);
+}
+
+#[test]
+fn evicted_rooms_reload_from_the_database_and_keep_counting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    let history = open(sqlite(&path));
+    fill(&history, "r", 5);
+    history.flush();
+    history.evict_cache("r");
+    assert_eq!(ids(&history.recent("r", 10)), range(1..=5));
+    assert_eq!(history.append("r", "n", "t").id, 6);
+
+    // Evicted before its entries were committed: ids still continue.
+    let mut config = sqlite(&dir.path().join("slow.db"));
+    config.commit_interval = HOUR;
+    let history = open(config);
+    fill(&history, "r", 3);
+    history.evict_cache("r");
+    assert_eq!(history.append("r", "n", "t").id, 4);
+    assert_eq!(ids(&history.recent("r", 10)), range(1..=4));
+    history.evict_cache("r");
+    assert_eq!(ids(history.since("r", 1, 10).entries()), range(2..=4));
+}
+
+#[test]
+fn concurrent_appends_get_unique_contiguous_ids() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    let history = open(sqlite(&path));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let history = history.clone();
+            std::thread::spawn(move || (0..250).map(|_| history.append("r", "n", "t").id).collect::<Vec<_>>())
+        })
+        .collect();
+    let mut all: Vec<u64> = threads.into_iter().flat_map(|t| t.join().expect("thread")).collect();
+    all.sort_unstable();
+    assert_eq!(all, range(1..=1_000));
+    history.flush();
+    assert_eq!(rows(&path, "r"), range(1..=1_000));
+}
+
+#[test]
+fn entries_serialize_as_plain_json() {
+    let entry = Entry {
+        id: 7,
+        ts: 1_700_000_000_000,
+        nick: "ann".into(),
+        text: "hi \"there\"".into(),
+    };
+    let json = serde_json::to_string(&entry).expect("serializes");
+    assert_eq!(
+        json,
+        r#"{"id":7,"ts":1700000000000,"nick":"ann","text":"hi \"there\""}"#
+    );
+}
+
+#[test]
+fn the_handle_is_send_sync_and_cheap_to_clone() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<History>();
+}

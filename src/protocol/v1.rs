@@ -1,0 +1,354 @@
+//! `wshub.v1`: the JSON subprotocol, negotiated with
+//! `Sec-WebSocket-Protocol: wshub.v1`. One text frame carries one JSON
+//! object whose `type` names it. The specification, with examples, is
+//! `docs/protocol.md`; these types are the single source of truth that the
+//! server and the tests share.
+
+use serde::{Deserialize, Serialize};
+
+/// The subprotocol's name, as negotiated in the handshake.
+pub const SUBPROTOCOL: &str = "wshub.v1";
+
+/// Longest nickname, in characters.
+pub const MAX_NICK_CHARS: usize = 32;
+
+/// Longest room name, in characters.
+pub const MAX_ROOM_CHARS: usize = 64;
+
+/// What a client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientFrame {
+    /// Join a room. Without `since`, the last messages (`--join-history`)
+    /// come first; with `since`, everything after that id (catch-up).
+    Join {
+        /// The room.
+        room: String,
+        /// The last message id the client saw in this room.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
+    },
+    /// Leave a room.
+    Leave {
+        /// The room.
+        room: String,
+    },
+    /// Set the nickname (shown on messages and in presence).
+    Nick {
+        /// 1 to 32 characters, no control characters.
+        nick: String,
+    },
+    /// Send a message to a joined room.
+    Send {
+        /// The room.
+        room: String,
+        /// The message.
+        text: String,
+        /// An opaque client tag echoed in the resulting `message`, so the
+        /// sender can recognise its own message.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        client_ref: Option<String>,
+    },
+    /// Ask for history of a joined room: messages after `since` (or the
+    /// latest ones), at most `limit`.
+    History {
+        /// The room.
+        room: String,
+        /// Only messages with a greater id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
+        /// At most this many (the server caps it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
+    },
+    /// Ask for the member list of a joined room.
+    Members {
+        /// The room.
+        room: String,
+    },
+}
+
+/// One stored chat message, as it travels in `message` and `history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// Increases within the room, never reused.
+    pub id: u64,
+    /// Server time, milliseconds since the Unix epoch.
+    pub ts: i64,
+    /// The sender's nickname at the time.
+    pub nick: String,
+    /// The message.
+    pub text: String,
+}
+
+/// A member in a presence list: a nickname and how many connections use it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberCount {
+    /// The nickname.
+    pub nick: String,
+    /// Connections in the room with this nickname.
+    pub connections: usize,
+}
+
+/// What the server sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// First frame on a new connection.
+    Welcome {
+        /// The nickname given (change it with `nick`).
+        nick: String,
+        /// Always `wshub.v1`.
+        protocol: String,
+        /// Longest `text` accepted, in bytes.
+        max_text_bytes: usize,
+    },
+    /// A chat message in a joined room (also the sender's own, with `ref`).
+    Message {
+        /// The room.
+        room: String,
+        /// The message.
+        #[serde(flatten)]
+        message: ChatMessage,
+        /// The sender's tag, when it gave one.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        client_ref: Option<String>,
+    },
+    /// Past messages, oldest first: on join, on catch-up, on request.
+    History {
+        /// The room.
+        room: String,
+        /// The messages.
+        messages: Vec<ChatMessage>,
+    },
+    /// The room's members right now: after a join and on request.
+    Presence {
+        /// The room.
+        room: String,
+        /// Connections in the room.
+        count: usize,
+        /// Nicknames, sorted.
+        members: Vec<MemberCount>,
+    },
+    /// Someone joined a room you are in.
+    Joined {
+        /// The room.
+        room: String,
+        /// Their nickname.
+        nick: String,
+    },
+    /// Someone left (or was disconnected from) a room you are in.
+    Left {
+        /// The room.
+        room: String,
+        /// Their nickname.
+        nick: String,
+    },
+    /// Your nickname changed.
+    Nick {
+        /// The new nickname.
+        nick: String,
+    },
+    /// A request could not be served; the connection stays open.
+    Error {
+        /// A stable code (see [`ErrorCode`]).
+        code: ErrorCode,
+        /// For humans.
+        message: String,
+        /// The room concerned, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// With `history_truncated`: the oldest id still kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        first_available: Option<u64>,
+    },
+}
+
+/// Why a request failed. Stable strings on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame is not JSON (or is binary).
+    BadJson,
+    /// `type` names no request.
+    UnknownType,
+    /// A required field is missing.
+    MissingField,
+    /// A field has the wrong type, or an unknown field was sent.
+    BadField,
+    /// The room name is not 1-64 letters, digits, `-`, `_` or `.`.
+    BadRoom,
+    /// The nickname is empty, over 32 characters or has control characters.
+    BadNick,
+    /// `text` is longer than the server accepts.
+    TooLong,
+    /// Joining would exceed `--max-rooms-per-conn`.
+    TooManyRooms,
+    /// The request names a room this connection has not joined.
+    NotJoined,
+    /// `join` for a room already joined.
+    AlreadyJoined,
+    /// Catch-up is impossible: retention dropped messages after `since`;
+    /// history starts at `first_available` (what remains follows).
+    HistoryTruncated,
+}
+
+impl ServerFrame {
+    /// Encodes as JSON text.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("server frames always serialise")
+    }
+
+    /// An error frame without room or position.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> ServerFrame {
+        ServerFrame::Error {
+            code,
+            message: message.into(),
+            room: None,
+            first_available: None,
+        }
+    }
+}
+
+/// Parses a client frame, classifying what is wrong with a bad one.
+///
+/// # Errors
+/// The [`ErrorCode`] for the error frame, with a message naming the field.
+pub fn parse_client_frame(bytes: &[u8]) -> Result<ClientFrame, (ErrorCode, String)> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| (ErrorCode::BadJson, format!("not JSON: {e}")))?;
+    let Some(object) = value.as_object() else {
+        return Err((ErrorCode::BadJson, "expected a JSON object".into()));
+    };
+    let kind = match object.get("type") {
+        None => return Err((ErrorCode::MissingField, "missing field `type`".into())),
+        Some(serde_json::Value::String(kind)) => kind.clone(),
+        Some(_) => return Err((ErrorCode::BadField, "`type` must be a string".into())),
+    };
+    if !matches!(
+        kind.as_str(),
+        "join" | "leave" | "nick" | "send" | "history" | "members"
+    ) {
+        return Err((ErrorCode::UnknownType, format!("unknown type `{kind}`")));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        let text = e.to_string();
+        let code = if text.starts_with("missing field") {
+            ErrorCode::MissingField
+        } else {
+            ErrorCode::BadField
+        };
+        (code, text)
+    })
+}
+
+/// Whether `name` is a valid room name: 1 to 64 ASCII letters, digits,
+/// `-`, `_` or `.`.
+pub fn is_valid_room(name: &str) -> bool {
+    (1..=MAX_ROOM_CHARS).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Whether `nick` is a valid nickname: 1 to 32 characters, none a control
+/// character, not only white space.
+pub fn is_valid_nick(nick: &str) -> bool {
+    let chars = nick.chars().count();
+    (1..=MAX_NICK_CHARS).contains(&chars) && !nick.chars().any(char::is_control) && !nick.trim().is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_request() {
+        let cases = [
+            (
+                r#"{"type":"join","room":"lobby"}"#,
+                ClientFrame::Join {
+                    room: "lobby".into(),
+                    since: None,
+                },
+            ),
+            (
+                r#"{"type":"join","room":"a","since":7}"#,
+                ClientFrame::Join {
+                    room: "a".into(),
+                    since: Some(7),
+                },
+            ),
+            (
+                r#"{"type":"leave","room":"a"}"#,
+                ClientFrame::Leave { room: "a".into() },
+            ),
+            (
+                r#"{"type":"nick","nick":"ann"}"#,
+                ClientFrame::Nick { nick: "ann".into() },
+            ),
+            (
+                r#"{"type":"send","room":"a","text":"hi","ref":"c1"}"#,
+                ClientFrame::Send {
+                    room: "a".into(),
+                    text: "hi".into(),
+                    client_ref: Some("c1".into()),
+                },
+            ),
+            (
+                r#"{"type":"members","room":"a"}"#,
+                ClientFrame::Members { room: "a".into() },
+            ),
+        ];
+        for (json, expected) in cases {
+            assert_eq!(parse_client_frame(json.as_bytes()), Ok(expected), "{json}");
+        }
+    }
+
+    #[test]
+    fn classifies_bad_input() {
+        let cases = [
+            ("{nope", ErrorCode::BadJson),
+            ("[1,2]", ErrorCode::BadJson),
+            (r#"{"room":"a"}"#, ErrorCode::MissingField),
+            (r#"{"type":5}"#, ErrorCode::BadField),
+            (r#"{"type":"dance"}"#, ErrorCode::UnknownType),
+            (r#"{"type":"send","room":"a"}"#, ErrorCode::MissingField),
+            (r#"{"type":"send","room":"a","text":5}"#, ErrorCode::BadField),
+            (r#"{"type":"join","room":"a","extra":1}"#, ErrorCode::BadField),
+        ];
+        for (json, code) in cases {
+            assert_eq!(parse_client_frame(json.as_bytes()).unwrap_err().0, code, "{json}");
+        }
+    }
+
+    #[test]
+    fn room_and_nick_rules() {
+        assert!(is_valid_room("lobby") && is_valid_room("a.b-c_9") && is_valid_room(&"x".repeat(64)));
+        assert!(!is_valid_room("") && !is_valid_room(&"x".repeat(65)) && !is_valid_room("a b") && !is_valid_room("ü"));
+        assert!(is_valid_nick("ann") && is_valid_nick("名前") && is_valid_nick(&"é".repeat(32)));
+        assert!(
+            !is_valid_nick("") && !is_valid_nick("  ") && !is_valid_nick("a\nb") && !is_valid_nick(&"x".repeat(33))
+        );
+    }
+
+    #[test]
+    fn message_frames_flatten_the_stored_message() {
+        let frame = ServerFrame::Message {
+            room: "lobby".into(),
+            message: ChatMessage {
+                id: 3,
+                ts: 1700000000000,
+                nick: "ann".into(),
+                text: "hi".into(),
+            },
+            client_ref: None,
+        };
+        assert_eq!(
+            frame.to_json(),
+            r#"{"type":"message","room":"lobby","id":3,"ts":1700000000000,"nick":"ann","text":"hi"}"#
+        );
+        let round: ServerFrame = serde_json::from_str(&frame.to_json()).unwrap();
+        assert_eq!(round, frame);
+    }
+}

@@ -1,0 +1,164 @@
+//! History: ids per room, replay on join, retention, catch-up after a
+//! reconnect with no gaps and no duplicates (even while others keep
+//! talking), and SQLite history that survives a restart.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use wshub::history::{Backend, HistoryConfig};
+
+fn config_with(backend: Backend, max_messages: usize) -> wshub::Config {
+    let mut config = test_config();
+    config.history = HistoryConfig {
+        backend,
+        max_messages_per_room: max_messages,
+        max_age: None,
+        commit_interval: Duration::from_millis(50),
+        cache_per_room: max_messages.min(1_000),
+    };
+    config.join_history = 5;
+    config
+}
+
+async fn say_and_wait(client: &mut ChatClient, room: &str, texts: impl IntoIterator<Item = String>) -> u64 {
+    let mut last = 0;
+    for text in texts {
+        client.say(room, &text).await;
+        let (_, message) = client.next_chat().await;
+        assert_eq!(message.text, text);
+        last = message.id;
+    }
+    last
+}
+
+#[tokio::test]
+async fn join_replays_the_latest_messages_in_order() {
+    let server = start_server_with(config_with(Backend::Memory, 100)).await;
+    let mut ann = ChatClient::connect(&server).await;
+    ann.join("r", None).await;
+    let last = say_and_wait(&mut ann, "r", (1..=8).map(|i| format!("m{i}"))).await;
+    assert_eq!(last, 8, "ids count from 1 in each room");
+    let mut bob = ChatClient::connect(&server).await;
+    let (history, _) = bob.join("r", None).await;
+    let ids: Vec<u64> = history.iter().map(|m| m.id).collect();
+    assert_eq!(ids, [4, 5, 6, 7, 8], "the last --join-history (5), oldest first");
+    assert_eq!(history[0].text, "m4");
+    bob.send(&ClientFrame::History {
+        room: "r".into(),
+        since: Some(1),
+        limit: Some(3),
+    })
+    .await;
+    match bob.recv().await {
+        ServerFrame::History { messages, .. } => {
+            assert_eq!(messages.iter().map(|m| m.id).collect::<Vec<_>>(), [2, 3, 4])
+        }
+        other => panic!("{other:?}"),
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn catch_up_after_a_reconnect_has_no_gaps_and_no_duplicates() {
+    let server = start_server_with(config_with(Backend::Memory, 1_000)).await;
+    let mut ann = ChatClient::connect(&server).await;
+    ann.join("r", None).await;
+    let seen = say_and_wait(&mut ann, "r", (0..10).map(|i| format!("before {i}"))).await;
+    drop(ann);
+
+    let mut bob = ChatClient::connect(&server).await;
+    bob.join("r", None).await;
+    say_and_wait(&mut bob, "r", (0..25).map(|i| format!("missed {i}"))).await;
+
+    // Bob keeps talking while ann reconnects and catches up.
+    let talker = tokio::spawn(async move {
+        for i in 0..200 {
+            bob.say("r", &format!("live {i}")).await;
+        }
+        bob
+    });
+    let mut ann = ChatClient::connect(&server).await;
+    let (replayed, _) = ann.join("r", Some(seen)).await;
+    let mut ids: Vec<u64> = replayed.iter().map(|m| m.id).collect();
+    assert!(replayed.iter().take(25).all(|m| m.text.starts_with("missed")));
+    while ids.last() != Some(&(seen + 25 + 200)) {
+        ids.push(ann.next_chat().await.1.id);
+    }
+    let expected: Vec<u64> = (seen + 1..=seen + 225).collect();
+    assert_eq!(ids, expected, "every id after {seen}, once, in order");
+    talker.await.unwrap();
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn retention_by_count_makes_catch_up_say_where_history_starts() {
+    let server = start_server_with(config_with(Backend::Memory, 10)).await;
+    let mut ann = ChatClient::connect(&server).await;
+    ann.join("r", None).await;
+    say_and_wait(&mut ann, "r", (1..=30).map(|i| format!("m{i}"))).await;
+    let mut late = ChatClient::connect(&server).await;
+    late.send(&ClientFrame::Join {
+        room: "r".into(),
+        since: Some(3),
+    })
+    .await;
+    match late.recv().await {
+        ServerFrame::Error {
+            code: ErrorCode::HistoryTruncated,
+            first_available,
+            room,
+            ..
+        } => {
+            assert_eq!(first_available, Some(21));
+            assert_eq!(room.as_deref(), Some("r"));
+        }
+        other => panic!("expected history_truncated, got {other:?}"),
+    }
+    match late.recv().await {
+        ServerFrame::History { messages, .. } => {
+            assert_eq!(
+                messages.iter().map(|m| m.id).collect::<Vec<_>>(),
+                (21..=30).collect::<Vec<_>>()
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn sqlite_history_survives_a_restart_and_ids_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.sqlite");
+    let server = start_server_with(config_with(Backend::Sqlite(path.clone()), 100)).await;
+    let mut ann = ChatClient::connect(&server).await;
+    ann.join("r", None).await;
+    say_and_wait(&mut ann, "r", (1..=3).map(|i| format!("m{i}"))).await;
+    drop(ann);
+    server.shutdown().await;
+
+    let server = start_server_with(config_with(Backend::Sqlite(path), 100)).await;
+    let mut bob = ChatClient::connect(&server).await;
+    let (history, _) = bob.join("r", None).await;
+    assert_eq!(
+        history.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(),
+        ["m1", "m2", "m3"]
+    );
+    bob.say("r", "after restart").await;
+    assert_eq!(bob.next_chat().await.1.id, 4);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_none_store_keeps_nothing_but_ids_still_increase() {
+    let server = start_server_with(config_with(Backend::None, 100)).await;
+    let mut ann = ChatClient::connect(&server).await;
+    ann.join("r", None).await;
+    assert_eq!(say_and_wait(&mut ann, "r", ["a".to_string(), "b".to_string()]).await, 2);
+    let mut bob = ChatClient::connect(&server).await;
+    let (history, _) = bob.join("r", None).await;
+    assert!(history.is_empty());
+    server.shutdown().await;
+}
