@@ -50,10 +50,15 @@ process.on('exit', () => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
 });
 
-/** Start `wshub --bind 127.0.0.1 --port PORT [extra]` and wait for /healthz. */
+/**
+ * Start `wshub --bind 127.0.0.1 --port PORT [extra]` and wait for /healthz. History is kept in
+ * memory unless `extra` says otherwise (the server's default is an SQLite file in the working
+ * directory, which would leak between runs).
+ */
 export async function startWshub(port, extra = []) {
   if (!existsSync(WSHUB_BIN)) throw new Error(`wshub binary not found at ${WSHUB_BIN} (set WSHUB_BIN)`);
-  const args = ['--bind', '127.0.0.1', '--port', String(port), '--log-level', 'warn', ...extra];
+  const history = extra.includes('--history') ? [] : ['--history', 'memory'];
+  const args = ['--bind', '127.0.0.1', '--port', String(port), '--log-level', 'warn', ...history, ...extra];
   let lastError;
   // Retry only when the process exits at once (the port may still be held by a previous run).
   for (let attempt = 0; attempt < 10; attempt++) {
@@ -131,7 +136,7 @@ export async function launchBrowser() {
     executablePath: CHROMIUM,
     headless: true,
     args: CHROMIUM_ARGS,
-    viewport: { width: 620, height: 820 },
+    viewport: { width: 800, height: 820 },
     timeout: 30_000,
   });
   context.setDefaultTimeout(10_000);

@@ -4,15 +4,18 @@
  * - backoff.ts: reconnect schedule (exponential, capped, jittered).
  * - close.ts: what a close code means; "refused before open" vs "lost" vs "closed by the server".
  * - connection.ts: connection manager (one URL, reconnects until stopped).
- * - codec.ts: frames <-> events; raw today, the seam for `wshub.v1`.
- * - protocol.ts: the `wshub.v1` JSON frames (not spoken by the server yet).
- * - messages.ts: message list reducer (own vs others, order, delivery status).
- * - url.ts: socket URL from the page origin or `?server=`.
+ * - v1.ts: the `wshub.v1` codec: client frames, validated parsing of server frames, name rules.
+ * - session.ts: chat state reducer (rooms, merge and dedupe by id, presence, notices, `since`).
+ * - chat.ts: ChatClient (Connection + v1 + session). echo.ts: EchoClient (raw `/echo`).
+ * - lines.ts: transcript line type; store.ts: tiny external store; url.ts: socket URLs.
  */
 export * from './backoff';
+export * from './chat';
 export * from './close';
-export * from './codec';
 export * from './connection';
-export * from './messages';
-export * from './protocol';
+export * from './echo';
+export * from './lines';
+export * from './session';
+export * from './store';
 export * from './url';
+export * from './v1';

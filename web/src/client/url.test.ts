@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { healthUrl, parseEndpoint, parseServerParam, resolveSocketBase, socketUrl } from './url';
+import { healthUrl, parseEndpoint, parseRoom, parseServerParam, resolveSocketBase, socketUrl } from './url';
 
 describe('resolveSocketBase', () => {
   it('follows the page origin: http -> ws, https -> wss', () => {
@@ -48,5 +48,16 @@ describe('endpoints', () => {
   it('derives the health URL', () => {
     expect(healthUrl('ws://h:1')).toBe('http://h:1/healthz');
     expect(healthUrl('wss://h/p')).toBe('https://h/p/healthz');
+  });
+});
+
+describe('parseRoom', () => {
+  it('reads a valid ?room= and falls back to lobby otherwise', () => {
+    expect(parseRoom('?room=kitchen')).toBe('kitchen');
+    expect(parseRoom('?mode=chat&room=a.b-c_1')).toBe('a.b-c_1');
+    expect(parseRoom('')).toBe('lobby');
+    expect(parseRoom('?room=')).toBe('lobby');
+    expect(parseRoom('?room=no%20spaces')).toBe('lobby');
+    expect(parseRoom(`?room=${'x'.repeat(65)}`)).toBe('lobby');
   });
 });

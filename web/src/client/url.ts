@@ -2,8 +2,9 @@
  * Where the socket goes: the page's own origin (ws:// or wss:// to match http:// or https://),
  * or the base URL given by `?server=ws://host:port`.
  */
+import { isValidRoom } from './v1';
 
-/** The two endpoints of the raw protocol. */
+/** The two endpoints: chat (`/ws`, spoken in wshub.v1) and echo (`/echo`, raw). */
 export type Endpoint = 'echo' | 'chat';
 
 /** Path of each endpoint on the server. */
@@ -77,4 +78,13 @@ export function socketUrl(base: string, endpoint: Endpoint): string {
 /** The server's health URL over HTTP(S), used to tell "refused" from "unreachable". */
 export function healthUrl(base: string): string {
   return `${base.replace(/^ws(s?):/, 'http$1:')}/healthz`;
+}
+
+/** Room joined when `?room=` is absent or invalid. */
+export const DEFAULT_ROOM = 'lobby';
+
+/** Read `?room=NAME` (1–64 of `A-Za-z0-9-_.`); anything else gives `fallback`. */
+export function parseRoom(search: string, fallback: string = DEFAULT_ROOM): string {
+  const room = new URLSearchParams(search).get('room');
+  return room !== null && isValidRoom(room) ? room : fallback;
 }

@@ -1,13 +1,14 @@
-import type { ChatMessage } from '../client';
+import type { DeliveryStatus, Line } from '../client';
 
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
 
-const STATUS_TEXT: Record<string, string> = {
+const STATUS_TEXT: Partial<Record<DeliveryStatus, string>> = {
   pending: 'sending…',
   unconfirmed: 'not confirmed',
+  failed: 'not sent',
 };
 
-function author(m: ChatMessage): string {
+function author(m: Line): string {
   switch (m.kind) {
     case 'own':
       return m.nick ? `${m.nick} (you)` : 'You';
@@ -20,8 +21,8 @@ function author(m: ChatMessage): string {
   }
 }
 
-/** One message. Text is rendered as text (React escapes it); newlines and long words wrap. */
-export function MessageItem({ message: m }: { message: ChatMessage }) {
+/** One line. Text is rendered as text (React escapes it); newlines and long words wrap. */
+export function MessageItem({ message: m }: { message: Line }) {
   const time = (
     <time dateTime={new Date(m.ts).toISOString()} title={new Date(m.ts).toLocaleString()}>
       {timeFormat.format(m.ts)}
@@ -29,17 +30,31 @@ export function MessageItem({ message: m }: { message: ChatMessage }) {
   );
   if (m.kind === 'system') {
     return (
-      <li className={`message message-system tone-${m.tone ?? 'info'}`} data-kind="system">
+      <li
+        className={`message message-system tone-${m.tone ?? 'info'}${m.event ? ' is-presence' : ''}`}
+        data-kind="system"
+        data-event={m.event}
+      >
         <span className="message-text">{m.text}</span> {time}
       </li>
     );
   }
   const status = m.status ? STATUS_TEXT[m.status] : undefined;
   return (
-    <li className={`message message-${m.kind}${m.status ? ` is-${m.status}` : ''}`} data-kind={m.kind}>
+    <li
+      className={`message message-${m.kind}${m.status ? ` is-${m.status}` : ''}`}
+      data-kind={m.kind}
+      data-id={m.id}
+      data-nick={m.nick}
+    >
       <div className="message-meta">
         <span className="message-author">{author(m)}</span>
         {time}
+        {m.id !== undefined && (
+          <span className="message-id" title="Message number in this room">
+            #{m.id}
+          </span>
+        )}
         {status && <span className="message-status">{status}</span>}
       </div>
       <p className="message-text">{m.text}</p>

@@ -1,5 +1,5 @@
 import { useLayoutEffect, useRef, useState } from 'react';
-import type { ChatMessage } from '../client';
+import type { Line } from '../client';
 import { MessageItem } from './MessageItem';
 
 /** How close to the bottom (px) still counts as "at the bottom". */
@@ -9,7 +9,7 @@ const STICKY_PX = 48;
  * The transcript: a live log for screen readers; follows the newest message unless the user
  * scrolled up, in which case a button offers to jump down.
  */
-export function MessageList({ messages, emptyHint }: { messages: ChatMessage[]; emptyHint: string }) {
+export function MessageList({ messages, emptyHint }: { messages: Line[]; emptyHint: string }) {
   const scroller = useRef<HTMLDivElement>(null);
   const atBottom = useRef(true);
   const seenCount = useRef(messages.length);

@@ -1,28 +1,55 @@
-import { useId } from 'react';
+import { useEffect, useId, useState } from 'react';
+import { MAX_NICK_CHARS, nickProblem } from '../client';
 
 interface Props {
+  /** The saved nickname ('' for none). */
   value: string;
-  onChange: (nick: string) => void;
+  /** What the server calls us now (shown while the field is empty). */
+  serverNick: string | null;
+  /** Save a new nickname: on Enter, on leaving the field, or after a pause in typing. */
+  onCommit: (nick: string) => void;
 }
 
-/** Nickname, kept in this browser. The raw protocol has no place for it on the wire. */
-export function NickField({ value, onChange }: Props) {
+const PAUSE_MS = 800;
+
+/** Nickname, kept in this browser and sent to the server with a `nick` request. */
+export function NickField({ value, serverNick, onCommit }: Props) {
   const id = useId();
+  const [draft, setDraft] = useState(value);
+  useEffect(() => setDraft(value), [value]);
+  const problem = draft.trim() === '' ? null : nickProblem(draft.trim());
+  const dirty = draft !== value;
+
+  useEffect(() => {
+    if (!dirty || problem) return;
+    const timer = setTimeout(() => onCommit(draft), PAUSE_MS);
+    return () => clearTimeout(timer);
+  }, [draft, dirty, problem, onCommit]);
+
+  const commit = () => {
+    if (dirty && !problem) onCommit(draft);
+  };
+
   return (
-    <div className="nick-field">
+    <div className="field nick-field">
       <label htmlFor={id}>Nickname</label>
       <input
         id={id}
-        value={value}
-        maxLength={32}
+        value={draft}
+        maxLength={MAX_NICK_CHARS * 2}
         autoComplete="nickname"
         spellCheck={false}
-        placeholder="anonymous"
-        onChange={(e) => onChange(e.target.value)}
+        placeholder={serverNick ?? 'anonymous'}
+        onChange={(e) => setDraft(e.target.value)}
+        onBlur={commit}
+        onKeyDown={(e) => {
+          if (e.key === 'Enter') commit();
+        }}
+        aria-invalid={problem !== null}
         aria-describedby={`${id}-hint`}
       />
-      <span id={`${id}-hint`} className="sr-only">
-        Saved in this browser. The server will learn it once it speaks the wshub.v1 protocol.
+      <span id={`${id}-hint`} className={problem ? 'field-error' : 'sr-only'} role={problem ? 'alert' : undefined}>
+        {problem ?? 'Saved in this browser and sent to the server; empty keeps the name the server gave you.'}
       </span>
     </div>
   );

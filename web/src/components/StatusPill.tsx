@@ -48,6 +48,11 @@ export function StatusPill({ state, onRetry, onDisconnect }: Props) {
           Retry now
         </button>
       )}
+      {state.status === 'reconnecting' && (
+        <button type="button" className="link-button" onClick={onDisconnect}>
+          Stop
+        </button>
+      )}
       {state.status === 'closed' && (
         <button type="button" className="link-button" onClick={onRetry}>
           Connect

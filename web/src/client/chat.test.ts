@@ -1,0 +1,181 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { ReconnectPolicy } from './backoff';
+import { ChatClient } from './chat';
+import type { SocketLike } from './connection';
+import { currentRoom, visibleLines } from './session';
+import { WSHUB_V1 } from './v1';
+
+/** A socket the test drives by hand, playing a wshub.v1 server. */
+class FakeSocket implements SocketLike {
+  readyState = 0;
+  protocol = '';
+  binaryType: 'blob' | 'arraybuffer' = 'blob';
+  sent: unknown[] = [];
+  onopen: (() => void) | null = null;
+  onmessage: ((ev: { data: unknown }) => void) | null = null;
+  onclose: ((ev: { code: number; reason: string; wasClean: boolean }) => void) | null = null;
+  onerror: (() => void) | null = null;
+  constructor(
+    readonly url: string,
+    readonly protocols: readonly string[],
+  ) {}
+  send(data: string) {
+    this.sent.push(JSON.parse(data));
+  }
+  close() {
+    this.readyState = 3;
+  }
+  open(nick = 'guest-1') {
+    this.protocol = WSHUB_V1;
+    this.readyState = 1;
+    this.onopen?.();
+    this.push({ type: 'welcome', nick, protocol: WSHUB_V1, max_text_bytes: 16 });
+  }
+  push(frame: unknown) {
+    this.onmessage?.({ data: typeof frame === 'string' ? frame : JSON.stringify(frame) });
+  }
+  drop(code = 1006) {
+    this.readyState = 3;
+    this.onclose?.({ code, reason: '', wasClean: false });
+  }
+}
+
+const policy: ReconnectPolicy = { baseDelayMs: 100, factor: 2, maxDelayMs: 1_000, jitter: 0, stableAfterMs: 5_000 };
+
+function setup(room = 'lobby', nick = 'ann') {
+  const sockets: FakeSocket[] = [];
+  let n = 0;
+  const client = new ChatClient({
+    url: 'ws://h/ws',
+    room,
+    nick,
+    policy,
+    random: () => 0,
+    makeRef: () => `r${++n}`,
+    createSocket: (url, protocols) => {
+      const s = new FakeSocket(url, protocols);
+      sockets.push(s);
+      return s;
+    },
+  });
+  const last = () => sockets[sockets.length - 1] as FakeSocket;
+  return { client, sockets, last };
+}
+
+const msg = (id: number, text = `m${id}`, nick = 'bob') => ({ id, ts: 1_700_000_000_000 + id, nick, text });
+
+beforeEach(() => vi.useFakeTimers());
+afterEach(() => vi.useRealTimers());
+
+describe('ChatClient', () => {
+  it('asks for wshub.v1, then sets the nickname and joins on open', () => {
+    const { client, last } = setup('kitchen', 'ann');
+    client.start();
+    expect(last().protocols).toEqual([WSHUB_V1]);
+    last().open();
+    expect(last().sent).toEqual([
+      { type: 'nick', nick: 'ann' },
+      { type: 'join', room: 'kitchen' },
+    ]);
+    expect(client.getState()).toMatchObject({ online: true, nick: 'guest-1', maxTextBytes: 16 });
+  });
+
+  it('does not send an invalid or empty nickname', () => {
+    const { client, last } = setup('lobby', '');
+    client.start();
+    last().open();
+    expect(last().sent).toEqual([{ type: 'join', room: 'lobby' }]);
+    client.setNick('a\nb');
+    client.setNick('bob');
+    expect(last().sent.slice(1)).toEqual([{ type: 'nick', nick: 'bob' }]);
+  });
+
+  it('remembers the last id per room across reconnects and joins with since', () => {
+    const { client, sockets, last } = setup();
+    client.start();
+    last().open();
+    last().push({ type: 'history', room: 'lobby', messages: [msg(1), msg(2)] });
+    last().push({ type: 'message', room: 'lobby', ...msg(3) });
+
+    last().drop();
+    expect(client.getState().online).toBe(false);
+    vi.advanceTimersByTime(100);
+    expect(sockets).toHaveLength(2);
+    last().open();
+    expect(last().sent).toContainEqual({ type: 'join', room: 'lobby', since: 3 });
+    // The server replays what was missed; an overlap is dropped.
+    last().push({ type: 'history', room: 'lobby', messages: [msg(3), msg(4), msg(5)] });
+    last().push({ type: 'message', room: 'lobby', ...msg(6) });
+
+    last().drop();
+    vi.advanceTimersByTime(200);
+    last().open();
+    expect(last().sent).toContainEqual({ type: 'join', room: 'lobby', since: 6 });
+    last().push({ type: 'history', room: 'lobby', messages: [] });
+
+    const ids = visibleLines(client.getState()).flatMap((l) => (l.id === undefined ? [] : [l.id]));
+    expect(ids).toEqual([1, 2, 3, 4, 5, 6]);
+    const system = visibleLines(client.getState()).filter((l) => l.kind === 'system').map((l) => l.text);
+    expect(system.filter((t) => t.startsWith('Connected'))).toHaveLength(3);
+    expect(system.filter((t) => t.startsWith('Disconnected'))).toHaveLength(2);
+  });
+
+  it('switching rooms leaves, joins, and keeps each room its own since', () => {
+    const { client, last } = setup();
+    client.start();
+    last().open();
+    last().push({ type: 'history', room: 'lobby', messages: [msg(7)] });
+    last().sent = [];
+    expect(client.switchRoom('not valid!')).toBe(false);
+    expect(client.switchRoom('b')).toBe(true);
+    expect(last().sent).toEqual([
+      { type: 'leave', room: 'lobby' },
+      { type: 'join', room: 'b' },
+    ]);
+    last().push({ type: 'history', room: 'b', messages: [msg(2)] });
+    last().sent = [];
+    client.switchRoom('lobby');
+    expect(last().sent).toEqual([
+      { type: 'leave', room: 'b' },
+      { type: 'join', room: 'lobby', since: 7 },
+    ]);
+    expect(client.getState().room).toBe('lobby');
+  });
+
+  it('sends with a ref and recognises its own message', () => {
+    const { client, last } = setup();
+    expect(client.send('too early')).toBe('offline');
+    client.start();
+    last().open();
+    expect(client.send('')).toBe('empty');
+    expect(client.send('hello')).toBe('sent');
+    expect(last().sent.at(-1)).toEqual({ type: 'send', room: 'lobby', text: 'hello', ref: 'r1' });
+    last().push({ type: 'message', room: 'lobby', ...msg(1, 'hello', 'ann'), ref: 'r1' });
+    expect(visibleLines(client.getState()).at(-1)).toMatchObject({ kind: 'own', status: 'delivered', id: 1 });
+    // Over max_text_bytes (16 here): refused locally with a notice.
+    expect(client.send('x'.repeat(17))).toBe('too_long');
+    expect(client.getState().notices.at(-1)?.code).toBe('too_long');
+  });
+
+  it('asks for fresh member lists after a nickname change', () => {
+    const { client, last } = setup();
+    client.start();
+    last().open();
+    last().push({ type: 'presence', room: 'lobby', count: 1, members: [{ nick: 'guest-1', connections: 1 }] });
+    last().sent = [];
+    last().push({ type: 'nick', nick: 'ann' });
+    expect(last().sent).toEqual([{ type: 'members', room: 'lobby' }]);
+  });
+
+  it('shows unreadable frames as a notice, skips unknown types, never throws', () => {
+    const { client, last } = setup();
+    client.start();
+    last().open();
+    last().push('{nope');
+    last().onmessage?.({ data: new ArrayBuffer(2) });
+    last().push({ type: 'typing', room: 'lobby' });
+    last().push({ type: 'error', code: 'not_joined', message: 'join the room first', room: 'kitchen' });
+    expect(client.getState().notices.map((n) => n.code)).toEqual(['bad_frame', 'bad_frame', 'not_joined']);
+    expect(currentRoom(client.getState()).lines).toEqual([expect.objectContaining({ kind: 'system' })]);
+  });
+});

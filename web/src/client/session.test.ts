@@ -1,0 +1,198 @@
+import { describe, expect, it } from 'vitest';
+import {
+  currentRoom,
+  initialSession,
+  joinFrame,
+  knownRooms,
+  sessionReducer,
+  visibleLines,
+  type SessionAction,
+  type SessionState,
+} from './session';
+import type { ServerFrame, StoredMessage } from './v1';
+
+const run = (state: SessionState, ...actions: SessionAction[]) => actions.reduce(sessionReducer, state);
+const frame = (f: ServerFrame, now = 1_000): SessionAction => ({ type: 'frame', frame: f, now });
+const msg = (id: number, text = `m${id}`, nick = 'ann'): StoredMessage => ({ id, ts: 1_000 + id, nick, text });
+const live = (id: number, extra: Partial<Extract<ServerFrame, { type: 'message' }>> = {}, room = 'lobby'): SessionAction =>
+  frame({ type: 'message', room, ...msg(id), ...extra });
+const history = (ids: number[], room = 'lobby'): SessionAction => frame({ type: 'history', room, messages: ids.map((i) => msg(i)) });
+
+/** Message ids (and system texts) in display order. */
+const shown = (s: SessionState) =>
+  visibleLines(s).map((l) => (l.kind === 'system' ? `[${l.text}]` : l.id !== undefined ? l.id : `~${l.text}`));
+const ids = (s: SessionState) => visibleLines(s).flatMap((l) => (l.id === undefined ? [] : [l.id]));
+
+const connected = (room = 'lobby') =>
+  run(
+    initialSession(room),
+    { type: 'online' },
+    frame({ type: 'welcome', nick: 'guest-1', protocol: 'wshub.v1', max_text_bytes: 4096 }),
+    { type: 'joining', room },
+  );
+
+describe('history and live messages', () => {
+  it('shows the join history, then live messages, in id order', () => {
+    const s = run(connected(), history([1, 2, 3]), live(4), live(5));
+    expect(ids(s)).toEqual([1, 2, 3, 4, 5]);
+    expect(currentRoom(s).phase).toBe('joined');
+    expect(currentRoom(s).lastId).toBe(5);
+    const line = visibleLines(s)[0];
+    expect(line).toMatchObject({ kind: 'other', nick: 'ann', ts: 1_001, text: 'm1', id: 1 });
+  });
+
+  it('drops duplicates by id (overlapping history, repeated frames)', () => {
+    const s = run(connected(), history([1, 2, 3]), live(3), history([2, 3, 4]), live(4), live(5), live(5));
+    expect(ids(s)).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it('keeps id order whatever order frames arrive in', () => {
+    const s = run(connected(), history([5, 6]), history([1, 2]), history([3, 4]));
+    expect(ids(s)).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+
+  it('keeps system lines where they happened and puts catch-up after them', () => {
+    let s = run(connected(), history([1, 2]));
+    s = run(s, { type: 'offline' }, { type: 'system', text: 'Disconnected.', ts: 5, tone: 'error' });
+    s = run(s, { type: 'online' }, { type: 'system', text: 'Connected', ts: 6 }, { type: 'joining', room: 'lobby' });
+    s = run(s, history([3, 4]), history([2]), live(5));
+    expect(shown(s)).toEqual([1, 2, '[Disconnected.]', '[Connected]', 3, 4, 5]);
+  });
+
+  it('keeps at most `limit` lines per room', () => {
+    const s = run({ ...connected(), limit: 3 }, history([1, 2, 3, 4, 5]));
+    expect(ids(s)).toEqual([3, 4, 5]);
+  });
+
+  it('starts a new numbering when the server lost its history (ids restart)', () => {
+    const s = run(connected(), history([7, 8]), live(1, { text: 'after restart' }), live(2));
+    expect(shown(s)).toEqual([7, 8, '[Message numbers restarted: the server lost its history.]', 1, 2]);
+    expect(currentRoom(s).lastId).toBe(2);
+    expect(joinFrame(s, 'lobby')).toEqual({ type: 'join', room: 'lobby', since: 2 });
+  });
+
+  it('rooms are separate transcripts', () => {
+    const s = run(connected(), history([1]), history([10, 11], 'b'), live(12, {}, 'b'));
+    expect(ids(s)).toEqual([1]);
+    expect(ids(run(s, { type: 'switch', room: 'b' }))).toEqual([10, 11, 12]);
+    expect(knownRooms(run(s, { type: 'switch', room: 'b' }))).toEqual(['b', 'lobby']);
+  });
+});
+
+describe('own messages (ref)', () => {
+  it('a send waits as pending until the message with its ref arrives', () => {
+    let s = run(connected(), history([1]), { type: 'sent', ref: 'r1', room: 'lobby', text: 'hello', ts: 50 });
+    expect(visibleLines(s).at(-1)).toMatchObject({ kind: 'own', status: 'pending', text: 'hello', nick: 'guest-1' });
+    s = run(s, live(2, { text: 'hello', nick: 'guest-1' }), live(3, { text: 'hello', nick: 'bob', ref: 'r1-other' }));
+    s = run(s, live(4, { text: 'hello', nick: 'guest-1', ref: 'r1' }));
+    const lines = visibleLines(s);
+    expect(lines.map((l) => `${l.id}:${l.kind}`)).toEqual(['1:other', '2:other', '3:other', '4:own']);
+    expect(lines.at(-1)).toMatchObject({ status: 'delivered', key: 'p-r1', ts: 1_004 });
+    expect(s.pending).toEqual([]);
+  });
+
+  it('sends cut off by a disconnect become unconfirmed, and are recognised in the catch-up', () => {
+    let s = run(connected(), history([1]), { type: 'sent', ref: 'r1', room: 'lobby', text: 'did it arrive?', ts: 50 });
+    s = run(s, { type: 'offline' });
+    expect(visibleLines(s).at(-1)).toMatchObject({ status: 'unconfirmed' });
+    s = run(s, { type: 'online' }, frame({ type: 'history', room: 'lobby', messages: [msg(2, 'did it arrive?', 'guest-1')] }));
+    expect(visibleLines(s).map((l) => `${l.id}:${l.kind}:${l.status ?? ''}`)).toEqual(['1:other:', '2:own:delivered']);
+    expect(s.pending).toEqual([]);
+  });
+
+  it('an error for a send marks it as not sent', () => {
+    let s = run(connected(), { type: 'sent', ref: 'r1', room: 'lobby', text: 'x', ts: 1 });
+    s = run(s, frame({ type: 'error', code: 'too_long', message: 'text over 4096 bytes', room: 'lobby' }));
+    expect(visibleLines(s).at(-1)).toMatchObject({ status: 'failed' });
+    expect(s.notices.map((n) => n.code)).toEqual(['too_long']);
+  });
+});
+
+describe('presence', () => {
+  const snapshot: ServerFrame = {
+    type: 'presence',
+    room: 'lobby',
+    count: 2,
+    members: [
+      { nick: 'ann', connections: 1 },
+      { nick: 'guest-1', connections: 1 },
+    ],
+  };
+
+  it('takes the snapshot, then applies joined and left', () => {
+    let s = run(connected(), frame(snapshot));
+    expect(currentRoom(s)).toMatchObject({ count: 2, phase: 'joined' });
+    s = run(s, frame({ type: 'joined', room: 'lobby', nick: 'bob' }), frame({ type: 'joined', room: 'lobby', nick: 'ann' }));
+    expect(currentRoom(s).members).toEqual([
+      { nick: 'ann', connections: 2 },
+      { nick: 'bob', connections: 1 },
+      { nick: 'guest-1', connections: 1 },
+    ]);
+    expect(currentRoom(s).count).toBe(4);
+    s = run(s, frame({ type: 'left', room: 'lobby', nick: 'bob' }, 10_000), frame({ type: 'left', room: 'lobby', nick: 'ann' }, 20_000));
+    expect(currentRoom(s).members).toEqual([
+      { nick: 'ann', connections: 1 },
+      { nick: 'guest-1', connections: 1 },
+    ]);
+    expect(currentRoom(s).count).toBe(2);
+    expect(shown(s)).toEqual(['[bob joined]', '[ann joined]', '[bob left]', '[ann left]']);
+  });
+
+  it('a quick left + joined reads as a nickname change', () => {
+    const s = run(
+      connected(),
+      frame(snapshot),
+      frame({ type: 'left', room: 'lobby', nick: 'ann' }, 1_000),
+      frame({ type: 'joined', room: 'lobby', nick: 'Annie' }, 1_050),
+    );
+    expect(shown(s)).toEqual(['[ann is now Annie]']);
+    expect(currentRoom(s).members?.map((m) => m.nick)).toEqual(['Annie', 'guest-1']);
+  });
+
+  it('forgets members while offline', () => {
+    const s = run(connected(), frame(snapshot), { type: 'offline' });
+    expect(currentRoom(s)).toMatchObject({ members: null, count: 0, phase: 'out' });
+  });
+
+  it('tracks our nickname', () => {
+    expect(run(connected(), frame({ type: 'nick', nick: 'ann' })).nick).toBe('ann');
+  });
+});
+
+describe('notices', () => {
+  it('history_truncated: a notice and a marker line where the gap is', () => {
+    let s = run(connected(), history([1, 2]), { type: 'offline' }, { type: 'online' });
+    s = run(s, frame({ type: 'error', code: 'history_truncated', message: 'x', room: 'lobby', first_available: 40 }), history([40, 41]));
+    expect(s.notices).toHaveLength(1);
+    expect(s.notices[0]).toMatchObject({ code: 'history_truncated', text: 'Some messages were lost: history starts at #40.' });
+    expect(shown(s)).toEqual([1, 2, '[Some messages were lost: history starts at #40.]', 40, 41]);
+  });
+
+  it('are dismissible, not repeated, and capped', () => {
+    const err = (message: string) => frame({ type: 'error', code: 'bad_field', message });
+    let s = run(connected(), err('a'), err('a'), err('b'));
+    expect(s.notices.map((n) => n.text)).toEqual([
+      'The server did not understand the page (bad_field): a',
+      'The server did not understand the page (bad_field): b',
+    ]);
+    s = run(s, { type: 'dismiss', key: (s.notices[0] as { key: string }).key });
+    expect(s.notices).toHaveLength(1);
+    s = run(s, err('c'), err('d'), err('e'), err('f'));
+    expect(s.notices).toHaveLength(4);
+  });
+});
+
+describe('since bookkeeping', () => {
+  it('first join has no since; rejoin sends the last id seen in that room', () => {
+    let s = connected();
+    expect(joinFrame(s, 'lobby')).toEqual({ type: 'join', room: 'lobby' });
+    s = run(s, history([]));
+    expect(joinFrame(s, 'lobby')).toEqual({ type: 'join', room: 'lobby' });
+    s = run(s, history([3, 4]), live(5));
+    expect(joinFrame(s, 'lobby')).toEqual({ type: 'join', room: 'lobby', since: 5 });
+    // An older frame arriving late does not move it back.
+    s = run(s, history([1, 2]));
+    expect(joinFrame(s, 'lobby')).toEqual({ type: 'join', room: 'lobby', since: 5 });
+    expect(joinFrame(s, 'other')).toEqual({ type: 'join', room: 'other' });
+  });
+});

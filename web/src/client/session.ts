@@ -1,0 +1,374 @@
+/**
+ * Chat session state for `wshub.v1`: a pure reducer, no React, no sockets.
+ *
+ * - Rooms: one transcript per room visited (switching back keeps it), the member list from
+ *   `presence` snapshots kept current by `joined` / `left`.
+ * - Messages are merged by id: a message whose id is already shown is dropped (catch-up after a
+ *   reconnect, a history frame that overlaps), and each one is placed in id order, whatever order
+ *   frames arrive in. System lines (connected, disconnected, joined…) stay where they were added.
+ * - `since` bookkeeping: `lastId` is the greatest id seen per room; `joinFrame` puts it in the
+ *   `join` sent after a reconnect, so the server replays only what was missed.
+ * - Own messages: each `send` carries a `ref`; the `message` with that ref is ours. Sends still
+ *   waiting when the connection drops become "not confirmed"; if the catch-up history then holds
+ *   the same text under our nickname, that copy is taken as ours (the server did get it).
+ * - Ids restart only if the server lost its history (a restart with the in-memory store). A new
+ *   message whose id is already taken by a different message, or a live message with an id not
+ *   above the last one, starts a new numbering ("epoch"): the old lines stay above it.
+ */
+import type { Line } from './lines';
+import type { ClientFrame, ErrorCode, Member, ServerFrame, StoredMessage } from './v1';
+
+/** Most lines kept per room; older ones are dropped. */
+export const DEFAULT_LINE_LIMIT = 500;
+/** Most notices shown at once. */
+const NOTICE_LIMIT = 4;
+
+/** `out`: not in the room on this connection. `joining`: join sent. `joined`: the server answered. */
+export type RoomPhase = 'out' | 'joining' | 'joined';
+
+export interface RoomState {
+  name: string;
+  /** Messages in id order (per epoch), with system lines where they happened. */
+  lines: Line[];
+  /** Greatest message id seen in the current epoch: the next `join`'s `since`. */
+  lastId: number | null;
+  epoch: number;
+  phase: RoomPhase;
+  /** Latest presence, or null while not joined. Sorted by nick (the server's order). */
+  members: Member[] | null;
+  /** Connections in the room. */
+  count: number;
+}
+
+/** A message we sent that the server has not relayed back yet. */
+export interface PendingSend {
+  ref: string;
+  room: string;
+  text: string;
+  ts: number;
+  /** Our nickname when it was sent. */
+  nick: string | null;
+  status: 'pending' | 'unconfirmed' | 'failed';
+}
+
+/** Something for the user to read and dismiss (error frames, lost history). */
+export interface Notice {
+  key: string;
+  code: ErrorCode | 'bad_frame';
+  text: string;
+  room?: string;
+}
+
+export interface SessionState {
+  /** The room shown, and joined while connected. */
+  room: string;
+  /** Our nickname as the server knows it (null before the first `welcome`). */
+  nick: string | null;
+  /** A socket is open. */
+  online: boolean;
+  /** From `welcome`: the longest text the server takes, in UTF-8 bytes. */
+  maxTextBytes: number | null;
+  rooms: Readonly<Record<string, RoomState>>;
+  pending: PendingSend[];
+  notices: Notice[];
+  /** Next key number for system lines and notices. */
+  seq: number;
+  limit: number;
+}
+
+export type SessionAction =
+  | { type: 'online' }
+  | { type: 'offline' }
+  /** We sent `join` for `room`. */
+  | { type: 'joining'; room: string }
+  /** We sent `leave` for `room`. */
+  | { type: 'leaving'; room: string }
+  /** Show another room (the client sends leave + join around it). */
+  | { type: 'switch'; room: string }
+  | { type: 'frame'; frame: ServerFrame; now: number }
+  | { type: 'sent'; ref: string; room: string; text: string; ts: number }
+  /** A system line in `room` (default: the current room). */
+  | { type: 'system'; text: string; ts: number; tone?: 'info' | 'error'; room?: string }
+  | { type: 'notice'; code: Notice['code']; text: string; room?: string }
+  | { type: 'dismiss'; key: string };
+
+export function emptyRoom(name: string): RoomState {
+  return { name, lines: [], lastId: null, epoch: 0, phase: 'out', members: null, count: 0 };
+}
+
+export function initialSession(room: string, limit = DEFAULT_LINE_LIMIT): SessionState {
+  return {
+    room,
+    nick: null,
+    online: false,
+    maxTextBytes: null,
+    rooms: { [room]: emptyRoom(room) },
+    pending: [],
+    notices: [],
+    seq: 0,
+    limit,
+  };
+}
+
+/** The `join` to send for `room`: with `since` when we have seen messages there. */
+export function joinFrame(state: SessionState, room: string): Extract<ClientFrame, { type: 'join' }> {
+  const since = state.rooms[room]?.lastId;
+  return since === null || since === undefined ? { type: 'join', room } : { type: 'join', room, since };
+}
+
+/** Human text for an error frame. */
+export function describeError(code: ErrorCode, message: string, firstAvailable?: number): string {
+  switch (code) {
+    case 'history_truncated':
+      return firstAvailable === undefined
+        ? 'Some messages were lost: the server no longer has all of them.'
+        : `Some messages were lost: history starts at #${firstAvailable}.`;
+    case 'bad_nick':
+      return `Nickname refused: ${message}`;
+    case 'bad_room':
+      return `Room name refused: ${message}`;
+    case 'too_long':
+      return `Message not sent: ${message}`;
+    case 'too_many_rooms':
+      return `Cannot join: ${message}`;
+    case 'not_joined':
+      return `Not in that room: ${message}`;
+    case 'bad_json':
+    case 'unknown_type':
+    case 'missing_field':
+    case 'bad_field':
+      return `The server did not understand the page (${code}): ${message}`;
+    default:
+      return `The server refused a request (${code}): ${message}`;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers on a draft copy: each reducer call copies what it changes, so the state stays immutable.
+
+interface Draft {
+  state: SessionState;
+  rooms: Record<string, RoomState>;
+}
+
+function room(d: Draft, name: string): RoomState {
+  return d.rooms[name] ?? emptyRoom(name);
+}
+
+function nextKey(d: Draft, prefix: string): string {
+  return `${prefix}${d.state.seq++}`;
+}
+
+function trim(lines: Line[], limit: number): Line[] {
+  return lines.length > limit ? lines.slice(lines.length - limit) : lines;
+}
+
+function addSystem(d: Draft, r: RoomState, text: string, ts: number, tone: 'info' | 'error' = 'info', extra?: Partial<Line>): RoomState {
+  const line: Line = { key: nextKey(d, 's'), kind: 'system', text, ts, tone, ...extra };
+  return { ...r, lines: trim([...r.lines, line], d.state.limit) };
+}
+
+const sameMessage = (a: Line, b: StoredMessage) => a.ts === b.ts && a.text === b.text && a.nick === b.nick;
+
+/** Merge one message into a room: drop it if its id is shown, else insert it in id order. */
+function mergeMessage(
+  d: Draft,
+  r: RoomState,
+  m: StoredMessage,
+  live: boolean,
+  now: number,
+  own?: { key: string },
+): RoomState {
+  const existing = r.lines.find((l) => l.epoch === r.epoch && l.id === m.id);
+  if (existing && sameMessage(existing, m)) return r; // a duplicate: keep the first copy
+  if (existing || (live && r.lastId !== null && m.id <= r.lastId)) {
+    r = addSystem(d, { ...r, epoch: r.epoch + 1, lastId: null }, 'Message numbers restarted: the server lost its history.', now);
+  }
+  const line: Line = {
+    key: own?.key ?? `m${r.epoch}-${m.id}`,
+    kind: own ? 'own' : 'other',
+    text: m.text,
+    ts: m.ts,
+    nick: m.nick,
+    id: m.id,
+    epoch: r.epoch,
+    ...(own ? { status: 'delivered' as const } : {}),
+  };
+  const at = r.lines.findIndex((l) => l.epoch === r.epoch && l.id !== undefined && l.id > m.id);
+  const lines = at < 0 ? [...r.lines, line] : [...r.lines.slice(0, at), line, ...r.lines.slice(at)];
+  return { ...r, lines: trim(lines, d.state.limit), lastId: Math.max(r.lastId ?? m.id, m.id) };
+}
+
+function addMember(members: Member[], nick: string): Member[] {
+  const i = members.findIndex((m) => m.nick === nick);
+  if (i >= 0) return members.map((m, j) => (j === i ? { ...m, connections: m.connections + 1 } : m));
+  const next = [...members, { nick, connections: 1 }];
+  return next.sort((a, b) => (a.nick < b.nick ? -1 : a.nick > b.nick ? 1 : 0));
+}
+
+function removeMember(members: Member[], nick: string): Member[] {
+  return members
+    .map((m) => (m.nick === nick ? { ...m, connections: m.connections - 1 } : m))
+    .filter((m) => m.connections > 0);
+}
+
+function addNotice(d: Draft, code: Notice['code'], text: string, roomName?: string): void {
+  const notices = d.state.notices.filter((n) => n.text !== text);
+  const notice: Notice = { key: nextKey(d, 'n'), code, text, ...(roomName === undefined ? {} : { room: roomName }) };
+  d.state.notices = [...notices, notice].slice(-NOTICE_LIMIT);
+}
+
+/** A `left` then a `joined` within a moment is most likely a nickname change. */
+const RENAME_WINDOW_MS = 2_000;
+
+function applyFrame(d: Draft, frame: ServerFrame, now: number): void {
+  const s = d.state;
+  switch (frame.type) {
+    case 'welcome':
+      s.nick = frame.nick;
+      s.maxTextBytes = frame.max_text_bytes;
+      return;
+    case 'nick':
+      s.nick = frame.nick;
+      return;
+    case 'message': {
+      const i = frame.ref === undefined ? -1 : s.pending.findIndex((p) => p.ref === frame.ref);
+      const own = i >= 0 ? { key: `p-${frame.ref}` } : undefined;
+      if (i >= 0) s.pending = s.pending.filter((_, j) => j !== i);
+      d.rooms[frame.room] = mergeMessage(d, room(d, frame.room), frame, true, now, own);
+      return;
+    }
+    case 'history': {
+      let r = room(d, frame.room);
+      for (const m of frame.messages) {
+        // A send that was cut off by a disconnect, found in the catch-up: it did arrive.
+        const i = s.pending.findIndex(
+          (p) => p.status === 'unconfirmed' && p.room === frame.room && p.text === m.text && (p.nick ?? m.nick) === m.nick,
+        );
+        const already = r.lines.some((l) => l.epoch === r.epoch && l.id === m.id);
+        const own = i >= 0 && !already ? { key: `p-${(s.pending[i] as PendingSend).ref}` } : undefined;
+        if (own) s.pending = s.pending.filter((_, j) => j !== i);
+        r = mergeMessage(d, r, m, false, now, own);
+      }
+      d.rooms[frame.room] = { ...r, phase: 'joined' };
+      return;
+    }
+    case 'presence':
+      d.rooms[frame.room] = { ...room(d, frame.room), phase: 'joined', members: frame.members, count: frame.count };
+      return;
+    case 'joined': {
+      let r = room(d, frame.room);
+      if (r.members) r = { ...r, members: addMember(r.members, frame.nick), count: r.count + 1 };
+      const last = r.lines[r.lines.length - 1];
+      if (last?.event === 'left' && last.nick !== undefined && now - last.ts <= RENAME_WINDOW_MS) {
+        const renamed: Line = { ...last, text: `${last.nick} is now ${frame.nick}`, event: 'renamed', nick: frame.nick };
+        r = { ...r, lines: [...r.lines.slice(0, -1), renamed] };
+      } else {
+        r = addSystem(d, r, `${frame.nick} joined`, now, 'info', { event: 'joined', nick: frame.nick });
+      }
+      d.rooms[frame.room] = r;
+      return;
+    }
+    case 'left': {
+      let r = room(d, frame.room);
+      if (r.members) r = { ...r, members: removeMember(r.members, frame.nick), count: Math.max(0, r.count - 1) };
+      d.rooms[frame.room] = addSystem(d, r, `${frame.nick} left`, now, 'info', { event: 'left', nick: frame.nick });
+      return;
+    }
+    case 'error': {
+      const text = describeError(frame.code, frame.message, frame.first_available);
+      const where = frame.room ?? s.room;
+      if (frame.code === 'history_truncated') {
+        d.rooms[where] = addSystem(d, room(d, where), text, now, 'error');
+      }
+      if (frame.code === 'too_long' || frame.code === 'not_joined') {
+        // Errors carry no ref; the server answers in order, so it is our oldest send still waiting.
+        const i = s.pending.findIndex((p) => p.status === 'pending' && (frame.room === undefined || p.room === frame.room));
+        if (i >= 0) s.pending = s.pending.map((p, j) => (j === i ? { ...p, status: 'failed' } : p));
+      }
+      if (frame.code === 'bad_room' && frame.room !== undefined && d.rooms[frame.room]) {
+        d.rooms[frame.room] = { ...room(d, frame.room), phase: 'out' };
+      }
+      addNotice(d, frame.code, text, frame.room);
+      return;
+    }
+  }
+}
+
+export function sessionReducer(state: SessionState, action: SessionAction): SessionState {
+  const d: Draft = { state: { ...state }, rooms: { ...state.rooms } };
+  const s = d.state;
+  switch (action.type) {
+    case 'online':
+      s.online = true;
+      break;
+    case 'offline':
+      s.online = false;
+      for (const [name, r] of Object.entries(d.rooms)) d.rooms[name] = { ...r, phase: 'out', members: null, count: 0 };
+      s.pending = s.pending.map((p) => (p.status === 'pending' ? { ...p, status: 'unconfirmed' } : p));
+      break;
+    case 'joining':
+      d.rooms[action.room] = { ...room(d, action.room), phase: 'joining' };
+      break;
+    case 'leaving':
+      d.rooms[action.room] = { ...room(d, action.room), phase: 'out', members: null, count: 0 };
+      break;
+    case 'switch':
+      s.room = action.room;
+      d.rooms[action.room] = room(d, action.room);
+      break;
+    case 'frame':
+      applyFrame(d, action.frame, action.now);
+      break;
+    case 'sent':
+      s.pending = [
+        ...s.pending,
+        { ref: action.ref, room: action.room, text: action.text, ts: action.ts, nick: s.nick, status: 'pending' },
+      ];
+      break;
+    case 'system': {
+      const name = action.room ?? s.room;
+      d.rooms[name] = addSystem(d, room(d, name), action.text, action.ts, action.tone);
+      break;
+    }
+    case 'notice':
+      addNotice(d, action.code, action.text, action.room);
+      break;
+    case 'dismiss':
+      s.notices = s.notices.filter((n) => n.key !== action.key);
+      break;
+  }
+  s.rooms = d.rooms;
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Selectors
+
+/** The current room. */
+export function currentRoom(state: SessionState): RoomState {
+  return state.rooms[state.room] ?? emptyRoom(state.room);
+}
+
+/** Lines to render for the current room: the merged transcript, then our sends still waiting. */
+export function visibleLines(state: SessionState): Line[] {
+  const lines = currentRoom(state).lines;
+  const waiting = state.pending.filter((p) => p.room === state.room);
+  if (waiting.length === 0) return lines;
+  return [
+    ...lines,
+    ...waiting.map<Line>((p) => ({
+      key: `p-${p.ref}`,
+      kind: 'own',
+      text: p.text,
+      ts: p.ts,
+      status: p.status,
+      ...(p.nick === null ? {} : { nick: p.nick }),
+    })),
+  ];
+}
+
+/** Room names visited, current first, then alphabetical. */
+export function knownRooms(state: SessionState): string[] {
+  return [state.room, ...Object.keys(state.rooms).filter((r) => r !== state.room).sort()];
+}
