@@ -146,6 +146,9 @@ where
     if !already_read.is_empty() {
         conn.ingest(&already_read);
     }
+    // It is a slice of hyper's read buffer (8 KiB or more): kept alive across
+    // the await below, it would be most of an idle connection's memory.
+    drop(already_read);
     let timer = tokio::time::sleep_until(conn.session.deadlines.next());
     tokio::pin!(timer);
     let ending = std::future::poll_fn(|cx| conn.poll(cx, timer.as_mut())).await;

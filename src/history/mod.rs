@@ -12,9 +12,10 @@
 //!
 //! The writer thread group-commits: the first entry of a batch opens it and
 //! at most [`HistoryConfig::commit_interval`] later the whole batch goes in
-//! one transaction, together with the retention deletes. A `kill -9` loses
-//! at most the entries of the batch not yet committed (one interval's
-//! worth, plus any backlog); [`History::flush`] at a clean shutdown loses
+//! one transaction, together with the retention deletes and the id
+//! reservations. A `kill -9` loses at most the entries of the batch not yet
+//! committed (one interval's worth, plus any backlog), and their ids are
+//! not reused (see below); [`History::flush`] at a clean shutdown loses
 //! nothing. The channel is unbounded on purpose: a slow disk must not slow
 //! the chat; the backlog shows in [`History::stats`] (`pending`) and is
 //! logged when it passes 100 000 entries.
@@ -28,25 +29,56 @@
 //! block briefly.
 //!
 //! A room's state is loaded lazily: its first touch after start (or after
-//! [`History::evict_cache`]) reads the last and first stored ids, two index
-//! seeks, so ids continue where they stopped. That first touch is the only
+//! [`History::evict_cache`]) reads the last and first stored ids and its
+//! reservation row, three index seeks, so ids continue where they stopped. That first touch is the only
 //! database access `append` can make; the hub can take it off the hot path
 //! by calling [`History::last_id`] when it creates a room.
 //!
 //! # Ids and retention
-//! Ids count up by one per room, from 1, so "no gap" is arithmetic: what a
-//! room retains is always the ids `first_available..=last_id` (count and
-//! age retention both cut a prefix: timestamps never decrease within a
-//! room, even if the wall clock does). Retention applies to memory at once
-//! and to SQLite in the writer's transactions (count: for the rooms in the
-//! batch; age: all rooms, at each commit and at least once a second);
-//! reads filter by age too, so an entry past its age is never returned
-//! even before the writer deletes it.
+//! Ids count up by one per room, from 1. What a room retains is always
+//! the stored ids of `first_available..=last_id` (count and age retention
+//! both cut a prefix: timestamps never decrease within a room, even if the
+//! wall clock does). Retention applies to memory at once and to SQLite in
+//! the writer's transactions (count: for the rooms in the batch; age: all
+//! rooms, at each commit and at least once a second); reads filter by age
+//! too, so an entry past its age is never returned even before the writer
+//! deletes it.
 //!
-//! # Known limit
-//! After a `kill -9`, the ids of the lost entries (at most one commit
-//! interval) are handed out again. A client that saw a lost entry and
-//! reconnects with its id gets only entries above that id.
+//! # Ids after a crash: reserved ahead, never reused
+//! An entry is on the wire (with its id) up to one commit interval before
+//! it is durable, so a `kill -9` can lose it; its id must then not go to
+//! another message after the restart, or a client that saw the lost one
+//! and reconnects with `since` = its id would silently miss the new one.
+//! So ids are reserved ahead, durably, in blocks (`room_seq` in the
+//! `sqlite` module): `append` asks the writer for the next block when half
+//! of the current one is used (a message in the writer's channel, sent
+//! before the entry; `append` never waits for it), and a restart starts
+//! each room above everything reserved or committed. The semantics:
+//!
+//! - ids always increase within a room, and no id is ever given to two
+//!   different messages;
+//! - after a clean shutdown ([`History::close`] or dropping the last
+//!   handle) they continue without a gap;
+//! - after a crash they skip: the next id is above every id the crashed
+//!   run may have handed out (up to a block, 1 000 or more, per room).
+//!   The skipped ids were either lost (the last commit interval) or never
+//!   used; [`History::since`] treats them as nothing missed, not as
+//!   [`Since::Truncated`], which only reports what retention dropped.
+//!
+//! A reservation covers ids once it is committed, which happens within one
+//! commit interval of asking, half a block before it is needed; a room
+//! that uses half a block faster than that doubles its block (up to about
+//! a million). What is not covered, and so can be reused after a crash:
+//! ids handed out while the writer cannot commit at all (a disk or lock
+//! stalled for longer than half a block takes; entries given up on after
+//! failed commits), the very first ids of a room that has never been
+//! committed before if the process dies before its first commit (the room
+//! has no trace in the file then), and ids appended after
+//! [`History::close`]. Rooms known to the file get a fresh block at open,
+//! before any id is handed out, so a crash soon after a restart is covered.
+//! A room's `room_seq` row is kept even when retention deletes all its
+//! messages, so its ids continue instead of restarting at 1 (one small row
+//! per room ever used).
 
 mod clock;
 mod room;
@@ -122,7 +154,10 @@ impl Default for HistoryConfig {
 /// One chat message as history keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Entry {
-    /// Position in its room: 1 for the first message, then one more each.
+    /// Position in its room: 1 for the first message, then one more each;
+    /// after a crash of the SQLite store, ids skip past every id the
+    /// crashed run may have handed out (see the module doc), so an id is
+    /// never given to two messages.
     pub id: u64,
     /// When the server accepted it, unix milliseconds; never less than the
     /// previous entry's in the same room.
@@ -414,6 +449,22 @@ impl History {
             if let Some(tx) = &inner.tx {
                 // Sent under the shard lock: a shard's entries reach the
                 // writer in seq order, which its "committed" mark relies on.
+                // A reservation goes first, so it is never committed after
+                // the entry it covers; nobody waits for it.
+                let previous_committed = inner.committed(shard_index) >= slot.state.reserve_seq;
+                if let Some(upto) = slot.state.reserve(id, previous_committed) {
+                    counters.next_seq += 1;
+                    let op = Op::Reserve {
+                        shard: shard_index,
+                        seq: counters.next_seq,
+                        room: Arc::clone(&slot.name),
+                        upto,
+                    };
+                    if tx.send(op).is_ok() {
+                        slot.state.reserve_seq = counters.next_seq;
+                        slot.state.last_seq = counters.next_seq;
+                    }
+                }
                 counters.next_seq += 1;
                 let op = Op::Insert {
                     shard: shard_index,
@@ -475,10 +526,17 @@ impl History {
         // one found tells whether anything was dropped.
         let want = limit.max(1);
         let mut last_id = 0;
+        // Where the retained history starts, when memory knows it for sure.
+        let mut known_start = None;
+        let mut floor = 0;
         let plan = self.with_room(room, |slot, _, shard| {
             let st = &mut slot.state;
             st.prune(&inner.limits, now);
             last_id = st.last_id;
+            floor = st.floor;
+            if st.covered() {
+                known_start = Some(st.cache.front().map_or(st.last_id.saturating_add(1), |e| e.id));
+            }
             let start = st.start_after(after_id);
             if start > st.last_id {
                 return Plan::Ready(Vec::new());
@@ -502,7 +560,13 @@ impl History {
         let mut entries = self.execute(room, plan, now, false);
         entries.truncate(want);
         let first = entries.first().map_or(last_id.saturating_add(1), |e| e.id);
-        let truncated = after_id < last_id && first > after_id.saturating_add(1);
+        // Missing ids right after `after_id` are either dropped by retention
+        // (a prefix cut: the client must be told) or skipped after a crash
+        // (never stored: nothing to tell). Retention is the case exactly when
+        // the retained history starts above `after_id + 1`.
+        let truncated = after_id < last_id
+            && first > after_id.saturating_add(1)
+            && self.retained_start(room, known_start, floor, now, last_id) > after_id.saturating_add(1);
         entries.truncate(limit);
         if truncated {
             Since::Truncated {
@@ -512,6 +576,29 @@ impl History {
         } else {
             Since::Complete(entries)
         }
+    }
+
+    /// The oldest retained id of `room` (`last_id + 1` if none is): from
+    /// memory when the cache covers the room, else from the database (only
+    /// reached when a reconnect finds missing ids, which is rare).
+    fn retained_start(&self, room: &str, known: Option<u64>, floor: u64, now: i64, last_id: u64) -> u64 {
+        if let Some(start) = known {
+            return start;
+        }
+        let inner = &*self.inner;
+        let from_db = inner.reader.as_ref().and_then(|reader| {
+            reader
+                .first_retained(room, floor, inner.limits.cutoff(now))
+                .map_err(|e| tracing::error!(room, "cannot read history: {e}"))
+                .ok()
+                .flatten()
+        });
+        from_db.unwrap_or_else(|| {
+            // Nothing retained in the database: the cache, if anything.
+            self.with_room(room, |slot, _, _| {
+                slot.state.cache.front().map_or(last_id.saturating_add(1), |e| e.id)
+            })
+        })
     }
 
     /// The last id given in `room`, 0 if none yet. Also loads the room's
@@ -531,6 +618,19 @@ impl History {
         if tx.send(Op::Flush(ack)).is_ok() {
             // An error means the writer is gone, having committed all.
             let _ = done.recv();
+        }
+    }
+
+    /// Stops the writer thread at once, committing nothing more, as a
+    /// `kill -9` would: what was not committed yet is lost.
+    #[cfg(test)]
+    fn abandon(&self) {
+        if let Some(tx) = &self.inner.tx {
+            let _ = tx.send(Op::Abandon);
+        }
+        let handle = lock(&self.inner.writer).take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
         }
     }
 
@@ -622,7 +722,7 @@ impl History {
             let generation = shard.counters.generation;
             drop(guard);
             let state = match reader.load(room) {
-                Ok(found) => RoomState::loaded(found.last_id, found.last_ts, found.min_id),
+                Ok(found) => RoomState::loaded(found.last_id, found.last_ts, found.min_id, found.reserved),
                 Err(e) => {
                     tracing::error!(room, "cannot read the history of this room, its ids restart at 1: {e}");
                     RoomState::empty()

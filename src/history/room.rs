@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 
+use super::sqlite::{MAX_RESERVE_BLOCK, RESERVE_BLOCK};
 use super::Entry;
 
 /// Retention and cache limits, resolved once at open.
@@ -30,8 +31,12 @@ impl Limits {
 /// What the history knows about one room.
 ///
 /// Invariants, kept by [`RoomState::push`] and [`RoomState::prune`]:
-/// - ids are contiguous: every id in `floor..=last_id` was assigned, and
-///   none below `floor` is still retained;
+/// - ids increase by one within a run: every id the room hands out after
+///   its state is loaded follows the previous one, and none below `floor`
+///   is still retained. Across a crash they may skip (a load starts above
+///   every id the crashed run may have handed out, see `sqlite`): ids in
+///   `floor..=last_id` that were never stored are such a skip, never
+///   something retention dropped;
 /// - the cache holds a contiguous run of ids that ends at `last_id` (when
 ///   not empty) and starts at or above `floor`;
 /// - timestamps never decrease with the id, so age retention only ever
@@ -52,17 +57,27 @@ pub(super) struct RoomState {
     /// The writer sequence number that must be committed before the
     /// database holds every retained entry older than the cache front.
     pub evicted_seq: u64,
+    /// The highest id reserved for this room: committed when loaded, or
+    /// asked of the writer since (see [`RoomState::reserve`]).
+    pub reserved: u64,
+    /// How far ahead the next reservation reaches; doubles while the writer
+    /// lags behind the room.
+    pub block: u64,
+    /// The writer sequence number of the last reservation asked for (0:
+    /// none this run): once committed, `reserved` is durable.
+    pub reserve_seq: u64,
 }
 
 impl RoomState {
     /// A room never seen before.
     pub fn empty() -> Self {
-        Self::loaded(0, 0, None)
+        Self::loaded(0, 0, None, 0)
     }
 
-    /// A room as found in the database: the last id and its timestamp, and
-    /// the lowest id still stored.
-    pub fn loaded(last_id: u64, last_ts: i64, min_id: Option<u64>) -> Self {
+    /// A room as found in the database: the last id (the highest the room
+    /// may have used) and its timestamp, the lowest id still stored, and
+    /// the committed reservation.
+    pub fn loaded(last_id: u64, last_ts: i64, min_id: Option<u64>, reserved: u64) -> Self {
         RoomState {
             last_id,
             last_ts,
@@ -70,7 +85,27 @@ impl RoomState {
             cache: VecDeque::new(),
             last_seq: 0,
             evicted_seq: 0,
+            reserved: reserved.max(last_id),
+            block: RESERVE_BLOCK,
+            reserve_seq: 0,
         }
+    }
+
+    /// Whether handing out `id` calls for a new reservation, and up to
+    /// which id: when less than half a block is left above `id`. If the
+    /// previous reservation is not committed yet (`previous_committed`
+    /// false: the room uses ids faster than the writer commits), the block
+    /// doubles, up to [`MAX_RESERVE_BLOCK`], so that reservations stay
+    /// ahead of busy rooms. Records the reservation as asked for.
+    pub fn reserve(&mut self, id: u64, previous_committed: bool) -> Option<u64> {
+        if self.reserved >= id.saturating_add(self.block / 2) {
+            return None;
+        }
+        if !previous_committed {
+            self.block = self.block.saturating_mul(2).min(MAX_RESERVE_BLOCK);
+        }
+        self.reserved = self.reserved.max(id).saturating_add(self.block);
+        Some(self.reserved)
     }
 
     /// The id and timestamp for a new entry at `now`: ids count up by one,
@@ -227,13 +262,45 @@ mod tests {
     }
 
     #[test]
+    fn reservations_stay_half_a_block_ahead_and_grow_when_the_writer_lags() {
+        let mut room = RoomState::empty();
+        assert_eq!(room.reserve(1, true), Some(1 + RESERVE_BLOCK));
+        let half = RESERVE_BLOCK / 2;
+        for id in 2..=(1 + half) {
+            assert_eq!(room.reserve(id, true), None, "id {id}");
+        }
+        // Less than half a block left: the next block, same size.
+        assert_eq!(room.reserve(2 + half, true), Some(1 + 2 * RESERVE_BLOCK));
+        assert_eq!(room.block, RESERVE_BLOCK);
+        // Half used before the writer committed the previous one: doubles.
+        let id = 1 + 2 * RESERVE_BLOCK - half + 1;
+        assert_eq!(room.reserve(id, false), Some(1 + 4 * RESERVE_BLOCK));
+        assert_eq!(room.block, 2 * RESERVE_BLOCK);
+        let mut big = RoomState::empty();
+        big.block = MAX_RESERVE_BLOCK;
+        big.reserve(1, false);
+        assert_eq!(big.block, MAX_RESERVE_BLOCK);
+        assert_eq!(big.reserved, 1 + MAX_RESERVE_BLOCK);
+    }
+
+    #[test]
+    fn a_loaded_room_with_a_fresh_reservation_asks_for_none() {
+        let mut room = RoomState::loaded(500, 0, Some(1), 500 + RESERVE_BLOCK);
+        assert_eq!(room.reserve(501, true), None);
+        // A reservation below the last id (an old file) counts as none.
+        let mut old = RoomState::loaded(500, 0, Some(1), 0);
+        assert_eq!(old.reserved, 500);
+        assert_eq!(old.reserve(501, true), Some(501 + RESERVE_BLOCK));
+    }
+
+    #[test]
     fn a_loaded_room_is_not_covered_until_it_is() {
-        let room = RoomState::loaded(10, 0, Some(4));
+        let room = RoomState::loaded(10, 0, Some(4), 0);
         assert!(!room.covered());
         assert_eq!(room.start_after(0), 4);
         assert_eq!(room.start_after(7), 8);
         assert_eq!(room.start_after(u64::MAX), u64::MAX);
-        let empty = RoomState::loaded(0, 0, None);
+        let empty = RoomState::loaded(0, 0, None, 0);
         assert!(empty.covered());
     }
 }

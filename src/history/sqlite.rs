@@ -1,7 +1,7 @@
 //! The SQLite store: schema, the read connection, and the writer thread
 //! that group-commits appended entries off the hot path.
 //!
-//! # Schema (`PRAGMA user_version = 1`)
+//! # Schema (`PRAGMA user_version = 2`)
 //! ```sql
 //! CREATE TABLE messages (
 //!     room TEXT NOT NULL, id INTEGER NOT NULL, ts INTEGER NOT NULL,
@@ -9,6 +9,12 @@
 //!     PRIMARY KEY (room, id)
 //! ) WITHOUT ROWID;
 //! CREATE INDEX messages_by_ts ON messages (ts);
+//! CREATE TABLE room_seq (
+//!     room TEXT PRIMARY KEY,
+//!     last_id INTEGER NOT NULL,       -- highest id committed, even if retention deleted it
+//!     reserved_upto INTEGER NOT NULL, -- ids up to here may have been handed out
+//!     run_base INTEGER NOT NULL       -- this run hands out ids above this only
+//! ) WITHOUT ROWID;
 //! ```
 //! `WITHOUT ROWID` clusters the rows by `(room, id)`: a room's range read
 //! (`since`, `recent`) and its count-retention delete are one contiguous
@@ -24,6 +30,27 @@
 //! `FULL` would add an fsync per commit to cover power loss too; the
 //! requirement is about process death, and NORMAL keeps the writer's cost
 //! per batch low.
+//!
+//! # Id reservations (`room_seq`)
+//! Entries wait up to one commit interval before they are durable, but
+//! their ids are out on the wire at once. So that a `kill -9` cannot make
+//! a restart hand the ids of lost entries to new messages, a room's ids
+//! are reserved ahead in blocks: the handles ask for a reservation (an
+//! [`Op::Reserve`], in the same channel as the entries, so it is never
+//! committed after an entry it covers) when half of the current block is
+//! used, and the writer records it in `room_seq.reserved_upto` in its
+//! normal transaction. Nobody waits for it.
+//!
+//! At open, before the writer starts, every known room's reservations are
+//! turned into this run's starting point: `run_base = max(last_id,
+//! reserved_upto)` (everything the previous run may have handed out), and
+//! a fresh block is reserved above it in the same transaction, so a room's
+//! first ids in this run are covered before they exist. A clean close
+//! lowers `reserved_upto` back to `max(last_id, run_base)`, so after a
+//! clean shutdown ids continue without a gap; after a crash they skip what
+//! was reserved.
+//! `last_id` also keeps a room's counter when age retention has deleted
+//! all its rows.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -38,8 +65,19 @@ use super::clock::Clock;
 use super::room::Limits;
 use super::{Entry, HistoryError};
 
-/// The schema version this code writes and reads.
-const SCHEMA_VERSION: i64 = 1;
+/// The schema version this code writes and reads (1: `messages` only; 2
+/// adds `room_seq`, created in place on an old file).
+const SCHEMA_VERSION: i64 = 2;
+
+/// Ids reserved ahead per room at first: a room asks for the next block
+/// when half of this is left, so it is at least half a block ahead of its
+/// last id while the writer keeps up.
+pub(super) const RESERVE_BLOCK: u64 = 1_000;
+
+/// The largest block a busy room grows to (see [`super::room`]): a room
+/// that uses half a block before the previous reservation is committed
+/// doubles its block, up to this.
+pub(super) const MAX_RESERVE_BLOCK: u64 = 1 << 20;
 
 /// How long a connection waits for a lock held by another connection (a
 /// second process, a backup tool) before the statement fails.
@@ -121,8 +159,22 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection, HistoryError> {
              PRIMARY KEY (room, id)
          ) WITHOUT ROWID;
          CREATE INDEX IF NOT EXISTS messages_by_ts ON messages (ts);
-         PRAGMA user_version = 1;
+         CREATE TABLE IF NOT EXISTS room_seq (
+             room TEXT PRIMARY KEY,
+             last_id INTEGER NOT NULL,
+             reserved_upto INTEGER NOT NULL,
+             run_base INTEGER NOT NULL
+         ) WITHOUT ROWID;
+         PRAGMA user_version = 2;
          COMMIT;",
+    )
+    .map_err(schema_err)?;
+    // This run starts above whatever the previous one may have handed out,
+    // and every known room gets a fresh block before any id is given.
+    conn.execute(
+        "UPDATE room_seq SET run_base = max(last_id, reserved_upto),
+                             reserved_upto = max(last_id, reserved_upto) + ?1",
+        params![i64_of(RESERVE_BLOCK)],
     )
     .map_err(schema_err)?;
     Ok(conn)
@@ -143,9 +195,14 @@ impl std::fmt::Debug for Reader {
 
 /// What the database says about a room at its first touch.
 pub(super) struct Loaded {
+    /// The id to continue after: the highest of the last stored id, the
+    /// last committed id and this run's base (which is above every id a
+    /// crashed previous run may have handed out).
     pub last_id: u64,
     pub last_ts: i64,
     pub min_id: Option<u64>,
+    /// The committed reservation: ids up to here are safe to hand out.
+    pub reserved: u64,
 }
 
 impl Reader {
@@ -170,8 +227,9 @@ impl Reader {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The last id (and its timestamp) and the first id stored for `room`.
-    /// Two index seeks: SQLite optimizes a lone `min()`/`max()` only.
+    /// The last id (and its timestamp) and the first id stored for `room`,
+    /// and its `room_seq` row. Three index seeks: SQLite optimizes a lone
+    /// `min()`/`max()` only.
     pub fn load(&self, room: &str) -> rusqlite::Result<Loaded> {
         let conn = self.conn();
         let last: Option<(i64, i64)> = conn
@@ -182,12 +240,40 @@ impl Reader {
             .prepare_cached("SELECT id FROM messages WHERE room = ?1 ORDER BY id LIMIT 1")?
             .query_row(params![room], |row| row.get(0))
             .optional()?;
-        let (last_id, last_ts) = last.unwrap_or((0, 0));
+        let seq: Option<(i64, i64, i64)> = conn
+            .prepare_cached("SELECT last_id, reserved_upto, run_base FROM room_seq WHERE room = ?1")?
+            .query_row(params![room], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .optional()?;
+        let (stored, last_ts) = last.unwrap_or((0, 0));
+        let (committed, reserved, base) = seq.unwrap_or((0, 0, 0));
+        // Not `reserved`: within this run the last committed id is exact
+        // (an evicted room is only reloaded once all its entries are
+        // committed), so reloading adds no gap; `base` covers the ids a
+        // crashed previous run may have handed out.
+        let last_id = u64_of(stored).max(u64_of(committed)).max(u64_of(base));
         Ok(Loaded {
-            last_id: u64_of(last_id),
+            last_id,
             last_ts,
             min_id: first.map(u64_of),
+            reserved: u64_of(reserved),
         })
+    }
+
+    /// The oldest id of `room` at or above `from` that is still retained
+    /// (`ts >= cutoff`): where the room's history starts, for telling a
+    /// crash's skipped ids from entries retention dropped.
+    pub fn first_retained(&self, room: &str, from: u64, cutoff: Option<i64>) -> rusqlite::Result<Option<u64>> {
+        let conn = self.conn();
+        let id: Option<i64> = conn
+            .prepare_cached(
+                "SELECT id FROM messages WHERE room = ?1 AND id >= ?2 AND ts >= ?3
+                 ORDER BY id LIMIT 1",
+            )?
+            .query_row(params![room, i64_of(from), cutoff.unwrap_or(i64::MIN)], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        Ok(id.map(u64_of))
     }
 
     /// Entries of `room` with `from <= id < below` and `ts >= cutoff`,
@@ -249,10 +335,23 @@ pub(super) enum Op {
         room: Arc<str>,
         entry: Entry,
     },
+    /// Record that ids of `room` up to `upto` may be handed out (see the
+    /// module doc). Sent before the entries it covers, with a `seq` of the
+    /// same shard sequence, so "committed up to" covers it too.
+    Reserve {
+        shard: usize,
+        seq: u64,
+        room: Arc<str>,
+        upto: u64,
+    },
     /// Commit everything received so far, then answer.
     Flush(SyncSender<()>),
     /// Commit everything received so far and stop.
     Close,
+    /// Stop at once, committing nothing, as if the process were killed:
+    /// for the crash tests.
+    #[cfg(test)]
+    Abandon,
 }
 
 /// State shared by the handles and the writer thread.
@@ -299,6 +398,8 @@ pub(super) struct Writer {
 
 struct Batch {
     inserts: Vec<(usize, u64, Arc<str>, Entry)>,
+    /// Reservations asked for since the last commit: (shard, seq, room, upto).
+    reserves: Vec<(usize, u64, Arc<str>, u64)>,
     /// When the oldest entry of the batch arrived: it commits at most one
     /// interval later.
     since: Option<Instant>,
@@ -311,6 +412,7 @@ impl Writer {
     pub fn run(mut self) {
         let mut batch = Batch {
             inserts: Vec::new(),
+            reserves: Vec::new(),
             since: None,
             failures: 0,
         };
@@ -354,14 +456,21 @@ impl Writer {
                         );
                     }
                 }
+                Ok(Op::Reserve { shard, seq, room, upto }) => {
+                    batch.since.get_or_insert_with(Instant::now);
+                    batch.reserves.push((shard, seq, room, upto));
+                }
                 Ok(Op::Flush(ack)) => {
                     self.commit_until_done(&mut batch);
                     let _ = ack.send(());
                 }
                 Ok(Op::Close) | Err(RecvTimeoutError::Disconnected) => {
                     self.commit_until_done(&mut batch);
+                    self.release_reservations();
                     return;
                 }
+                #[cfg(test)]
+                Ok(Op::Abandon) => return,
                 Err(RecvTimeoutError::Timeout) => {}
             }
             if batch.inserts.is_empty() {
@@ -370,10 +479,31 @@ impl Writer {
         }
     }
 
+    /// At a clean stop, with everything committed: lowers each room's
+    /// reservation to its last committed id (or this run's base, which
+    /// still covers what a crashed earlier run may have handed out), so the
+    /// next run continues without a gap. Skipped if any entry was dropped
+    /// (its id was handed out but is not in `last_id`): then the next run
+    /// skips instead.
+    fn release_reservations(&mut self) {
+        if self.shared.dropped.load(Ordering::Relaxed) > 0 {
+            return;
+        }
+        if let Err(e) = self
+            .conn
+            .execute("UPDATE room_seq SET reserved_upto = max(last_id, run_base)", [])
+        {
+            tracing::warn!(
+                path = %self.path.display(),
+                "cannot release id reservations; ids will skip at the next start: {e}"
+            );
+        }
+    }
+
     /// Commits, retrying a failing batch until it lands or is given up.
     fn commit_until_done(&mut self, batch: &mut Batch) {
         self.commit(batch);
-        while !batch.inserts.is_empty() {
+        while !batch.inserts.is_empty() || !batch.reserves.is_empty() {
             std::thread::sleep(self.interval.min(Duration::from_millis(100)));
             self.commit(batch);
         }
@@ -384,10 +514,10 @@ impl Writer {
     /// the next attempt, up to [`MAX_COMMIT_ATTEMPTS`].
     fn commit(&mut self, batch: &mut Batch) {
         let cutoff = self.limits.cutoff(self.clock.now_ms());
-        if batch.inserts.is_empty() && cutoff.is_none() {
+        if batch.inserts.is_empty() && batch.reserves.is_empty() && cutoff.is_none() {
             return;
         }
-        match self.transaction(&batch.inserts, cutoff) {
+        match self.transaction(&batch.inserts, &batch.reserves, cutoff) {
             Ok(()) => {
                 self.shared.commits.fetch_add(1, Ordering::Relaxed);
                 self.shared
@@ -401,6 +531,7 @@ impl Writer {
                     tracing::warn!(
                         path = %self.path.display(),
                         entries = batch.inserts.len(),
+                        reservations = batch.reserves.len(),
                         attempt = batch.failures,
                         "history commit failed, will retry: {e}"
                     );
@@ -417,7 +548,8 @@ impl Writer {
             }
         }
         let mut marks: HashMap<usize, u64> = HashMap::new();
-        for (shard, seq, _, _) in &batch.inserts {
+        let seqs = batch.inserts.iter().map(|(shard, seq, _, _)| (shard, seq));
+        for (shard, seq) in seqs.chain(batch.reserves.iter().map(|(shard, seq, _, _)| (shard, seq))) {
             let mark = marks.entry(*shard).or_insert(0);
             *mark = (*mark).max(*seq);
         }
@@ -427,6 +559,7 @@ impl Writer {
             }
         }
         batch.inserts.clear();
+        batch.reserves.clear();
         batch.since = None;
         batch.failures = 0;
         let (lock, cvar) = &self.shared.progress;
@@ -434,7 +567,12 @@ impl Writer {
         cvar.notify_all();
     }
 
-    fn transaction(&mut self, inserts: &[(usize, u64, Arc<str>, Entry)], cutoff: Option<i64>) -> rusqlite::Result<()> {
+    fn transaction(
+        &mut self,
+        inserts: &[(usize, u64, Arc<str>, Entry)],
+        reserves: &[(usize, u64, Arc<str>, u64)],
+        cutoff: Option<i64>,
+    ) -> rusqlite::Result<()> {
         let max_messages = self.limits.max_messages as u64;
         let tx = self.conn.transaction()?;
         {
@@ -458,10 +596,29 @@ impl Writer {
                 *last = (*last).max(e.id);
             }
             let mut trim = tx.prepare_cached("DELETE FROM messages WHERE room = ?1 AND id <= ?2")?;
-            for (room, last) in newest {
+            for (room, last) in &newest {
+                let last = *last;
                 if last > 0 && last.saturating_sub(max_messages) > 0 {
                     trim.execute(params![room, i64_of(last - max_messages)])?;
                 }
+            }
+            // Per room: the highest id committed, and the reservation
+            // (never below what is committed, so `reserved_upto` alone
+            // bounds every id handed out when the writer keeps up).
+            let mut seq: HashMap<&str, (u64, u64)> =
+                newest.iter().map(|(room, last)| (*room, (*last, *last))).collect();
+            for (_, _, room, upto) in reserves {
+                let row = seq.entry(room.as_ref()).or_insert((0, 0));
+                row.1 = row.1.max(*upto);
+            }
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO room_seq (room, last_id, reserved_upto, run_base) VALUES (?1, ?2, ?3, 0)
+                 ON CONFLICT (room) DO UPDATE SET
+                     last_id = max(last_id, excluded.last_id),
+                     reserved_upto = max(reserved_upto, excluded.reserved_upto)",
+            )?;
+            for (room, (last, reserved)) in seq {
+                upsert.execute(params![room, i64_of(last), i64_of(reserved)])?;
             }
             if let Some(cutoff) = cutoff {
                 tx.prepare_cached("DELETE FROM messages WHERE ts < ?1")?

@@ -531,3 +531,150 @@ fn the_handle_is_send_sync_and_cheap_to_clone() {
     fn assert_send_sync<T: Send + Sync + Clone>() {}
     assert_send_sync::<History>();
 }
+
+/// The `room_seq` row of `room`: (last_id, reserved_upto, run_base).
+fn seq_row(path: &Path, room: &str) -> Option<(u64, u64, u64)> {
+    let conn = rusqlite::Connection::open(path).expect("test connection");
+    conn.query_row(
+        "SELECT last_id, reserved_upto, run_base FROM room_seq WHERE room = ?1",
+        [room],
+        |row| {
+            Ok((
+                row.get::<_, i64>(0)? as u64,
+                row.get::<_, i64>(1)? as u64,
+                row.get::<_, i64>(2)? as u64,
+            ))
+        },
+    )
+    .ok()
+}
+
+#[test]
+fn ids_are_never_reused_after_a_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    let mut config = sqlite(&path);
+    config.commit_interval = HOUR;
+    let history = open(config.clone());
+    fill(&history, "r", 10);
+    history.flush();
+    // Handed out (clients saw them), never committed: the crash loses them.
+    fill(&history, "r", 20);
+    assert_eq!(history.last_id("r"), 30);
+    history.abandon();
+    drop(history);
+    assert_eq!(rows(&path, "r"), range(1..=10), "the tail was lost");
+
+    let history = open(config.clone());
+    let next = history.append("r", "n", "after the crash");
+    assert!(next.id > 30, "id {} was already handed out before the crash", next.id);
+    // The skipped ids are not reported as dropped by retention.
+    assert_eq!(history.since("r", 10, 10), Since::Complete(vec![next.clone()]));
+    assert_eq!(history.since("r", 25, 10), Since::Complete(vec![next.clone()]));
+    let mut all = range(1..=10);
+    all.push(next.id);
+    assert_eq!(ids(history.since("r", 0, 100).entries()), all);
+    assert!(matches!(history.since("r", 0, 100), Since::Complete(_)));
+
+    // A second crash, right after the restart, before any commit: the
+    // block reserved at open already covers these ids.
+    fill(&history, "r", 5);
+    let before = history.last_id("r");
+    history.abandon();
+    drop(history);
+    let history = open(config);
+    let again = history.append("r", "n", "after the second crash");
+    assert!(again.id > before, "id {} <= {before}", again.id);
+    history.flush();
+    assert_eq!(rows(&path, "r"), [range(1..=10), vec![again.id]].concat());
+}
+
+#[test]
+fn a_crash_after_a_clean_restart_reuses_no_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    let mut config = sqlite(&path);
+    config.commit_interval = HOUR;
+    let history = open(config.clone());
+    fill(&history, "r", 5);
+    history.close();
+    drop(history);
+    let history = open(config.clone());
+    assert_eq!(history.append("r", "n", "t").id, 6, "no gap after a clean close");
+    fill(&history, "r", 3); // 7..=9, none committed
+    history.abandon();
+    drop(history);
+    let history = open(config);
+    assert!(history.append("r", "n", "t").id > 9);
+}
+
+#[test]
+fn reservations_stay_ahead_of_busy_rooms_without_blocking_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    let history = open(sqlite(&path));
+    fill(&history, "r", 2_500);
+    history.flush();
+    let (last, reserved, _) = seq_row(&path, "r").expect("a row for the room");
+    assert_eq!(last, 2_500);
+    assert!(
+        reserved >= 2_500 + sqlite::RESERVE_BLOCK / 2,
+        "reserved up to {reserved}: not half a block ahead"
+    );
+    // Crash with the whole tail uncommitted but reserved: no reuse.
+    let mut config = sqlite(&path);
+    config.commit_interval = HOUR;
+    drop(history);
+    let history = open(config.clone());
+    fill(&history, "r", 400);
+    history.abandon();
+    drop(history);
+    let history = open(config);
+    assert!(history.append("r", "n", "t").id > 2_900);
+}
+
+#[test]
+fn ids_continue_after_age_retention_deleted_every_row() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    let mut config = sqlite(&path);
+    config.max_age = Some(Duration::from_millis(1_000));
+    let (history, now) = open_at(config.clone(), 10_000);
+    fill(&history, "r", 3);
+    history.flush();
+    now.store(50_000, Ordering::SeqCst);
+    history.flush(); // the sweep deletes the expired rows
+    assert_eq!(rows(&path, "r"), Vec::<u64>::new());
+    drop(history);
+    let (history, _) = open_at(config, 50_000);
+    assert_eq!(history.append("r", "n", "t").id, 4, "not back to 1");
+}
+
+#[test]
+fn an_old_file_without_reservations_is_upgraded_and_ids_continue() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    rusqlite::Connection::open(&path)
+        .and_then(|c| {
+            c.execute_batch(
+                "CREATE TABLE messages (
+                     room TEXT NOT NULL, id INTEGER NOT NULL, ts INTEGER NOT NULL,
+                     nick TEXT NOT NULL, text TEXT NOT NULL,
+                     PRIMARY KEY (room, id)
+                 ) WITHOUT ROWID;
+                 CREATE INDEX messages_by_ts ON messages (ts);
+                 INSERT INTO messages VALUES ('r', 1, 1, 'n', 'a'), ('r', 2, 2, 'n', 'b');
+                 PRAGMA user_version = 1;",
+            )
+        })
+        .expect("a version 1 file");
+    let history = open(sqlite(&path));
+    assert_eq!(ids(&history.recent("r", 10)), range(1..=2));
+    assert_eq!(history.append("r", "n", "c").id, 3);
+    history.close();
+    let version: i64 = rusqlite::Connection::open(&path)
+        .and_then(|c| c.query_row("PRAGMA user_version", [], |row| row.get(0)))
+        .expect("version");
+    assert_eq!(version, 2);
+    assert_eq!(seq_row(&path, "r").map(|row| row.0), Some(3));
+}
