@@ -13,6 +13,7 @@
 //! - [`connection`]: one socket's task: read, write, keepalive, close.
 //! - [`protocol`]: the WebSocket wire format, without I/O.
 //! - [`hub`]: connections, rooms and fan-out.
+//! - [`metrics`]: Prometheus metrics for `GET /metrics`, one recorder per hub.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -30,6 +31,7 @@ pub mod config;
 pub mod connection;
 pub mod history;
 pub mod hub;
+pub mod metrics;
 mod origin;
 pub mod protocol;
 mod routes;

@@ -1,4 +1,4 @@
-//! The HTTP routes: the two WebSocket services, health, and the page.
+//! The HTTP routes: the two WebSocket services, health, metrics, and the page.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +33,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(healthz))
         .fallback(get(web::serve))
         .layer(cors)
+        // Added after the CORS layer, so it sends no CORS headers: a
+        // scraper is not a browser, and no other site's page may read it.
+        .route("/metrics", get(metrics))
         .with_state(shared)
 }
 
@@ -77,4 +80,17 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         "rooms": snapshot.rooms,
         "evictions": snapshot.evictions,
     }))
+}
+
+/// `GET /metrics`: every counter and gauge in the Prometheus text format
+/// (see `docs/operations.md`, "Metrics").
+async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let hub = &shared.hub;
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+        )],
+        hub.metrics().render(hub),
+    )
 }

@@ -66,7 +66,7 @@ pub struct Shared {
     pub(crate) config: Config,
     pub(crate) hub: Hub,
     pub(crate) origins: OriginPolicy,
-    pub(crate) timeouts: Timeouts,
+    pub(crate) timeouts: Arc<Timeouts>,
     pub(crate) tracker: TaskTracker,
     pub(crate) shutting_down: AtomicBool,
     pub(crate) next_connection_id: AtomicU64,
@@ -112,11 +112,11 @@ impl Server {
                 join_history: config.join_history,
             }),
             origins: OriginPolicy::new(&config.allowed_origins),
-            timeouts: Timeouts {
+            timeouts: Arc::new(Timeouts {
                 ping_interval: config.ping_interval,
                 read_timeout: config.read_timeout,
                 write_timeout: config.write_timeout,
-            },
+            }),
             tracker: TaskTracker::new(),
             shutting_down: AtomicBool::new(false),
             next_connection_id: AtomicU64::new(1),

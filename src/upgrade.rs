@@ -18,10 +18,9 @@ use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 
 use crate::chat::ChatSession;
-use crate::connection::{self, CloseRequest, Outbox, Peer, Service, Setup};
+use crate::connection::{CloseRequest, ConnectionTask, Farewell, Outbox, Service, Setup};
 use crate::hub::{Endpoint, Member, Mode, Replay, Ticket};
 use crate::protocol::v1::{is_valid_room, SUBPROTOCOL};
 use crate::protocol::CloseCode;
@@ -186,21 +185,27 @@ pub fn accept_key(key: &[u8]) -> HeaderValue {
 }
 
 /// Takes the raw socket back from hyper (so no HTTP layer stays in between)
-/// and runs the connection.
+/// and starts the connection's own task; this one then ends, so nothing of
+/// the upgrade stays alive.
 async fn run(shared: Arc<Shared>, ticket: Ticket, addr: SocketAddr, target: Target, upgraded: Upgraded) {
     let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => return drive(shared, ticket, addr, target, parts.io.into_inner(), parts.read_buf).await,
+        Ok(parts) => return start(&shared, ticket, addr, target, parts.io.into_inner(), parts.read_buf),
         Err(upgraded) => upgraded,
     };
     match upgraded.downcast::<TokioIo<tokio_rustls::server::TlsStream<TcpStream>>>() {
-        Ok(parts) => drive(shared, ticket, addr, target, parts.io.into_inner(), parts.read_buf).await,
-        Err(upgraded) => drive(shared, ticket, addr, target, TokioIo::new(upgraded), Bytes::new()).await,
+        Ok(parts) => {
+            // rustls keeps kilobytes of state inline: boxed, it costs TLS
+            // connections one pointer more and plain ones nothing.
+            let stream = Box::new(parts.io.into_inner());
+            start(&shared, ticket, addr, target, stream, parts.read_buf)
+        }
+        Err(upgraded) => start(&shared, ticket, addr, target, TokioIo::new(upgraded), Bytes::new()),
     }
 }
 
-async fn drive<S>(shared: Arc<Shared>, ticket: Ticket, addr: SocketAddr, target: Target, stream: S, already_read: Bytes)
+fn start<S>(shared: &Shared, ticket: Ticket, addr: SocketAddr, target: Target, stream: S, already_read: Bytes)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let config = &shared.config;
     let endpoint = ticket.endpoint();
@@ -211,11 +216,8 @@ where
         outbox.request_close(CloseRequest::Graceful(CloseCode::GoingAway, "server shutting down"));
     }
     let hub = registration.hub().clone();
-    let peer = Peer {
-        addr,
-        id: shared.next_connection_id.fetch_add(1, Ordering::Relaxed),
-    };
-    let nick: Arc<str> = Arc::from(format!("guest-{}", peer.id));
+    let id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
+    let nick: Arc<str> = Arc::from(format!("guest-{id}"));
     let service = match (endpoint, target) {
         (Endpoint::Protocol, _) => Service::Chat(Box::new(ChatSession::new(
             hub.clone(),
@@ -236,30 +238,36 @@ where
         }
         (_, Target::Echo) => Service::Echo,
     };
-    tracing::info!(peer = %addr, conn = peer.id, endpoint = endpoint.as_str(), "connection opened");
-    let started = Instant::now();
+    tracing::info!(peer = %addr, conn = id, endpoint = endpoint.as_str(), "connection opened");
     let setup = Setup {
         service,
         outbox,
         hub,
-        peer: peer.clone(),
-        timeouts: shared.timeouts,
+        id,
+        timeouts: shared.timeouts.clone(),
         max_message_size: config.max_message_size,
     };
-    let ending = connection::serve(stream, already_read, setup).await;
-    drop(registration);
-    let duration_ms = started.elapsed().as_millis() as u64;
-    let code = ending.close_code();
-    if ending.is_routine() {
-        tracing::info!(peer = %addr, conn = peer.id, endpoint = endpoint.as_str(), code, duration_ms, "connection closed: {ending}");
-    } else {
-        tracing::warn!(peer = %addr, conn = peer.id, endpoint = endpoint.as_str(), code, duration_ms, "connection closed: {ending}");
-    }
+    let farewell = Farewell {
+        registration,
+        addr,
+        endpoint,
+    };
+    shared
+        .tracker
+        .spawn(ConnectionTask::new(stream, already_read, setup, farewell));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each connection's task keeps this future for its whole life: its
+    /// size is per-connection memory (the idle target is about 1 KiB in all).
+    #[test]
+    fn the_plain_connection_task_stays_small() {
+        let size = std::mem::size_of::<ConnectionTask<TcpStream>>();
+        assert!(size <= 640, "the connection task is {size} bytes");
+    }
 
     #[test]
     fn accept_key_matches_rfc_example() {

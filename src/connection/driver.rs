@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use super::ending::Ending;
@@ -50,13 +50,34 @@ pub enum Service {
     Chat(Box<ChatSession>),
 }
 
-/// Who is on the other end, for logs.
-#[derive(Debug, Clone)]
-pub struct Peer {
-    /// The client's address.
-    pub addr: std::net::SocketAddr,
-    /// A number unique within this process.
-    pub id: u64,
+/// The connection's state: socket, decoder and everything else.
+pub(crate) struct Connection<S> {
+    pub(crate) stream: S,
+    decoder: Decoder,
+    pub(crate) session: Session,
+}
+
+/// Everything but the socket and decoder, so decoder callbacks can borrow it.
+pub(crate) struct Session {
+    service: Service,
+    outbox: Arc<Outbox>,
+    hub: Hub,
+    /// Process-unique connection number, for log lines.
+    id: u64,
+    /// Frames taken from the outbox, being written; the front one may be
+    /// partly written already.
+    batch: VecDeque<Bytes>,
+    written: usize,
+    phase: Phase,
+    pub(crate) deadlines: Deadlines,
+    /// Set when the connection is over outside the closing handshake.
+    ending: Option<Ending>,
+    /// Why we started closing, reported whatever the handshake then does.
+    cause: Option<Ending>,
+    /// The client's close frame arrived (with its code, if any).
+    peer_closed: Option<Option<u16>>,
+    /// Our close frame (or close reply) has been written out.
+    close_written: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,34 +90,6 @@ enum Phase {
     Replying,
 }
 
-struct Connection<S> {
-    stream: S,
-    decoder: Decoder,
-    session: Session,
-}
-
-/// Everything but the socket and decoder, so decoder callbacks can borrow it.
-struct Session {
-    service: Service,
-    outbox: Arc<Outbox>,
-    hub: Hub,
-    peer: Peer,
-    /// Frames taken from the outbox, being written; the front one may be
-    /// partly written already.
-    batch: VecDeque<Bytes>,
-    written: usize,
-    phase: Phase,
-    deadlines: Deadlines,
-    /// Set when the connection is over outside the closing handshake.
-    ending: Option<Ending>,
-    /// Why we started closing, reported whatever the handshake then does.
-    cause: Option<Ending>,
-    /// The client's close frame arrived (with its code, if any).
-    peer_closed: Option<Option<u16>>,
-    /// Our close frame (or close reply) has been written out.
-    close_written: bool,
-}
-
 /// What a connection is attached to, besides its socket.
 #[derive(Debug)]
 pub struct Setup {
@@ -107,61 +100,47 @@ pub struct Setup {
     pub outbox: Arc<Outbox>,
     /// The hub, for counters.
     pub hub: Hub,
-    /// Who is on the other end.
-    pub peer: Peer,
-    /// Keepalive settings.
-    pub timeouts: Timeouts,
+    /// Process-unique connection number, for log lines.
+    pub id: u64,
+    /// Keepalive settings, shared by all connections.
+    pub timeouts: Arc<Timeouts>,
     /// Largest message accepted, in bytes.
     pub max_message_size: usize,
 }
 
-/// Runs a connection until it ends, then shuts the socket down.
-///
-/// `already_read` holds bytes that arrived together with the upgrade
-/// request.
-pub async fn serve<S>(stream: S, already_read: Bytes, setup: Setup) -> Ending
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let now = Instant::now();
-    let timeouts = setup.timeouts;
-    let mut conn = Connection {
-        stream,
-        decoder: Decoder::new(setup.max_message_size),
-        session: Session {
-            service: setup.service,
-            outbox: setup.outbox,
-            hub: setup.hub,
-            peer: setup.peer,
-            batch: VecDeque::new(),
-            written: 0,
-            phase: Phase::Open,
-            deadlines: Deadlines::new(timeouts, now),
-            ending: None,
-            cause: None,
-            peer_closed: None,
-            close_written: false,
-        },
-    };
-    if !already_read.is_empty() {
-        conn.ingest(&already_read);
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    /// Builds the connection; `already_read` holds bytes that arrived with
+    /// the upgrade request, and is decoded at once (not kept: it is a slice
+    /// of hyper's read buffer, kilobytes that an idle connection must not
+    /// hold).
+    pub(crate) fn new(stream: S, already_read: Bytes, setup: Setup) -> Self {
+        let mut connection = Connection {
+            stream,
+            decoder: Decoder::new(setup.max_message_size),
+            session: Session {
+                service: setup.service,
+                outbox: setup.outbox,
+                hub: setup.hub,
+                id: setup.id,
+                batch: VecDeque::new(),
+                written: 0,
+                phase: Phase::Open,
+                deadlines: Deadlines::new(setup.timeouts, Instant::now()),
+                ending: None,
+                cause: None,
+                peer_closed: None,
+                close_written: false,
+            },
+        };
+        if !already_read.is_empty() {
+            connection.ingest(&already_read);
+        }
+        connection
     }
-    // It is a slice of hyper's read buffer (8 KiB or more): kept alive across
-    // the await below, it would be most of an idle connection's memory.
-    drop(already_read);
-    let timer = tokio::time::sleep_until(conn.session.deadlines.next());
-    tokio::pin!(timer);
-    let ending = std::future::poll_fn(|cx| conn.poll(cx, timer.as_mut())).await;
-    if ending != Ending::Aborted {
-        // The server closes TCP first after a close handshake (RFC 6455
-        // 7.1.1); bounded, since the peer may have stopped reading.
-        let _ = tokio::time::timeout(timeouts.write_timeout, conn.stream.shutdown()).await;
-    }
-    ending
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
-    fn poll(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Sleep>) -> Poll<Ending> {
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Sleep>) -> Poll<Ending> {
         loop {
             let read_budget_left = self.poll_read(cx);
             let took = self.session.poll_outbox(cx);
@@ -240,7 +219,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         return true;
                     }
                     Poll::Ready(Ok(())) => {
-                        self.session.deadlines.last_read = Instant::now();
+                        self.session.deadlines.read_at(Instant::now());
                         let filled = buf.filled().len();
                         self.ingest(&scratch[..filled]);
                         if self.session.ending.is_some() || self.session.phase == Phase::Replying {
@@ -298,6 +277,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 }
 
 impl Session {
+    /// The connection's number, for log lines.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Ends the connection for a reason outside the closing handshake.
     fn end(&mut self, ending: Ending) {
         self.ending.get_or_insert(ending);
@@ -366,7 +350,7 @@ impl Session {
             CloseRequest::Graceful(code, reason) => self.send_close(code, reason),
             CloseRequest::Evicted(code, reason) => {
                 self.hub.stats().evictions.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(peer = %self.peer.addr, conn = self.peer.id, "evicting slow consumer: {reason}");
+                tracing::warn!(conn = self.id, "evicting slow consumer: {reason}");
                 // Keep only a partly written frame, so that the close frame
                 // after it is still framed correctly.
                 self.batch.truncate(usize::from(self.written > 0));
@@ -392,7 +376,12 @@ impl Session {
         if self.phase != Phase::Open {
             return;
         }
-        tracing::warn!(peer = %self.peer.addr, conn = self.peer.id, code = error.code.as_u16(), "closing connection: {}", error.reason);
+        tracing::warn!(
+            conn = self.id,
+            code = error.code.as_u16(),
+            "closing connection: {}",
+            error.reason
+        );
         self.send_close(error.code, error.reason);
         self.cause = Some(Ending::ProtocolViolation(error));
     }
@@ -403,7 +392,7 @@ impl Session {
                 if self.phase != Phase::Open {
                     return;
                 }
-                tracing::debug!(conn = self.peer.id, bytes = message.payload().len(), "message");
+                tracing::debug!(conn = self.id, bytes = message.payload().len(), "message");
                 match &mut self.service {
                     // An overflow evicts this connection through its outbox.
                     Service::Echo => {
@@ -414,7 +403,7 @@ impl Session {
                     }
                     Service::Chat(session) => {
                         if let Err(give_up) = session.on_message(&message) {
-                            tracing::warn!(peer = %self.peer.addr, conn = self.peer.id, "closing connection: {}", give_up.0);
+                            tracing::warn!(conn = self.id, "closing connection: {}", give_up.0);
                             self.send_close(CloseCode::PolicyViolation, give_up.0);
                             self.cause = Some(Ending::PolicyViolation(give_up.0));
                         }

@@ -10,14 +10,17 @@
 //! - `outbox`: the bounded outbound queue the hub pushes into.
 //! - `keepalive`: the ping, read, write and close deadlines on one timer.
 //! - `driver`: the poll loop over socket, outbox and timer.
+//! - `task`: the connection's life as one exactly sized future.
 //! - `ending`: why a connection ended, for the close log line.
 
 mod driver;
 mod ending;
 mod keepalive;
 mod outbox;
+mod task;
 
-pub use driver::{serve, Peer, Service, Setup};
+pub use driver::{Service, Setup};
 pub use ending::Ending;
 pub use keepalive::Timeouts;
 pub use outbox::{CloseRequest, Outbox, Rejected};
+pub use task::{ConnectionTask, Farewell};

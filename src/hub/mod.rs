@@ -20,6 +20,7 @@ pub use registry::{Endpoint, Registration, Ticket};
 pub use room::{Member, Membership, Mode, Replay, Room, RoomName};
 
 use crate::history::History;
+use crate::metrics::Metrics;
 
 /// Counters of what happened, for `/healthz` and metrics.
 #[derive(Debug, Default)]
@@ -50,6 +51,7 @@ struct Inner {
     stats: HubStats,
     history: History,
     join_history: usize,
+    metrics: Metrics,
 }
 
 /// A cheap-to-clone handle on the hub.
@@ -85,6 +87,7 @@ impl Hub {
                 stats: HubStats::default(),
                 history: config.history,
                 join_history: config.join_history,
+                metrics: Metrics::new(),
             }),
         }
     }
@@ -155,6 +158,20 @@ impl Hub {
     /// Counters since start.
     pub fn stats(&self) -> &HubStats {
         &self.inner.stats
+    }
+
+    /// This hub's Prometheus metrics. Each hub (so each server) has its
+    /// own, so servers in one process never mix their numbers; connection
+    /// code reaches it through the hub it already holds.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Frames waiting in every connection's outbound queue, and the longest
+    /// single queue: the broadcast backlog, for metrics (walks every
+    /// connection, so scrape-time only).
+    pub fn queue_depth(&self) -> (usize, usize) {
+        self.inner.registry.queue_depth()
     }
 
     /// Live counts for `/healthz`.

@@ -78,6 +78,17 @@ impl Registry {
         (load(&self.echo), load(&self.chat), load(&self.protocol))
     }
 
+    /// (total, longest) frames queued over all outboxes.
+    pub(crate) fn queue_depth(&self) -> (usize, usize) {
+        // Collect first, as `close_all` does: no outbox lock is taken under
+        // the registry's lock.
+        let outboxes: Vec<Arc<Outbox>> = lock(&self.connections).iter().map(|(_, o)| o.clone()).collect();
+        outboxes
+            .iter()
+            .map(|o| o.queued())
+            .fold((0, 0), |(sum, max), n| (sum + n, max.max(n)))
+    }
+
     pub(crate) fn close_all(&self, request: CloseRequest) {
         // Collect first: closing wakes tasks, and none of that belongs under
         // the registry's lock.
@@ -104,6 +115,7 @@ impl Ticket {
     /// Registers the upgraded connection's outbox, so shutdown reaches it.
     pub fn register(self, outbox: Arc<Outbox>) -> Registration {
         let key = lock(&self.hub.registry().connections).insert(outbox);
+        self.hub.metrics().connection_opened(self.endpoint);
         Registration { ticket: self, key }
     }
 }
