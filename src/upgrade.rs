@@ -101,11 +101,13 @@ pub fn upgrade(shared: &Arc<Shared>, peer: SocketAddr, mut request: Request, tar
                     tracing::debug!(%peer, endpoint = endpoint.as_str(), "refused upgrade: {refusal}")
                 }
             }
+            shared.hub.metrics().upgrade_refused(&refusal);
             return refusal.into_response();
         }
     };
     let Some(ticket) = shared.hub.reserve(endpoint) else {
         tracing::warn!(%peer, endpoint = endpoint.as_str(), "refused upgrade: {}", Refusal::Full);
+        shared.hub.metrics().upgrade_refused(&Refusal::Full);
         return Refusal::Full.into_response();
     };
     let on_upgrade = hyper::upgrade::on(&mut request);

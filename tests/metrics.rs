@@ -198,10 +198,8 @@ async fn two_servers_in_one_process_keep_their_own_numbers() {
 
 /// The counters that the connection's own code increments: bytes and
 /// messages in, frames and bytes out, endings by reason and code, refused
-/// upgrades. Ignored until `connection/driver.rs`, `connection/task.rs` and
-/// `upgrade.rs` call the `Metrics` hooks (see `src/metrics.rs`).
+/// upgrades, as counted by the hooks in the connection and the upgrade.
 #[tokio::test]
-#[ignore = "until driver.rs, task.rs and upgrade.rs call the Metrics hooks"]
 async fn connection_hooks_count_traffic_endings_and_refusals() {
     let server = start_server().await;
     let mut echo = connect(&server.url("/echo")).await;

@@ -234,6 +234,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     fn ingest(&mut self, bytes: &[u8]) {
         let session = &mut self.session;
+        session.hub.metrics().bytes_in(session.endpoint(), bytes.len());
         if let Err(error) = self.decoder.decode(bytes, &mut |event| session.on_event(event)) {
             session.fail(error);
         }
@@ -258,7 +259,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => {
                     session.deadlines.write_progressed();
-                    session.advance(n);
+                    let frames = session.advance(n);
+                    session.hub.metrics().frames_out(session.endpoint(), frames, n);
                 }
             }
         }
@@ -306,21 +308,32 @@ impl Session {
         self.cause.take().unwrap_or(ending)
     }
 
-    fn advance(&mut self, mut n: usize) {
+    fn endpoint(&self) -> crate::hub::Endpoint {
+        match self.service {
+            Service::Echo => crate::hub::Endpoint::Echo,
+            Service::Raw { .. } => crate::hub::Endpoint::Chat,
+            Service::Chat(_) => crate::hub::Endpoint::Protocol,
+        }
+    }
+
+    fn advance(&mut self, mut n: usize) -> usize {
+        let mut frames = 0;
         while n > 0 {
             let Some(front) = self.batch.front() else {
-                return;
+                return frames;
             };
             let left = front.len() - self.written;
             if n >= left {
                 n -= left;
                 self.batch.pop_front();
+                frames += 1;
                 self.written = 0;
             } else {
                 self.written += n;
                 n = 0;
             }
         }
+        frames
     }
 
     /// Moves queued frames into the batch; true if it took anything.
@@ -389,6 +402,7 @@ impl Session {
     fn on_event(&mut self, event: Event) {
         match event {
             Event::Message(message) => {
+                self.hub.metrics().message_in(self.endpoint());
                 if self.phase != Phase::Open {
                     return;
                 }

@@ -109,6 +109,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for ConnectionTask<S> {
 fn log_close(farewell: &Farewell, id: u64, started: Instant, ending: &Ending) {
     let duration_ms = started.elapsed().as_millis() as u64;
     let code = ending.close_code();
+    farewell.registration.hub().metrics().connection_closed(farewell.endpoint, ending);
     let (peer, endpoint) = (farewell.addr, farewell.endpoint.as_str());
     if ending.is_routine() {
         tracing::info!(%peer, conn = id, endpoint, code, duration_ms, "connection closed: {ending}");
