@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use crate::broker::Command;
 use crate::connection::Outbox;
 use crate::hub::room::text_frame;
 use crate::hub::{room, Hub, Member, Membership, Mode, Replay};
@@ -41,6 +42,8 @@ pub struct ChatSession {
     rooms: Vec<Membership>,
     bad_requests: u32,
     limits: ChatLimits,
+    /// The rooms the connection's access token allows; `None`: any.
+    allowed_rooms: Option<Box<[Box<str>]>>,
 }
 
 impl ChatSession {
@@ -59,7 +62,24 @@ impl ChatSession {
             rooms: Vec::new(),
             bad_requests: 0,
             limits,
+            allowed_rooms: None,
         }
+    }
+
+    /// Restricts `join` to `rooms` (a token's `rooms` claim): any other
+    /// room gets `forbidden_room`.
+    pub fn restrict_rooms(&mut self, rooms: Box<[Box<str>]>) {
+        self.allowed_rooms = Some(rooms);
+    }
+
+    /// Tells the client that a message was over its rate limits and was
+    /// dropped. Not a bad request: a client that slows down is fine.
+    pub fn rate_limited(&mut self) {
+        let error = ServerFrame::error(
+            ErrorCode::RateLimited,
+            "over the rate limit: message dropped, slow down",
+        );
+        let _ = self.outbox.push(text_frame(&error));
     }
 
     /// Handles one message from the client.
@@ -101,6 +121,12 @@ impl ChatSession {
         match request {
             ClientFrame::Join { room, since } => {
                 check_room(&room)?;
+                if let Some(allowed) = &self.allowed_rooms {
+                    if !allowed.iter().any(|r| **r == *room) {
+                        let text = "your access token does not allow this room";
+                        return Err(Refusal::new(ErrorCode::ForbiddenRoom, text, Some(room)));
+                    }
+                }
                 if self.position(&room).is_some() {
                     return Err(Refusal::new(
                         ErrorCode::AlreadyJoined,
@@ -112,11 +138,7 @@ impl ChatSession {
                     let text = format!("at most {} rooms per connection", self.limits.max_rooms);
                     return Err(Refusal::new(ErrorCode::TooManyRooms, text, Some(room)));
                 }
-                let member = Member {
-                    outbox: self.outbox.clone(),
-                    mode: Mode::Json,
-                    nick: self.nick.clone(),
-                };
+                let member = Member::new(self.outbox.clone(), Mode::Json, self.nick.clone());
                 let replay = since.map_or(Replay::Recent, Replay::Since);
                 self.rooms.push(self.hub.join(&room, member, replay));
             }
@@ -147,6 +169,18 @@ impl ChatSession {
             ClientFrame::History { room, since, limit } => {
                 self.joined(&room)?;
                 let limit = limit.unwrap_or(self.hub.join_history()).min(self.limits.max_history);
+                if let Some(broker) = self.hub.broker() {
+                    let command = Command::History {
+                        room: Arc::from(room.as_str()),
+                        outbox: self.outbox.clone(),
+                        since,
+                        limit,
+                    };
+                    if !broker.send_always(command) {
+                        room::push_history(&self.outbox, &room, &[]);
+                    }
+                    return Ok(());
+                }
                 let history = self.hub.history();
                 let entries = match since {
                     None => history.recent(&room, limit),
@@ -171,7 +205,19 @@ impl ChatSession {
             }
             ClientFrame::Members { room } => {
                 let index = self.joined(&room)?;
-                let _ = self.outbox.push(self.rooms[index].room().presence_frame());
+                let room = self.rooms[index].room().clone();
+                let outbox = self.outbox.clone();
+                match self.hub.broker() {
+                    Some(broker) => {
+                        let frame = room.presence_frame();
+                        if !broker.send_always(Command::Presence { room, outbox }) {
+                            let _ = self.outbox.push(frame);
+                        }
+                    }
+                    None => {
+                        let _ = outbox.push(room.presence_frame());
+                    }
+                }
             }
         }
         Ok(())

@@ -14,8 +14,10 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use thiserror::Error;
 
+use crate::auth::{AuthSource, Secret};
 use crate::chat::ChatLimits;
 use crate::history::{Backend, HistoryConfig};
+use crate::ratelimit::RateLimits;
 
 /// Everything that can be wrong with the settings; start-up stops on any.
 #[derive(Debug, Error)]
@@ -120,6 +122,21 @@ pub struct Cli {
     #[arg(long, env = "WSHUB_TLS_SELF_SIGNED", conflicts_with_all = ["tls_cert", "tls_key"])]
     pub tls_self_signed: bool,
 
+    /// Require a JWT signed with this HS256 secret on every WebSocket (prefer the variable:
+    /// a flag shows in the process list)
+    #[arg(
+        long,
+        env = "WSHUB_JWT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true,
+        conflicts_with = "jwt_public_key"
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// Require a JWT signed for this PEM public key (RSA: RS256.., EC: ES256/ES384, Ed25519)
+    #[arg(long, env = "WSHUB_JWT_PUBLIC_KEY", value_name = "FILE")]
+    pub jwt_public_key: Option<PathBuf>,
+
     /// How often the server pings each client
     #[arg(long, env = "WSHUB_PING_INTERVAL", default_value = "54s", value_parser = parse_duration)]
     pub ping_interval: Duration,
@@ -140,6 +157,20 @@ pub struct Cli {
     #[arg(long, env = "WSHUB_MAX_MESSAGE_SIZE", default_value = "1MiB", value_parser = parse_size)]
     pub max_message_size: usize,
 
+    /// Accept permessage-deflate (RFC 7692) from clients that offer it, always without context
+    /// takeover, so an idle connection keeps no zlib state (--permessage-deflate=false: never)
+    #[arg(
+        long,
+        env = "WSHUB_PERMESSAGE_DEFLATE",
+        value_name = "BOOL",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub permessage_deflate: bool,
+
     /// Most simultaneous WebSocket connections; beyond it, HTTP 503 before the upgrade
     #[arg(long, env = "WSHUB_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
@@ -151,6 +182,22 @@ pub struct Cli {
     /// Per-connection outbound queue bound in bytes; a client beyond it is evicted (1008)
     #[arg(long, env = "WSHUB_MAX_QUEUE_BYTES", default_value = "4MiB", value_parser = parse_size)]
     pub max_queue_bytes: usize,
+
+    /// Messages per second one connection may send on average (excess is dropped); 0: no limit
+    #[arg(long, env = "WSHUB_RATE_MESSAGES", default_value_t = 50)]
+    pub rate_messages: u32,
+
+    /// Messages one connection may send at once before --rate-messages applies
+    #[arg(long, env = "WSHUB_RATE_BURST", default_value_t = 100)]
+    pub rate_burst: u32,
+
+    /// Message bytes per second one connection may send (burst: 1 s, at least one largest message); 0: no limit
+    #[arg(long, env = "WSHUB_RATE_BYTES", default_value = "1MiB", value_parser = parse_size)]
+    pub rate_bytes: usize,
+
+    /// Most simultaneous WebSocket connections from one IP address (HTTP 429 beyond); 0: no limit
+    #[arg(long, env = "WSHUB_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub max_connections_per_ip: usize,
 
     /// Where chat history is kept: an SQLite file, memory, or nowhere
     #[arg(long, env = "WSHUB_HISTORY", value_enum, default_value_t = HistoryKind::Sqlite)]
@@ -192,6 +239,14 @@ pub struct Cli {
     /// Bad wshub.v1 requests tolerated per connection before closing it with 1008
     #[arg(long, env = "WSHUB_MAX_BAD_REQUESTS", default_value_t = 10)]
     pub max_bad_requests: u32,
+
+    /// Redis URL (redis://HOST:PORT/DB): share rooms, history and presence with other wshub nodes
+    #[arg(long, env = "WSHUB_REDIS", value_name = "URL")]
+    pub redis: Option<String>,
+
+    /// This node's name in the cluster (presence, logs); default: a random one
+    #[arg(long, env = "WSHUB_NODE_ID")]
+    pub node_id: Option<String>,
 
     /// Log filter: error, warn, info, debug, trace, or a RUST_LOG-style directive (RUST_LOG wins)
     #[arg(long, env = "WSHUB_LOG_LEVEL", default_value = "info")]
@@ -247,8 +302,15 @@ pub struct Config {
     pub write_timeout: Duration,
     /// Wait for clients' close replies at shutdown; default 5 s.
     pub shutdown_timeout: Duration,
-    /// Largest message in bytes; default 1 MiB.
+    /// Largest message in bytes; default 1 MiB. For compressed messages,
+    /// the inflated size (inflation stops as soon as it is passed).
     pub max_message_size: usize,
+    /// Negotiate permessage-deflate with clients that offer it; default on.
+    /// Always without context takeover in either direction: each message
+    /// is (de)compressed on its own with the thread's shared zlib state, so
+    /// an idle connection holds none (a context-takeover connection would
+    /// hold some 200-300 KiB), at some cost in ratio for small messages.
+    pub permessage_deflate: bool,
     /// Most simultaneous WebSocket connections; default 10,000.
     pub max_connections: usize,
     /// Outbound queue bound per connection, in messages; default 1,024.
@@ -261,6 +323,17 @@ pub struct Config {
     pub join_history: usize,
     /// Limits of the `wshub.v1` protocol per connection.
     pub chat: ChatLimits,
+    /// Tokens required on WebSocket upgrades, checked against this; `None`:
+    /// no tokens (`--jwt-secret`, `--jwt-public-key`).
+    pub auth: Option<AuthSource>,
+    /// Per-connection message and byte rates (`--rate-*`).
+    pub rate: RateLimits,
+    /// Most connections from one IP address; 0: no limit.
+    pub max_connections_per_ip: usize,
+    /// Redis URL: when set, rooms span every node using the same Redis.
+    pub redis: Option<String>,
+    /// This node's name in the cluster; generated when `None`.
+    pub node_id: Option<String>,
 }
 
 impl Default for Config {
@@ -383,6 +456,32 @@ impl Cli {
             max_bad_requests: self.max_bad_requests,
             max_history: self.history_max_messages,
         };
+        if let Some(url) = &self.redis {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://")) {
+                return Err(ConfigError::Inconsistent(format!(
+                    "--redis '{url}' must be a URL like redis://127.0.0.1:6379/0"
+                )));
+            }
+        }
+        if self.rate_messages > 0 && self.rate_burst == 0 {
+            return Err(ConfigError::Inconsistent(
+                "--rate-burst must be above zero when --rate-messages is set (0 there turns the limit off)".into(),
+            ));
+        }
+        if self.jwt_secret.as_deref() == Some("") {
+            return Err(ConfigError::Inconsistent("--jwt-secret cannot be empty".into()));
+        }
+        let auth = match (self.jwt_secret, self.jwt_public_key) {
+            (Some(secret), _) => Some(AuthSource::Secret(Secret::new(secret))),
+            (None, Some(path)) => Some(AuthSource::PublicKey(path)),
+            (None, None) => None,
+        };
+        let rate = RateLimits::new(
+            self.rate_messages,
+            self.rate_burst,
+            self.rate_bytes as u64,
+            self.max_message_size,
+        );
         let tls = match (self.tls_cert, self.tls_key, self.tls_self_signed) {
             (Some(cert), Some(key), _) => Some(TlsSource::Files { cert, key }),
             (_, _, true) => Some(TlsSource::SelfSigned),
@@ -398,12 +497,18 @@ impl Cli {
             write_timeout: self.write_timeout,
             shutdown_timeout: self.shutdown_timeout,
             max_message_size: self.max_message_size,
+            permessage_deflate: self.permessage_deflate,
             max_connections: self.max_connections,
             max_queue_messages: self.max_queue_messages,
             max_queue_bytes: self.max_queue_bytes,
             history,
             join_history: self.join_history,
             chat,
+            auth,
+            rate,
+            max_connections_per_ip: self.max_connections_per_ip,
+            redis: self.redis,
+            node_id: self.node_id,
         })
     }
 }
@@ -431,6 +536,10 @@ fn file_to_args(text: &str) -> Result<Vec<OsString>, String> {
         for value in values {
             match value {
                 toml::Value::Boolean(true) => args.push(flag.clone().into()),
+                // A switch that is on by default needs its "false" spelt out.
+                toml::Value::Boolean(false) if arg.get_action().takes_values() => {
+                    args.push(format!("{flag}=false").into());
+                }
                 toml::Value::Boolean(false) => {}
                 toml::Value::String(s) => {
                     args.push(flag.clone().into());
@@ -486,6 +595,18 @@ mod tests {
         assert_eq!(cli.port, 9001);
         assert_eq!(cli.max_message_size, 2 << 20);
         assert_eq!(cli.allowed_origins, ["https://a.example", "https://b.example"]);
+    }
+
+    #[test]
+    fn permessage_deflate_is_on_by_default_and_can_be_turned_off() {
+        assert!(Config::default().permessage_deflate);
+        assert!(!Cli::load(["wshub", "--permessage-deflate=false"]).unwrap().permessage_deflate);
+        assert!(Cli::load(["wshub", "--permessage-deflate"]).unwrap().permessage_deflate);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wshub.toml");
+        std::fs::write(&path, "permessage-deflate = false\n").unwrap();
+        let cli = Cli::load(["wshub", "--config", path.to_str().unwrap()]).unwrap();
+        assert!(!cli.permessage_deflate, "a file's false must not fall back to the default");
     }
 
     #[test]

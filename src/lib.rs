@@ -13,6 +13,9 @@
 //! - [`connection`]: one socket's task: read, write, keepalive, close.
 //! - [`protocol`]: the WebSocket wire format, without I/O.
 //! - [`hub`]: connections, rooms and fan-out.
+//! - [`auth`], [`ratelimit`]: tokens checked at the upgrade; message, byte
+//!   and per-address limits.
+//! - [`broker`]: rooms across nodes through Redis.
 //! - [`metrics`]: Prometheus metrics for `GET /metrics`, one recorder per hub.
 //!
 //! ```no_run
@@ -26,6 +29,8 @@
 //! ```
 #![deny(missing_docs, missing_debug_implementations, unused_must_use)]
 
+pub mod auth;
+pub mod broker;
 pub mod chat;
 pub mod config;
 pub mod connection;
@@ -34,6 +39,7 @@ pub mod hub;
 pub mod metrics;
 mod origin;
 pub mod protocol;
+pub mod ratelimit;
 mod routes;
 pub mod server;
 pub mod tls;

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use crate::broker::{Broker, BrokerConfig, BrokerError};
 use crate::chat::ChatLimits;
 use crate::config::Config;
 use crate::connection::{CloseRequest, Timeouts};
@@ -55,6 +56,12 @@ pub enum ServerError {
     /// The certificate or key is unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The JWT public key is unusable.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
+    /// The Redis URL is malformed.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
     /// The history store cannot be opened.
     #[error(transparent)]
     History(#[from] HistoryError),
@@ -71,6 +78,10 @@ pub struct Shared {
     pub(crate) shutting_down: AtomicBool,
     pub(crate) next_connection_id: AtomicU64,
     pub(crate) chat_limits: ChatLimits,
+    /// Token checks at the upgrade, when tokens are required.
+    pub(crate) auth: Option<crate::auth::Verifier>,
+    /// Stops the Redis broker's tasks once connections are closed.
+    pub(crate) broker_stop: CancellationToken,
 }
 
 impl Shared {
@@ -102,6 +113,7 @@ impl Server {
     /// [`ServerError`] naming the address, file or problem.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
         let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+        let auth = config.auth.as_ref().map(crate::auth::Verifier::new).transpose()?;
         let history = History::open(config.history.clone())?;
         let addr = SocketAddr::new(config.bind, config.port);
         let listener = listen(addr).map_err(|source| ServerError::Bind { addr, source })?;
@@ -116,13 +128,34 @@ impl Server {
                 ping_interval: config.ping_interval,
                 read_timeout: config.read_timeout,
                 write_timeout: config.write_timeout,
+                rate: config.rate,
             }),
             tracker: TaskTracker::new(),
             shutting_down: AtomicBool::new(false),
-            next_connection_id: AtomicU64::new(1),
+            // Clustered nodes number connections from a random start, so that the
+            // `guest-N` nicknames of two nodes rarely collide.
+            next_connection_id: AtomicU64::new(if config.redis.is_some() { random_start() } else { 1 }),
             chat_limits: config.chat,
+            auth,
+            broker_stop: CancellationToken::new(),
             config,
         });
+        shared.hub.per_ip().set_max(shared.config.max_connections_per_ip);
+        if let Some(url) = shared.config.redis.clone() {
+            let node: Arc<str> = match &shared.config.node_id {
+                Some(node) => Arc::from(node.as_str()),
+                None => Arc::from(generated_node_id().as_str()),
+            };
+            let broker_config = BrokerConfig {
+                url,
+                node,
+                max_messages: shared.config.history.max_messages_per_room,
+            };
+            let broker = Broker::start(broker_config, shared.hub.clone(), shared.broker_stop.clone())?;
+            tracing::info!(node = broker.node(), "rooms shared through Redis");
+            shared.hub.set_broker(broker.clone());
+            broker.first_attempt(Duration::from_secs(3)).await;
+        }
         Ok(Server { listener, tls, shared })
     }
 
@@ -219,6 +252,9 @@ async fn shutdown_connections(shared: &Shared, http_stop: &CancellationToken) {
     // Everything any client was sent is committed before we exit.
     let history = shared.hub.history().clone();
     let _ = tokio::task::spawn_blocking(move || history.flush()).await;
+    // Last: connections' leave events have been queued to Redis by now.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    shared.broker_stop.cancel();
     tracing::info!("shutdown complete");
 }
 
@@ -265,4 +301,21 @@ where
     if let Err(e) = result {
         tracing::debug!(%peer, "HTTP connection ended: {e}");
     }
+}
+
+/// A node name for presence and logs when `--node-id` is not given.
+fn generated_node_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("node-{}-{:08x}", std::process::id(), nanos)
+}
+
+fn random_start() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    u64::from(nanos % 900_000) * 10 + 1_000_000
 }

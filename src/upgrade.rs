@@ -19,11 +19,13 @@ use sha1::{Digest, Sha1};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
+use crate::auth::{presented_token, Grant, Rejection};
 use crate::chat::ChatSession;
 use crate::connection::{CloseRequest, ConnectionTask, Farewell, Outbox, Service, Setup};
 use crate::hub::{Endpoint, Member, Mode, Replay, Ticket};
 use crate::protocol::v1::{is_valid_room, SUBPROTOCOL};
-use crate::protocol::CloseCode;
+use crate::protocol::{negotiate, CloseCode, DeflateParams};
+use crate::ratelimit::IpSlot;
 use crate::server::Shared;
 
 /// The GUID every server appends to the client's key (RFC 6455 1.3).
@@ -105,16 +107,28 @@ pub fn upgrade(shared: &Arc<Shared>, peer: SocketAddr, mut request: Request, tar
             return refusal.into_response();
         }
     };
+    let admission = match admit(shared, peer, &request, &target, endpoint) {
+        Ok(admission) => admission,
+        Err(denied) => return denied.into_response(),
+    };
     let Some(ticket) = shared.hub.reserve(endpoint) else {
         tracing::warn!(%peer, endpoint = endpoint.as_str(), "refused upgrade: {}", Refusal::Full);
         shared.hub.metrics().upgrade_refused(&Refusal::Full);
         return Refusal::Full.into_response();
     };
+    // permessage-deflate (RFC 7692), when enabled and offered: without
+    // context takeover either way, so it costs an idle connection nothing.
+    let deflate = if shared.config.permessage_deflate {
+        let offers = request.headers().get_all(header::SEC_WEBSOCKET_EXTENSIONS);
+        negotiate(offers.iter().filter_map(|v| v.to_str().ok()))
+    } else {
+        None
+    };
     let on_upgrade = hyper::upgrade::on(&mut request);
     let task_shared = shared.clone();
     shared.tracker.spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => run(task_shared, ticket, peer, target, upgraded).await,
+            Ok(upgraded) => run(task_shared, ticket, peer, (target, deflate), admission, upgraded).await,
             Err(e) => tracing::debug!(%peer, "upgrade did not complete: {e}"),
         }
     });
@@ -126,6 +140,9 @@ pub fn upgrade(shared: &Arc<Shared>, peer: SocketAddr, mut request: Request, tar
     headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     if protocol {
         headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
+    }
+    if let Some(value) = deflate.and_then(|d| HeaderValue::from_str(&d.response_header()).ok()) {
+        headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, value);
     }
     response
 }
@@ -177,6 +194,73 @@ fn check(shared: &Shared, headers: &HeaderMap, target: &Target) -> Result<Header
     Ok(accept_key(key.as_bytes()))
 }
 
+/// What the access checks let a connection have: its token's grant (when
+/// tokens are required) and its place in its address's connection count.
+#[derive(Debug)]
+struct Admission {
+    grant: Option<Grant>,
+    ip_slot: IpSlot,
+}
+
+/// Why [`admit`] refused a handshake.
+#[derive(Debug)]
+enum Denied {
+    /// The token: 401, or 403 for a room it does not list.
+    Token(Rejection),
+    /// `--max-connections-per-ip` reached: 429.
+    TooManyFromAddress,
+}
+
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        match self {
+            Denied::Token(rejection) => rejection.into_response(),
+            Denied::TooManyFromAddress => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many connections from your address, try again later",
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// The checks after the handshake's own: the token (401, or 403 for a raw
+/// room it does not list) and the per-address limit (429). Refusals are
+/// logged with their reason, never with the token.
+fn admit(
+    shared: &Shared,
+    peer: SocketAddr,
+    request: &Request,
+    target: &Target,
+    endpoint: Endpoint,
+) -> Result<Admission, Denied> {
+    let grant = match &shared.auth {
+        None => None,
+        Some(verifier) => {
+            let checked = match presented_token(request.uri(), request.headers()) {
+                None => Err(Rejection::Unauthorized("missing token")),
+                Some(token) => verifier.verify(token),
+            };
+            let checked = checked.and_then(|grant| match (endpoint, target) {
+                (Endpoint::Chat, Target::Chat(room)) if !grant.allows(room) => Err(Rejection::ForbiddenRoom),
+                _ => Ok(grant),
+            });
+            match checked {
+                Ok(grant) => Some(grant),
+                Err(rejection) => {
+                    tracing::warn!(%peer, endpoint = endpoint.as_str(), "refused upgrade: {rejection}");
+                    return Err(Denied::Token(rejection));
+                }
+            }
+        }
+    };
+    let Some(ip_slot) = shared.hub.per_ip().acquire(peer.ip()) else {
+        tracing::warn!(%peer, endpoint = endpoint.as_str(), "refused upgrade: too many connections from this address");
+        return Err(Denied::TooManyFromAddress);
+    };
+    Ok(Admission { grant, ip_slot })
+}
+
 /// `Sec-WebSocket-Accept` for a client's key.
 pub fn accept_key(key: &[u8]) -> HeaderValue {
     let mut sha1 = Sha1::new();
@@ -189,9 +273,19 @@ pub fn accept_key(key: &[u8]) -> HeaderValue {
 /// Takes the raw socket back from hyper (so no HTTP layer stays in between)
 /// and starts the connection's own task; this one then ends, so nothing of
 /// the upgrade stays alive.
-async fn run(shared: Arc<Shared>, ticket: Ticket, addr: SocketAddr, target: Target, upgraded: Upgraded) {
+async fn run(
+    shared: Arc<Shared>,
+    ticket: Ticket,
+    addr: SocketAddr,
+    target: Agreed,
+    admission: Admission,
+    upgraded: Upgraded,
+) {
     let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => return start(&shared, ticket, addr, target, parts.io.into_inner(), parts.read_buf),
+        Ok(parts) => {
+            let stream = parts.io.into_inner();
+            return start(&shared, ticket, addr, target, admission, stream, parts.read_buf);
+        }
         Err(upgraded) => upgraded,
     };
     match upgraded.downcast::<TokioIo<tokio_rustls::server::TlsStream<TcpStream>>>() {
@@ -199,19 +293,33 @@ async fn run(shared: Arc<Shared>, ticket: Ticket, addr: SocketAddr, target: Targ
             // rustls keeps kilobytes of state inline: boxed, it costs TLS
             // connections one pointer more and plain ones nothing.
             let stream = Box::new(parts.io.into_inner());
-            start(&shared, ticket, addr, target, stream, parts.read_buf)
+            start(&shared, ticket, addr, target, admission, stream, parts.read_buf)
         }
-        Err(upgraded) => start(&shared, ticket, addr, target, TokioIo::new(upgraded), Bytes::new()),
+        Err(upgraded) => {
+            let stream = TokioIo::new(upgraded);
+            start(&shared, ticket, addr, target, admission, stream, Bytes::new())
+        }
     }
 }
 
-fn start<S>(shared: &Shared, ticket: Ticket, addr: SocketAddr, target: Target, stream: S, already_read: Bytes)
-where
+/// The service asked for and the compression agreed in the handshake.
+type Agreed = (Target, Option<DeflateParams>);
+
+fn start<S>(
+    shared: &Shared,
+    ticket: Ticket,
+    addr: SocketAddr,
+    agreed: Agreed,
+    admission: Admission,
+    stream: S,
+    already_read: Bytes,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let config = &shared.config;
     let endpoint = ticket.endpoint();
-    let outbox = Arc::new(Outbox::new(config.max_queue_messages, config.max_queue_bytes));
+    let (target, deflate) = agreed;
+    let outbox = Arc::new(Outbox::new(config.max_queue_messages, config.max_queue_bytes).with_deflate(deflate));
     let registration = ticket.register(outbox.clone());
     if shared.shutting_down.load(Ordering::Acquire) {
         // Shutdown began between the handshake and now: close at once.
@@ -219,20 +327,22 @@ where
     }
     let hub = registration.hub().clone();
     let id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
-    let nick: Arc<str> = Arc::from(format!("guest-{id}"));
+    let Admission { grant, ip_slot } = admission;
+    let (token_nick, rooms, expires_in) = match grant {
+        Some(grant) => (grant.nick, grant.rooms, Some(grant.expires_in)),
+        None => (None, None, None),
+    };
+    let nick: Arc<str> = token_nick.unwrap_or_else(|| Arc::from(format!("guest-{id}")));
     let service = match (endpoint, target) {
-        (Endpoint::Protocol, _) => Service::Chat(Box::new(ChatSession::new(
-            hub.clone(),
-            outbox.clone(),
-            nick,
-            shared.chat_limits,
-        ))),
+        (Endpoint::Protocol, _) => {
+            let mut session = ChatSession::new(hub.clone(), outbox.clone(), nick, shared.chat_limits);
+            if let Some(rooms) = rooms {
+                session.restrict_rooms(rooms);
+            }
+            Service::Chat(Box::new(session))
+        }
         (_, Target::Chat(room)) => {
-            let member = Member {
-                outbox: outbox.clone(),
-                mode: Mode::Raw,
-                nick: nick.clone(),
-            };
+            let member = Member::new(outbox.clone(), Mode::Raw, nick.clone());
             Service::Raw {
                 membership: hub.join(&room, member, Replay::Nothing),
                 nick,
@@ -248,8 +358,10 @@ where
         id,
         timeouts: shared.timeouts.clone(),
         max_message_size: config.max_message_size,
+        expires_in,
     };
     let farewell = Farewell {
+        ip_counted: ip_slot.hand_over(addr.ip()),
         registration,
         addr,
         endpoint,

@@ -55,6 +55,8 @@ impl Wshub {
             .arg(db)
             .args(["--history-commit-interval", &format!("{COMMIT_INTERVAL_MS}ms")])
             .args(["--history-max-messages", "100000", "--join-history", "100000"])
+            // It sends 500 messages a second on one connection.
+            .args(["--rate-messages", "0"])
             .stderr(Stdio::piped())
             .spawn()
             .expect("run wshub");

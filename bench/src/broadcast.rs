@@ -1,6 +1,7 @@
 //! `broadcast`: N clients in one chat room, S of them sending; measures fan-out.
 //!
-//! See [`crate::room`] for the phases (sync, run, stop, drain) and what is counted.
+//! See [`crate::room`] for the phases (sync, run, stop, drain) and what is counted, and for
+//! clients spread over several nodes of a cluster (a comma-separated URL list).
 
 use std::time::Duration;
 
@@ -16,6 +17,8 @@ use crate::room::{self, RoomPlan, RoomStats};
 #[derive(Debug, Clone)]
 pub struct BroadcastOptions {
     /// Target (a chat endpoint where every client receives every message) and observation.
+    /// `common.url` may list several nodes of one cluster, comma-separated: the clients are
+    /// split evenly over them, the senders all on the first (see [`crate::room`]).
     pub common: Common,
     /// Clients in the room, senders included (default 100).
     pub clients: usize,
@@ -88,7 +91,7 @@ pub async fn run(opts: BroadcastOptions) -> anyhow::Result<BroadcastReport> {
     Ok(BroadcastReport {
         mode: "broadcast",
         label: opts.common.label.clone(),
-        url: outcome.target.url.clone(),
+        url: outcome.url.clone(),
         connections: outcome.connections,
         room: outcome.stats,
         cpu: outcome.cpu,

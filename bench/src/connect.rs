@@ -46,6 +46,19 @@ pub async fn open_many(
     options: impl Fn(usize) -> ConnectOptions,
     progress: &Arc<Progress>,
 ) -> Opened {
+    open_spread(|_| target.clone(), first, count, concurrency, options, progress).await
+}
+
+/// Like [`open_many`], with connection `i` going to `target_of(i)` (clients spread over the
+/// nodes of a cluster).
+pub async fn open_spread(
+    target_of: impl Fn(usize) -> Arc<Target>,
+    first: usize,
+    count: usize,
+    concurrency: usize,
+    options: impl Fn(usize) -> ConnectOptions,
+    progress: &Arc<Progress>,
+) -> Opened {
     let started = Instant::now();
     let clock = Clock::start();
     let mut opened = Opened::default();
@@ -55,7 +68,7 @@ pub async fn open_many(
     let mut handshake = opened.handshake.recorder();
     loop {
         while next < end && set.len() < concurrency.max(1) {
-            let (target, opts, i) = (target.clone(), options(next), next);
+            let (target, opts, i) = (target_of(next), options(next), next);
             set.spawn(async move {
                 let t0 = clock.now_ns();
                 let result = tokio::time::timeout(CONNECT_TIMEOUT, client::connect(&target, &opts, i as u64))

@@ -11,7 +11,8 @@
 //! # Layout
 //! - [`client`]: the minimal WebSocket client (handshake, frame codec, masked writes).
 //! - [`echo`]: closed-loop echo, optionally pipelined.
-//! - [`broadcast`]: fan-out in one chat room; loss and order checked per sender.
+//! - [`broadcast`]: fan-out in one chat room (on one server, or spread over the nodes of a
+//!   cluster); loss and order checked per sender.
 //! - [`conns`]: many idle connections; the server's memory per connection.
 //! - [`slow`]: stalled readers in a busy room; does the server evict them, do others suffer.
 //! - [`report`]: shared report parts and the human-readable summaries.
@@ -47,5 +48,5 @@ pub use conns::{ConnsOptions, ConnsReport};
 pub use echo::{EchoOptions, EchoReport};
 pub use options::Common;
 pub use payload::Format;
-pub use room::RoomStats;
+pub use room::{NodeStats, RoomStats};
 pub use slow::{SlowOptions, SlowReport};

@@ -104,7 +104,9 @@ enum Mode {
 
 #[derive(Args, Debug)]
 struct CommonArgs {
-    /// ws:// URL of the endpoint (e.g. ws://127.0.0.1:8080/echo or …/ws).
+    /// ws:// URL of the endpoint (e.g. ws://127.0.0.1:8080/echo or …/ws). broadcast also takes
+    /// a comma-separated list: nodes of one cluster sharing the room; the clients are split evenly
+    /// over them and the senders all go to the first.
     url: String,
     /// Print the report as JSON on stdout.
     #[arg(long)]
@@ -215,6 +217,12 @@ fn start(cli: Cli) -> anyhow::Result<()> {
         Mode::Summarize { .. } => 1,
     };
     anyhow::ensure!((1..=64).contains(&threads), "--threads must be 1 to 64");
+    if let Mode::Echo { common, .. } | Mode::Conns { common, .. } | Mode::Slow { common, .. } = &cli.mode {
+        anyhow::ensure!(
+            !common.url.contains(','),
+            "only broadcast accepts several comma-separated URLs"
+        );
+    }
     let runtime = if threads == 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()?
     } else {

@@ -14,6 +14,12 @@
 //!
 //! Each client counts what it receives per sender, so loss (expected − received, per client) and
 //! order violations (a sender's sequence going backwards or repeating) are exact.
+//!
+//! **Several nodes.** The URL may be a comma-separated list: the nodes of one cluster (e.g. wshub
+//! instances sharing a Redis) serving the same room. The reading clients are then split into
+//! equal consecutive shares, one per URL, in order; the senders (the first clients) all fall in
+//! the first URL's share, so every delivery on another URL has crossed between nodes. Latency and
+//! deliveries are also reported per URL.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -79,6 +85,23 @@ impl RoomPlan {
     }
 }
 
+/// What the clients on one URL (one node of a cluster) received.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStats {
+    /// The node's URL.
+    pub url: String,
+    /// Reading clients connected to it (senders included for the first URL).
+    pub clients: usize,
+    /// Senders among them.
+    pub senders: usize,
+    /// Intact messages its clients received.
+    pub deliveries: u64,
+    /// Σ over its clients of (expected − received), after the drain.
+    pub loss: u64,
+    /// Send-to-receive latency of its clients' deliveries.
+    pub latency: LatencySummary,
+}
+
 /// Fan-out results for the clients that read.
 #[derive(Debug, Clone, Serialize)]
 pub struct RoomStats {
@@ -124,6 +147,9 @@ pub struct RoomStats {
     pub drain_secs: f64,
     /// Send-to-receive latency, over all deliveries.
     pub latency: LatencySummary,
+    /// Per URL, when the clients were spread over several (the senders' URL first).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeStats>,
 }
 
 impl RoomStats {
@@ -133,10 +159,22 @@ impl RoomStats {
             Some(rate) => format!("{} msgs/s in total", report::thousands(rate)),
             None => "closed loop".to_string(),
         };
+        let mut nodes = String::new();
+        for (n, node) in self.nodes.iter().enumerate() {
+            nodes.push_str(&format!(
+                "\n  node {n} {} ({} clients, {} senders): {} delivered, loss {}, latency {}",
+                node.url,
+                node.clients,
+                node.senders,
+                report::thousands(node.deliveries as f64),
+                node.loss,
+                node.latency.human()
+            ));
+        }
         format!(
             "{} clients, {} senders ({pacing}), {} B {:?}, synced in {:.2} s\n\
              sent {} in {:.2} s; {} of {} delivered: {} deliveries/s{}\n\
-             latency: {}\n\
+             latency: {}{nodes}\n\
              checks: loss {}, order violations {}, corrupt {}, disconnects {}, drained {} ({:.2} s)",
             self.clients,
             self.senders,
@@ -164,7 +202,10 @@ impl RoomStats {
 
 /// Everything a room run produced; the stalled connections are handed back unread.
 pub(crate) struct RoomOutcome {
+    /// The first (or only) URL's target.
     pub target: Arc<Target>,
+    /// The URL as given (a comma-separated list for several nodes).
+    pub url: String,
     pub connections: Connections,
     pub stats: RoomStats,
     pub cpu: CpuReport,
@@ -214,10 +255,58 @@ struct Shared {
     errors: Mutex<BTreeMap<String, usize>>,
 }
 
+/// The URLs of a comma-separated list (one for a single server).
+pub fn split_urls(url: &str) -> Vec<&str> {
+    url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect()
+}
+
+/// Where reading client `id` (of `clients`) goes among `nodes` URLs: equal consecutive shares,
+/// the first ones one larger when `clients` does not divide evenly.
+pub fn node_of(id: usize, clients: usize, nodes: usize) -> usize {
+    let (base, extra) = (clients / nodes, clients % nodes);
+    let big = (base + 1) * extra;
+    if id < big {
+        id / (base + 1)
+    } else {
+        extra + (id - big) / base.max(1)
+    }
+}
+
 /// Runs a room: `plan.stalled` clients that never read plus `plan.clients` that do.
 pub(crate) async fn run(mode: &'static str, common: &Common, plan: &RoomPlan) -> anyhow::Result<RoomOutcome> {
     plan.check()?;
-    let target = Arc::new(Target::resolve(&common.url, common.allow_remote).await?);
+    let urls = split_urls(&common.url);
+    anyhow::ensure!(!urls.is_empty(), "no URL given");
+    let nodes = urls.len();
+    anyhow::ensure!(
+        nodes <= plan.clients,
+        "{nodes} URLs but only {} clients: at least one client per URL",
+        plan.clients
+    );
+    if nodes > 1 {
+        let first_share = (0..plan.clients)
+            .filter(|&i| node_of(i, plan.clients, nodes) == 0)
+            .count();
+        anyhow::ensure!(
+            plan.senders <= first_share,
+            "--senders ({}) must fit in the first URL's share of the clients ({first_share}), \
+             so that every sender is on the same node",
+            plan.senders
+        );
+    }
+    let mut targets = Vec::with_capacity(nodes);
+    for url in &urls {
+        targets.push(Arc::new(Target::resolve(url, common.allow_remote).await?));
+    }
+    let target = targets[0].clone();
+    let stalled_count = plan.stalled;
+    let target_of = |i: usize| {
+        if i < stalled_count {
+            targets[0].clone()
+        } else {
+            targets[node_of(i - stalled_count, plan.clients, nodes)].clone()
+        }
+    };
     let progress = Arc::new(Progress::default());
     let total = plan.stalled + plan.clients;
     progress.wanted.store(total as u64, Relaxed);
@@ -233,9 +322,8 @@ pub(crate) async fn run(mode: &'static str, common: &Common, plan: &RoomPlan) ->
         read_chunk: 4096,
         ..busy.clone()
     };
-    let stalled_count = plan.stalled;
-    let opened = connect::open_many(
-        &target,
+    let opened = connect::open_spread(
+        target_of,
         0,
         total,
         DEFAULT_CONCURRENCY,
@@ -254,7 +342,7 @@ pub(crate) async fn run(mode: &'static str, common: &Common, plan: &RoomPlan) ->
     anyhow::ensure!(
         !healthy.is_empty(),
         "no reading client connected to {}: {:?}",
-        target.url,
+        common.url,
         connections.errors
     );
     let senders = healthy.iter().filter(|(i, _)| i - plan.stalled < plan.senders).count();
@@ -281,6 +369,11 @@ pub(crate) async fn run(mode: &'static str, common: &Common, plan: &RoomPlan) ->
         errors: Mutex::new(BTreeMap::new()),
     });
     let latencies = Latencies::default();
+    let node_latencies: Vec<Latencies> = if nodes > 1 {
+        (0..nodes).map(|_| Latencies::default()).collect()
+    } else {
+        Vec::new()
+    };
     let (phase_tx, phase_rx) = watch::channel(Phase::Sync);
     let mut tasks = tokio::task::JoinSet::new();
     let readers = healthy.len() as u64;
@@ -295,6 +388,9 @@ pub(crate) async fn run(mode: &'static str, common: &Common, plan: &RoomPlan) ->
             shared: shared.clone(),
             phase: phase_rx.clone(),
             latency: latencies.recorder(),
+            node_latency: node_latencies
+                .get(node_of(id, plan.clients, nodes))
+                .map(Latencies::recorder),
         };
         tasks.spawn(member.run());
     }
@@ -306,9 +402,14 @@ pub(crate) async fn run(mode: &'static str, common: &Common, plan: &RoomPlan) ->
         end_clients(&phase_tx, &mut tasks).await;
         anyhow::bail!(
             "only {synced} of {readers} clients received a probe within {} s: \
-             is {} a chat endpoint that sends every message to every client?",
+             is {} a chat endpoint that sends every message to every client{}?",
             SYNC_TIMEOUT.as_secs(),
-            target.url
+            common.url,
+            if nodes > 1 {
+                ", and do its nodes share the room"
+            } else {
+                ""
+            }
         );
     }
     let sync_secs = sync_start.elapsed().as_secs_f64();
@@ -339,6 +440,28 @@ pub(crate) async fn run(mode: &'static str, common: &Common, plan: &RoomPlan) ->
         .iter()
         .map(|&id| sent.saturating_sub(shared.received[id].load(Relaxed)))
         .sum();
+    let node_stats = node_latencies
+        .iter()
+        .enumerate()
+        .map(|(n, latency)| {
+            let ids: Vec<usize> = reader_ids
+                .iter()
+                .copied()
+                .filter(|&id| node_of(id, plan.clients, nodes) == n)
+                .collect();
+            NodeStats {
+                url: urls[n].to_string(),
+                clients: ids.len(),
+                senders: ids.iter().filter(|&&id| id < plan.senders).count(),
+                deliveries: ids.iter().map(|&id| shared.received[id].load(Relaxed)).sum(),
+                loss: ids
+                    .iter()
+                    .map(|&id| sent.saturating_sub(shared.received[id].load(Relaxed)))
+                    .sum(),
+                latency: latency.summary(),
+            }
+        })
+        .collect();
     let active_ns = shared.last_delivery_ns.load(Relaxed).saturating_sub(start_ns).max(1);
     let errors = std::mem::take(&mut *shared.errors.lock().unwrap_or_else(|e| e.into_inner()));
     let stats = RoomStats {
@@ -363,9 +486,11 @@ pub(crate) async fn run(mode: &'static str, common: &Common, plan: &RoomPlan) ->
         drained,
         drain_secs: (drain_secs * 1000.0).round() / 1000.0,
         latency: latencies.summary(),
+        nodes: node_stats,
     };
     Ok(RoomOutcome {
         target,
+        url: common.url.clone(),
         connections,
         stats,
         cpu,
@@ -394,6 +519,8 @@ struct Member {
     shared: Arc<Shared>,
     phase: watch::Receiver<Phase>,
     latency: Recorder,
+    /// The same samples, for this client's node (several URLs only).
+    node_latency: Option<Recorder>,
 }
 
 /// A client's counts; published to [`Shared`] when the task ends, even when it is aborted.
@@ -578,6 +705,9 @@ impl Member {
         };
         let now = self.shared.clock.now_ns();
         self.latency.record(now.saturating_sub(stamp.sent_ns));
+        if let Some(node) = &mut self.node_latency {
+            node.record(now.saturating_sub(stamp.sent_ns));
+        }
         tally.received += 1;
         tally.unpublished += 1;
         tally.last_delivery_ns = now;
@@ -628,5 +758,30 @@ impl Member {
         payload::encode(&mut state.scratch, self.shared.format, self.shared.size, stamp);
         self.conn.queue(self.shared.format.kind(), &state.scratch);
         self.shared.sent.fetch_add(1, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_are_split_into_consecutive_shares() {
+        let shares = |clients: usize, nodes: usize| -> Vec<usize> {
+            let mut counts = vec![0; nodes];
+            let mut last = 0;
+            for id in 0..clients {
+                let node = node_of(id, clients, nodes);
+                assert!(node >= last, "shares are consecutive");
+                last = node;
+                counts[node] += 1;
+            }
+            counts
+        };
+        assert_eq!(shares(400, 2), [200, 200]);
+        assert_eq!(shares(10, 3), [4, 3, 3]);
+        assert_eq!(shares(5, 5), [1, 1, 1, 1, 1]);
+        assert_eq!(shares(7, 1), [7]);
+        assert_eq!(split_urls("ws://a/ws, ws://b/ws,"), ["ws://a/ws", "ws://b/ws"]);
     }
 }

@@ -18,7 +18,8 @@ use super::keepalive::{Deadlines, Due, Timeouts};
 use super::outbox::{CloseRequest, Outbox};
 use crate::chat::ChatSession;
 use crate::hub::{Hub, Membership};
-use crate::protocol::{encode_close, encode_frame, CloseCode, Decoder, Event, OpCode, ProtocolError};
+use crate::protocol::{encode_close, encode_frame, frame_for, CloseCode, Decoder, Event, OpCode, ProtocolError};
+use crate::ratelimit::Verdict;
 
 /// Bytes read per `read` call, into a buffer shared by all connections of a
 /// thread: a connection holds read bytes only while a frame is incomplete.
@@ -106,6 +107,9 @@ pub struct Setup {
     pub timeouts: Arc<Timeouts>,
     /// Largest message accepted, in bytes.
     pub max_message_size: usize,
+    /// Time left on the connection's access token: when it runs out, the
+    /// connection is closed with 1008.
+    pub expires_in: Option<std::time::Duration>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
@@ -116,7 +120,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     pub(crate) fn new(stream: S, already_read: Bytes, setup: Setup) -> Self {
         let mut connection = Connection {
             stream,
-            decoder: Decoder::new(setup.max_message_size),
+            // The outbox carries what the handshake agreed on compression.
+            decoder: Decoder::new(setup.max_message_size).with_deflate(setup.outbox.deflate().is_some()),
             session: Session {
                 service: setup.service,
                 outbox: setup.outbox,
@@ -132,6 +137,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 close_written: false,
             },
         };
+        if let Some(after) = setup.expires_in {
+            connection.session.deadlines.expire_after(Instant::now(), after);
+        }
         if !already_read.is_empty() {
             connection.ingest(&already_read);
         }
@@ -171,6 +179,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         _ => Ending::ClientClosed(self.session.peer_closed.flatten()),
                     };
                     return Poll::Ready(self.session.timed_out(ending));
+                }
+                Due::Expired => {
+                    self.session.close_for_policy("token expired");
+                    continue;
                 }
             }
             if !read_budget_left {
@@ -399,6 +411,27 @@ impl Session {
         self.cause = Some(Ending::ProtocolViolation(error));
     }
 
+    /// Closes with 1008 for `reason` (the close log line gives it).
+    fn close_for_policy(&mut self, reason: &'static str) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        self.send_close(CloseCode::PolicyViolation, reason);
+        self.cause = Some(Ending::PolicyViolation(reason));
+    }
+
+    /// A message over the rate limits: it is dropped (delivered nowhere,
+    /// stored nowhere); a `wshub.v1` client is told, a raw one only counted.
+    fn rate_limited(&mut self, give_up: bool) {
+        self.hub.stats().rate_limited.fetch_add(1, Ordering::Relaxed);
+        if let Service::Chat(session) = &mut self.service {
+            session.rate_limited();
+        }
+        if give_up {
+            self.close_for_policy("rate limit");
+        }
+    }
+
     fn on_event(&mut self, event: Event) {
         match event {
             Event::Message(message) => {
@@ -407,10 +440,14 @@ impl Session {
                     return;
                 }
                 tracing::debug!(conn = self.id, bytes = message.payload().len(), "message");
+                match self.deadlines.admit(message.payload().len()) {
+                    Verdict::Pass => {}
+                    verdict => return self.rate_limited(verdict == Verdict::GiveUp),
+                }
                 match &mut self.service {
                     // An overflow evicts this connection through its outbox.
                     Service::Echo => {
-                        let _ = self.outbox.push(message.frame().clone());
+                        let _ = self.outbox.push(frame_for(message.frame(), self.outbox.deflate()));
                     }
                     Service::Raw { membership, nick } => {
                         membership.publish_raw(nick, &message);

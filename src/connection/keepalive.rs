@@ -1,4 +1,5 @@
-//! The connection's deadlines, all on one timer.
+//! The connection's deadlines, all on one timer, and its rate buckets,
+//! on the same millisecond clock.
 //!
 //! A timer reset per received frame would cost a timer-wheel update on the
 //! hottest path. Instead the timer is only ever moved *earlier* when a new
@@ -10,7 +11,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// The keepalive settings of a connection.
+use crate::ratelimit::{RateState, Verdict};
+
+/// The settings every connection shares: keepalive, and the rate limits
+/// (here so that a connection reaches both through one pointer).
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     /// Send a ping this often.
@@ -20,6 +24,8 @@ pub struct Timeouts {
     /// Close a connection whose writes make no progress for this long; also
     /// bounds the wait for the client's close reply.
     pub write_timeout: Duration,
+    /// Message and byte rates per connection.
+    pub rate: crate::ratelimit::RateLimits,
 }
 
 /// What is due now.
@@ -30,13 +36,15 @@ pub(crate) enum Due {
     ReadTimeout,
     WriteTimeout,
     CloseTimeout,
+    /// The connection's access token expired: close with 1008.
+    Expired,
 }
 
 /// "No such deadline" in the millisecond fields.
 const NEVER: u32 = u32::MAX;
 
-/// The deadlines, kept as milliseconds since the connection's start: four
-/// `u32`s instead of four 16-byte instants, in every connection.
+/// The deadlines, kept as milliseconds since the connection's start: five
+/// `u32`s instead of five 16-byte instants, in every connection.
 #[derive(Debug)]
 pub(crate) struct Deadlines {
     timeouts: Arc<Timeouts>,
@@ -45,11 +53,17 @@ pub(crate) struct Deadlines {
     next_ping: u32,
     write_stalled_since: u32,
     close_by: u32,
+    /// When the connection's token expires (`NEVER` without one).
+    expires_at: u32,
+    /// The client's message and byte buckets (12 bytes): refilled from the
+    /// time between reads, so they keep no instant of their own.
+    rate: RateState,
 }
 
 impl Deadlines {
     pub(crate) fn new(timeouts: Arc<Timeouts>, now: Instant) -> Self {
         let next_ping = millis(timeouts.ping_interval);
+        let rate = RateState::new(&timeouts.rate);
         Deadlines {
             timeouts,
             start: now,
@@ -57,15 +71,37 @@ impl Deadlines {
             next_ping,
             write_stalled_since: NEVER,
             close_by: NEVER,
+            expires_at: NEVER,
+            rate,
         }
+    }
+
+    /// Ends the connection (`Due::Expired`) `after` from `now`; an expiry
+    /// beyond the millisecond range (about 49 days) is never reached.
+    pub(crate) fn expire_after(&mut self, now: Instant, after: Duration) {
+        self.expires_at = u32::try_from(after.as_millis())
+            .ok()
+            .and_then(|after| self.at(now).checked_add(after))
+            .unwrap_or(NEVER);
+    }
+
+    /// Accounts a message of `len` bytes from the latest read against the
+    /// rate limits: deliver it, drop it, or give up on the client.
+    pub(crate) fn admit(&mut self, len: usize) -> Verdict {
+        self.rate.check(&self.timeouts.rate, self.last_read, len)
     }
 
     fn at(&self, now: Instant) -> u32 {
         millis(now.saturating_duration_since(self.start))
     }
 
+    /// Records a read at `now`; the rate buckets earn what the time since
+    /// the previous read is worth.
     pub(crate) fn read_at(&mut self, now: Instant) {
-        self.last_read = self.at(now);
+        let now = self.at(now);
+        self.rate
+            .refill(&self.timeouts.rate, now.saturating_sub(self.last_read));
+        self.last_read = now;
     }
 
     pub(crate) fn write_stalled(&mut self, now: Instant) {
@@ -103,6 +139,9 @@ impl Deadlines {
         if self.close_by != NEVER {
             return Due::Nothing;
         }
+        if now >= self.expires_at {
+            return Due::Expired;
+        }
         if now >= self.last_read.saturating_add(millis(self.timeouts.read_timeout)) {
             return Due::ReadTimeout;
         }
@@ -123,7 +162,7 @@ impl Deadlines {
             self.close_by
         } else {
             let read_deadline = self.last_read.saturating_add(millis(self.timeouts.read_timeout));
-            self.next_ping.min(read_deadline)
+            self.next_ping.min(read_deadline).min(self.expires_at)
         };
         if self.write_stalled_since != NEVER {
             next = next.min(
@@ -150,6 +189,7 @@ mod tests {
             ping_interval: Duration::from_secs(54),
             read_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(10),
+            rate: crate::ratelimit::RateLimits::UNLIMITED,
         })
     }
 
@@ -187,5 +227,21 @@ mod tests {
         d.closing(start + Duration::from_secs(20));
         assert_eq!(d.due(start + Duration::from_secs(29)), Due::Nothing);
         assert_eq!(d.due(start + Duration::from_secs(30)), Due::CloseTimeout);
+    }
+
+    #[test]
+    fn an_expiry_comes_due_once_and_not_while_closing() {
+        let start = Instant::now();
+        let mut d = Deadlines::new(timeouts(), start);
+        d.expire_after(start + Duration::from_secs(1), Duration::from_secs(9));
+        assert_eq!(d.next(), start + Duration::from_secs(10));
+        assert_eq!(d.due(start + Duration::from_secs(9)), Due::Nothing);
+        assert_eq!(d.due(start + Duration::from_secs(10)), Due::Expired);
+        d.closing(start + Duration::from_secs(10));
+        assert_eq!(d.due(start + Duration::from_secs(11)), Due::Nothing);
+
+        let mut far = Deadlines::new(timeouts(), start);
+        far.expire_after(start, Duration::from_secs(365 * 86_400));
+        assert_eq!(far.next(), start + Duration::from_secs(54));
     }
 }

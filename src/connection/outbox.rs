@@ -16,7 +16,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 
-use crate::protocol::CloseCode;
+use crate::protocol::{CloseCode, DeflateParams};
 
 /// Why the connection must close, as decided by someone other than itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +52,10 @@ pub struct Outbox {
     state: Mutex<State>,
     max_messages: usize,
     max_bytes: usize,
+    /// permessage-deflate, if the client negotiated it: pushers that can
+    /// share a compressed frame (a room's publish) look here to choose the
+    /// form this connection gets.
+    deflate: Option<DeflateParams>,
 }
 
 impl Outbox {
@@ -63,7 +67,20 @@ impl Outbox {
             state: Mutex::new(State::default()),
             max_messages,
             max_bytes,
+            deflate: None,
         }
+    }
+
+    /// The same queue for a client that negotiated permessage-deflate.
+    pub fn with_deflate(mut self, deflate: Option<DeflateParams>) -> Self {
+        self.deflate = deflate;
+        self
+    }
+
+    /// What was agreed about compression with this connection's client;
+    /// `None`: send it plain frames only.
+    pub fn deflate(&self) -> Option<DeflateParams> {
+        self.deflate
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

@@ -23,12 +23,24 @@ use crate::hub::{Endpoint, Registration};
 /// the room membership) and the fields of the close log line.
 #[derive(Debug)]
 pub struct Farewell {
+    /// Whether the connection counts against its address's limit
+    /// (`--max-connections-per-ip`); the count is freed when this drops,
+    /// before the registration. A flag, not a guard: `addr` has the address.
+    pub ip_counted: bool,
     /// The connection's slot in the hub.
     pub registration: Registration,
     /// The client's address.
     pub addr: SocketAddr,
     /// Which service it used.
     pub endpoint: Endpoint,
+}
+
+impl Drop for Farewell {
+    fn drop(&mut self) {
+        if self.ip_counted {
+            self.registration.hub().per_ip().release(self.addr.ip());
+        }
+    }
 }
 
 enum Stage {
@@ -109,7 +121,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for ConnectionTask<S> {
 fn log_close(farewell: &Farewell, id: u64, started: Instant, ending: &Ending) {
     let duration_ms = started.elapsed().as_millis() as u64;
     let code = ending.close_code();
-    farewell.registration.hub().metrics().connection_closed(farewell.endpoint, ending);
+    farewell
+        .registration
+        .hub()
+        .metrics()
+        .connection_closed(farewell.endpoint, ending);
     let (peer, endpoint) = (farewell.addr, farewell.endpoint.as_str());
     if ending.is_routine() {
         tracing::info!(%peer, conn = id, endpoint, code, duration_ms, "connection closed: {ending}");

@@ -19,8 +19,10 @@ use crate::connection::CloseRequest;
 pub use registry::{Endpoint, Registration, Ticket};
 pub use room::{Member, Membership, Mode, Replay, Room, RoomName};
 
+use crate::broker::Broker;
 use crate::history::History;
 use crate::metrics::Metrics;
+use crate::ratelimit::PerIpLimit;
 
 /// Counters of what happened, for `/healthz` and metrics.
 #[derive(Debug, Default)]
@@ -31,6 +33,8 @@ pub struct HubStats {
     pub published: AtomicU64,
     /// Frames queued to members (one per member per published message).
     pub delivered: AtomicU64,
+    /// Messages dropped because their sender was over its rate limits.
+    pub rate_limited: AtomicU64,
 }
 
 /// What the hub needs to know.
@@ -52,6 +56,9 @@ struct Inner {
     history: History,
     join_history: usize,
     metrics: Metrics,
+    broker: std::sync::OnceLock<Broker>,
+    /// Connections per client address (`--max-connections-per-ip`).
+    per_ip: Arc<PerIpLimit>,
 }
 
 /// A cheap-to-clone handle on the hub.
@@ -87,9 +94,46 @@ impl Hub {
                 stats: HubStats::default(),
                 history: config.history,
                 join_history: config.join_history,
+                broker: std::sync::OnceLock::new(),
                 metrics: Metrics::new(),
+                per_ip: PerIpLimit::new(0),
             }),
         }
+    }
+
+    /// The Redis broker, when rooms span several nodes.
+    pub fn broker(&self) -> Option<&Broker> {
+        self.inner.broker.get()
+    }
+
+    /// Attaches the broker (once, at start-up: the broker needs the hub to
+    /// deliver into, so it is made after the hub).
+    pub(crate) fn set_broker(&self, broker: Broker) {
+        let _ = self.inner.broker.set(broker);
+    }
+
+    /// Rooms with members on this node.
+    pub(crate) fn local_rooms(&self) -> Vec<Arc<Room>> {
+        lock(&self.inner.rooms).values().cloned().collect()
+    }
+
+    /// Sends `frame` once to every `wshub.v1` connection of this node.
+    pub(crate) fn notify_all(&self, frame: &crate::protocol::v1::ServerFrame) {
+        let bytes = room::text_frame(frame);
+        let mut seen = std::collections::HashSet::new();
+        for room in self.local_rooms() {
+            for outbox in room.json_outboxes() {
+                if seen.insert(Arc::as_ptr(&outbox)) {
+                    let _ = outbox.push(bytes.clone());
+                }
+            }
+        }
+    }
+
+    /// Connections per client address; unlimited until the server sets
+    /// `--max-connections-per-ip` on it.
+    pub fn per_ip(&self) -> &Arc<PerIpLimit> {
+        &self.inner.per_ip
     }
 
     /// The history store.
@@ -130,7 +174,7 @@ impl Hub {
     /// Removes a member; the room's memory goes with its last member.
     pub(crate) fn leave(&self, room: &Arc<Room>, key: usize) {
         let mut rooms = lock(&self.inner.rooms);
-        if room.remove(key) == 0 {
+        if room.remove(self, key) == 0 {
             // Only drop the map's entry if it is this very room: a new room
             // of the same name may have been created in between.
             if rooms.get(room.name()).is_some_and(|r| Arc::ptr_eq(r, room)) {

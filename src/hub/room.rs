@@ -7,17 +7,18 @@
 //! ids increase in delivery order and every member sees one order.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use slab::Slab;
 
 use super::{lock, Hub};
+use crate::broker::{Broker, Command};
 use crate::connection::{Outbox, Rejected};
 use crate::history::{Entry, Since};
 use crate::protocol::v1::{ChatMessage, ErrorCode, MemberCount, ServerFrame};
-use crate::protocol::{encode_frame, Message, MessageKind, OpCode};
+use crate::protocol::{encode_frame, frame_for, Message, MessageKind, OpCode};
 
 /// A room's name. `/ws` is the room `lobby`.
 pub type RoomName = Arc<str>;
@@ -43,6 +44,40 @@ pub struct Member {
     pub mode: Mode,
     /// Its nickname (raw members get `guest-N`).
     pub nick: Arc<str>,
+    /// With Redis, messages that arrive while the member's replay is being
+    /// fetched wait here (with their ids), so that the replay and the live
+    /// stream join with no gap and no duplicate.
+    backlog: Option<Vec<(u64, Bytes)>>,
+}
+
+impl Member {
+    /// A member that is not replaying.
+    pub fn new(outbox: Arc<Outbox>, mode: Mode, nick: Arc<str>) -> Self {
+        Member {
+            outbox,
+            mode,
+            nick,
+            backlog: None,
+        }
+    }
+
+    /// A number naming this member's connection while it lives (presence
+    /// entries in Redis are keyed by it).
+    fn conn(&self) -> u64 {
+        Arc::as_ptr(&self.outbox) as usize as u64
+    }
+
+    /// Queues a frame now, or after the replay when one is pending.
+    fn push(&mut self, id: u64, frame: &Bytes) -> bool {
+        match self.backlog.as_mut() {
+            Some(backlog) => {
+                backlog.push((id, frame.clone()));
+                false
+            }
+            // Compressed for a deflate member: once per frame, shared.
+            None => self.outbox.push(frame_for(frame, self.outbox.deflate())) == Err(Rejected::Overflow),
+        }
+    }
 }
 
 /// What a joining member receives before anything new.
@@ -61,6 +96,9 @@ pub enum Replay {
 pub struct Room {
     name: RoomName,
     members: Mutex<Slab<Member>>,
+    /// With Redis: the last id delivered here (duplicates are dropped, and
+    /// after a reconnect what follows it is fetched).
+    last_delivered: AtomicU64,
 }
 
 impl Room {
@@ -68,6 +106,7 @@ impl Room {
         Room {
             name,
             members: Mutex::new(Slab::new()),
+            last_delivered: AtomicU64::new(0),
         }
     }
 
@@ -84,7 +123,10 @@ impl Room {
     /// Adds a member; a JSON member first gets the replay and the member
     /// list, and the others are told. All under the room's lock, so nothing
     /// published meanwhile can slip between the replay and live messages.
-    pub(crate) fn insert(&self, hub: &Hub, member: Member, replay: Replay) -> usize {
+    pub(crate) fn insert(self: &Arc<Self>, hub: &Hub, member: Member, replay: Replay) -> usize {
+        if let Some(broker) = hub.broker() {
+            return self.insert_clustered(hub, broker, member, replay);
+        }
         let mut members = lock(&self.members);
         if member.mode == Mode::Json {
             self.replay(hub, &member.outbox, replay);
@@ -103,10 +145,66 @@ impl Room {
         key
     }
 
+    /// With Redis: the replay and presence come from Redis, asynchronously;
+    /// meanwhile the member's live messages wait in its backlog.
+    fn insert_clustered(self: &Arc<Self>, hub: &Hub, broker: &Broker, mut member: Member, replay: Replay) -> usize {
+        let json = member.mode == Mode::Json;
+        if json {
+            member.backlog = Some(Vec::new());
+        }
+        let (nick, conn, outbox) = (member.nick.clone(), member.conn(), member.outbox.clone());
+        let mut members = lock(&self.members);
+        let key = members.insert(member);
+        let joined = ServerFrame::Joined {
+            room: self.name.to_string(),
+            nick: nick.to_string(),
+        };
+        self.broadcast_event(&members, Some(key), &joined);
+        broker.send(Command::Joined {
+            room: self.name.clone(),
+            conn,
+            nick,
+        });
+        if json {
+            if !broker.is_up() {
+                let _ = outbox.push(text_frame(&ServerFrame::error(
+                    ErrorCode::CrossNodeInterrupted,
+                    "cross-node delivery interrupted: messages reach this server's members only",
+                )));
+            }
+            let (since, limit) = match replay {
+                Replay::Nothing => (None, 0),
+                Replay::Recent => (None, hub.join_history()),
+                Replay::Since(after) => (Some(after), usize::MAX),
+            };
+            let command = Command::Replay {
+                room: self.clone(),
+                key,
+                since,
+                limit,
+            };
+            if !broker.send_always(command) {
+                // The queue is full: go live without a replay.
+                let _ = outbox.push(text_frame(&self.presence(&members)));
+                if let Some(member) = members.get_mut(key) {
+                    member.backlog = None;
+                }
+            }
+        }
+        key
+    }
+
     /// Removes a member, telling the others; returns how many remain.
-    pub(crate) fn remove(&self, key: usize) -> usize {
+    pub(crate) fn remove(&self, hub: &Hub, key: usize) -> usize {
         let mut members = lock(&self.members);
         if let Some(member) = members.try_remove(key) {
+            if let Some(broker) = hub.broker() {
+                broker.send(Command::Left {
+                    room: self.name.clone(),
+                    conn: member.conn(),
+                    nick: member.nick.clone(),
+                });
+            }
             let left = ServerFrame::Left {
                 room: self.name.to_string(),
                 nick: member.nick.to_string(),
@@ -118,10 +216,23 @@ impl Room {
 
     /// Changes a member's nickname, telling the others (as left + joined,
     /// which keeps every client's member list right without a new event).
-    pub(crate) fn rename(&self, key: usize, nick: Arc<str>) {
+    pub(crate) fn rename(&self, hub: &Hub, key: usize, nick: Arc<str>) {
         let mut members = lock(&self.members);
         let Some(member) = members.get_mut(key) else { return };
         let old = std::mem::replace(&mut member.nick, nick.clone());
+        if let Some(broker) = hub.broker() {
+            let (room, conn) = (self.name.clone(), member.conn());
+            broker.send(Command::Left {
+                room: room.clone(),
+                conn,
+                nick: old.clone(),
+            });
+            broker.send(Command::Joined {
+                room,
+                conn,
+                nick: nick.clone(),
+            });
+        }
         let room = self.name.to_string();
         self.broadcast_event(
             &members,
@@ -202,6 +313,30 @@ impl Room {
     /// Publishes a message from a raw client: verbatim to raw members; text
     /// is also stored and sent as JSON to `wshub.v1` members.
     pub fn publish_raw(&self, hub: &Hub, nick: &Arc<str>, message: &Message) -> usize {
+        if let Some(broker) = hub.broker() {
+            let command = match message.kind() {
+                MessageKind::Binary => Command::PublishBinary {
+                    room: self.name.clone(),
+                    payload: Bytes::copy_from_slice(message.payload()),
+                },
+                MessageKind::Text => Command::Publish {
+                    room: self.name.clone(),
+                    nick: nick.clone(),
+                    text: Arc::from(std::str::from_utf8(message.payload()).unwrap_or_default()),
+                    client_ref: None,
+                },
+            };
+            if !broker.send(command) {
+                match message.kind() {
+                    MessageKind::Binary => self.deliver_binary(message.payload()),
+                    MessageKind::Text => {
+                        let text = std::str::from_utf8(message.payload()).unwrap_or_default();
+                        self.deliver_local(nick, text, None);
+                    }
+                }
+            }
+            return 0;
+        }
         let members = lock(&self.members);
         let json = match message.kind() {
             MessageKind::Binary => None,
@@ -217,6 +352,18 @@ impl Room {
     /// Publishes a message from a `wshub.v1` client: stored, then sent as
     /// JSON (with the sender's `ref`) and as plain text to raw members.
     pub fn publish_text(&self, hub: &Hub, nick: &Arc<str>, text: &str, client_ref: Option<String>) -> usize {
+        if let Some(broker) = hub.broker() {
+            let command = Command::Publish {
+                room: self.name.clone(),
+                nick: nick.clone(),
+                text: Arc::from(text),
+                client_ref: client_ref.clone(),
+            };
+            if !broker.send(command) {
+                self.deliver_local(nick, text, client_ref);
+            }
+            return 0;
+        }
         let members = lock(&self.members);
         let entry = hub.history().append(&self.name, nick, text);
         let json = self.message_frame(entry, client_ref);
@@ -230,7 +377,123 @@ impl Room {
             room: self.name.to_string(),
             message: chat_message(&entry),
             client_ref,
+            local: false,
         })
+    }
+
+    /// With Redis: delivers a message Redis published, to this node's
+    /// members, once (a repeated id is dropped).
+    pub(crate) fn deliver(&self, entry: Entry, client_ref: Option<String>) {
+        let mut members = lock(&self.members);
+        if entry.id <= self.last_delivered.load(Ordering::Relaxed) {
+            return;
+        }
+        self.last_delivered.store(entry.id, Ordering::Relaxed);
+        let id = entry.id;
+        let raw = encode_frame(OpCode::Text, entry.text.as_bytes());
+        let json = self.message_frame(entry, client_ref);
+        Self::fan_out_entry(&mut members, id, &raw, &json);
+    }
+
+    /// Delivers within this node only, while Redis is away: no id, not in
+    /// the shared history, marked `local`.
+    pub(crate) fn deliver_local(&self, nick: &str, text: &str, client_ref: Option<String>) {
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let json = text_frame(&ServerFrame::Message {
+            room: self.name.to_string(),
+            message: ChatMessage {
+                id: 0,
+                ts,
+                nick: nick.to_owned(),
+                text: text.to_owned(),
+            },
+            client_ref,
+            local: true,
+        });
+        let raw = encode_frame(OpCode::Text, text.as_bytes());
+        Self::fan_out_entry(&mut lock(&self.members), 0, &raw, &json);
+    }
+
+    fn fan_out_entry(members: &mut Slab<Member>, id: u64, raw: &Bytes, json: &Bytes) {
+        for (_, member) in members.iter_mut() {
+            let frame = match member.mode {
+                Mode::Raw => raw,
+                Mode::Json => json,
+            };
+            member.push(id, frame);
+        }
+    }
+
+    /// Delivers a raw binary payload to this node's raw members.
+    pub(crate) fn deliver_binary(&self, payload: &[u8]) {
+        let frame = encode_frame(OpCode::Binary, payload);
+        for (_, member) in lock(&self.members).iter_mut() {
+            if member.mode == Mode::Raw {
+                member.push(0, &frame);
+            }
+        }
+    }
+
+    /// Delivers a presence event from another node to JSON members.
+    pub(crate) fn deliver_event(&self, event: &ServerFrame) {
+        self.broadcast_event(&lock(&self.members), None, event);
+    }
+
+    /// Ends a member's replay: history, then presence, then what arrived
+    /// meanwhile and is newer than the history.
+    pub(crate) fn finish_replay(
+        &self,
+        key: usize,
+        entries: Vec<Entry>,
+        truncated: Option<u64>,
+        presence: Option<ServerFrame>,
+    ) {
+        let mut members = lock(&self.members);
+        let fallback = self.presence(&members);
+        let Some(member) = members.get_mut(key) else { return };
+        let Some(backlog) = member.backlog.take() else { return };
+        if let Some(first_available) = truncated {
+            let error = ServerFrame::Error {
+                code: ErrorCode::HistoryTruncated,
+                message: format!("cannot recover: history starts at id {first_available}"),
+                room: Some(self.name.to_string()),
+                first_available: Some(first_available),
+            };
+            let _ = member.outbox.push(text_frame(&error));
+        }
+        let newest = entries.last().map_or(0, |e| e.id);
+        push_history(&member.outbox, &self.name, &entries);
+        let _ = member.outbox.push(text_frame(&presence.unwrap_or(fallback)));
+        for (id, frame) in backlog {
+            if id == 0 || id > newest {
+                let _ = member.outbox.push(frame);
+            }
+        }
+    }
+
+    /// The last id delivered on this node (0: none yet).
+    pub(crate) fn last_delivered(&self) -> u64 {
+        self.last_delivered.load(Ordering::Relaxed)
+    }
+
+    /// This node's members, for re-registering presence with Redis.
+    pub(crate) fn local_members(&self) -> Vec<(u64, Arc<str>)> {
+        lock(&self.members)
+            .iter()
+            .map(|(_, m)| (m.conn(), m.nick.clone()))
+            .collect()
+    }
+
+    /// JSON members' outboxes (for hub-wide notices).
+    pub(crate) fn json_outboxes(&self) -> Vec<Arc<Outbox>> {
+        lock(&self.members)
+            .iter()
+            .filter(|(_, m)| m.mode == Mode::Json)
+            .map(|(_, m)| m.outbox.clone())
+            .collect()
     }
 
     /// Queues the right form to each member; returns how many it evicted.
@@ -244,7 +507,7 @@ impl Room {
             };
             if let Some(frame) = frame {
                 delivered += 1;
-                if member.outbox.push(frame.clone()) == Err(Rejected::Overflow) {
+                if member.outbox.push(frame_for(frame, member.outbox.deflate())) == Err(Rejected::Overflow) {
                     evicted += 1;
                 }
             }
@@ -317,7 +580,12 @@ impl Membership {
 
     /// Changes this member's nickname in the room.
     pub fn rename(&self, nick: Arc<str>) {
-        self.room.rename(self.key, nick);
+        self.room.rename(&self.hub, self.key, nick);
+    }
+
+    /// The hub this membership belongs to.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
     }
 }
 

@@ -6,11 +6,18 @@
 //! straight into the message buffer, behind a gap where the server frame's
 //! header is written at the end: the decoded message *is* the frame that
 //! echo or broadcast sends, with no second copy.
+//!
+//! With permessage-deflate negotiated, a message whose first frame has RSV1
+//! set is compressed: its compressed bytes are gathered the same way and
+//! inflated when it completes (see the `deflate` module for why there is no
+//! streaming inflate state), so its decoded form keeps the same contract:
+//! the uncompressed payload, behind a plain server frame header.
 
 use bytes::{Bytes, BytesMut};
 use thiserror::Error;
 
 use super::close::CloseCode;
+use super::deflate::{inflate, RSV1};
 use super::frame::{write_header_right_aligned, OpCode, MAX_SERVER_HEADER};
 
 /// Longest client frame header: 2 bytes, 8 of extended length, 4 of mask.
@@ -131,6 +138,8 @@ struct PartialMessage {
     buf: BytesMut,
     /// Payload bytes already known to be valid UTF-8 (text only).
     utf8_checked: usize,
+    /// RSV1 was set on the first frame: `buf` holds deflated bytes.
+    compressed: bool,
 }
 
 impl PartialMessage {
@@ -151,6 +160,8 @@ pub struct Decoder {
     failed: bool,
     /// The stream cannot even be split into frames any more.
     broken: bool,
+    /// permessage-deflate was negotiated: RSV1 marks compressed messages.
+    deflate: bool,
 }
 
 impl Decoder {
@@ -165,7 +176,17 @@ impl Decoder {
             message: None,
             failed: false,
             broken: false,
+            deflate: false,
         }
+    }
+
+    /// The same decoder for a connection that negotiated permessage-deflate
+    /// (`enabled`): RSV1 on a message's first frame then means compressed,
+    /// instead of a protocol error. It adds no state: inflating uses the
+    /// thread's shared decompressor once a message is complete.
+    pub fn with_deflate(mut self, enabled: bool) -> Self {
+        self.deflate = enabled;
+        self
     }
 
     /// Whether a message is half-received (its buffer is held meanwhile).
@@ -285,8 +306,13 @@ impl Decoder {
             return Ok(());
         }
         let opcode = opcode.ok_or(ProtocolError::protocol("reserved opcode"))?;
-        if rsv != 0 {
+        let compressed = rsv == RSV1 && self.deflate;
+        if rsv != 0 && !compressed {
             return Err(ProtocolError::protocol("reserved bits set without an extension"));
+        }
+        if compressed && !matches!(opcode, OpCode::Text | OpCode::Binary) {
+            // RFC 7692 6.1: only a message's first frame carries the bit.
+            return Err(ProtocolError::protocol("RSV1 set on a control or continuation frame"));
         }
         if !masked {
             return Err(ProtocolError::protocol("client frame is not masked"));
@@ -311,15 +337,20 @@ impl Decoder {
             self.arm_control(len);
             return Ok(());
         }
-        let already = match (&self.message, opcode) {
+        let (already, compressed) = match (&self.message, opcode) {
             (None, OpCode::Continuation) => return Err(ProtocolError::protocol("continuation without a message")),
             (Some(_), OpCode::Text | OpCode::Binary) => {
                 return Err(ProtocolError::protocol("new message before the last one ended"))
             }
-            (Some(partial), _) => partial.payload_len() as u64,
-            (None, _) => 0,
+            (Some(partial), _) => (partial.payload_len() as u64, partial.compressed),
+            (None, _) => (0, compressed),
         };
-        if already + len > self.max_message_size as u64 {
+        let limit = if compressed {
+            compressed_limit(self.max_message_size)
+        } else {
+            self.max_message_size
+        };
+        if already + len > limit as u64 {
             return Err(ProtocolError {
                 code: CloseCode::MessageTooBig,
                 reason: "message too big",
@@ -338,6 +369,7 @@ impl Decoder {
                 kind,
                 buf,
                 utf8_checked: 0,
+                compressed,
             });
         }
         if let Some(frame) = self.frame.as_mut() {
@@ -375,7 +407,7 @@ impl Decoder {
         let start = message.buf.len();
         message.buf.extend_from_slice(chunk);
         apply_mask(&mut message.buf[start..], frame.mask, phase);
-        if message.kind == MessageKind::Text {
+        if message.kind == MessageKind::Text && !message.compressed {
             let payload = &message.buf[MAX_SERVER_HEADER..];
             check_utf8(payload, &mut message.utf8_checked, false)?;
         }
@@ -409,7 +441,7 @@ impl Decoder {
             OpCode::Text | OpCode::Binary | OpCode::Continuation => {
                 if frame.fin {
                     if let Some(message) = self.message.take() {
-                        on_event(Event::Message(complete(message)?));
+                        on_event(Event::Message(complete(message, self.max_message_size)?));
                     }
                 }
             }
@@ -448,7 +480,20 @@ fn header_size(second_byte: u8) -> usize {
     2 + len_bytes + mask_bytes
 }
 
-fn complete(mut message: PartialMessage) -> Result<Message, ProtocolError> {
+/// Most compressed bytes gathered for one message: deflate can make
+/// incompressible data slightly longer (stored blocks add 5 bytes per 64 KiB,
+/// a poor encoder up to 1/8), and the inflated size is checked exactly later.
+fn compressed_limit(max_message_size: usize) -> usize {
+    max_message_size
+        .saturating_add(max_message_size / 8)
+        .saturating_add(1024)
+}
+
+fn complete(mut message: PartialMessage, max_message_size: usize) -> Result<Message, ProtocolError> {
+    if message.compressed {
+        message.buf = inflate(&message.buf[MAX_SERVER_HEADER..], max_message_size)?;
+        message.compressed = false;
+    }
     let payload_len = message.payload_len();
     if message.kind == MessageKind::Text {
         check_utf8(&message.buf[MAX_SERVER_HEADER..], &mut message.utf8_checked, true)?;
@@ -685,6 +730,120 @@ mod tests {
                 "{payload:?}"
             );
         }
+    }
+
+    fn compressed_frame(fin: bool, opcode: u8, deflated: &[u8]) -> Vec<u8> {
+        let mut frame = client_frame(fin, opcode, deflated);
+        frame[0] |= RSV1;
+        frame
+    }
+
+    use crate::protocol::deflate::tests::client_deflate;
+
+    #[test]
+    fn decodes_a_compressed_message_into_a_plain_server_frame() {
+        let text = "Hello, Hello, Hello, Hello! ".repeat(10);
+        let mut decoder = Decoder::new(1024).with_deflate(true);
+        let (events, result) = decode_all(
+            &mut decoder,
+            &compressed_frame(true, 1, &client_deflate(text.as_bytes())),
+        );
+        result.unwrap();
+        let message = only_message(events);
+        assert_eq!(message.kind(), MessageKind::Text);
+        assert_eq!(message.payload(), text.as_bytes());
+        assert_eq!(&message.frame()[..2], &[0x81, 126]);
+        // Uncompressed messages still pass on a deflate connection.
+        let (events, result) = decode_all(&mut decoder, &client_frame(true, 2, b"plain"));
+        result.unwrap();
+        assert_eq!(only_message(events).payload(), b"plain");
+    }
+
+    #[test]
+    fn reassembles_a_fragmented_compressed_message_around_a_ping() {
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i % 13) as u8).collect();
+        let deflated = client_deflate(&data);
+        let third = deflated.len() / 3;
+        let mut wire = compressed_frame(false, 2, &deflated[..third]);
+        wire.extend(client_frame(true, 9, b"p"));
+        wire.extend(client_frame(false, 0, &deflated[third..2 * third]));
+        wire.extend(client_frame(true, 0, &deflated[2 * third..]));
+        let mut decoder = Decoder::new(1 << 20).with_deflate(true);
+        let mut events = Vec::new();
+        for chunk in wire.chunks(7) {
+            decoder.decode(chunk, &mut |e| events.push(e)).unwrap();
+        }
+        assert!(matches!(&events[0], Event::Ping(p) if &p[..] == b"p"));
+        match &events[1] {
+            Event::Message(m) => assert_eq!(m.payload(), &data[..]),
+            other => panic!("{other:?}"),
+        }
+        assert!(!decoder.is_mid_message());
+    }
+
+    #[test]
+    fn rsv1_is_a_protocol_error_unless_negotiated_and_on_a_first_frame() {
+        let deflated = client_deflate(b"some text here");
+        let cases: Vec<(bool, Vec<u8>)> = vec![
+            (false, compressed_frame(true, 1, &deflated)),
+            (true, {
+                let mut f = compressed_frame(true, 9, b"");
+                f[0] |= 0x40;
+                f
+            }),
+            (
+                true,
+                [client_frame(false, 1, b"a"), compressed_frame(true, 0, b"b")].concat(),
+            ),
+            (
+                true,
+                [compressed_frame(false, 1, &deflated), compressed_frame(true, 0, b"")].concat(),
+            ),
+            (true, {
+                let mut f = client_frame(true, 1, b"x");
+                f[0] |= 0x20;
+                f
+            }),
+            (true, {
+                let mut f = compressed_frame(true, 1, &deflated);
+                f[0] |= 0x10;
+                f
+            }),
+        ];
+        for (i, (deflate, wire)) in cases.iter().enumerate() {
+            let mut decoder = Decoder::new(1024).with_deflate(*deflate);
+            let (events, result) = decode_all(&mut decoder, wire);
+            assert!(events.iter().all(|e| !matches!(e, Event::Message(_))), "case {i}");
+            assert_eq!(result.unwrap_err().code, CloseCode::ProtocolError, "case {i}");
+        }
+    }
+
+    #[test]
+    fn a_zip_bomb_fails_with_1009() {
+        let bomb = client_deflate(&vec![b'a'; 32 << 20]);
+        assert!(bomb.len() < 64 * 1024);
+        let mut decoder = Decoder::new(1 << 20).with_deflate(true);
+        let (events, result) = decode_all(&mut decoder, &compressed_frame(true, 2, &bomb));
+        assert!(events.is_empty());
+        assert_eq!(result.unwrap_err().code, CloseCode::MessageTooBig);
+        // The compressed size is bounded too, before any inflating.
+        let mut decoder = Decoder::new(100).with_deflate(true);
+        let wire = compressed_frame(true, 2, &[0; 2000]);
+        let (_, result) = decode_all(&mut decoder, &wire[..8]);
+        assert_eq!(result.unwrap_err().code, CloseCode::MessageTooBig);
+    }
+
+    #[test]
+    fn compressed_invalid_utf8_or_garbage_fails_with_1007() {
+        let bad_text = client_deflate(&[b'a', b'b', 0xff, 0xfe]);
+        let (_, result) = decode_all(
+            &mut Decoder::new(1024).with_deflate(true),
+            &compressed_frame(true, 1, &bad_text),
+        );
+        assert_eq!(result.unwrap_err().code, CloseCode::InvalidPayload);
+        let garbage = compressed_frame(true, 2, &[0xff; 20]);
+        let (_, result) = decode_all(&mut Decoder::new(1024).with_deflate(true), &garbage);
+        assert_eq!(result.unwrap_err().code, CloseCode::InvalidPayload);
     }
 
     #[test]

@@ -11,13 +11,19 @@
 //! - `close`: close codes and the rules for which ones a peer may send.
 //! - `frame`: opcodes, frame headers, and encoding of server frames.
 //! - `decoder`: the streaming, validating message decoder.
+//! - `deflate`: permessage-deflate (RFC 7692) without per-connection state.
+//! - `extensions`: `Sec-WebSocket-Extensions` negotiation.
 //! - [`v1`]: the `wshub.v1` JSON subprotocol's frames.
 
 mod close;
 mod decoder;
+mod deflate;
+mod extensions;
 mod frame;
 pub mod v1;
 
 pub use close::CloseCode;
 pub use decoder::{Decoder, Event, Message, MessageKind, ProtocolError};
+pub use deflate::{frame_for, live_zlib_states, zlib_states_on_this_thread, DeflateParams};
+pub use extensions::negotiate;
 pub use frame::{encode_close, encode_frame, OpCode};

@@ -113,6 +113,10 @@ pub enum ServerFrame {
         /// The sender's tag, when it gave one.
         #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
         client_ref: Option<String>,
+        /// Delivered only within this node while cross-node delivery is
+        /// interrupted (Redis away): not in the shared history, and `id` is 0.
+        #[serde(default, skip_serializing_if = "is_false")]
+        local: bool,
     },
     /// Past messages, oldest first: on join, on catch-up, on request.
     History {
@@ -191,6 +195,19 @@ pub enum ErrorCode {
     /// Catch-up is impossible: retention dropped messages after `since`;
     /// history starts at `first_available` (what remains follows).
     HistoryTruncated,
+    /// `join` of a room the connection's access token does not list.
+    ForbiddenRoom,
+    /// The message was over the connection's rate limits and was dropped.
+    RateLimited,
+    /// This node lost Redis: messages now reach only this node's members
+    /// (as `local` messages) until `cross_node_restored`.
+    CrossNodeInterrupted,
+    /// Redis is back: messages reach every node again.
+    CrossNodeRestored,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 impl ServerFrame {
@@ -343,6 +360,7 @@ mod tests {
                 text: "hi".into(),
             },
             client_ref: None,
+            local: false,
         };
         assert_eq!(
             frame.to_json(),

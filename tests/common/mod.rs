@@ -3,6 +3,8 @@
 //! frames no well-behaved library would.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -47,9 +49,12 @@ impl TestServer {
 
 /// The seed's defaults, bound to a free loopback port, with history in
 /// memory (tests that need SQLite give a file of their own); shutdown waits
-/// 2 s rather than 5 s for clients the tests leave unanswered.
+/// 2 s rather than 5 s for clients the tests leave unanswered. Rate limits
+/// are off: many tests send far more than a person would (tests/rate_limit.rs
+/// turns them on).
 pub fn test_config() -> Config {
     let mut config = Config::default();
+    config.rate = wshub::ratelimit::RateLimits::UNLIMITED;
     config.history.backend = wshub::history::Backend::Memory;
     config.bind = "127.0.0.1".parse().unwrap();
     config.port = 0;
@@ -150,6 +155,8 @@ pub struct RawClient {
 #[derive(Debug, PartialEq, Eq)]
 pub struct RawFrame {
     pub fin: bool,
+    /// RSV1: the message is compressed (permessage-deflate).
+    pub rsv1: bool,
     pub opcode: u8,
     pub payload: Vec<u8>,
 }
@@ -162,10 +169,24 @@ impl RawFrame {
 
 impl RawClient {
     pub async fn connect(addr: SocketAddr, path: &str) -> RawClient {
+        Self::handshake(addr, path, "").await.0
+    }
+
+    /// Connects offering `Sec-WebSocket-Extensions: {extensions}`; returns
+    /// the client and the extensions header of the 101 response, if any.
+    pub async fn connect_with_extensions(
+        addr: SocketAddr,
+        path: &str,
+        extensions: &str,
+    ) -> (RawClient, Option<String>) {
+        Self::handshake(addr, path, &format!("Sec-WebSocket-Extensions: {extensions}\r\n")).await
+    }
+
+    async fn handshake(addr: SocketAddr, path: &str, extra_headers: &str) -> (RawClient, Option<String>) {
         let mut stream = TcpStream::connect(addr).await.expect("tcp connect");
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra_headers}\r\n"
         );
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut buffer = Vec::new();
@@ -187,8 +208,13 @@ impl RawClient {
             head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
             "wrong accept key: {head}"
         );
+        let extensions = head.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("sec-websocket-extensions")
+                .then(|| value.trim().to_owned())
+        });
         buffer.drain(..head_end);
-        RawClient { stream, buffer }
+        (RawClient { stream, buffer }, extensions)
     }
 
     /// Encodes a masked client frame.
@@ -277,6 +303,7 @@ fn parse_server_frame(buf: &[u8]) -> Option<(RawFrame, usize)> {
     Some((
         RawFrame {
             fin: buf[0] & 0x80 != 0,
+            rsv1: buf[0] & 0x40 != 0,
             opcode: buf[0] & 0x0F,
             payload,
         },

@@ -131,6 +131,10 @@ export function describeError(code: ErrorCode, message: string, firstAvailable?:
       return `Message not sent: ${message}`;
     case 'too_many_rooms':
       return `Cannot join: ${message}`;
+    case 'forbidden_room':
+      return `Cannot join: your access does not include this room.`;
+    case 'rate_limited':
+      return `Slow down: a message was not sent (${message}).`;
     case 'not_joined':
       return `Not in that room: ${message}`;
     case 'bad_json':

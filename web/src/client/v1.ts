@@ -62,7 +62,9 @@ export type KnownErrorCode =
   | 'too_many_rooms'
   | 'not_joined'
   | 'already_joined'
-  | 'history_truncated';
+  | 'history_truncated'
+  | 'forbidden_room'
+  | 'rate_limited';
 export type ErrorCode = KnownErrorCode | (string & {});
 
 export type ServerFrame =

@@ -1,0 +1,632 @@
+//! The Redis broker's tasks.
+//!
+//! - commands: drains the command queue in batches and sends each batch as
+//!   one pipeline (one round trip however busy the room), so a publish
+//!   costs no round trip per recipient and no wait on the hot path.
+//! - pub/sub: delivers what Redis publishes, in order; on losing Redis it
+//!   tells clients and retries with backoff; on getting it back it
+//!   re-registers presence, fetches what it missed, and tells clients.
+//! - heartbeat: keeps this node alive in `wshub:nodes` and removes members
+//!   of nodes that stopped beating.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::streams::StreamRangeReply;
+use redis::{Client, RedisResult};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::wire::{self, WireMessage, WirePresence};
+use super::{Broker, Command};
+use crate::history::Entry;
+use crate::hub::{Hub, Room};
+use crate::protocol::v1::{ErrorCode, MemberCount, ServerFrame};
+
+/// How often a node says it is alive.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// A node silent this long is dead: its members are removed.
+const DEAD_AFTER: Duration = Duration::from_secs(6);
+
+/// Garbage collection of presence keys of nodes that vanished for good.
+const PRESENCE_KEY_TTL_SECS: i64 = 60;
+
+/// Reconnect backoff bounds.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Commands sent in one pipeline at most.
+const BATCH: usize = 512;
+
+pub(super) fn spawn_tasks(
+    client: Client,
+    broker: Broker,
+    commands: mpsc::Receiver<Command>,
+    hub: Hub,
+    stop: CancellationToken,
+) {
+    tokio::spawn(command_loop(
+        client.clone(),
+        broker.clone(),
+        commands,
+        hub.clone(),
+        stop.clone(),
+    ));
+    tokio::spawn(pubsub_loop(client.clone(), broker.clone(), hub.clone(), stop.clone()));
+    tokio::spawn(heartbeat_loop(client, broker, hub, stop));
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+async fn manager(client: &Client) -> RedisResult<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_secs(2));
+    client.get_connection_manager_with_config(config).await
+}
+
+async fn command_loop(
+    client: Client,
+    broker: Broker,
+    mut commands: mpsc::Receiver<Command>,
+    hub: Hub,
+    stop: CancellationToken,
+) {
+    let mut connection: Option<(u64, ConnectionManager)> = None;
+    loop {
+        let first = tokio::select! {
+            _ = stop.cancelled() => return,
+            command = commands.recv() => match command {
+                Some(command) => command,
+                None => return,
+            },
+        };
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match commands.try_recv() {
+                Ok(command) => batch.push(command),
+                Err(_) => break,
+            }
+        }
+        let generation = broker.shared.generation.load(Ordering::Acquire);
+        if connection.as_ref().is_some_and(|(seen, _)| *seen != generation) {
+            // Redis came back since this connection was made: it is stale.
+            connection = None;
+        }
+        if connection.is_none() && broker.is_up() {
+            connection = manager(&client).await.ok().map(|c| (generation, c));
+        }
+        let Some((_, con)) = connection.as_mut() else {
+            fail(batch, &hub);
+            continue;
+        };
+        let mut pipe = redis::pipe();
+        let mut sent = Vec::new();
+        for command in batch {
+            match command {
+                Command::Replay { .. } | Command::Presence { .. } | Command::History { .. } => {
+                    tokio::spawn(answer(con.clone(), broker.clone(), command));
+                }
+                other => {
+                    add_to_pipeline(&mut pipe, &other, &broker);
+                    sent.push(other);
+                }
+            }
+        }
+        if sent.is_empty() {
+            continue;
+        }
+        if let Err(e) = pipe.query_async::<redis::Value>(con).await {
+            tracing::warn!(
+                "Redis pipeline of {} commands failed: {e}; delivering locally",
+                sent.len()
+            );
+            fail(sent, &hub);
+        }
+    }
+}
+
+fn add_to_pipeline(pipe: &mut redis::Pipeline, command: &Command, broker: &Broker) {
+    let node = broker.node();
+    match command {
+        Command::Publish {
+            room,
+            nick,
+            text,
+            client_ref,
+        } => {
+            pipe.cmd("EVAL")
+                .arg(wire::PUBLISH_SCRIPT)
+                .arg(2)
+                .arg(wire::seq_key(room))
+                .arg(wire::log_key(room))
+                .arg(broker.shared.max_messages)
+                .arg(now_ms().to_string())
+                .arg(&**nick)
+                .arg(&**text)
+                .arg(wire::message_channel(room))
+                .arg(client_ref.as_deref().unwrap_or(""))
+                .ignore();
+        }
+        Command::PublishBinary { room, payload } => {
+            pipe.cmd("PUBLISH")
+                .arg(wire::binary_channel(room))
+                .arg(&payload[..])
+                .ignore();
+        }
+        Command::Joined { room, conn, nick } | Command::Left { room, conn, nick } => {
+            let joined = matches!(command, Command::Joined { .. });
+            let key = wire::members_key(room, node);
+            if joined {
+                pipe.cmd("HSET").arg(&key).arg(conn).arg(&**nick).ignore();
+                pipe.cmd("EXPIRE").arg(&key).arg(PRESENCE_KEY_TTL_SECS).ignore();
+                pipe.cmd("SADD").arg(wire::node_rooms_key(node)).arg(&**room).ignore();
+            } else {
+                pipe.cmd("HDEL").arg(&key).arg(conn).ignore();
+            }
+            let event = WirePresence {
+                kind: if joined { "joined" } else { "left" }.to_owned(),
+                nick: nick.to_string(),
+                node: node.to_owned(),
+            };
+            let json = serde_json::to_string(&event).unwrap_or_default();
+            pipe.cmd("PUBLISH").arg(wire::presence_channel(room)).arg(json).ignore();
+        }
+        Command::Replay { .. } | Command::Presence { .. } | Command::History { .. } => {}
+    }
+}
+
+/// Acts locally for commands Redis did not take.
+fn fail(commands: Vec<Command>, hub: &Hub) {
+    for command in commands {
+        match command {
+            Command::Publish {
+                room,
+                nick,
+                text,
+                client_ref,
+            } => {
+                if let Some(room) = hub.room(&room) {
+                    room.deliver_local(&nick, &text, client_ref);
+                }
+            }
+            Command::PublishBinary { room, payload } => {
+                if let Some(room) = hub.room(&room) {
+                    room.deliver_binary(&payload);
+                }
+            }
+            Command::Replay { room, key, .. } => room.finish_replay(key, Vec::new(), None, None),
+            Command::Presence { room, outbox } => {
+                let _ = outbox.push(room.presence_frame());
+            }
+            Command::History { room, outbox, .. } => crate::hub::room::push_history(&outbox, &room, &[]),
+            Command::Joined { .. } | Command::Left { .. } => {}
+        }
+    }
+}
+
+/// Replays and presence snapshots: several round trips, off the pipeline.
+async fn answer(mut con: ConnectionManager, broker: Broker, command: Command) {
+    match command {
+        Command::Replay {
+            room,
+            key,
+            since,
+            limit,
+        } => {
+            // A catch-up gets everything after `since` (the stream itself is
+            // bounded by retention); a plain join the latest `limit`.
+            let limit = if since.is_some() {
+                usize::MAX
+            } else {
+                limit.min(broker.shared.max_messages)
+            };
+            let history = fetch_history(&mut con, room.name(), since, limit).await;
+            let presence = fetch_presence(&mut con, &room).await.ok();
+            match history {
+                Ok((entries, truncated)) => room.finish_replay(key, entries, truncated, presence),
+                Err(e) => {
+                    tracing::warn!(room = %room.name(), "history from Redis failed: {e}");
+                    room.finish_replay(key, Vec::new(), None, presence);
+                }
+            }
+        }
+        Command::Presence { room, outbox } => {
+            let frame = match fetch_presence(&mut con, &room).await {
+                Ok(frame) => crate::hub::room::text_frame(&frame),
+                Err(_) => room.presence_frame(),
+            };
+            let _ = outbox.push(frame);
+        }
+        Command::History {
+            room,
+            outbox,
+            since,
+            limit,
+        } => {
+            let limit = limit.min(broker.shared.max_messages);
+            let (entries, truncated) = fetch_history(&mut con, &room, since, limit).await.unwrap_or_default();
+            if let Some(first_available) = truncated {
+                let error = ServerFrame::Error {
+                    code: ErrorCode::HistoryTruncated,
+                    message: format!("cannot recover: history starts at id {first_available}"),
+                    room: Some(room.to_string()),
+                    first_available: Some(first_available),
+                };
+                let _ = outbox.push(crate::hub::room::text_frame(&error));
+            }
+            crate::hub::room::push_history(&outbox, &room, &entries);
+        }
+        _ => {}
+    }
+}
+
+fn parse_entries(reply: StreamRangeReply) -> Vec<Entry> {
+    reply
+        .ids
+        .into_iter()
+        .filter_map(|item| {
+            let id = item.id.split('-').next()?.parse().ok()?;
+            let ts = item.get::<String>("ts")?.parse().ok()?;
+            let nick: String = item.get("nick")?;
+            let text: String = item.get("text")?;
+            Some(Entry {
+                id,
+                ts,
+                nick: Arc::from(nick),
+                text: Arc::from(text),
+            })
+        })
+        .collect()
+}
+
+/// The room's history from Redis: the latest `limit`, or everything after
+/// `since` (up to `limit`), and where history starts if retention already
+/// dropped part of what was asked.
+async fn fetch_history(
+    con: &mut ConnectionManager,
+    room: &str,
+    since: Option<u64>,
+    limit: usize,
+) -> RedisResult<(Vec<Entry>, Option<u64>)> {
+    let log = wire::log_key(room);
+    let Some(since) = since else {
+        let reply: StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(&log)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(con)
+            .await?;
+        let mut entries = parse_entries(reply);
+        entries.reverse();
+        return Ok((entries, None));
+    };
+    let start = format!("{}-0", since.saturating_add(1));
+    let mut range = redis::cmd("XRANGE");
+    range.arg(&log).arg(&start).arg("+");
+    if limit < usize::MAX {
+        range.arg("COUNT").arg(limit);
+    }
+    let reply: StreamRangeReply = range.query_async(con).await?;
+    let entries = parse_entries(reply);
+    let first: StreamRangeReply = redis::cmd("XRANGE")
+        .arg(&log)
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(con)
+        .await?;
+    let first_kept = parse_entries(first).first().map(|e| e.id);
+    let truncated = match first_kept {
+        Some(first) if first > since + 1 => Some(first),
+        Some(_) => None,
+        None => {
+            let last: Option<u64> = redis::cmd("GET").arg(wire::seq_key(room)).query_async(con).await?;
+            last.filter(|&last| last > since).map(|last| last + 1)
+        }
+    };
+    Ok((entries, truncated))
+}
+
+/// Members of `room` on every live node.
+async fn fetch_presence(con: &mut ConnectionManager, room: &Room) -> RedisResult<ServerFrame> {
+    let alive_since = now_ms() - DEAD_AFTER.as_millis() as i64;
+    let nodes: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+        .arg(wire::NODES)
+        .arg(alive_since)
+        .arg("+inf")
+        .query_async(con)
+        .await?;
+    let mut pipe = redis::pipe();
+    for node in &nodes {
+        pipe.cmd("HGETALL").arg(wire::members_key(room.name(), node));
+    }
+    let maps: Vec<HashMap<String, String>> = if nodes.is_empty() {
+        Vec::new()
+    } else {
+        pipe.query_async(con).await?
+    };
+    let mut nicks: std::collections::BTreeMap<String, usize> = Default::default();
+    for nick in maps.into_iter().flat_map(|m| m.into_values()) {
+        *nicks.entry(nick).or_default() += 1;
+    }
+    Ok(ServerFrame::Presence {
+        room: room.name().to_string(),
+        count: nicks.values().sum(),
+        members: nicks
+            .into_iter()
+            .map(|(nick, connections)| MemberCount { nick, connections })
+            .collect(),
+    })
+}
+
+async fn pubsub_loop(client: Client, broker: Broker, hub: Hub, stop: CancellationToken) {
+    let mut backoff = BACKOFF_MIN;
+    let mut ever_up = false;
+    let mut told_down = false;
+    loop {
+        let subscribed = tokio::select! {
+            _ = stop.cancelled() => return,
+            result = subscribe(&client) => result,
+        };
+        let pubsub = match subscribed {
+            Ok(pubsub) => pubsub,
+            Err(e) => {
+                broker.shared.attempted.notify_waiters();
+                if !ever_up && backoff == BACKOFF_MIN {
+                    tracing::warn!("Redis unreachable at start-up ({e}); serving this node alone and retrying");
+                } else {
+                    tracing::debug!("Redis still unreachable: {e}");
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+        };
+        backoff = BACKOFF_MIN;
+        // Restore before going up, so that no publish can slip in first;
+        // connections made before are stale now.
+        if let Err(e) = restore(&client, &broker, &hub).await {
+            tracing::warn!("re-registering with Redis failed: {e}");
+        }
+        broker.shared.generation.fetch_add(1, Ordering::AcqRel);
+        broker.shared.up.store(true, Ordering::Release);
+        broker.shared.attempted.notify_waiters();
+        tracing::info!(node = %broker.node(), "Redis connected: cross-node delivery on");
+        if told_down {
+            hub.notify_all(&ServerFrame::error(
+                ErrorCode::CrossNodeRestored,
+                "cross-node delivery restored",
+            ));
+        }
+        ever_up = true;
+        let mut messages = pubsub.into_on_message();
+        loop {
+            let message = tokio::select! {
+                _ = stop.cancelled() => return,
+                message = messages.next() => message,
+            };
+            let Some(message) = message else { break };
+            dispatch(&broker, &hub, message.get_channel_name(), message.get_payload_bytes());
+        }
+        broker.shared.up.store(false, Ordering::Release);
+        tracing::warn!("lost Redis: delivering within this node only; reconnecting");
+        hub.notify_all(&ServerFrame::error(
+            ErrorCode::CrossNodeInterrupted,
+            "cross-node delivery interrupted: messages reach this server's members only",
+        ));
+        told_down = true;
+    }
+}
+
+async fn subscribe(client: &Client) -> RedisResult<redis::aio::PubSub> {
+    let connect = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        for pattern in wire::PATTERNS {
+            pubsub.psubscribe(pattern).await?;
+        }
+        Ok(pubsub)
+    };
+    match tokio::time::timeout(Duration::from_secs(2), connect).await {
+        Ok(result) => result,
+        Err(_) => Err(redis::RedisError::from(std::io::Error::from(
+            std::io::ErrorKind::TimedOut,
+        ))),
+    }
+}
+
+fn dispatch(broker: &Broker, hub: &Hub, channel: &str, payload: &[u8]) {
+    if let Some(room) = wire::room_of(channel, "wshub:msg:") {
+        let Some(room) = hub.room(room) else { return };
+        match serde_json::from_slice::<WireMessage>(payload) {
+            Ok(message) => {
+                let (Ok(id), Ok(ts)) = (message.id.parse(), message.ts.parse()) else {
+                    return;
+                };
+                let entry = Entry {
+                    id,
+                    ts,
+                    nick: Arc::from(message.nick),
+                    text: Arc::from(message.text),
+                };
+                room.deliver(entry, message.client_ref);
+            }
+            Err(e) => tracing::warn!(channel, "unreadable message from Redis: {e}"),
+        }
+    } else if let Some(room) = wire::room_of(channel, "wshub:bin:") {
+        if let Some(room) = hub.room(room) {
+            room.deliver_binary(payload);
+        }
+    } else if let Some(room) = wire::room_of(channel, "wshub:presence:") {
+        let Some(room) = hub.room(room) else { return };
+        if let Ok(event) = serde_json::from_slice::<WirePresence>(payload) {
+            if event.node != broker.node() {
+                let room_name = room.name().to_string();
+                let frame = match event.kind.as_str() {
+                    "joined" => ServerFrame::Joined {
+                        room: room_name,
+                        nick: event.nick,
+                    },
+                    _ => ServerFrame::Left {
+                        room: room_name,
+                        nick: event.nick,
+                    },
+                };
+                room.deliver_event(&frame);
+            }
+        }
+    }
+}
+
+/// After (re)connecting: this node's members again, and what it missed.
+async fn restore(client: &Client, broker: &Broker, hub: &Hub) -> RedisResult<()> {
+    let mut con = manager(client).await?;
+    let node = broker.node();
+    let mut pipe = redis::pipe();
+    pipe.cmd("ZADD").arg(wire::NODES).arg(now_ms()).arg(node).ignore();
+    let rooms = hub.local_rooms();
+    for room in &rooms {
+        let key = wire::members_key(room.name(), node);
+        pipe.cmd("DEL").arg(&key).ignore();
+        for (conn, nick) in room.local_members() {
+            pipe.cmd("HSET").arg(&key).arg(conn).arg(&*nick).ignore();
+        }
+        pipe.cmd("EXPIRE").arg(&key).arg(PRESENCE_KEY_TTL_SECS).ignore();
+        pipe.cmd("SADD")
+            .arg(wire::node_rooms_key(node))
+            .arg(&**room.name())
+            .ignore();
+    }
+    pipe.query_async::<redis::Value>(&mut con).await?;
+    for room in rooms {
+        let last = room.last_delivered();
+        if last == 0 {
+            continue;
+        }
+        // A Redis that came back empty would count from 1 again: ids must
+        // never be reused, and this node would drop them as repeats.
+        redis::cmd("EVAL")
+            .arg(wire::RAISE_SEQ_SCRIPT)
+            .arg(1)
+            .arg(wire::seq_key(room.name()))
+            .arg(last)
+            .query_async::<redis::Value>(&mut con)
+            .await?;
+        let (missed, _) = fetch_history(&mut con, room.name(), Some(last), broker.shared.max_messages).await?;
+        for entry in missed {
+            room.deliver(entry, None);
+        }
+    }
+    Ok(())
+}
+
+async fn heartbeat_loop(client: Client, broker: Broker, hub: Hub, stop: CancellationToken) {
+    let mut connection: Option<(u64, ConnectionManager)> = None;
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => {
+                if let Some((_, con)) = connection.as_mut() {
+                    // Leave at once rather than after DEAD_AFTER.
+                    let _ = redis::cmd("ZADD").arg(wire::NODES).arg(0).arg(broker.node()).query_async::<redis::Value>(con).await;
+                }
+                return;
+            }
+            _ = tick.tick() => {}
+        }
+        if !broker.is_up() {
+            continue;
+        }
+        let generation = broker.shared.generation.load(Ordering::Acquire);
+        if connection.as_ref().is_some_and(|(seen, _)| *seen != generation) {
+            connection = None;
+        }
+        if connection.is_none() {
+            connection = manager(&client).await.ok().map(|c| (generation, c));
+        }
+        let Some((_, con)) = connection.as_mut() else { continue };
+        if let Err(e) = beat(con, &broker, &hub).await {
+            tracing::debug!("heartbeat failed: {e}");
+        }
+    }
+}
+
+async fn beat(con: &mut ConnectionManager, broker: &Broker, hub: &Hub) -> RedisResult<()> {
+    let node = broker.node();
+    let now = now_ms();
+    let mut pipe = redis::pipe();
+    pipe.cmd("ZADD").arg(wire::NODES).arg(now).arg(node).ignore();
+    for room in hub.local_rooms() {
+        pipe.cmd("EXPIRE")
+            .arg(wire::members_key(room.name(), node))
+            .arg(PRESENCE_KEY_TTL_SECS)
+            .ignore();
+    }
+    pipe.cmd("EXPIRE")
+        .arg(wire::node_rooms_key(node))
+        .arg(PRESENCE_KEY_TTL_SECS)
+        .ignore();
+    pipe.query_async::<redis::Value>(con).await?;
+
+    let dead_before = now - DEAD_AFTER.as_millis() as i64;
+    let dead: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+        .arg(wire::NODES)
+        .arg("-inf")
+        .arg(dead_before)
+        .query_async(con)
+        .await?;
+    for node in dead {
+        // Exactly one surviving node wins the ZREM and announces the leaves.
+        let removed: i64 = redis::cmd("ZREM").arg(wire::NODES).arg(&node).query_async(con).await?;
+        if removed != 1 {
+            continue;
+        }
+        tracing::warn!(dead = %node, "node stopped beating: removing its members");
+        let rooms: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(wire::node_rooms_key(&node))
+            .query_async(con)
+            .await?;
+        for room in rooms {
+            let key = wire::members_key(&room, &node);
+            let members: HashMap<String, String> = redis::cmd("HGETALL").arg(&key).query_async(con).await?;
+            let mut pipe = redis::pipe();
+            for nick in members.into_values() {
+                let event = WirePresence {
+                    kind: "left".to_owned(),
+                    nick,
+                    node: node.clone(),
+                };
+                let json = serde_json::to_string(&event).unwrap_or_default();
+                pipe.cmd("PUBLISH")
+                    .arg(wire::presence_channel(&room))
+                    .arg(json)
+                    .ignore();
+            }
+            pipe.cmd("DEL").arg(&key).ignore();
+            pipe.query_async::<redis::Value>(con).await?;
+        }
+        redis::cmd("DEL")
+            .arg(wire::node_rooms_key(&node))
+            .query_async::<redis::Value>(con)
+            .await?;
+    }
+    Ok(())
+}

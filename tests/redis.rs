@@ -1,0 +1,1031 @@
+//! Scale-out through Redis: several nodes (in-process servers, and `wshub`
+//! binaries where one has to die) share rooms, one message order, history
+//! and presence through a real `redis-server`; a node that dies leaves,
+//! Redis going away and coming back degrades chat to node-local and then
+//! restores it, and a node started without Redis works alone until Redis
+//! appears.
+//!
+//! Frames are read as JSON values rather than the library's types, so that
+//! the fields the fault tests look at (`local`, the `cross_node_*` error
+//! codes) are checked as they are on the wire.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::redis::{free_port, redis_url, RedisServer, WshubProcess};
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+/// A dead node's members must be gone within this (heartbeat 2 s, dead after
+/// 6 s; the rest is slack for a loaded machine).
+const NODE_DEATH_BOUND: Duration = Duration::from_secs(20);
+
+/// How long a node may take to notice Redis is gone, or back (it retries
+/// with back-off).
+const REDIS_FAULT_BOUND: Duration = Duration::from_secs(30);
+
+/// A node's settings: the test defaults plus Redis and a name.
+fn node_config(redis: &str, name: &str) -> wshub::Config {
+    let mut config = test_config();
+    config.redis = Some(redis.to_string());
+    config.node_id = Some(name.to_string());
+    config
+}
+
+/// A node, once connected to Redis (see
+/// `a_node_is_connected_to_redis_when_it_starts_serving` for why the tests
+/// wait).
+async fn node(redis: &str, name: &str) -> TestServer {
+    node_with(node_config(redis, name)).await
+}
+
+async fn node_with(config: wshub::Config) -> TestServer {
+    let server = start_node(config).await;
+    wait_until_connected(&server, PATIENCE).await;
+    server
+}
+
+async fn start_node(config: wshub::Config) -> TestServer {
+    tokio::time::timeout(Duration::from_secs(15), start_server_with(config))
+        .await
+        .expect("a node starts within 15 s")
+}
+
+fn is_connected(server: &TestServer) -> bool {
+    server.hub.broker().expect("a node with --redis has a broker").is_up()
+}
+
+async fn wait_until_connected(server: &TestServer, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while !is_connected(server) {
+        assert!(
+            Instant::now() < deadline,
+            "node on {} not connected to Redis within {limit:?}",
+            server.addr
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A chat message as a client received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Msg {
+    id: u64,
+    nick: String,
+    text: String,
+    local: bool,
+}
+
+impl Msg {
+    fn of(value: &Value) -> Msg {
+        Msg {
+            id: value["id"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("message without a numeric id: {value}")),
+            nick: value["nick"].as_str().unwrap_or_default().to_string(),
+            text: value["text"].as_str().unwrap_or_default().to_string(),
+            local: value["local"].as_bool().unwrap_or(false),
+        }
+    }
+}
+
+fn kind(frame: &Value) -> &str {
+    frame["type"].as_str().unwrap_or("")
+}
+
+fn is_presence_event(frame: &Value) -> bool {
+    matches!(kind(frame), "joined" | "left" | "presence")
+}
+
+/// `presence` members as (nick, connections), checking `count`.
+fn members_of(frame: &Value) -> Vec<(String, u64)> {
+    assert_eq!(kind(frame), "presence", "expected presence, got {frame}");
+    let members: Vec<(String, u64)> = frame["members"]
+        .as_array()
+        .unwrap_or_else(|| panic!("presence without members: {frame}"))
+        .iter()
+        .map(|m| {
+            (
+                m["nick"].as_str().unwrap().to_string(),
+                m["connections"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        frame["count"].as_u64(),
+        Some(members.iter().map(|m| m.1).sum()),
+        "count is the sum of connections: {frame}"
+    );
+    members
+}
+
+fn nicks(list: &[(&str, u64)]) -> Vec<(String, u64)> {
+    list.iter().map(|(n, c)| (n.to_string(), *c)).collect()
+}
+
+/// A `wshub.v1` client with a name (for failure messages), reading JSON.
+struct Peer {
+    name: String,
+    ws: Client,
+}
+
+impl Peer {
+    /// Connects to `url` with `wshub.v1` and takes `nick`.
+    async fn connect(url: &str, nick: &str) -> Peer {
+        let ChatClient { ws } = ChatClient::connect_url(url).await;
+        let mut peer = Peer {
+            name: format!("{nick}@{url}"),
+            ws,
+        };
+        peer.send(json!({"type": "nick", "nick": nick})).await;
+        let frame = peer.recv().await;
+        assert_eq!(frame, json!({"type": "nick", "nick": nick}), "{}", peer.name);
+        peer
+    }
+
+    async fn send(&mut self, frame: Value) {
+        self.ws
+            .send(Message::text(frame.to_string()))
+            .await
+            .unwrap_or_else(|e| panic!("{}: send failed: {e}", self.name));
+    }
+
+    /// The next frame within `limit`, or None.
+    async fn recv_within(&mut self, limit: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()?;
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    return Some(
+                        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: bad frame {text}: {e}", self.name)),
+                    )
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                other => panic!("{}: expected a text frame, got {other:?}", self.name),
+            }
+        }
+    }
+
+    async fn recv(&mut self) -> Value {
+        match self.recv_within(PATIENCE).await {
+            Some(frame) => frame,
+            None => panic!("{}: no frame within {PATIENCE:?}", self.name),
+        }
+    }
+
+    /// Frames until one satisfies `wanted` (returned), within `limit`.
+    /// Frames for which `skip` holds are passed over; any other is a failure.
+    async fn wait_for(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        skip: impl Fn(&Value) -> bool,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.recv_within(left).await {
+                Some(frame) if wanted(&frame) => return frame,
+                Some(frame) if skip(&frame) => continue,
+                Some(frame) => panic!("{}: waiting for {what}, got {frame}", self.name),
+                None => panic!("{}: no {what} within {limit:?}", self.name),
+            }
+        }
+    }
+
+    /// Joins; returns the replayed messages (every `history` frame) and
+    /// the `presence` snapshot that follows. Any error frame fails.
+    async fn join(&mut self, room: &str, since: Option<u64>) -> (Vec<Msg>, Value) {
+        self.join_with(room, since, false).await
+    }
+
+    /// `join` on a node that has no Redis (yet): a `cross_node_interrupted`
+    /// error may come first.
+    async fn join_degraded(&mut self, room: &str) -> (Vec<Msg>, Value) {
+        self.join_with(room, None, true).await
+    }
+
+    async fn join_with(&mut self, room: &str, since: Option<u64>, degraded: bool) -> (Vec<Msg>, Value) {
+        let mut request = json!({"type": "join", "room": room});
+        if let Some(since) = since {
+            request["since"] = json!(since);
+        }
+        self.send(request).await;
+        let mut replayed = Vec::new();
+        loop {
+            let frame = self.recv().await;
+            match kind(&frame) {
+                "history" => {
+                    assert_eq!(frame["room"], room, "{}: {frame}", self.name);
+                    replayed.extend(frame["messages"].as_array().unwrap().iter().map(Msg::of));
+                }
+                "presence" if frame["room"] == room => return (replayed, frame),
+                // Someone else's comings and goings may interleave.
+                "joined" | "left" => {}
+                "error" if degraded && frame["code"] == "cross_node_interrupted" => {}
+                _ => panic!("{}: unexpected frame while joining {room}: {frame}", self.name),
+            }
+        }
+    }
+
+    async fn say(&mut self, room: &str, text: &str) {
+        self.send(json!({"type": "send", "room": room, "text": text})).await;
+    }
+
+    /// The next `message` frame, passing over presence events; anything
+    /// else fails.
+    async fn next_message(&mut self) -> Msg {
+        let frame = self
+            .wait_for("a message", PATIENCE, is_presence_event, |f| kind(f) == "message")
+            .await;
+        Msg::of(&frame)
+    }
+
+    /// The next message with this text (others are passed over).
+    async fn message_with_text(&mut self, text: &str, limit: Duration) -> Msg {
+        let frame = self
+            .wait_for(
+                &format!("message {text:?}"),
+                limit,
+                |f| is_presence_event(f) || kind(f) == "message" || kind(f) == "error",
+                |f| kind(f) == "message" && f["text"] == text,
+            )
+            .await;
+        Msg::of(&frame)
+    }
+
+    /// `n` messages (presence events passed over).
+    async fn messages(&mut self, n: usize, limit: Duration) -> Vec<Msg> {
+        let mut got = Vec::with_capacity(n);
+        let deadline = Instant::now() + limit;
+        while got.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.recv_within(left).await {
+                Some(frame) if kind(&frame) == "message" => got.push(Msg::of(&frame)),
+                Some(frame) if is_presence_event(&frame) => {}
+                Some(frame) => panic!("{}: waiting for messages, got {frame}", self.name),
+                None => panic!(
+                    "{}: only {} of {n} messages within {limit:?}; last: {:?}",
+                    self.name,
+                    got.len(),
+                    got.last()
+                ),
+            }
+        }
+        got
+    }
+
+    /// The next error frame with `code`, passing over presence events (and
+    /// chat messages when `skip_messages`).
+    async fn error_code(&mut self, code: &str, limit: Duration, skip_messages: bool) -> Value {
+        self.wait_for(
+            &format!("error {code}"),
+            limit,
+            |f| is_presence_event(f) || (skip_messages && kind(f) == "message"),
+            |f| kind(f) == "error" && f["code"] == code,
+        )
+        .await
+    }
+
+    /// A fresh `presence` snapshot of `room` (via `members`).
+    async fn members(&mut self, room: &str) -> Vec<(String, u64)> {
+        self.send(json!({"type": "members", "room": room})).await;
+        let frame = self
+            .wait_for(
+                "presence",
+                PATIENCE,
+                |f| matches!(kind(f), "joined" | "left" | "message"),
+                |f| kind(f) == "presence",
+            )
+            .await;
+        members_of(&frame)
+    }
+
+    /// Asks for `members` until the snapshot is `expected` (other nodes'
+    /// changes travel through Redis), within `limit`.
+    async fn wait_members(&mut self, room: &str, expected: &[(&str, u64)], limit: Duration) {
+        let expected = nicks(expected);
+        self.wait_members_where(room, &format!("{expected:?}"), limit, |now| now == expected.as_slice())
+            .await;
+    }
+
+    /// Asks for `members` until `wanted` holds for the snapshot.
+    async fn wait_members_where(
+        &mut self,
+        room: &str,
+        what: &str,
+        limit: Duration,
+        wanted: impl Fn(&[(String, u64)]) -> bool,
+    ) -> Vec<(String, u64)> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let now = self.members(room).await;
+            if wanted(&now) {
+                return now;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: members of {room} still {now:?} after {limit:?}, expected {what}",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// ann, bob, cat (and `late` when given) and one raw guest.
+fn with_raw_guest(names: &'static [&'static str]) -> impl Fn(&[(String, u64)]) -> bool {
+    move |now| {
+        now.len() == names.len() + 1
+            && names.iter().all(|n| now.contains(&(n.to_string(), 1)))
+            && now.iter().any(|(n, c)| n.starts_with("guest-") && *c == 1)
+    }
+}
+
+/// The next data message of a raw client.
+async fn raw_next(client: &mut Client) -> Message {
+    let message = next_message(client).await;
+    assert!(!message.is_close(), "raw client closed: {message:?}");
+    message
+}
+
+/// Sends `text` from `sender` and checks that each of `all` gets it; returns
+/// the id everyone saw (the same).
+async fn say_and_see(sender: usize, peers: &mut [&mut Peer], room: &str, text: &str) -> u64 {
+    peers[sender].say(room, text).await;
+    let mut id = None;
+    for peer in peers.iter_mut() {
+        let message = peer.next_message().await;
+        assert_eq!(message.text, text, "{}", peer.name);
+        assert!(
+            !message.local,
+            "{}: a cross-node message is not local: {message:?}",
+            peer.name
+        );
+        assert!(message.id > 0, "{}: {message:?}", peer.name);
+        match id {
+            None => id = Some(message.id),
+            Some(id) => assert_eq!(message.id, id, "{}: the same id on every node", peer.name),
+        }
+    }
+    id.unwrap()
+}
+
+#[test]
+fn help_lists_the_redis_options() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wshub"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for needle in ["--redis", "WSHUB_REDIS", "--node-id"] {
+        assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
+    }
+}
+
+/// A client that joins as soon as a node listens, Redis being there all
+/// along, is served cross-node from the start: no `cross_node_interrupted`,
+/// and its message is numbered and reaches the other node (a node that has
+/// just been restarted gets its clients back at once).
+#[tokio::test]
+async fn a_node_is_connected_to_redis_when_it_starts_serving() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis.url(), "a").await;
+    let mut ann = Peer::connect(&a.url("/ws"), "ann").await;
+    ann.join("early", None).await;
+    let b = start_node(node_config(&redis.url(), "b")).await;
+    let mut bob = Peer::connect(&b.url("/ws"), "bob").await;
+    let (_, presence) = bob.join("early", None).await;
+    assert_eq!(members_of(&presence), nicks(&[("ann", 1), ("bob", 1)]));
+    say_and_see(1, &mut [&mut ann, &mut bob], "early", "first words on a new node").await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn chat_crosses_nodes_and_history_is_shared() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis.url(), "a").await;
+    let b = node(&redis.url(), "b").await;
+
+    let mut ann = Peer::connect(&a.url("/ws"), "ann").await;
+    let (history, _) = ann.join("r", None).await;
+    assert!(history.is_empty(), "a fresh Redis has no history: {history:?}");
+    let mut bob = Peer::connect(&b.url("/ws"), "bob").await;
+    bob.join("r", None).await;
+
+    // bob's join on B completed before ann sends on A: he must get it.
+    let first = say_and_see(0, &mut [&mut ann, &mut bob], "r", "hello from A").await;
+    let second = say_and_see(1, &mut [&mut ann, &mut bob], "r", "hello from B").await;
+    assert_eq!(second, first + 1, "one sequence per room, shared by the nodes");
+
+    let mut more = Vec::new();
+    for i in 0..8 {
+        let sender = i % 2;
+        more.push(say_and_see(sender, &mut [&mut ann, &mut bob], "r", &format!("m{i}")).await);
+    }
+    assert_eq!(more, (second + 1..=second + 8).collect::<Vec<_>>());
+
+    // A third node that never saw the room replays the latest messages
+    // (--join-history 5) from Redis.
+    let mut config = node_config(&redis.url(), "c");
+    config.join_history = 5;
+    let c = node_with(config).await;
+    let mut cid = Peer::connect(&c.url("/ws"), "cid").await;
+    let (history, presence) = cid.join("r", None).await;
+    assert_eq!(
+        history.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(),
+        ["m3", "m4", "m5", "m6", "m7"],
+        "the last --join-history messages, oldest first: {history:?}"
+    );
+    assert_eq!(
+        history.iter().map(|m| m.id).collect::<Vec<_>>(),
+        (second + 4..=second + 8).collect::<Vec<_>>()
+    );
+    assert_eq!(history[0].nick, "bob");
+    assert_eq!(
+        members_of(&presence),
+        nicks(&[("ann", 1), ("bob", 1), ("cid", 1)]),
+        "the snapshot after join lists members of every node"
+    );
+    // And catch-up with `since` from the very beginning on yet another node.
+    let mut dee = Peer::connect(&b.url("/ws"), "dee").await;
+    let (history, _) = dee.join("r", Some(0)).await;
+    assert_eq!(
+        history.iter().map(|m| m.id).collect::<Vec<_>>(),
+        (first..=second + 8).collect::<Vec<_>>()
+    );
+    assert_eq!(history[0].text, "hello from A");
+    assert_eq!(history[0].nick, "ann");
+
+    for server in [a, b, c] {
+        server.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn every_node_delivers_the_same_order_under_concurrent_senders() {
+    const PER_SENDER: usize = 100;
+    const SENDERS: usize = 3;
+    const TOTAL: usize = PER_SENDER * SENDERS;
+    let redis = RedisServer::start().await;
+    let mut nodes = Vec::new();
+    for name in ["a", "b", "c"] {
+        nodes.push(node(&redis.url(), name).await);
+    }
+    let mut senders = Vec::new();
+    let mut listeners = Vec::new();
+    for (k, node) in nodes.iter().enumerate() {
+        let mut sender = Peer::connect(&node.url("/ws"), &format!("s{k}")).await;
+        sender.join("o", None).await;
+        senders.push(sender);
+        let mut listener = Peer::connect(&node.url("/ws"), &format!("l{k}")).await;
+        listener.join("o", None).await;
+        listeners.push(listener);
+    }
+
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(SENDERS));
+    let mut tasks = Vec::new();
+    for (k, mut sender) in senders.into_iter().enumerate() {
+        let start = start.clone();
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            for i in 0..PER_SENDER {
+                sender.say("o", &format!("s{k} #{i}")).await;
+            }
+            let got = sender.messages(TOTAL, Duration::from_secs(60)).await;
+            (sender.name.clone(), got)
+        }));
+    }
+    for mut listener in listeners {
+        tasks.push(tokio::spawn(async move {
+            let got = listener.messages(TOTAL, Duration::from_secs(60)).await;
+            (listener.name.clone(), got)
+        }));
+    }
+    let mut seen = Vec::new();
+    for task in tasks {
+        seen.push(task.await.expect("reader task"));
+    }
+
+    let (first_name, reference) = &seen[0];
+    for (name, got) in &seen[1..] {
+        if let Some(at) = (0..TOTAL).find(|&i| got[i] != reference[i]) {
+            panic!(
+                "{name} and {first_name} differ at position {at}: {:?} vs {:?}",
+                got[at], reference[at]
+            );
+        }
+    }
+    assert!(reference.iter().all(|m| !m.local), "no message is local");
+    let ids: Vec<u64> = reference.iter().map(|m| m.id).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids strictly increase: {:?}",
+        ids.windows(2).find(|w| w[0] >= w[1])
+    );
+    assert_eq!(
+        ids,
+        (ids[0]..ids[0] + TOTAL as u64).collect::<Vec<_>>(),
+        "ids increase by one (one per-room sequence)"
+    );
+    // Nothing lost, nothing twice, and each sender's messages in its order.
+    let mut per_sender: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for message in reference {
+        let (who, number) = message.text.split_once(" #").expect("sN #i");
+        assert_eq!(message.nick, who, "nick of {message:?}");
+        per_sender
+            .entry(who.to_string())
+            .or_default()
+            .push(number.parse().unwrap());
+    }
+    assert_eq!(per_sender.len(), SENDERS);
+    for (who, numbers) in per_sender {
+        assert_eq!(numbers, (0..PER_SENDER).collect::<Vec<_>>(), "{who}'s messages");
+    }
+    for server in nodes {
+        server.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn catch_up_on_another_node_after_a_reconnect() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis.url(), "a").await;
+    let b = node(&redis.url(), "b").await;
+    let mut config = node_config(&redis.url(), "c");
+    config.join_history = 5;
+    let c = node_with(config).await;
+
+    let mut ann = Peer::connect(&a.url("/ws"), "ann").await;
+    ann.join("c", None).await;
+    let mut bob = Peer::connect(&b.url("/ws"), "bob").await;
+    bob.join("c", None).await;
+    let mut seen = 0;
+    for i in 0..10 {
+        seen = say_and_see(1, &mut [&mut ann, &mut bob], "c", &format!("before {i}")).await;
+    }
+    ann.ws.close(None).await.ok();
+    drop(ann);
+
+    for i in 0..25 {
+        bob.say("c", &format!("missed {i}")).await;
+        assert_eq!(bob.next_message().await.text, format!("missed {i}"));
+    }
+    // bob keeps talking (on B) while ann comes back on C and catches up.
+    let talker = tokio::spawn(async move {
+        for i in 0..100 {
+            bob.say("c", &format!("live {i}")).await;
+        }
+        let got = bob.messages(100, Duration::from_secs(30)).await;
+        assert_eq!(got.last().unwrap().text, "live 99");
+        bob
+    });
+    let mut ann = Peer::connect(&c.url("/ws"), "ann").await;
+    let (replayed, _) = ann.join("c", Some(seen)).await;
+    assert!(
+        replayed.len() >= 25,
+        "at least the 25 missed messages are replayed: {replayed:?}"
+    );
+    let mut got = replayed;
+    let more = 125 - got.len().min(125);
+    got.extend(ann.messages(more, Duration::from_secs(30)).await);
+    let ids: Vec<u64> = got.iter().map(|m| m.id).collect();
+    assert_eq!(
+        ids,
+        (seen + 1..=seen + 125).collect::<Vec<_>>(),
+        "every id after {seen}, once, in order"
+    );
+    let texts: Vec<String> = got.iter().map(|m| m.text.clone()).collect();
+    let expected: Vec<String> = (0..25)
+        .map(|i| format!("missed {i}"))
+        .chain((0..100).map(|i| format!("live {i}")))
+        .collect();
+    assert_eq!(texts, expected);
+    assert!(
+        ann.recv_within(Duration::from_millis(300))
+            .await
+            .is_none_or(|f| kind(&f) != "message"),
+        "nothing after the last message (no duplicates)"
+    );
+    let _bob = talker.await.expect("talker");
+
+    // A plain join on C gets the last --join-history (5).
+    let mut cid = Peer::connect(&c.url("/ws"), "cid").await;
+    let (history, _) = cid.join("c", None).await;
+    assert_eq!(
+        history.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(),
+        ["live 95", "live 96", "live 97", "live 98", "live 99"]
+    );
+    assert_eq!(history.last().unwrap().id, seen + 125);
+    for server in [a, b, c] {
+        server.shutdown().await;
+    }
+}
+
+/// Redis trims a room's stream only roughly (`MAXLEN ~`): a catch-up from
+/// before what `--history-max-messages` keeps may get more than that, or a
+/// `history_truncated` first, but never a silent hole between the replay and
+/// the live messages.
+#[tokio::test]
+async fn catch_up_beyond_the_retention_has_no_silent_gap() {
+    let redis = RedisServer::start().await;
+    let configure = |name| {
+        let mut config = node_config(&redis.url(), name);
+        config.history.max_messages_per_room = 10;
+        config
+    };
+    let a = node_with(configure("a")).await;
+    let b = node_with(configure("b")).await;
+    let mut ann = Peer::connect(&a.url("/ws"), "ann").await;
+    ann.join("t", None).await;
+    let mut last = 0;
+    for i in 1..=30 {
+        ann.say("t", &format!("m{i}")).await;
+        last = ann.next_message().await.id;
+    }
+    assert_eq!(last, 30);
+
+    let mut bob = Peer::connect(&b.url("/ws"), "bob").await;
+    bob.send(json!({"type": "join", "room": "t", "since": 3})).await;
+    let mut truncated_at = None;
+    let mut replayed = Vec::new();
+    loop {
+        let frame = bob.recv().await;
+        match kind(&frame) {
+            "error" if frame["code"] == "history_truncated" => {
+                truncated_at = frame["first_available"].as_u64();
+                assert!(truncated_at.is_some(), "{frame}");
+            }
+            "history" => replayed.extend(frame["messages"].as_array().unwrap().iter().map(Msg::of)),
+            "presence" => break,
+            _ => panic!("unexpected frame while joining: {frame}"),
+        }
+    }
+    let ids: Vec<u64> = replayed.iter().map(|m| m.id).collect();
+    let first = truncated_at.unwrap_or(4);
+    assert_eq!(
+        ids,
+        (first..=30).collect::<Vec<_>>(),
+        "after since=3: everything from {first} (history_truncated: {truncated_at:?}) to the latest, 30"
+    );
+    assert!(ids.len() >= 10, "at least --history-max-messages kept");
+    // Live messages continue right after.
+    ann.say("t", "m31").await;
+    assert_eq!(bob.next_message().await.id, 31);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn raw_clients_chat_across_nodes() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis.url(), "a").await;
+    let b = node(&redis.url(), "b").await;
+    // A wshub.v1 member on A sees the raw members arrive, from both nodes.
+    let mut obs = Peer::connect(&a.url("/ws"), "obs").await;
+    obs.join("rr", None).await;
+    let mut raw_b = connect(&b.url("/ws/rr")).await;
+    obs.wait_for("raw member of B joined", PATIENCE, |_| false, |f| kind(f) == "joined")
+        .await;
+    let mut raw_a = connect(&a.url("/ws/rr")).await;
+    obs.wait_for("raw member of A joined", PATIENCE, |_| false, |f| kind(f) == "joined")
+        .await;
+
+    send_text(&mut raw_a, "raw hello from A").await;
+    raw_b.send(Message::binary(vec![0u8, 1, 2, 255])).await.unwrap();
+    // Binary waits for the text to be seen, so the order below is fixed.
+    let expected = [Message::text("raw hello from A"), Message::binary(vec![0u8, 1, 2, 255])];
+    assert_eq!(raw_next(&mut raw_a).await, expected[0], "raw A, own text");
+    assert_eq!(raw_next(&mut raw_b).await, expected[0], "raw B, text from A");
+    let from_a = obs.next_message().await;
+    assert_eq!(from_a.text, "raw hello from A");
+    assert!(from_a.nick.starts_with("guest-") && from_a.id > 0, "{from_a:?}");
+    assert_eq!(raw_next(&mut raw_a).await, expected[1], "raw A, binary from B");
+    assert_eq!(raw_next(&mut raw_b).await, expected[1], "raw B, own binary");
+
+    send_text(&mut raw_b, "raw from B").await;
+    assert_eq!(raw_next(&mut raw_a).await, Message::text("raw from B"));
+    assert_eq!(raw_next(&mut raw_b).await, Message::text("raw from B"));
+    let from_b = obs.next_message().await;
+    assert_eq!(from_b.text, "raw from B", "binary frames never reach wshub.v1 members");
+    assert_eq!(from_b.id, from_a.id + 1);
+
+    obs.say("rr", "json from A").await;
+    assert_eq!(obs.next_message().await.text, "json from A");
+    assert_eq!(raw_next(&mut raw_a).await, Message::text("json from A"));
+    assert_eq!(raw_next(&mut raw_b).await, Message::text("json from A"));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn presence_spans_nodes() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis.url(), "a").await;
+    let b = node(&redis.url(), "b").await;
+
+    let mut ann = Peer::connect(&a.url("/ws"), "ann").await;
+    let (_, presence) = ann.join("p", None).await;
+    assert_eq!(members_of(&presence), nicks(&[("ann", 1)]));
+
+    let mut bob = Peer::connect(&b.url("/ws"), "bob").await;
+    let (_, presence) = bob.join("p", None).await;
+    assert_eq!(
+        members_of(&presence),
+        nicks(&[("ann", 1), ("bob", 1)]),
+        "bob's snapshot on B lists ann, on A"
+    );
+    let joined = ann
+        .wait_for("joined bob", PATIENCE, |_| false, |f| kind(f) == "joined")
+        .await;
+    assert_eq!(joined, json!({"type": "joined", "room": "p", "nick": "bob"}));
+
+    // A second "bob" on A: connections add up across nodes.
+    let mut bob_too = Peer::connect(&a.url("/ws"), "bob").await;
+    let (_, presence) = bob_too.join("p", None).await;
+    assert_eq!(members_of(&presence), nicks(&[("ann", 1), ("bob", 2)]));
+    bob.wait_members("p", &[("ann", 1), ("bob", 2)], PATIENCE).await;
+    ann.wait_members("p", &[("ann", 1), ("bob", 2)], PATIENCE).await;
+
+    // ann leaves on A: bob on B is told, and later snapshots agree.
+    ann.send(json!({"type": "leave", "room": "p"})).await;
+    let left = bob
+        .wait_for("left ann", PATIENCE, |f| kind(f) == "joined", |f| kind(f) == "left")
+        .await;
+    assert_eq!(left, json!({"type": "left", "room": "p", "nick": "ann"}));
+    assert_eq!(bob.members("p").await, nicks(&[("bob", 2)]));
+
+    // The second bob's connection drops on A: B sees bob leave once.
+    drop(bob_too);
+    let left = bob
+        .wait_for("left bob", PATIENCE, |f| kind(f) == "joined", |f| kind(f) == "left")
+        .await;
+    assert_eq!(left, json!({"type": "left", "room": "p", "nick": "bob"}));
+    assert_eq!(bob.members("p").await, nicks(&[("bob", 1)]));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_killed_node_leaves_the_member_lists() {
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let node_args = |name: &'static str| ["--redis", url.as_str(), "--node-id", name, "--history", "memory"];
+    let mut x = WshubProcess::spawn(&node_args("x"));
+    let y = WshubProcess::spawn(&node_args("y"));
+    let z = node(&url, "z").await;
+
+    let mut xena = Peer::connect(&x.url("/ws"), "xena").await;
+    xena.join("k", None).await;
+    let mut yuri = Peer::connect(&y.url("/ws"), "yuri").await;
+    yuri.join("k", None).await;
+    let mut zed = Peer::connect(&z.url("/ws"), "zed").await;
+    let (_, presence) = zed.join("k", None).await;
+    assert_eq!(members_of(&presence), nicks(&[("xena", 1), ("yuri", 1), ("zed", 1)]));
+    yuri.wait_members("k", &[("xena", 1), ("yuri", 1), ("zed", 1)], PATIENCE)
+        .await;
+
+    x.kill_9().await;
+    let killed = Instant::now();
+    drop(xena);
+    let skip = |f: &Value| matches!(kind(f), "joined" | "presence");
+    let left = zed
+        .wait_for("left xena", NODE_DEATH_BOUND, skip, |f| kind(f) == "left")
+        .await;
+    assert_eq!(left, json!({"type": "left", "room": "k", "nick": "xena"}));
+    let noticed = killed.elapsed();
+    let left = yuri
+        .wait_for(
+            "left xena",
+            NODE_DEATH_BOUND.saturating_sub(killed.elapsed()),
+            skip,
+            |f| kind(f) == "left",
+        )
+        .await;
+    assert_eq!(left, json!({"type": "left", "room": "k", "nick": "xena"}));
+    eprintln!("the killed node's member left after {noticed:?}");
+    assert_eq!(zed.members("k").await, nicks(&[("yuri", 1), ("zed", 1)]));
+    assert_eq!(yuri.members("k").await, nicks(&[("yuri", 1), ("zed", 1)]));
+
+    // The survivors still chat with each other.
+    say_and_see(0, &mut [&mut yuri, &mut zed], "k", "still here").await;
+    drop(y);
+    z.shutdown().await;
+}
+
+#[tokio::test]
+async fn chat_stays_local_while_redis_is_down_and_crosses_again_after() {
+    let mut redis = RedisServer::start().await;
+    let a = node(&redis.url(), "a").await;
+    let b = node(&redis.url(), "b").await;
+    let mut ann = Peer::connect(&a.url("/ws"), "ann").await;
+    ann.join("f", None).await;
+    let mut cat = Peer::connect(&a.url("/ws"), "cat").await;
+    cat.join("f", None).await;
+    let mut bob = Peer::connect(&b.url("/ws"), "bob").await;
+    bob.join("f", None).await;
+    let mut raw = connect(&a.url("/ws/f")).await;
+    // Everyone, the raw member (a guest) included, is registered on both nodes.
+    for peer in [&mut ann, &mut bob] {
+        peer.wait_members_where(
+            "f",
+            "ann, bob, cat, a guest",
+            PATIENCE,
+            with_raw_guest(&["ann", "bob", "cat"]),
+        )
+        .await;
+    }
+    let before = say_and_see(0, &mut [&mut ann, &mut cat, &mut bob], "f", "before").await;
+    assert_eq!(raw_next(&mut raw).await, Message::text("before"));
+
+    let lost = Instant::now();
+    redis.stop().await;
+    for peer in [&mut ann, &mut cat, &mut bob] {
+        let error = peer
+            .error_code("cross_node_interrupted", REDIS_FAULT_BOUND, false)
+            .await;
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{error}");
+    }
+    eprintln!("Redis loss noticed within {:?}", lost.elapsed());
+
+    // Node-local chat goes on, marked local, unnumbered, on each side.
+    ann.say("f", "during outage on A").await;
+    for peer in [&mut ann, &mut cat] {
+        let message = peer.next_message().await;
+        assert_eq!(
+            (message.text.as_str(), message.local, message.id),
+            ("during outage on A", true, 0),
+            "{}: {message:?}",
+            peer.name
+        );
+        assert_eq!(message.nick, "ann");
+    }
+    assert_eq!(raw_next(&mut raw).await, Message::text("during outage on A"));
+    bob.say("f", "during outage on B").await;
+    let message = bob.next_message().await;
+    assert_eq!(
+        (message.text.as_str(), message.local, message.id),
+        ("during outage on B", true, 0)
+    );
+    // No crash, and new clients are served meanwhile.
+    let mut late = Peer::connect(&a.url("/ws"), "late").await;
+    late.join_degraded("f").await;
+    late.say("f", "late during outage").await;
+    for peer in [&mut late, &mut ann, &mut cat] {
+        let message = peer.next_message().await;
+        assert_eq!((message.text.as_str(), message.local), ("late during outage", true));
+    }
+    assert_eq!(raw_next(&mut raw).await, Message::text("late during outage"));
+
+    redis.restart().await;
+    let back = Instant::now();
+    for peer in [&mut ann, &mut cat, &mut bob, &mut late] {
+        peer.error_code("cross_node_restored", REDIS_FAULT_BOUND, false).await;
+    }
+    eprintln!("Redis return noticed within {:?}", back.elapsed());
+
+    // Cross-node delivery resumes, in both directions; nothing sent during
+    // the outage crossed over.
+    let after = say_and_see(0, &mut [&mut ann, &mut cat, &mut bob, &mut late], "f", "after on A").await;
+    assert_eq!(raw_next(&mut raw).await, Message::text("after on A"));
+    say_and_see(2, &mut [&mut ann, &mut cat, &mut bob, &mut late], "f", "after on B").await;
+    assert_eq!(raw_next(&mut raw).await, Message::text("after on B"));
+    eprintln!("ids: {before} before the outage, {after} after (Redis restarted empty)");
+    assert!(
+        after > before,
+        "ids are never reused, even when Redis comes back without its data: {after} after {before}"
+    );
+    // Presence is registered again (Redis came back empty).
+    bob.wait_members_where(
+        "f",
+        "ann, bob, cat, late, a guest",
+        REDIS_FAULT_BOUND,
+        with_raw_guest(&["ann", "bob", "cat", "late"]),
+    )
+    .await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_node_started_without_redis_works_alone_then_joins() {
+    let port = free_port();
+    // Nothing listens on the port yet.
+    let a = start_node(node_config(&redis_url(port), "a")).await;
+    let mut ann = Peer::connect(&a.url("/ws"), "ann").await;
+    ann.join_degraded("s").await;
+    let mut cat = Peer::connect(&a.url("/ws"), "cat").await;
+    cat.join_degraded("s").await;
+    ann.say("s", "alone").await;
+    for peer in [&mut ann, &mut cat] {
+        let message = peer.next_message().await;
+        assert_eq!(message.text, "alone", "{}", peer.name);
+    }
+
+    let redis = RedisServer::start_on(port).await;
+    let b = node(&redis.url(), "b").await;
+    let mut bob = Peer::connect(&b.url("/ws"), "bob").await;
+    bob.join("s", None).await;
+    // A retries with back-off: its messages reach B once it is connected.
+    let deadline = Instant::now() + REDIS_FAULT_BOUND;
+    let mut probe = 0;
+    let crossed = loop {
+        ann.say("s", &format!("probe {probe}")).await;
+        probe += 1;
+        if let Some(frame) = bob.recv_within(Duration::from_millis(500)).await {
+            if kind(&frame) == "message" {
+                break Msg::of(&frame);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node A never delivered to B within {REDIS_FAULT_BOUND:?} of Redis starting"
+        );
+    };
+    assert!(
+        crossed.text.starts_with("probe ") && !crossed.local && crossed.id > 0,
+        "{crossed:?}"
+    );
+    // And B's messages reach A.
+    bob.say("s", "hello A").await;
+    let got = ann.message_with_text("hello A", PATIENCE).await;
+    assert!(!got.local && got.id > crossed.id, "{got:?}");
+    cat.message_with_text("hello A", PATIENCE).await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_binary_starts_without_redis_and_warns() {
+    let port = free_port();
+    let node = WshubProcess::spawn(&["--redis", &redis_url(port), "--history", "memory"]);
+    let warning = node
+        .wait_for_log(Duration::from_secs(10), |line| {
+            let Ok(json) = serde_json::from_str::<Value>(line) else {
+                return false;
+            };
+            json["level"].as_str().is_some_and(|l| l.eq_ignore_ascii_case("warn"))
+                && line.to_ascii_lowercase().contains("redis")
+        })
+        .await;
+    assert!(
+        warning.is_some(),
+        "no WARN line mentioning Redis; the log:\n{}",
+        node.log_lines().join("\n")
+    );
+    let mut ann = Peer::connect(&node.url("/ws"), "ann").await;
+    ann.join_degraded("s").await;
+    ann.say("s", "works").await;
+    assert_eq!(ann.next_message().await.text, "works");
+}
+
+#[tokio::test]
+async fn the_benchmark_spreads_a_room_over_nodes() {
+    use wshub_bench::{broadcast, BroadcastOptions, Common, Format};
+    let redis = RedisServer::start().await;
+    let a = node(&redis.url(), "a").await;
+    let b = node(&redis.url(), "b").await;
+    for format in [Format::Text, Format::Binary] {
+        let report = broadcast::run(BroadcastOptions {
+            common: Common::new(format!("{},{}", a.url("/ws/bench"), b.url("/ws/bench"))),
+            clients: 20,
+            senders: 4,
+            rate: None,
+            duration: Duration::from_millis(500),
+            drain: Duration::from_secs(5),
+            format,
+            ..BroadcastOptions::default()
+        })
+        .await
+        .expect("broadcast over two nodes");
+        let room = &report.room;
+        assert_eq!(report.connections.opened, 20, "{report:?}");
+        assert!(room.sent > 0, "{report:?}");
+        assert_eq!(room.deliveries, room.sent * 20, "{format:?}: {report:?}");
+        assert_eq!(
+            (room.loss, room.order_violations, room.corrupt, room.disconnects),
+            (0, 0, 0, 0),
+            "{format:?}: {report:?}"
+        );
+        let shares: Vec<(usize, usize, u64)> = room
+            .nodes
+            .iter()
+            .map(|n| (n.clients, n.senders, n.deliveries))
+            .collect();
+        assert_eq!(
+            shares,
+            [(10, 4, room.sent * 10), (10, 0, room.sent * 10)],
+            "{format:?}: {report:?}"
+        );
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
