@@ -190,12 +190,7 @@ impl ChatSession {
                             first_available,
                             entries,
                         } => {
-                            let error = ServerFrame::Error {
-                                code: ErrorCode::HistoryTruncated,
-                                message: format!("cannot recover: history starts at id {first_available}"),
-                                room: Some(room.clone()),
-                                first_available: Some(first_available),
-                            };
+                            let error = ServerFrame::history_truncated(&room, first_available);
                             let _ = self.outbox.push(text_frame(&error));
                             entries
                         }

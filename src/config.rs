@@ -600,13 +600,20 @@ mod tests {
     #[test]
     fn permessage_deflate_is_on_by_default_and_can_be_turned_off() {
         assert!(Config::default().permessage_deflate);
-        assert!(!Cli::load(["wshub", "--permessage-deflate=false"]).unwrap().permessage_deflate);
+        assert!(
+            !Cli::load(["wshub", "--permessage-deflate=false"])
+                .unwrap()
+                .permessage_deflate
+        );
         assert!(Cli::load(["wshub", "--permessage-deflate"]).unwrap().permessage_deflate);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wshub.toml");
         std::fs::write(&path, "permessage-deflate = false\n").unwrap();
         let cli = Cli::load(["wshub", "--config", path.to_str().unwrap()]).unwrap();
-        assert!(!cli.permessage_deflate, "a file's false must not fall back to the default");
+        assert!(
+            !cli.permessage_deflate,
+            "a file's false must not fall back to the default"
+        );
     }
 
     #[test]

@@ -259,12 +259,7 @@ async fn answer(mut con: ConnectionManager, broker: Broker, command: Command) {
             let limit = limit.min(broker.shared.max_messages);
             let (entries, truncated) = fetch_history(&mut con, &room, since, limit).await.unwrap_or_default();
             if let Some(first_available) = truncated {
-                let error = ServerFrame::Error {
-                    code: ErrorCode::HistoryTruncated,
-                    message: format!("cannot recover: history starts at id {first_available}"),
-                    room: Some(room.to_string()),
-                    first_available: Some(first_available),
-                };
+                let error = ServerFrame::history_truncated(&room, first_available);
                 let _ = outbox.push(crate::hub::room::text_frame(&error));
             }
             crate::hub::room::push_history(&outbox, &room, &entries);

@@ -296,12 +296,7 @@ impl Room {
                     first_available,
                     entries,
                 } => {
-                    let error = ServerFrame::Error {
-                        code: ErrorCode::HistoryTruncated,
-                        message: format!("cannot recover: history starts at id {first_available}"),
-                        room: Some(self.name.to_string()),
-                        first_available: Some(first_available),
-                    };
+                    let error = ServerFrame::history_truncated(&self.name, first_available);
                     let _ = outbox.push(text_frame(&error));
                     entries
                 }
@@ -456,12 +451,7 @@ impl Room {
         let Some(member) = members.get_mut(key) else { return };
         let Some(backlog) = member.backlog.take() else { return };
         if let Some(first_available) = truncated {
-            let error = ServerFrame::Error {
-                code: ErrorCode::HistoryTruncated,
-                message: format!("cannot recover: history starts at id {first_available}"),
-                room: Some(self.name.to_string()),
-                first_available: Some(first_available),
-            };
+            let error = ServerFrame::history_truncated(&self.name, first_available);
             let _ = member.outbox.push(text_frame(&error));
         }
         let newest = entries.last().map_or(0, |e| e.id);

@@ -216,6 +216,17 @@ impl ServerFrame {
         serde_json::to_string(self).expect("server frames always serialise")
     }
 
+    /// The `history_truncated` error: retention dropped part of what a
+    /// catch-up asked for; history starts at `first_available`.
+    pub fn history_truncated(room: &str, first_available: u64) -> ServerFrame {
+        ServerFrame::Error {
+            code: ErrorCode::HistoryTruncated,
+            message: format!("cannot recover: history starts at id {first_available}"),
+            room: Some(room.to_owned()),
+            first_available: Some(first_available),
+        }
+    }
+
     /// An error frame without room or position.
     pub fn error(code: ErrorCode, message: impl Into<String>) -> ServerFrame {
         ServerFrame::Error {
