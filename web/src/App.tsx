@@ -1,5 +1,5 @@
 import { useEffect, useMemo, useState } from 'react';
-import { parseEndpoint, resolveSocketBase, type Endpoint } from './client';
+import { parseEndpoint, parseToken, resolveSocketBase, type Endpoint } from './client';
 import { ChatView } from './components/ChatView';
 import { EchoView } from './components/EchoView';
 
@@ -12,6 +12,8 @@ function rememberMode(endpoint: Endpoint) {
 
 export function App() {
   const socketBase = useMemo(() => resolveSocketBase(window.location), []);
+  // ?token= (servers requiring access tokens): the chat offers it as a subprotocol, never shows it.
+  const pageToken = useMemo(() => parseToken(window.location.search), []);
   const [endpoint, setEndpoint] = useState<Endpoint>(() => parseEndpoint(window.location.search));
 
   useEffect(() => {
@@ -29,5 +31,7 @@ export function App() {
     warning: socketBase.warning,
     onEndpoint: changeEndpoint,
   };
-  return endpoint === 'chat' ? <ChatView {...props} /> : <EchoView {...props} />;
+  if (endpoint === 'echo') return <EchoView {...props} />;
+  const warning = [socketBase.warning, pageToken.warning].filter(Boolean).join(' ') || undefined;
+  return <ChatView {...props} warning={warning} token={pageToken.token} />;
 }

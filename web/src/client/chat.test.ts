@@ -3,6 +3,7 @@ import type { ReconnectPolicy } from './backoff';
 import { ChatClient } from './chat';
 import type { SocketLike } from './connection';
 import { currentRoom, visibleLines } from './session';
+import { CROSS_NODE_INTERRUPTED_TEXT } from './session';
 import { WSHUB_V1 } from './v1';
 
 /** A socket the test drives by hand, playing a wshub.v1 server. */
@@ -42,7 +43,7 @@ class FakeSocket implements SocketLike {
 
 const policy: ReconnectPolicy = { baseDelayMs: 100, factor: 2, maxDelayMs: 1_000, jitter: 0, stableAfterMs: 5_000 };
 
-function setup(room = 'lobby', nick = 'ann') {
+function setup(room = 'lobby', nick = 'ann', token?: string) {
   const sockets: FakeSocket[] = [];
   let n = 0;
   const client = new ChatClient({
@@ -52,6 +53,7 @@ function setup(room = 'lobby', nick = 'ann') {
     policy,
     random: () => 0,
     makeRef: () => `r${++n}`,
+    token,
     createSocket: (url, protocols) => {
       const s = new FakeSocket(url, protocols);
       sockets.push(s);
@@ -177,5 +179,79 @@ describe('ChatClient', () => {
     last().push({ type: 'error', code: 'not_joined', message: 'join the room first', room: 'kitchen' });
     expect(client.getState().notices.map((n) => n.code)).toEqual(['bad_frame', 'bad_frame', 'not_joined']);
     expect(currentRoom(client.getState()).lines).toEqual([expect.objectContaining({ kind: 'system' })]);
+  });
+});
+
+describe('ChatClient with the new server frames', () => {
+  const TOKEN = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbm4ifQ.sig-_.x';
+
+  it('offers the token as the subprotocol bearer.<token>, and never shows it', () => {
+    const { client, last } = setup('lobby', 'ann', TOKEN);
+    client.start();
+    expect(last().protocols).toEqual([WSHUB_V1, `bearer.${TOKEN}`]);
+    expect(last().url).toBe('ws://h/ws');
+    last().drop(); // refused before open
+    const shown = JSON.stringify([client.getState(), client.connection.getState()]);
+    expect(shown).not.toContain(TOKEN);
+    expect(client.connection.getState().lastClose).toMatchObject({ kind: 'refused' });
+    expect(client.connection.getState().lastClose?.detail).toMatch(/access token/);
+    vi.advanceTimersByTime(100);
+    expect(last().protocols).toEqual([WSHUB_V1, `bearer.${TOKEN}`]);
+    last().open();
+    expect(JSON.stringify(last().sent)).not.toContain(TOKEN);
+    expect(JSON.stringify(client.getState())).not.toContain(TOKEN);
+  });
+
+  it('without a token, offers wshub.v1 only and the refusal does not talk about tokens given', () => {
+    const { client, last } = setup();
+    client.start();
+    expect(last().protocols).toEqual([WSHUB_V1]);
+    last().drop();
+    expect(client.connection.getState().lastClose?.detail).not.toMatch(/token/);
+  });
+
+  it('a join refused by the token goes back to the previous room and re-joins it', () => {
+    const { client, last } = setup();
+    client.start();
+    last().open();
+    last().push({ type: 'history', room: 'lobby', messages: [msg(3)] });
+    last().sent = [];
+    client.switchRoom('secret');
+    expect(last().sent).toEqual([
+      { type: 'leave', room: 'lobby' },
+      { type: 'join', room: 'secret' },
+    ]);
+    last().push({ type: 'error', code: 'forbidden_room', message: 'your access token does not allow this room', room: 'secret' });
+    expect(client.getState().room).toBe('lobby');
+    expect(last().sent.at(-1)).toEqual({ type: 'join', room: 'lobby', since: 3 });
+    expect(client.getState().notices.at(-1)).toMatchObject({ code: 'forbidden_room', room: 'secret' });
+    expect(currentRoom(client.getState()).phase).toBe('joining');
+  });
+
+  it('local messages: shown each, own recognised, since unchanged; the banner comes and goes', () => {
+    const { client, sockets, last } = setup();
+    client.start();
+    last().open();
+    last().push({ type: 'history', room: 'lobby', messages: [msg(1)] });
+    last().push({ type: 'error', code: 'cross_node_interrupted', message: 'cross-node delivery interrupted' });
+    expect(client.getState().notices.map((n) => n.text)).toEqual([CROSS_NODE_INTERRUPTED_TEXT]);
+    client.send('mine');
+    last().push({ type: 'message', room: 'lobby', id: 0, ts: 5, nick: 'bob', text: 'theirs', local: true });
+    last().push({ type: 'message', room: 'lobby', id: 0, ts: 6, nick: 'guest-1', text: 'mine', ref: 'r1', local: true });
+    last().push({ type: 'message', room: 'lobby', id: 0, ts: 7, nick: 'bob', text: 'theirs', local: true });
+    const lines = visibleLines(client.getState()).filter((l) => l.kind !== 'system');
+    expect(lines.map((l) => `${l.id ?? '-'}:${l.kind}:${l.local ? 'local' : ''}:${l.text}`)).toEqual([
+      '1:other::m1',
+      '-:other:local:theirs',
+      '-:own:local:mine',
+      '-:other:local:theirs',
+    ]);
+    last().push({ type: 'error', code: 'cross_node_restored', message: 'cross-node delivery restored' });
+    expect(client.getState().notices.map((n) => n.code)).toEqual(['cross_node_restored']);
+    last().drop();
+    vi.advanceTimersByTime(100);
+    expect(sockets).toHaveLength(2);
+    last().open();
+    expect(last().sent).toContainEqual({ type: 'join', room: 'lobby', since: 1 });
   });
 });

@@ -13,15 +13,20 @@ import {
   type SessionState,
 } from './session';
 import { createStore, type Store } from './store';
-import { encodeClientFrame, isValidNick, isValidRoom, parseServerFrame, utf8Length, WSHUB_V1, type ClientFrame } from './v1';
+import { chatProtocols, encodeClientFrame, isValidNick, isValidRoom, parseServerFrame, utf8Length, type ClientFrame } from './v1';
 
-export interface ChatClientOptions extends Omit<ConnectionOptions, 'protocols'> {
+export interface ChatClientOptions extends Omit<ConnectionOptions, 'protocols' | 'withToken'> {
   /** Room to join first. */
   room: string;
   /** Nickname to ask for on connect ('' keeps the server's `guest-N`). */
   nick: string;
   /** Makes the `ref` of each send (unique per page). */
   makeRef?: () => string;
+  /**
+   * Access token for a server that requires one: offered as the subprotocol `bearer.<token>`
+   * next to `wshub.v1` (never put in the URL, never shown or logged by the page).
+   */
+  token?: string | null;
 }
 
 /** `sent`, or why nothing was sent. */
@@ -39,8 +44,8 @@ export class ChatClient {
   private wantedNick: string;
   private prev: ConnectionState;
 
-  constructor({ room, nick, makeRef = defaultRef, ...options }: ChatClientOptions) {
-    this.connection = new Connection({ ...options, protocols: [WSHUB_V1] });
+  constructor({ room, nick, makeRef = defaultRef, token, ...options }: ChatClientOptions) {
+    this.connection = new Connection({ ...options, protocols: chatProtocols(token), withToken: Boolean(token) });
     this.store = createStore(sessionReducer, initialSession(room));
     this.makeRef = makeRef;
     this.now = options.now ?? Date.now;
@@ -132,7 +137,10 @@ export class ChatClient {
       return;
     }
     const frame = parsed.frame;
+    const shown = this.getState().room;
     this.store.dispatch({ type: 'frame', frame, now: this.now() });
+    // A refused join (`forbidden_room`) sent the page back to the previous room: join it again.
+    if (this.getState().room !== shown) this.join(this.getState().room);
     if (frame.type === 'nick') {
       // Our entry in the member lists changed name: ask for fresh snapshots.
       for (const r of Object.values(this.getState().rooms)) {

@@ -64,3 +64,28 @@ describe('refineRefusal', () => {
     expect(refineRefusal(lost, true)).toBe(lost);
   });
 });
+
+describe('refusals when an access token was offered', () => {
+  it('name the token before the probe, and still the origin', () => {
+    const v = classifyClose({ code: 1006, reason: '', wasClean: false, opened: false }, { withToken: true });
+    expect(v.kind).toBe('refused');
+    expect(v.title).toMatch(/refused/);
+    expect(v.detail).toMatch(/access token/);
+    expect(v.detail).toMatch(/401/);
+    expect(v.detail).toMatch(/origin/);
+  });
+
+  it('name the token when the server answers HTTP', () => {
+    const refused = classifyClose({ code: 1006, reason: '', wasClean: false, opened: false }, { withToken: true });
+    const v = refineRefusal(refused, true, { withToken: true });
+    expect(v.title).toBe('The server refused the connection — is the access token valid?');
+    expect(v.detail).toMatch(/\?token=.*401/);
+    expect(refineRefusal(refused, false, { withToken: true }).title).toBe('Cannot reach the server.');
+  });
+
+  it('without a token, hint that the server may require one', () => {
+    const refused = classifyClose({ code: 1006, reason: '', wasClean: false, opened: false });
+    expect(refused.detail).not.toMatch(/token/);
+    expect(refineRefusal(refused, true).detail).toMatch(/requires an access token/);
+  });
+});

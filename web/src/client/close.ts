@@ -69,8 +69,14 @@ export function shouldRetry(code: number): boolean {
   return !(code >= 4000 && code <= 4999);
 }
 
+/** What the page offered in the handshake that may explain a refusal. */
+export interface HandshakeContext {
+  /** An access token was offered (`?token=`): a refusal may be HTTP 401 (bad token) or 403 (room). */
+  withToken?: boolean;
+}
+
 /** Classify one close event. */
-export function classifyClose(info: CloseInfo): CloseVerdict {
+export function classifyClose(info: CloseInfo, context: HandshakeContext = {}): CloseVerdict {
   const label = closeCodeLabel(info.code);
   const reason = info.reason.trim();
   const retry = shouldRetry(info.code);
@@ -80,9 +86,12 @@ export function classifyClose(info: CloseInfo): CloseVerdict {
       kind: 'refused',
       retry,
       title: 'The server refused the connection, or could not be reached.',
-      detail:
-        `Closed before it opened (${label}). Is this page's origin allowed by the server? ` +
-        'Browsers do not tell a page the HTTP status of a rejected handshake.',
+      detail: context.withToken
+        ? `Closed before it opened (${label}). Is the access token from ?token= valid and not expired, ` +
+          "and is this page's origin allowed by the server? " +
+          'Browsers do not tell a page the HTTP status of a rejected handshake (401 for a bad token, 403 for a refused origin).'
+        : `Closed before it opened (${label}). Is this page's origin allowed by the server? ` +
+          'Browsers do not tell a page the HTTP status of a rejected handshake.',
     };
   }
   if (info.code === 1006) {
@@ -116,15 +125,26 @@ export function classifyClose(info: CloseInfo): CloseVerdict {
  * Sharpen a `refused` verdict with the result of an HTTP probe of the same server: reachable
  * means the handshake itself was rejected (origin, path, limits); unreachable means nobody answered.
  */
-export function refineRefusal(verdict: CloseVerdict, reachable: boolean): CloseVerdict {
+export function refineRefusal(verdict: CloseVerdict, reachable: boolean, context: HandshakeContext = {}): CloseVerdict {
   if (verdict.kind !== 'refused') return verdict;
+  if (reachable && context.withToken) {
+    return {
+      ...verdict,
+      title: 'The server refused the connection — is the access token valid?',
+      detail:
+        `The server answers HTTP but rejected the WebSocket handshake (${closeCodeLabel(verdict.code)} ` +
+        'in the browser). Usual causes: the token given with ?token= is invalid, expired or not yet valid ' +
+        "(HTTP 401), this page's origin is not allowed (403), or a connection limit (429).",
+    };
+  }
   if (reachable) {
     return {
       ...verdict,
       title: "The server refused the connection — is this page's origin allowed?",
       detail:
         `The server answers HTTP but rejected the WebSocket handshake (${closeCodeLabel(verdict.code)} ` +
-        'in the browser). Usual causes: this origin is not in the allowed list, a wrong path, or a connection limit.',
+        'in the browser). Usual causes: this origin is not in the allowed list, the server requires an access ' +
+        'token (add ?token=… to the page address), a wrong path, or a connection limit.',
     };
   }
   return {

@@ -34,7 +34,7 @@ class FakeSocket implements SocketLike {
 
 const policy: ReconnectPolicy = { baseDelayMs: 100, factor: 2, maxDelayMs: 1_000, jitter: 0.5, stableAfterMs: 5_000 };
 
-function setup(probe?: () => Promise<boolean>) {
+function setup(probe?: () => Promise<boolean>, withToken?: boolean) {
   const sockets: FakeSocket[] = [];
   const statuses: ConnectionStatus[] = [];
   const conn = new Connection({
@@ -47,6 +47,7 @@ function setup(probe?: () => Promise<boolean>) {
       return s;
     },
     probe,
+    withToken,
   });
   conn.subscribe((s) => {
     if (statuses[statuses.length - 1] !== s.status) statuses.push(s.status);
@@ -159,6 +160,14 @@ describe('Connection', () => {
     expect(conn.getState().lastClose?.title).toMatch(/refused/);
     await vi.waitFor(() => expect(conn.getState().lastClose?.title).toMatch(/origin allowed/));
     expect(conn.getState().everOpened).toBe(false);
+  });
+
+  it('mentions the token in a refusal when one was offered', async () => {
+    const { conn, last } = setup(() => Promise.resolve(true), true);
+    conn.start();
+    last().serverClose(1006);
+    expect(conn.getState().lastClose?.detail).toMatch(/access token/);
+    await vi.waitFor(() => expect(conn.getState().lastClose?.title).toMatch(/access token valid/));
   });
 
   it('ignores events from a socket it already let go', () => {

@@ -57,6 +57,11 @@ export interface ConnectionOptions {
   now?: () => number;
   /** Asked after a refusal: is the server reachable over HTTP? Refines the error shown. */
   probe?: () => Promise<boolean>;
+  /**
+   * An access token is offered (in `protocols`): a refusal then names the token as a likely cause.
+   * The token itself never enters the state, so nothing shown or logged can carry it.
+   */
+  withToken?: boolean;
 }
 
 const OPEN = 1;
@@ -84,6 +89,7 @@ export class Connection {
       createSocket: browserSocket,
       random: Math.random,
       now: Date.now,
+      withToken: false,
       ...options,
     };
     this.state = {
@@ -173,7 +179,10 @@ export class Connection {
     const opened = this.openedAt !== null;
     const stable = opened && this.opts.now() - (this.openedAt ?? 0) >= this.opts.policy.stableAfterMs;
     this.detach();
-    const verdict = classifyClose({ code: ev.code, reason: ev.reason, wasClean: ev.wasClean, opened });
+    const verdict = classifyClose(
+      { code: ev.code, reason: ev.reason, wasClean: ev.wasClean, opened },
+      { withToken: this.opts.withToken },
+    );
     if (!this.running) return;
     if (!verdict.retry) {
       this.update({ status: 'closed', retryAt: null, lastClose: verdict, protocol: '' });
@@ -195,7 +204,9 @@ export class Connection {
   private refine(verdict: CloseVerdict, probe: () => Promise<boolean>): void {
     probe().then(
       (reachable) => {
-        if (this.state.lastClose === verdict) this.update({ lastClose: refineRefusal(verdict, reachable) });
+        if (this.state.lastClose === verdict) {
+          this.update({ lastClose: refineRefusal(verdict, reachable, { withToken: this.opts.withToken }) });
+        }
       },
       () => {},
     );

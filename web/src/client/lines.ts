@@ -28,6 +28,11 @@ export interface Line {
   /** Chat messages: which numbering of the room's ids the id belongs to (see session.ts). */
   epoch?: number;
   status?: DeliveryStatus;
+  /**
+   * Chat messages delivered only within the server this page is connected to (cross-node delivery
+   * was interrupted): not numbered (no `id`), not in the shared history.
+   */
+  local?: boolean;
   /** System lines. */
   tone?: 'info' | 'error';
   /** System lines about presence: someone joined, left, or changed nickname (`nick` is who). */

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
+  CROSS_NODE_INTERRUPTED_TEXT,
+  CROSS_NODE_RESTORED_TEXT,
   currentRoom,
   initialSession,
   joinFrame,
@@ -194,5 +196,131 @@ describe('since bookkeeping', () => {
     s = run(s, history([1, 2]));
     expect(joinFrame(s, 'lobby')).toEqual({ type: 'join', room: 'lobby', since: 5 });
     expect(joinFrame(s, 'other')).toEqual({ type: 'join', room: 'other' });
+  });
+});
+
+describe('local messages (cross-node delivery interrupted)', () => {
+  const local = (text: string, extra: Partial<Extract<ServerFrame, { type: 'message' }>> = {}, room = 'lobby'): SessionAction =>
+    frame({ type: 'message', room, id: 0, ts: 2_000, nick: 'bob', text, local: true, ...extra });
+
+  it('are all shown although they share id 0, in arrival order, marked local, without an id', () => {
+    const s = run(connected(), history([1, 2]), local('a'), local('a'), local('b', { nick: 'cy' }), live(3));
+    expect(shown(s)).toEqual([1, 2, '~a', '~a', '~b', 3]);
+    const locals = visibleLines(s).filter((l) => l.local);
+    expect(locals).toHaveLength(3);
+    expect(locals.every((l) => l.id === undefined && l.kind === 'other')).toBe(true);
+    expect(new Set(visibleLines(s).map((l) => l.key)).size).toBe(visibleLines(s).length);
+  });
+
+  it('do not advance since, and do not look like a restart of the numbering', () => {
+    let s = run(connected(), history([5, 6]), local('x'), local('y'));
+    expect(currentRoom(s).lastId).toBe(6);
+    expect(joinFrame(s, 'lobby')).toEqual({ type: 'join', room: 'lobby', since: 6 });
+    s = run(s, live(7));
+    expect(currentRoom(s).epoch).toBe(0);
+    expect(shown(s)).toEqual([5, 6, '~x', '~y', 7]);
+    // A room with only local messages still joins without since.
+    const fresh = run(connected(), history([]), local('only here'));
+    expect(joinFrame(fresh, 'lobby')).toEqual({ type: 'join', room: 'lobby' });
+  });
+
+  it('own local messages are recognised by ref', () => {
+    let s = run(
+      connected(),
+      history([1]),
+      { type: 'sent', ref: 'r1', room: 'lobby', text: 'hi', ts: 50 },
+      { type: 'sent', ref: 'r2', room: 'lobby', text: 'hi', ts: 51 },
+    );
+    s = run(s, local('hi', { nick: 'guest-1', ref: 'r1' }), local('hi', { nick: 'guest-1', ref: 'r2' }));
+    expect(s.pending).toEqual([]);
+    expect(visibleLines(s).slice(1)).toEqual([
+      expect.objectContaining({ key: 'p-r1', kind: 'own', status: 'delivered', local: true }),
+      expect.objectContaining({ key: 'p-r2', kind: 'own', status: 'delivered', local: true }),
+    ]);
+    expect(currentRoom(s).lastId).toBe(1);
+  });
+
+  it('a later catch-up merges around them without dropping them', () => {
+    const s = run(connected(), history([1]), local('l'), { type: 'offline' }, { type: 'online' }, history([2, 3]));
+    expect(shown(s)).toEqual([1, '~l', 2, 3]);
+  });
+});
+
+describe('status notices', () => {
+  const error = (code: string, extra: Record<string, unknown> = {}) =>
+    frame({ type: 'error', code, message: 'server text', ...extra } as ServerFrame);
+
+  it('cross_node_interrupted shows a notice; cross_node_restored replaces it', () => {
+    let s = run(connected(), error('cross_node_interrupted'));
+    expect(s.notices).toEqual([expect.objectContaining({ code: 'cross_node_interrupted', text: CROSS_NODE_INTERRUPTED_TEXT })]);
+    expect(CROSS_NODE_INTERRUPTED_TEXT).toBe("Other servers unreachable: messages reach this server's members only.");
+    // Said again on each join while it lasts: still one notice.
+    s = run(s, error('cross_node_interrupted'));
+    expect(s.notices).toHaveLength(1);
+    s = run(s, error('cross_node_restored'));
+    expect(s.notices).toEqual([expect.objectContaining({ code: 'cross_node_restored', text: CROSS_NODE_RESTORED_TEXT })]);
+    expect(CROSS_NODE_RESTORED_TEXT).toMatch(/restored/);
+    // And the other way round.
+    s = run(s, error('cross_node_interrupted'));
+    expect(s.notices.map((n) => n.code)).toEqual(['cross_node_interrupted']);
+  });
+
+  it('the cross-node status is forgotten on disconnect (the next server says it anew)', () => {
+    const s = run(connected(), error('bad_field'), error('cross_node_interrupted'), { type: 'offline' });
+    expect(s.notices.map((n) => n.code)).toEqual(['bad_field']);
+  });
+
+  it('rate_limited: a notice, and the oldest waiting send is marked not sent', () => {
+    let s = run(
+      connected(),
+      { type: 'sent', ref: 'r1', room: 'lobby', text: 'one', ts: 1 },
+      { type: 'sent', ref: 'r2', room: 'lobby', text: 'two', ts: 2 },
+    );
+    s = run(s, error('rate_limited'));
+    expect(s.notices).toEqual([
+      expect.objectContaining({ code: 'rate_limited', text: "You're sending too fast: that message was dropped." }),
+    ]);
+    expect(s.pending.map((p) => `${p.ref}:${p.status}`)).toEqual(['r1:failed', 'r2:pending']);
+    // Had it been some other request that was dropped, the send still shows up when relayed.
+    s = run(s, live(1, { text: 'one', nick: 'guest-1', ref: 'r1' }));
+    expect(visibleLines(s).find((l) => l.key === 'p-r1')).toMatchObject({ status: 'delivered', id: 1 });
+  });
+});
+
+describe('forbidden_room', () => {
+  const forbidden = (room: string) =>
+    frame({ type: 'error', code: 'forbidden_room', message: 'your access token does not allow this room', room });
+
+  it('a refused switch goes back to the previous room, and forgets the refused one', () => {
+    let s = run(connected(), history([4]), { type: 'leaving', room: 'lobby' }, { type: 'switch', room: 'secret' });
+    s = run(s, { type: 'joining', room: 'secret' });
+    expect(s.room).toBe('secret');
+    s = run(s, forbidden('secret'));
+    expect(s.room).toBe('lobby');
+    expect(s.rooms.secret).toBeUndefined();
+    expect(knownRooms(s)).toEqual(['lobby']);
+    expect(ids(s)).toEqual([4]);
+    expect(joinFrame(s, 'lobby')).toEqual({ type: 'join', room: 'lobby', since: 4 });
+    expect(s.notices).toEqual([
+      expect.objectContaining({ code: 'forbidden_room', room: 'secret', text: 'Cannot join #secret: your access token does not allow this room.' }),
+    ]);
+    // No ping-pong: a refusal of the way back leaves the page where it is.
+    s = run(s, forbidden('lobby'));
+    expect(s.room).toBe('lobby');
+  });
+
+  it('the first room has nowhere to go back to: it stays, not joined, with the error in it', () => {
+    const s = run(connected('secret'), forbidden('secret'));
+    expect(s.room).toBe('secret');
+    expect(currentRoom(s)).toMatchObject({ phase: 'out', members: null });
+    expect(shown(s)).toEqual(['[Cannot join #secret: your access token does not allow this room.]']);
+    expect(s.notices.map((n) => n.code)).toEqual(['forbidden_room']);
+  });
+
+  it('a late refusal for a room already switched away from only marks it', () => {
+    let s = run(connected(), { type: 'switch', room: 'secret' }, { type: 'switch', room: 'b' });
+    s = run(s, forbidden('secret'));
+    expect(s.room).toBe('b');
+    expect(s.rooms.secret).toBeUndefined();
   });
 });

@@ -11,6 +11,11 @@
  * - Own messages: each `send` carries a `ref`; the `message` with that ref is ours. Sends still
  *   waiting when the connection drops become "not confirmed"; if the catch-up history then holds
  *   the same text under our nickname, that copy is taken as ours (the server did get it).
+ * - Local messages (`local: true`, id 0: delivered only within this server while cross-node
+ *   delivery is interrupted) are not numbered: never deduplicated by id, never moving `lastId`,
+ *   appended in arrival order with a "local only" marker (own ones still recognised by `ref`).
+ * - Access: `forbidden_room` for the room just switched to goes back to the previous room (the
+ *   client then re-joins it); for the first room there is nowhere to go back to, so it stays shown.
  * - Ids restart only if the server lost its history (a restart with the in-memory store). A new
  *   message whose id is already taken by a different message, or a live message with an id not
  *   above the last one, starts a new numbering ("epoch"): the old lines stay above it.
@@ -62,6 +67,8 @@ export interface Notice {
 export interface SessionState {
   /** The room shown, and joined while connected. */
   room: string;
+  /** The room shown before the last switch (to go back to if the new one is refused). */
+  previousRoom: string | null;
   /** Our nickname as the server knows it (null before the first `welcome`). */
   nick: string | null;
   /** A socket is open. */
@@ -99,6 +106,7 @@ export function emptyRoom(name: string): RoomState {
 export function initialSession(room: string, limit = DEFAULT_LINE_LIMIT): SessionState {
   return {
     room,
+    previousRoom: null,
     nick: null,
     online: false,
     maxTextBytes: null,
@@ -116,8 +124,12 @@ export function joinFrame(state: SessionState, room: string): Extract<ClientFram
   return since === null || since === undefined ? { type: 'join', room } : { type: 'join', room, since };
 }
 
-/** Human text for an error frame. */
-export function describeError(code: ErrorCode, message: string, firstAvailable?: number): string {
+/** Notice texts for the cross-node status (`cross_node_interrupted` / `cross_node_restored`). */
+export const CROSS_NODE_INTERRUPTED_TEXT = "Other servers unreachable: messages reach this server's members only.";
+export const CROSS_NODE_RESTORED_TEXT = 'Other servers reachable again: messages reach everyone (cross-node delivery restored).';
+
+/** Human text for an error frame (`room`: the room it names, if any). */
+export function describeError(code: ErrorCode, message: string, firstAvailable?: number, room?: string): string {
   switch (code) {
     case 'history_truncated':
       return firstAvailable === undefined
@@ -132,9 +144,15 @@ export function describeError(code: ErrorCode, message: string, firstAvailable?:
     case 'too_many_rooms':
       return `Cannot join: ${message}`;
     case 'forbidden_room':
-      return `Cannot join: your access does not include this room.`;
+      return room === undefined
+        ? 'Cannot join: your access token does not allow this room.'
+        : `Cannot join #${room}: your access token does not allow this room.`;
     case 'rate_limited':
-      return `Slow down: a message was not sent (${message}).`;
+      return "You're sending too fast: that message was dropped.";
+    case 'cross_node_interrupted':
+      return CROSS_NODE_INTERRUPTED_TEXT;
+    case 'cross_node_restored':
+      return CROSS_NODE_RESTORED_TEXT;
     case 'not_joined':
       return `Not in that room: ${message}`;
     case 'bad_json':
@@ -203,6 +221,24 @@ function mergeMessage(
   return { ...r, lines: trim(lines, d.state.limit), lastId: Math.max(r.lastId ?? m.id, m.id) };
 }
 
+/**
+ * A local message (id 0, not in the shared history): appended as it comes, like a system line.
+ * It has no id, so it is never taken for a duplicate, never moves `lastId`, and never starts a
+ * new numbering.
+ */
+function addLocal(d: Draft, r: RoomState, m: StoredMessage, own?: { key: string }): RoomState {
+  const line: Line = {
+    key: own?.key ?? nextKey(d, 'l'),
+    kind: own ? 'own' : 'other',
+    text: m.text,
+    ts: m.ts,
+    nick: m.nick,
+    local: true,
+    ...(own ? { status: 'delivered' as const } : {}),
+  };
+  return { ...r, lines: trim([...r.lines, line], d.state.limit) };
+}
+
 function addMember(members: Member[], nick: string): Member[] {
   const i = members.findIndex((m) => m.nick === nick);
   if (i >= 0) return members.map((m, j) => (j === i ? { ...m, connections: m.connections + 1 } : m));
@@ -215,6 +251,13 @@ function removeMember(members: Member[], nick: string): Member[] {
     .map((m) => (m.nick === nick ? { ...m, connections: m.connections - 1 } : m))
     .filter((m) => m.connections > 0);
 }
+
+function dropNotices(d: Draft, code: Notice['code']): void {
+  d.state.notices = d.state.notices.filter((n) => n.code !== code);
+}
+
+/** Whether a room's transcript holds any chat message (not only system lines). */
+const hasMessages = (r: RoomState) => r.lines.some((l) => l.kind !== 'system');
 
 function addNotice(d: Draft, code: Notice['code'], text: string, roomName?: string): void {
   const notices = d.state.notices.filter((n) => n.text !== text);
@@ -239,7 +282,9 @@ function applyFrame(d: Draft, frame: ServerFrame, now: number): void {
       const i = frame.ref === undefined ? -1 : s.pending.findIndex((p) => p.ref === frame.ref);
       const own = i >= 0 ? { key: `p-${frame.ref}` } : undefined;
       if (i >= 0) s.pending = s.pending.filter((_, j) => j !== i);
-      d.rooms[frame.room] = mergeMessage(d, room(d, frame.room), frame, true, now, own);
+      d.rooms[frame.room] = frame.local
+        ? addLocal(d, room(d, frame.room), frame, own)
+        : mergeMessage(d, room(d, frame.room), frame, true, now, own);
       return;
     }
     case 'history': {
@@ -280,12 +325,30 @@ function applyFrame(d: Draft, frame: ServerFrame, now: number): void {
       return;
     }
     case 'error': {
-      const text = describeError(frame.code, frame.message, frame.first_available);
+      const text = describeError(frame.code, frame.message, frame.first_available, frame.room);
       const where = frame.room ?? s.room;
       if (frame.code === 'history_truncated') {
         d.rooms[where] = addSystem(d, room(d, where), text, now, 'error');
       }
-      if (frame.code === 'too_long' || frame.code === 'not_joined') {
+      if (frame.code === 'cross_node_interrupted') dropNotices(d, 'cross_node_restored');
+      if (frame.code === 'cross_node_restored') dropNotices(d, 'cross_node_interrupted');
+      if (frame.code === 'forbidden_room' && frame.room !== undefined) {
+        const refused = frame.room;
+        d.rooms[refused] = { ...room(d, refused), phase: 'out', members: null, count: 0 };
+        const back = s.previousRoom;
+        if (s.room === refused && back !== null && back !== refused) {
+          // The room just switched to is refused: go back where we were (the client re-joins it).
+          s.room = back;
+          d.rooms[back] = room(d, back);
+        }
+        if (s.room === refused) {
+          d.rooms[refused] = addSystem(d, room(d, refused), text, now, 'error');
+        } else if (!hasMessages(room(d, refused))) {
+          delete d.rooms[refused]; // never got in: nothing to keep, and not a room to suggest
+        }
+        s.previousRoom = null;
+      }
+      if (frame.code === 'too_long' || frame.code === 'not_joined' || frame.code === 'rate_limited') {
         // Errors carry no ref; the server answers in order, so it is our oldest send still waiting.
         const i = s.pending.findIndex((p) => p.status === 'pending' && (frame.room === undefined || p.room === frame.room));
         if (i >= 0) s.pending = s.pending.map((p, j) => (j === i ? { ...p, status: 'failed' } : p));
@@ -310,6 +373,9 @@ export function sessionReducer(state: SessionState, action: SessionAction): Sess
       s.online = false;
       for (const [name, r] of Object.entries(d.rooms)) d.rooms[name] = { ...r, phase: 'out', members: null, count: 0 };
       s.pending = s.pending.map((p) => (p.status === 'pending' ? { ...p, status: 'unconfirmed' } : p));
+      // Cross-node status is per connection: the next one (maybe to another server) says it anew.
+      dropNotices(d, 'cross_node_interrupted');
+      dropNotices(d, 'cross_node_restored');
       break;
     case 'joining':
       d.rooms[action.room] = { ...room(d, action.room), phase: 'joining' };
@@ -318,6 +384,7 @@ export function sessionReducer(state: SessionState, action: SessionAction): Sess
       d.rooms[action.room] = { ...room(d, action.room), phase: 'out', members: null, count: 0 };
       break;
     case 'switch':
+      if (action.room !== s.room) s.previousRoom = s.room;
       s.room = action.room;
       d.rooms[action.room] = room(d, action.room);
       break;

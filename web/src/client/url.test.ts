@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { healthUrl, parseEndpoint, parseRoom, parseServerParam, resolveSocketBase, socketUrl } from './url';
+import { healthUrl, parseEndpoint, parseRoom, parseServerParam, parseToken, resolveSocketBase, socketUrl } from './url';
 
 describe('resolveSocketBase', () => {
   it('follows the page origin: http -> ws, https -> wss', () => {
@@ -59,5 +59,20 @@ describe('parseRoom', () => {
     expect(parseRoom('?room=')).toBe('lobby');
     expect(parseRoom('?room=no%20spaces')).toBe('lobby');
     expect(parseRoom(`?room=${'x'.repeat(65)}`)).toBe('lobby');
+  });
+});
+
+describe('parseToken', () => {
+  it('reads ?token=, none when absent or empty', () => {
+    expect(parseToken('?mode=chat&token=aaa.bbb.c-_c&room=x')).toEqual({ token: 'aaa.bbb.c-_c' });
+    expect(parseToken('')).toEqual({ token: null });
+    expect(parseToken('?token=')).toEqual({ token: null });
+  });
+
+  it('ignores a token a subprotocol cannot carry, with a warning that does not quote it', () => {
+    const t = parseToken('?token=secret%20with%20spaces');
+    expect(t.token).toBeNull();
+    expect(t.warning).toMatch(/Ignored \?token=/);
+    expect(t.warning).not.toContain('secret');
   });
 });

@@ -2,7 +2,7 @@
  * Where the socket goes: the page's own origin (ws:// or wss:// to match http:// or https://),
  * or the base URL given by `?server=ws://host:port`.
  */
-import { isValidRoom } from './v1';
+import { isUsableToken, isValidRoom } from './v1';
 
 /** The two endpoints: chat (`/ws`, spoken in wshub.v1) and echo (`/echo`, raw). */
 export type Endpoint = 'echo' | 'chat';
@@ -87,4 +87,27 @@ export const DEFAULT_ROOM = 'lobby';
 export function parseRoom(search: string, fallback: string = DEFAULT_ROOM): string {
   const room = new URLSearchParams(search).get('room');
   return room !== null && isValidRoom(room) ? room : fallback;
+}
+
+/** An access token from `?token=`, or why it was ignored (never quoting the token). */
+export interface PageToken {
+  token: string | null;
+  warning?: string;
+}
+
+/**
+ * Read `?token=TOKEN` (for a server started with `--jwt-secret` / `--jwt-public-key`). The chat
+ * offers it as the subprotocol `bearer.TOKEN`, so it must be made of HTTP token characters (a JWT
+ * is); anything else is ignored with a warning. Empty or absent: no token.
+ */
+export function parseToken(search: string): PageToken {
+  const token = new URLSearchParams(search).get('token')?.trim() ?? '';
+  if (token === '') return { token: null };
+  if (!isUsableToken(token)) {
+    return {
+      token: null,
+      warning: 'Ignored ?token=: it holds characters a WebSocket subprotocol cannot carry (such as spaces or commas); a JWT never does.',
+    };
+  }
+  return { token };
 }

@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import {
+  BEARER_PREFIX,
+  chatProtocols,
   encodeClientFrame,
+  isUsableToken,
   isValidNick,
   isValidRoom,
   nickProblem,
@@ -63,6 +66,16 @@ describe('server frames: every type', () => {
     expect('ref' in noRef).toBe(false);
   });
 
+  it('message marked local (id 0, this server only)', () => {
+    const m = { type: 'message', room: 'lobby', id: 0, ts: 1764115260000, nick: 'bob', text: 'still here?' };
+    expect(ok({ ...m, local: true })).toEqual({ ...m, local: true });
+    expect(ok({ ...m, local: true, ref: 'c9' })).toEqual({ ...m, local: true, ref: 'c9' });
+    // `local: false` (or absent) is an ordinary message: the field is left out.
+    const plain = ok({ ...m, id: 5, local: false });
+    expect('local' in plain).toBe(false);
+    expect(invalid(JSON.stringify({ ...m, local: 'yes' }))).toMatch(/`local`/);
+  });
+
   it('history', () => {
     const messages = [
       { id: 41, ts: 1764115200000, nick: 'ann', text: 'hi' },
@@ -103,6 +116,9 @@ describe('server frames: every type', () => {
     expect(ok({ type: 'error', code: 'bad_json', message: 'not JSON' })).toEqual({ type: 'error', code: 'bad_json', message: 'not JSON' });
     // A code from a newer server is kept as a string.
     expect(ok({ type: 'error', code: 'rate_limited', message: 'slow down' })).toMatchObject({ code: 'rate_limited' });
+    for (const code of ['cross_node_interrupted', 'cross_node_restored', 'forbidden_room', 'some_future_code']) {
+      expect(ok({ type: 'error', code, message: 'm' })).toMatchObject({ code });
+    }
   });
 
   it('ignores extra fields', () => {
@@ -173,5 +189,23 @@ describe('names', () => {
     expect(utf8Length('abc')).toBe(3);
     expect(utf8Length('é')).toBe(2);
     expect(utf8Length('🙂')).toBe(4);
+  });
+});
+
+describe('access token subprotocol', () => {
+  const jwt = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbm4iLCJleHAiOjR9.c2lnbmF0dXJlLV8tXw';
+
+  it('offers bearer.<token> next to wshub.v1, wshub.v1 alone without a token', () => {
+    expect(chatProtocols()).toEqual(['wshub.v1']);
+    expect(chatProtocols(null)).toEqual(['wshub.v1']);
+    expect(chatProtocols('')).toEqual(['wshub.v1']);
+    expect(chatProtocols(jwt)).toEqual(['wshub.v1', `bearer.${jwt}`]);
+    expect(BEARER_PREFIX).toBe('bearer.');
+  });
+
+  it('only tokens a subprotocol can carry (else the browser would throw)', () => {
+    expect(isUsableToken(jwt)).toBe(true);
+    for (const bad of ['', 'a b', 'a,b', 'a"b', 'é', 'a/b', 'a;b']) expect(isUsableToken(bad), bad).toBe(false);
+    expect(chatProtocols('a b')).toEqual(['wshub.v1']);
   });
 });

@@ -10,6 +10,27 @@
 /** Subprotocol name sent in `Sec-WebSocket-Protocol`. */
 export const WSHUB_V1 = 'wshub.v1';
 
+/**
+ * Prefix of the extra subprotocol that carries an access token (docs/operations.md, Auth): browsers
+ * cannot set headers on a WebSocket, so the token rides as `bearer.<token>` next to `wshub.v1`.
+ * The server answers with `wshub.v1` only, never echoing the token.
+ */
+export const BEARER_PREFIX = 'bearer.';
+
+/** Characters allowed in a subprotocol (an HTTP token, RFC 9110 §5.6.2); a JWT uses a subset. */
+const SUBPROTOCOL_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** Whether `token` can ride as `bearer.<token>` (else `new WebSocket` would throw). */
+export function isUsableToken(token: string): boolean {
+  return SUBPROTOCOL_RE.test(token);
+}
+
+/** Subprotocols to offer on `/ws`: `wshub.v1`, plus `bearer.<token>` when a token is given. */
+export function chatProtocols(token?: string | null): string[] {
+  // An unusable token is left out (the page warns about it): offering it would throw.
+  return token && isUsableToken(token) ? [WSHUB_V1, BEARER_PREFIX + token] : [WSHUB_V1];
+}
+
 /** Longest room name, in characters. */
 export const MAX_ROOM_CHARS = 64;
 /** Longest nickname, in characters (Unicode scalar values, as the server counts). */
@@ -64,12 +85,18 @@ export type KnownErrorCode =
   | 'already_joined'
   | 'history_truncated'
   | 'forbidden_room'
-  | 'rate_limited';
+  | 'rate_limited'
+  | 'cross_node_interrupted'
+  | 'cross_node_restored';
 export type ErrorCode = KnownErrorCode | (string & {});
 
 export type ServerFrame =
   | { type: 'welcome'; nick: string; protocol: string; max_text_bytes: number }
-  | ({ type: 'message'; room: string; ref?: string } & StoredMessage)
+  /**
+   * `local: true` (with `id` 0): delivered only within the server this page is connected to,
+   * while cross-node delivery is interrupted; not in the shared history, so not numbered.
+   */
+  | ({ type: 'message'; room: string; ref?: string; local?: true } & StoredMessage)
   | { type: 'history'; room: string; messages: StoredMessage[] }
   | { type: 'presence'; room: string; count: number; members: Member[] }
   | { type: 'joined'; room: string; nick: string }
@@ -115,6 +142,13 @@ function uint(o: Obj, key: string): number {
   return v;
 }
 
+function optBool(o: Obj, key: string): boolean | undefined {
+  const v = o[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'boolean') throw new Invalid(`\`${key}\` is not a boolean`);
+  return v;
+}
+
 function optUint(o: Obj, key: string): number | undefined {
   return o[key] === undefined || o[key] === null ? undefined : uint(o, key);
 }
@@ -150,7 +184,14 @@ function frameOf(type: string, o: Obj): ServerFrame | null {
       return { type, nick: str(o, 'nick'), protocol: str(o, 'protocol'), max_text_bytes: uint(o, 'max_text_bytes') };
     case 'message': {
       const ref = optStr(o, 'ref');
-      return { type, room: str(o, 'room'), ...stored(o), ...(ref === undefined ? {} : { ref }) };
+      const local = optBool(o, 'local') === true;
+      return {
+        type,
+        room: str(o, 'room'),
+        ...stored(o),
+        ...(ref === undefined ? {} : { ref }),
+        ...(local ? { local: true as const } : {}),
+      };
     }
     case 'history':
       return { type, room: str(o, 'room'), messages: list(o, 'messages', stored) };

@@ -23,6 +23,8 @@ interface Props {
   base: string;
   overridden: boolean;
   warning?: string;
+  /** Access token from `?token=`, offered as the subprotocol `bearer.<token>`; null for none. */
+  token: string | null;
   onEndpoint: (endpoint: Endpoint) => void;
 }
 
@@ -34,19 +36,23 @@ function rememberRoom(room: string) {
 }
 
 /** Chat over wshub.v1: rooms, nicknames, members, history. */
-export function ChatView({ base, overridden, warning, onEndpoint }: Props) {
+export function ChatView({ base, overridden, warning, token, onEndpoint }: Props) {
   const url = socketUrl(base, 'chat');
   const [nick, setNick] = useStoredString('wshub.nick');
   const [firstRoom] = useState(() => parseRoom(window.location.search));
   const client = useMemo(
     // The nickname is read once here; later changes go through setNick below.
-    () => new ChatClient({ url, room: firstRoom, nick: nick.trim(), probe: () => reachable(healthUrl(base)) }),
-    [url, base, firstRoom],
+    () => new ChatClient({ url, room: firstRoom, nick: nick.trim(), token, probe: () => reachable(healthUrl(base)) }),
+    [url, base, firstRoom, token],
   );
   const { state, connection } = useClient(client);
   const room = currentRoom(state);
 
   useEffect(() => client.setNick(nick.trim()), [client, nick]);
+  // Follows the room shown: a switch, or the way back after a join the access token refused.
+  useEffect(() => {
+    if (parseRoom(window.location.search) !== state.room) rememberRoom(state.room);
+  }, [state.room]);
 
   const switchRoom = useCallback(
     (name: string) => {

@@ -42,9 +42,10 @@ export function MessageItem({ message: m }: { message: Line }) {
   const status = m.status ? STATUS_TEXT[m.status] : undefined;
   return (
     <li
-      className={`message message-${m.kind}${m.status ? ` is-${m.status}` : ''}`}
+      className={`message message-${m.kind}${m.status ? ` is-${m.status}` : ''}${m.local ? ' is-local' : ''}`}
       data-kind={m.kind}
       data-id={m.id}
+      data-local={m.local ? 'true' : undefined}
       data-nick={m.nick}
     >
       <div className="message-meta">
@@ -53,6 +54,14 @@ export function MessageItem({ message: m }: { message: Line }) {
         {m.id !== undefined && (
           <span className="message-id" title="Message number in this room">
             #{m.id}
+          </span>
+        )}
+        {m.local && (
+          <span
+            className="message-local"
+            title="Other servers were unreachable: only people connected to this server got it, and it is not in the room's history."
+          >
+            local only
           </span>
         )}
         {status && <span className="message-status">{status}</span>}

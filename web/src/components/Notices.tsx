@@ -1,5 +1,19 @@
 import type { Notice } from '../client';
 
+/** Tone of a notice: warnings for things that pass, info for good news, errors otherwise. */
+function noticeClass(code: Notice['code']): string {
+  switch (code) {
+    case 'history_truncated':
+    case 'cross_node_interrupted':
+    case 'rate_limited':
+      return 'banner banner-warning notice';
+    case 'cross_node_restored':
+      return 'banner banner-info notice';
+    default:
+      return 'banner banner-error notice';
+  }
+}
+
 /** Error frames and other things worth reading, each dismissible. */
 export function Notices({ notices, onDismiss }: { notices: Notice[]; onDismiss: (key: string) => void }) {
   if (notices.length === 0) return null;
@@ -8,8 +22,8 @@ export function Notices({ notices, onDismiss }: { notices: Notice[]; onDismiss: 
       {notices.map((n) => (
         <div
           key={n.key}
-          className={n.code === 'history_truncated' ? 'banner banner-warning notice' : 'banner banner-error notice'}
-          role="alert"
+          className={noticeClass(n.code)}
+          role={n.code === 'cross_node_restored' ? 'status' : 'alert'}
           data-code={n.code}
         >
           <span className="notice-text">{n.text}</span>
