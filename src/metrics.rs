@@ -209,6 +209,7 @@ struct Scraped {
     history_write_errors: Counter,
     history_dropped: Counter,
     history_pending: Gauge,
+    redis_connected: Gauge,
 }
 
 struct Inner {
@@ -381,6 +382,11 @@ const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "History entries waiting for the writer thread (its backlog).",
     ),
     (
+        "wshub_redis_connected",
+        Kind::Gauge,
+        "1 while this node reaches Redis and delivers across nodes; 0 when it does not, or runs without --redis.",
+    ),
+    (
         HISTORY_COMMIT_SECONDS,
         Kind::Histogram,
         "Time one history transaction takes to commit.",
@@ -427,6 +433,7 @@ impl Metrics {
             history_write_errors: r.counter("wshub_history_write_errors_total", &[]),
             history_dropped: r.counter("wshub_history_dropped_total", &[]),
             history_pending: r.gauge("wshub_history_pending", &[]),
+            redis_connected: r.gauge("wshub_redis_connected", &[]),
         };
         Metrics {
             inner: Arc::new(Inner {
@@ -538,6 +545,8 @@ impl Metrics {
         s.history_write_errors.absolute(history.write_errors);
         s.history_dropped.absolute(history.dropped);
         s.history_pending.set(history.pending as f64);
+        let redis_up = hub.broker().is_some_and(|broker| broker.is_up());
+        s.redis_connected.set(if redis_up { 1.0 } else { 0.0 });
         self.inner.handle.render()
     }
 }

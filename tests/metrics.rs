@@ -240,3 +240,33 @@ async fn connection_hooks_count_traffic_endings_and_refusals() {
     assert_eq!(s.get(r#"wshub_upgrades_refused_total{reason="origin"}"#), 1.0);
     server.shutdown().await;
 }
+
+/// The history write latency is a histogram fed by every SQLite commit;
+/// the Redis state gauge is 0 on a node without Redis.
+#[tokio::test]
+async fn history_commit_latency_and_redis_state_are_exported() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config();
+    config.history.backend = wshub::history::Backend::Sqlite(dir.path().join("h.sqlite"));
+    let server = start_server_with(config).await;
+    let mut client = ChatClient::connect(&server).await;
+    client.join("r", None).await;
+    for i in 0..5 {
+        client.say("r", &format!("m{i}")).await;
+        client.next_chat().await;
+    }
+    let history = server.hub.history().clone();
+    tokio::task::spawn_blocking(move || history.flush()).await.unwrap();
+    let after = scrape(server.addr).await;
+    assert!(after.get("wshub_history_commit_duration_seconds_count") >= 1.0);
+    assert!(after.get("wshub_history_commit_duration_seconds_sum") > 0.0);
+    assert_eq!(
+        after
+            .types
+            .get("wshub_history_commit_duration_seconds")
+            .map(String::as_str),
+        Some("histogram")
+    );
+    assert_eq!(after.get("wshub_redis_connected"), 0.0);
+    server.shutdown().await;
+}

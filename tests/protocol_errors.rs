@@ -36,19 +36,69 @@ async fn every_bad_request_gets_its_own_code_and_the_connection_stays() {
     refused(&mut client, Message::binary(vec![1, 2, 3]), ErrorCode::BadJson).await;
     refused(&mut client, text(r#"{"type":"dance"}"#), ErrorCode::UnknownType).await;
     refused(&mut client, text(r#"{"room":"r"}"#), ErrorCode::MissingField).await;
-    refused(&mut client, text(r#"{"type":"send","room":"r"}"#), ErrorCode::MissingField).await;
-    refused(&mut client, text(r#"{"type":"send","room":5,"text":"x"}"#), ErrorCode::BadField).await;
-    refused(&mut client, text(r#"{"type":"send","room":"r","text":"x","extra":1}"#), ErrorCode::BadField).await;
+    refused(
+        &mut client,
+        text(r#"{"type":"send","room":"r"}"#),
+        ErrorCode::MissingField,
+    )
+    .await;
+    refused(
+        &mut client,
+        text(r#"{"type":"send","room":5,"text":"x"}"#),
+        ErrorCode::BadField,
+    )
+    .await;
+    refused(
+        &mut client,
+        text(r#"{"type":"send","room":"r","text":"x","extra":1}"#),
+        ErrorCode::BadField,
+    )
+    .await;
     let long_nick = format!(r#"{{"type":"nick","nick":"{}"}}"#, "n".repeat(33));
     refused(&mut client, text(&long_nick), ErrorCode::BadNick).await;
-    refused(&mut client, text(r#"{"type":"nick","nick":"a\nb"}"#), ErrorCode::BadNick).await;
-    refused(&mut client, text(r#"{"type":"nick","nick":"bell\u0007"}"#), ErrorCode::BadNick).await;
-    refused(&mut client, text(r#"{"type":"send","room":"r","text":"seventeen bytes!!"}"#), ErrorCode::TooLong).await;
-    refused(&mut client, text(r#"{"type":"join","room":"no spaces"}"#), ErrorCode::BadRoom).await;
-    refused(&mut client, text(r#"{"type":"join","room":"r"}"#), ErrorCode::AlreadyJoined).await;
-    refused(&mut client, text(r#"{"type":"send","room":"elsewhere","text":"x"}"#), ErrorCode::NotJoined).await;
+    refused(
+        &mut client,
+        text(r#"{"type":"nick","nick":"a\nb"}"#),
+        ErrorCode::BadNick,
+    )
+    .await;
+    refused(
+        &mut client,
+        text(r#"{"type":"nick","nick":"bell\u0007"}"#),
+        ErrorCode::BadNick,
+    )
+    .await;
+    refused(
+        &mut client,
+        text(r#"{"type":"send","room":"r","text":"seventeen bytes!!"}"#),
+        ErrorCode::TooLong,
+    )
+    .await;
+    refused(
+        &mut client,
+        text(r#"{"type":"join","room":"no spaces"}"#),
+        ErrorCode::BadRoom,
+    )
+    .await;
+    refused(
+        &mut client,
+        text(r#"{"type":"join","room":"r"}"#),
+        ErrorCode::AlreadyJoined,
+    )
+    .await;
+    refused(
+        &mut client,
+        text(r#"{"type":"send","room":"elsewhere","text":"x"}"#),
+        ErrorCode::NotJoined,
+    )
+    .await;
     client.join("second", None).await;
-    refused(&mut client, text(r#"{"type":"join","room":"third"}"#), ErrorCode::TooManyRooms).await;
+    refused(
+        &mut client,
+        text(r#"{"type":"join","room":"third"}"#),
+        ErrorCode::TooManyRooms,
+    )
+    .await;
 
     // Still usable: a good message goes through, and it is the first one
     // anybody saw: nothing from the bad requests reached the room.

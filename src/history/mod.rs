@@ -673,6 +673,17 @@ impl History {
         }
     }
 
+    /// Calls `observer` with each SQLite commit's duration, on the writer
+    /// thread (metrics export it as the history write latency). Set once;
+    /// the memory and none stores never commit.
+    pub fn observe_commits(&self, observer: impl Fn(std::time::Duration) + Send + Sync + 'static) {
+        let _ = self
+            .inner
+            .shared
+            .commit_observer
+            .set(sqlite::CommitObserver(Box::new(observer)));
+    }
+
     /// Counters: appended, committed, the writer's backlog, failures.
     pub fn stats(&self) -> HistoryStats {
         let inner = &*self.inner;

@@ -370,6 +370,17 @@ pub(super) struct Shared {
     pub dropped: AtomicU64,
     /// Woken at each commit, for readers waiting on `committed`.
     pub progress: (Mutex<()>, Condvar),
+    /// Told how long each commit took (the metrics' history write latency).
+    pub commit_observer: std::sync::OnceLock<CommitObserver>,
+}
+
+/// A callback given each commit's duration.
+pub(crate) struct CommitObserver(pub Box<dyn Fn(Duration) + Send + Sync>);
+
+impl std::fmt::Debug for CommitObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CommitObserver")
+    }
 }
 
 impl Shared {
@@ -381,6 +392,7 @@ impl Shared {
             write_errors: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             progress: (Mutex::new(()), Condvar::new()),
+            commit_observer: std::sync::OnceLock::new(),
         }
     }
 }
@@ -517,8 +529,12 @@ impl Writer {
         if batch.inserts.is_empty() && batch.reserves.is_empty() && cutoff.is_none() {
             return;
         }
+        let started = Instant::now();
         match self.transaction(&batch.inserts, &batch.reserves, cutoff) {
             Ok(()) => {
+                if let Some(observer) = self.shared.commit_observer.get() {
+                    (observer.0)(started.elapsed());
+                }
                 self.shared.commits.fetch_add(1, Ordering::Relaxed);
                 self.shared
                     .committed_total

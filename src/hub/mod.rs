@@ -87,6 +87,11 @@ pub struct HubSnapshot {
 impl Hub {
     /// An empty hub.
     pub fn new(config: HubConfig) -> Self {
+        let metrics = Metrics::new();
+        let observed = metrics.clone();
+        config
+            .history
+            .observe_commits(move |took| observed.history_commit(took));
         Hub {
             inner: Arc::new(Inner {
                 registry: registry::Registry::new(config.max_connections),
@@ -95,7 +100,7 @@ impl Hub {
                 history: config.history,
                 join_history: config.join_history,
                 broker: std::sync::OnceLock::new(),
-                metrics: Metrics::new(),
+                metrics,
                 per_ip: PerIpLimit::new(0),
             }),
         }
