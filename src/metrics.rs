@@ -137,9 +137,15 @@ pub enum RefusedUpgrade {
     Full,
     /// The server is shutting down: 503.
     ShuttingDown,
+    /// No valid access token: 401.
+    Unauthorized,
+    /// A valid token that does not cover the room: 403.
+    ForbiddenRoom,
+    /// `--max-connections-per-ip` reached: 429.
+    TooManyFromAddress,
 }
 
-const REFUSALS: [RefusedUpgrade; 7] = [
+const REFUSALS: [RefusedUpgrade; 10] = [
     RefusedUpgrade::NotWebSocket,
     RefusedUpgrade::Version,
     RefusedUpgrade::Key,
@@ -147,6 +153,9 @@ const REFUSALS: [RefusedUpgrade; 7] = [
     RefusedUpgrade::Origin,
     RefusedUpgrade::Full,
     RefusedUpgrade::ShuttingDown,
+    RefusedUpgrade::Unauthorized,
+    RefusedUpgrade::ForbiddenRoom,
+    RefusedUpgrade::TooManyFromAddress,
 ];
 
 impl RefusedUpgrade {
@@ -160,6 +169,9 @@ impl RefusedUpgrade {
             RefusedUpgrade::Origin => "origin",
             RefusedUpgrade::Full => "full",
             RefusedUpgrade::ShuttingDown => "shutting_down",
+            RefusedUpgrade::Unauthorized => "unauthorized",
+            RefusedUpgrade::ForbiddenRoom => "forbidden_room",
+            RefusedUpgrade::TooManyFromAddress => "too_many_from_address",
         }
     }
 
@@ -179,6 +191,15 @@ impl From<&crate::upgrade::Refusal> for RefusedUpgrade {
             Refusal::Origin => RefusedUpgrade::Origin,
             Refusal::Full => RefusedUpgrade::Full,
             Refusal::ShuttingDown => RefusedUpgrade::ShuttingDown,
+        }
+    }
+}
+
+impl From<crate::auth::Rejection> for RefusedUpgrade {
+    fn from(rejection: crate::auth::Rejection) -> Self {
+        match rejection {
+            crate::auth::Rejection::Unauthorized(_) => RefusedUpgrade::Unauthorized,
+            crate::auth::Rejection::ForbiddenRoom => RefusedUpgrade::ForbiddenRoom,
         }
     }
 }

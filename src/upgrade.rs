@@ -249,6 +249,7 @@ fn admit(
                 Ok(grant) => Some(grant),
                 Err(rejection) => {
                     tracing::warn!(%peer, endpoint = endpoint.as_str(), "refused upgrade: {rejection}");
+                    shared.hub.metrics().upgrade_refused(rejection);
                     return Err(Denied::Token(rejection));
                 }
             }
@@ -256,6 +257,10 @@ fn admit(
     };
     let Some(ip_slot) = shared.hub.per_ip().acquire(peer.ip()) else {
         tracing::warn!(%peer, endpoint = endpoint.as_str(), "refused upgrade: too many connections from this address");
+        shared
+            .hub
+            .metrics()
+            .upgrade_refused(crate::metrics::RefusedUpgrade::TooManyFromAddress);
         return Err(Denied::TooManyFromAddress);
     };
     Ok(Admission { grant, ip_slot })

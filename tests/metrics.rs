@@ -270,3 +270,40 @@ async fn history_commit_latency_and_redis_state_are_exported() {
     assert_eq!(after.get("wshub_redis_connected"), 0.0);
     server.shutdown().await;
 }
+
+/// Refusals by the access checks are counted by reason too: a missing
+/// token (401) and too many connections from one address (429).
+#[tokio::test]
+async fn auth_and_per_address_refusals_are_counted() {
+    let mut config = test_config();
+    config.auth = Some(wshub::auth::AuthSource::Secret(wshub::auth::Secret::new(
+        "a secret of at least thirty-two bytes, for HS256",
+    )));
+    let server = start_server_with(config).await;
+    assert_eq!(
+        connect_with_origin(&server.url("/echo"), "http://localhost")
+            .await
+            .err(),
+        Some(401)
+    );
+    let after = scrape(server.addr).await;
+    assert_eq!(after.get(r#"wshub_upgrades_refused_total{reason="unauthorized"}"#), 1.0);
+    server.shutdown().await;
+
+    let mut config = test_config();
+    config.max_connections_per_ip = 1;
+    let server = start_server_with(config).await;
+    let _first = connect(&server.url("/echo")).await;
+    assert_eq!(
+        connect_with_origin(&server.url("/echo"), "http://localhost")
+            .await
+            .err(),
+        Some(429)
+    );
+    let after = scrape(server.addr).await;
+    assert_eq!(
+        after.get(r#"wshub_upgrades_refused_total{reason="too_many_from_address"}"#),
+        1.0
+    );
+    server.shutdown().await;
+}
