@@ -182,21 +182,11 @@ impl ChatSession {
                     return Ok(());
                 }
                 let history = self.hub.history();
-                let entries = match since {
-                    None => history.recent(&room, limit),
-                    Some(after) => match history.since(&room, after, limit) {
-                        crate::history::Since::Complete(entries) => entries,
-                        crate::history::Since::Truncated {
-                            first_available,
-                            entries,
-                        } => {
-                            let error = ServerFrame::history_truncated(&room, first_available);
-                            let _ = self.outbox.push(text_frame(&error));
-                            entries
-                        }
-                    },
+                let (entries, truncated) = match since {
+                    None => (history.recent(&room, limit), None),
+                    Some(after) => history.since(&room, after, limit).into_parts(),
                 };
-                room::push_history(&self.outbox, &room, &entries);
+                room::push_replay(&self.outbox, &room, &entries, truncated);
             }
             ClientFrame::Members { room } => {
                 let index = self.joined(&room)?;

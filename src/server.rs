@@ -305,17 +305,18 @@ where
 
 /// A node name for presence and logs when `--node-id` is not given.
 fn generated_node_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("node-{}-{:08x}", std::process::id(), nanos)
+    format!("node-{}-{:08x}", std::process::id(), clock_nanos())
 }
 
 fn random_start() -> u64 {
-    let nanos = std::time::SystemTime::now()
+    u64::from(clock_nanos() % 900_000) * 10 + 1_000_000
+}
+
+/// The wall clock's sub-second nanoseconds: enough randomness to tell
+/// nodes apart, without a random-number dependency.
+fn clock_nanos() -> u32 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    u64::from(nanos % 900_000) * 10 + 1_000_000
+        .unwrap_or(0)
 }

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -62,10 +62,7 @@ pub(super) fn spawn_tasks(
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    crate::history::clock::unix_millis()
 }
 
 async fn manager(client: &Client) -> RedisResult<ConnectionManager> {
@@ -199,12 +196,12 @@ fn fail(commands: Vec<Command>, hub: &Hub) {
                 client_ref,
             } => {
                 if let Some(room) = hub.room(&room) {
-                    room.deliver_local(&nick, &text, client_ref);
+                    room.deliver_local(hub, &nick, &text, client_ref);
                 }
             }
             Command::PublishBinary { room, payload } => {
                 if let Some(room) = hub.room(&room) {
-                    room.deliver_binary(&payload);
+                    room.deliver_binary(hub, &payload);
                 }
             }
             Command::Replay { room, key, .. } => room.finish_replay(key, Vec::new(), None, None),
@@ -258,11 +255,7 @@ async fn answer(mut con: ConnectionManager, broker: Broker, command: Command) {
         } => {
             let limit = limit.min(broker.shared.max_messages);
             let (entries, truncated) = fetch_history(&mut con, &room, since, limit).await.unwrap_or_default();
-            if let Some(first_available) = truncated {
-                let error = ServerFrame::history_truncated(&room, first_available);
-                let _ = outbox.push(crate::hub::room::text_frame(&error));
-            }
-            crate::hub::room::push_history(&outbox, &room, &entries);
+            crate::hub::room::push_replay(&outbox, &room, &entries, truncated);
         }
         _ => {}
     }
@@ -462,13 +455,13 @@ fn dispatch(broker: &Broker, hub: &Hub, channel: &str, payload: &[u8]) {
                     nick: Arc::from(message.nick),
                     text: Arc::from(message.text),
                 };
-                room.deliver(entry, message.client_ref);
+                room.deliver(hub, entry, message.client_ref);
             }
             Err(e) => tracing::warn!(channel, "unreadable message from Redis: {e}"),
         }
     } else if let Some(room) = wire::room_of(channel, "wshub:bin:") {
         if let Some(room) = hub.room(room) {
-            room.deliver_binary(payload);
+            room.deliver_binary(hub, payload);
         }
     } else if let Some(room) = wire::room_of(channel, "wshub:presence:") {
         let Some(room) = hub.room(room) else { return };
@@ -527,7 +520,7 @@ async fn restore(client: &Client, broker: &Broker, hub: &Hub) -> RedisResult<()>
             .await?;
         let (missed, _) = fetch_history(&mut con, room.name(), Some(last), broker.shared.max_messages).await?;
         for entry in missed {
-            room.deliver(entry, None);
+            room.deliver(hub, entry, None);
         }
     }
     Ok(())

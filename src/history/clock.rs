@@ -17,15 +17,21 @@ pub(super) enum Clock {
     Manual(Arc<AtomicI64>),
 }
 
+/// Milliseconds since the unix epoch by the wall clock (0 if the system
+/// clock is before 1970, which only a broken machine reports).
+pub(crate) fn unix_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 impl Clock {
     /// Now, in milliseconds since the unix epoch (0 if the system clock is
     /// before 1970, which only a broken machine reports).
     pub fn now_ms(&self) -> i64 {
         match self {
-            Clock::System => SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-                .unwrap_or(0),
+            Clock::System => unix_millis(),
             #[cfg(test)]
             Clock::Manual(now) => now.load(Ordering::SeqCst),
         }

@@ -80,7 +80,7 @@
 //! messages, so its ids continue instead of restarting at 1 (one small row
 //! per room ever used).
 
-mod clock;
+pub(crate) mod clock;
 mod room;
 mod sqlite;
 #[cfg(test)]
@@ -203,6 +203,18 @@ impl Since {
     pub fn into_entries(self) -> Vec<Entry> {
         match self {
             Since::Complete(entries) | Since::Truncated { entries, .. } => entries,
+        }
+    }
+
+    /// The entries, and where history starts when retention dropped part
+    /// of what was asked (the shape the Redis store answers in too).
+    pub fn into_parts(self) -> (Vec<Entry>, Option<u64>) {
+        match self {
+            Since::Complete(entries) => (entries, None),
+            Since::Truncated {
+                first_available,
+                entries,
+            } => (entries, Some(first_available)),
         }
     }
 }

@@ -16,7 +16,7 @@ use slab::Slab;
 use super::{lock, Hub};
 use crate::broker::{Broker, Command};
 use crate::connection::{Outbox, Rejected};
-use crate::history::{Entry, Since};
+use crate::history::Entry;
 use crate::protocol::v1::{ChatMessage, ErrorCode, MemberCount, ServerFrame};
 use crate::protocol::{encode_frame, frame_for, Message, MessageKind, OpCode};
 
@@ -287,61 +287,49 @@ impl Room {
 
     fn replay(&self, hub: &Hub, outbox: &Outbox, replay: Replay) {
         let history = hub.history();
-        let entries = match replay {
+        let (entries, truncated) = match replay {
             Replay::Nothing => return,
-            Replay::Recent => history.recent(&self.name, hub.join_history()),
-            Replay::Since(after) => match history.since(&self.name, after, usize::MAX) {
-                Since::Complete(entries) => entries,
-                Since::Truncated {
-                    first_available,
-                    entries,
-                } => {
-                    let error = ServerFrame::history_truncated(&self.name, first_available);
-                    let _ = outbox.push(text_frame(&error));
-                    entries
-                }
-            },
+            Replay::Recent => (history.recent(&self.name, hub.join_history()), None),
+            Replay::Since(after) => history.since(&self.name, after, usize::MAX).into_parts(),
         };
-        push_history(outbox, &self.name, &entries);
+        push_replay(outbox, &self.name, &entries, truncated);
     }
 
     /// Publishes a message from a raw client: verbatim to raw members; text
     /// is also stored and sent as JSON to `wshub.v1` members.
     pub fn publish_raw(&self, hub: &Hub, nick: &Arc<str>, message: &Message) -> usize {
+        let text = match message.kind() {
+            MessageKind::Binary => None,
+            MessageKind::Text => Some(std::str::from_utf8(message.payload()).unwrap_or_default()),
+        };
         if let Some(broker) = hub.broker() {
-            let command = match message.kind() {
-                MessageKind::Binary => Command::PublishBinary {
-                    room: self.name.clone(),
+            let room = self.name.clone();
+            let command = match text {
+                None => Command::PublishBinary {
+                    room,
                     payload: Bytes::copy_from_slice(message.payload()),
                 },
-                MessageKind::Text => Command::Publish {
-                    room: self.name.clone(),
+                Some(text) => Command::Publish {
+                    room,
                     nick: nick.clone(),
-                    text: Arc::from(std::str::from_utf8(message.payload()).unwrap_or_default()),
+                    text: Arc::from(text),
                     client_ref: None,
                 },
             };
             if !broker.send(command) {
-                match message.kind() {
-                    MessageKind::Binary => self.deliver_binary(message.payload()),
-                    MessageKind::Text => {
-                        let text = std::str::from_utf8(message.payload()).unwrap_or_default();
-                        self.deliver_local(nick, text, None);
-                    }
+                match text {
+                    None => self.deliver_binary(hub, message.payload()),
+                    Some(text) => self.deliver_local(hub, nick, text, None),
                 }
             }
             return 0;
         }
-        let members = lock(&self.members);
-        let json = match message.kind() {
-            MessageKind::Binary => None,
-            MessageKind::Text => {
-                let text = std::str::from_utf8(message.payload()).unwrap_or_default();
-                let entry = hub.history().append(&self.name, nick, text);
-                Some(self.message_frame(entry, None))
-            }
-        };
-        self.fan_out(hub, &members, Some(message.frame().clone()), json)
+        let mut members = lock(&self.members);
+        let json = text.map(|text| {
+            let entry = hub.history().append(&self.name, nick, text);
+            self.message_frame(entry, None)
+        });
+        fan_out(hub, &mut members, 0, Some(message.frame()), json.as_ref())
     }
 
     /// Publishes a message from a `wshub.v1` client: stored, then sent as
@@ -355,16 +343,16 @@ impl Room {
                 client_ref: client_ref.clone(),
             };
             if !broker.send(command) {
-                self.deliver_local(nick, text, client_ref);
+                self.deliver_local(hub, nick, text, client_ref);
             }
             return 0;
         }
-        let members = lock(&self.members);
+        let mut members = lock(&self.members);
         let entry = hub.history().append(&self.name, nick, text);
         let json = self.message_frame(entry, client_ref);
         let has_raw = members.iter().any(|(_, m)| m.mode == Mode::Raw);
         let raw = has_raw.then(|| encode_frame(OpCode::Text, text.as_bytes()));
-        self.fan_out(hub, &members, raw, Some(json))
+        fan_out(hub, &mut members, 0, raw.as_ref(), Some(&json))
     }
 
     fn message_frame(&self, entry: Entry, client_ref: Option<String>) -> Bytes {
@@ -378,7 +366,7 @@ impl Room {
 
     /// With Redis: delivers a message Redis published, to this node's
     /// members, once (a repeated id is dropped).
-    pub(crate) fn deliver(&self, entry: Entry, client_ref: Option<String>) {
+    pub(crate) fn deliver(&self, hub: &Hub, entry: Entry, client_ref: Option<String>) {
         let mut members = lock(&self.members);
         if entry.id <= self.last_delivered.load(Ordering::Relaxed) {
             return;
@@ -387,16 +375,13 @@ impl Room {
         let id = entry.id;
         let raw = encode_frame(OpCode::Text, entry.text.as_bytes());
         let json = self.message_frame(entry, client_ref);
-        Self::fan_out_entry(&mut members, id, &raw, &json);
+        fan_out(hub, &mut members, id, Some(&raw), Some(&json));
     }
 
     /// Delivers within this node only, while Redis is away: no id, not in
     /// the shared history, marked `local`.
-    pub(crate) fn deliver_local(&self, nick: &str, text: &str, client_ref: Option<String>) {
-        let ts = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+    pub(crate) fn deliver_local(&self, hub: &Hub, nick: &str, text: &str, client_ref: Option<String>) {
+        let ts = crate::history::clock::unix_millis();
         let json = text_frame(&ServerFrame::Message {
             room: self.name.to_string(),
             message: ChatMessage {
@@ -409,27 +394,13 @@ impl Room {
             local: true,
         });
         let raw = encode_frame(OpCode::Text, text.as_bytes());
-        Self::fan_out_entry(&mut lock(&self.members), 0, &raw, &json);
-    }
-
-    fn fan_out_entry(members: &mut Slab<Member>, id: u64, raw: &Bytes, json: &Bytes) {
-        for (_, member) in members.iter_mut() {
-            let frame = match member.mode {
-                Mode::Raw => raw,
-                Mode::Json => json,
-            };
-            member.push(id, frame);
-        }
+        fan_out(hub, &mut lock(&self.members), 0, Some(&raw), Some(&json));
     }
 
     /// Delivers a raw binary payload to this node's raw members.
-    pub(crate) fn deliver_binary(&self, payload: &[u8]) {
+    pub(crate) fn deliver_binary(&self, hub: &Hub, payload: &[u8]) {
         let frame = encode_frame(OpCode::Binary, payload);
-        for (_, member) in lock(&self.members).iter_mut() {
-            if member.mode == Mode::Raw {
-                member.push(0, &frame);
-            }
-        }
+        fan_out(hub, &mut lock(&self.members), 0, Some(&frame), None);
     }
 
     /// Delivers a presence event from another node to JSON members.
@@ -450,12 +421,8 @@ impl Room {
         let fallback = self.presence(&members);
         let Some(member) = members.get_mut(key) else { return };
         let Some(backlog) = member.backlog.take() else { return };
-        if let Some(first_available) = truncated {
-            let error = ServerFrame::history_truncated(&self.name, first_available);
-            let _ = member.outbox.push(text_frame(&error));
-        }
         let newest = entries.last().map_or(0, |e| e.id);
-        push_history(&member.outbox, &self.name, &entries);
+        push_replay(&member.outbox, &self.name, &entries, truncated);
         let _ = member.outbox.push(text_frame(&presence.unwrap_or(fallback)));
         for (id, frame) in backlog {
             if id == 0 || id > newest {
@@ -485,28 +452,41 @@ impl Room {
             .map(|(_, m)| m.outbox.clone())
             .collect()
     }
+}
 
-    /// Queues the right form to each member; returns how many it evicted.
-    fn fan_out(&self, hub: &Hub, members: &Slab<Member>, raw: Option<Bytes>, json: Option<Bytes>) -> usize {
-        let mut evicted = 0;
-        let mut delivered = 0;
-        for (_, member) in members.iter() {
-            let frame = match member.mode {
-                Mode::Raw => raw.as_ref(),
-                Mode::Json => json.as_ref(),
-            };
-            if let Some(frame) = frame {
-                delivered += 1;
-                if member.outbox.push(frame_for(frame, member.outbox.deflate())) == Err(Rejected::Overflow) {
-                    evicted += 1;
-                }
+/// Queues the right form to each member (a form that is `None` skips those
+/// members), behind a pending replay where there is one; returns how many
+/// members it evicted. `id` is the message's id (0: none), which a replay's
+/// backlog needs to drop what the replay already holds.
+fn fan_out(hub: &Hub, members: &mut Slab<Member>, id: u64, raw: Option<&Bytes>, json: Option<&Bytes>) -> usize {
+    let mut evicted = 0;
+    let mut delivered = 0;
+    for (_, member) in members.iter_mut() {
+        let frame = match member.mode {
+            Mode::Raw => raw,
+            Mode::Json => json,
+        };
+        if let Some(frame) = frame {
+            delivered += 1;
+            if member.push(id, frame) {
+                evicted += 1;
             }
         }
-        let stats = hub.stats();
-        stats.published.fetch_add(1, Ordering::Relaxed);
-        stats.delivered.fetch_add(delivered, Ordering::Relaxed);
-        evicted
     }
+    let stats = hub.stats();
+    stats.published.fetch_add(1, Ordering::Relaxed);
+    stats.delivered.fetch_add(delivered, Ordering::Relaxed);
+    evicted
+}
+
+/// Queues a replay: the `history_truncated` error first when retention
+/// dropped part of what was asked (`truncated` is where history starts),
+/// then the entries.
+pub(crate) fn push_replay(outbox: &Outbox, room: &str, entries: &[Entry], truncated: Option<u64>) {
+    if let Some(first_available) = truncated {
+        let _ = outbox.push(text_frame(&ServerFrame::history_truncated(room, first_available)));
+    }
+    push_history(outbox, room, entries);
 }
 
 /// Queues `entries` as `history` frames of at most [`HISTORY_CHUNK`].
