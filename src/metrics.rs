@@ -602,6 +602,12 @@ mod tests {
             max_connections: 10,
             history,
             join_history: 0,
+            timeouts: crate::connection::Timeouts {
+                ping_interval: std::time::Duration::from_secs(54),
+                read_timeout: std::time::Duration::from_secs(60),
+                write_timeout: std::time::Duration::from_secs(10),
+                rate: crate::ratelimit::RateLimits::UNLIMITED,
+            },
         })
     }
 

@@ -73,7 +73,6 @@ pub struct Shared {
     pub(crate) config: Config,
     pub(crate) hub: Hub,
     pub(crate) origins: OriginPolicy,
-    pub(crate) timeouts: Arc<Timeouts>,
     pub(crate) tracker: TaskTracker,
     pub(crate) shutting_down: AtomicBool,
     pub(crate) next_connection_id: AtomicU64,
@@ -122,14 +121,14 @@ impl Server {
                 max_connections: config.max_connections,
                 history,
                 join_history: config.join_history,
+                timeouts: Timeouts {
+                    ping_interval: config.ping_interval,
+                    read_timeout: config.read_timeout,
+                    write_timeout: config.write_timeout,
+                    rate: config.rate,
+                },
             }),
             origins: OriginPolicy::new(&config.allowed_origins),
-            timeouts: Arc::new(Timeouts {
-                ping_interval: config.ping_interval,
-                read_timeout: config.read_timeout,
-                write_timeout: config.write_timeout,
-                rate: config.rate,
-            }),
             tracker: TaskTracker::new(),
             shutting_down: AtomicBool::new(false),
             // Clustered nodes number connections from a random start, so that the

@@ -2,24 +2,21 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, Sleep};
-
 use super::ending::Ending;
-use super::keepalive::{Deadlines, Due, Timeouts};
+use super::keepalive::{Deadlines, Due};
 use super::outbox::{CloseRequest, Outbox};
 use crate::chat::ChatSession;
-use crate::hub::{Hub, Membership};
+use crate::hub::{Hub, Membership, Registration};
 use crate::protocol::{encode_close, encode_frame, frame_for, CloseCode, Decoder, Event, OpCode, ProtocolError};
 use crate::ratelimit::Verdict;
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Bytes read per `read` call, into a buffer shared by all connections of a
 /// thread: a connection holds read bytes only while a frame is incomplete.
@@ -40,13 +37,9 @@ thread_local! {
 pub enum Service {
     /// Send each message back to its sender, unchanged.
     Echo,
-    /// The seed's chat: publish each message, unchanged, to the room.
-    Raw {
-        /// The room joined.
-        membership: Membership,
-        /// The name shown to `wshub.v1` members (`guest-N`).
-        nick: Arc<str>,
-    },
+    /// The seed's chat: publish each message, unchanged, to the room
+    /// joined (where the member's `guest-N` nickname is kept).
+    Raw(Membership),
     /// The `wshub.v1` JSON subprotocol.
     Chat(Box<ChatSession>),
 }
@@ -69,9 +62,18 @@ pub(crate) struct Session {
     /// partly written already.
     batch: VecDeque<Bytes>,
     written: usize,
-    phase: Phase,
     pub(crate) deadlines: Deadlines,
-    /// Set when the connection is over outside the closing handshake.
+    /// How the connection ends; allocated once it starts to, so that an
+    /// open connection (most of them, most of the time) carries none of it.
+    closing: Option<Box<Closing>>,
+}
+
+/// The state of a connection's end: the closing handshake, and why.
+#[derive(Debug, Default)]
+struct Closing {
+    phase: Phase,
+    /// Set when the connection is over outside the closing handshake (and,
+    /// once it is over, the way it ended, for the close log line).
     ending: Option<Ending>,
     /// Why we started closing, reported whatever the handshake then does.
     cause: Option<Ending>,
@@ -81,9 +83,10 @@ pub(crate) struct Session {
     close_written: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum Phase {
     /// Messages flow both ways.
+    #[default]
     Open,
     /// We sent (or queued) a close frame and wait for the client's.
     CloseSent(CloseCode),
@@ -103,8 +106,6 @@ pub struct Setup {
     pub hub: Hub,
     /// Process-unique connection number, for log lines.
     pub id: u64,
-    /// Keepalive settings, shared by all connections.
-    pub timeouts: Arc<Timeouts>,
     /// Largest message accepted, in bytes.
     pub max_message_size: usize,
     /// Time left on the connection's access token: when it runs out, the
@@ -118,6 +119,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// of hyper's read buffer, kilobytes that an idle connection must not
     /// hold).
     pub(crate) fn new(stream: S, already_read: Bytes, setup: Setup) -> Self {
+        let now = setup.hub.clock().now();
+        let deadlines = Deadlines::new(setup.hub.timeouts(), now);
         let mut connection = Connection {
             stream,
             // The outbox carries what the handshake agreed on compression.
@@ -129,16 +132,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 id: setup.id,
                 batch: VecDeque::new(),
                 written: 0,
-                phase: Phase::Open,
-                deadlines: Deadlines::new(setup.timeouts, Instant::now()),
-                ending: None,
-                cause: None,
-                peer_closed: None,
-                close_written: false,
+                deadlines,
+                closing: None,
             },
         };
         if let Some(after) = setup.expires_in {
-            connection.session.deadlines.expire_after(Instant::now(), after);
+            connection.session.deadlines.expire_after(now, after);
         }
         if !already_read.is_empty() {
             connection.ingest(&already_read);
@@ -148,7 +147,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
-    pub(crate) fn poll(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Sleep>) -> Poll<Ending> {
+    /// Runs the connection until it ends; `registration` carries its alarm.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>, registration: &Registration) -> Poll<Ending> {
         loop {
             let read_budget_left = self.poll_read(cx);
             let took = self.session.poll_outbox(cx);
@@ -163,8 +163,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             if let Some(ending) = self.session.finished() {
                 return Poll::Ready(ending);
             }
-            let now = Instant::now();
-            match self.session.deadlines.due(now) {
+            let now = self.session.now();
+            match self.session.deadlines.due(self.session.hub.timeouts(), now) {
                 Due::Nothing => {}
                 Due::Ping => {
                     let ping = encode_frame(OpCode::Ping, b"");
@@ -174,9 +174,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Due::ReadTimeout => return Poll::Ready(Ending::ReadTimeout),
                 Due::WriteTimeout => return Poll::Ready(self.session.timed_out(Ending::WriteTimeout)),
                 Due::CloseTimeout => {
-                    let ending = match self.session.phase {
+                    let ending = match self.session.phase() {
                         Phase::CloseSent(code) => Ending::CloseTimeout(code),
-                        _ => Ending::ClientClosed(self.session.peer_closed.flatten()),
+                        _ => Ending::ClientClosed(self.session.peer_close_code()),
                     };
                     return Poll::Ready(self.session.timed_out(ending));
                 }
@@ -195,12 +195,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 // that its waker gets registered.
                 continue;
             }
-            let next = self.session.deadlines.next();
-            if timer.deadline() > next || timer.is_elapsed() {
-                timer.as_mut().reset(next);
-            }
-            if timer.as_mut().poll(cx).is_ready() {
-                continue;
+            if let Some(at) = self.session.deadlines.rearm(self.session.hub.timeouts(), now) {
+                registration.arm(at, cx.waker());
             }
             return Poll::Pending;
         }
@@ -209,7 +205,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// Reads and decodes what has arrived; false when the budget ran out
     /// with more possibly waiting.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.session.ending.is_some() || self.session.phase == Phase::Replying {
+        if self.session.is_ended() || self.session.phase() == Phase::Replying {
             return true;
         }
         SCRATCH.with(|scratch| {
@@ -223,7 +219,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         return true;
                     }
                     Poll::Ready(Ok(())) if buf.filled().is_empty() => {
-                        let ending = match self.session.phase {
+                        let ending = match self.session.phase() {
                             Phase::CloseSent(code) => Ending::ServerClosed(code),
                             _ => Ending::Dropped,
                         };
@@ -231,10 +227,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         return true;
                     }
                     Poll::Ready(Ok(())) => {
-                        self.session.deadlines.read_at(Instant::now());
+                        let now = self.session.now();
+                        self.session.deadlines.read_at(self.session.hub.timeouts(), now);
                         let filled = buf.filled().len();
                         self.ingest(&scratch[..filled]);
-                        if self.session.ending.is_some() || self.session.phase == Phase::Replying {
+                        if self.session.is_ended() || self.session.phase() == Phase::Replying {
                             return true;
                         }
                     }
@@ -264,7 +261,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
             match Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..count]) {
                 Poll::Pending => {
-                    session.deadlines.write_stalled(Instant::now());
+                    session.deadlines.write_stalled(session.now());
                     return Poll::Pending;
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -278,13 +275,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
         match Pin::new(&mut self.stream).poll_flush(cx) {
             Poll::Pending => {
-                session.deadlines.write_stalled(Instant::now());
+                session.deadlines.write_stalled(session.now());
                 return Poll::Pending;
             }
             Poll::Ready(result) => result?,
         }
-        if session.phase != Phase::Open {
-            session.close_written = true;
+        if session.phase() != Phase::Open {
+            session.closing().close_written = true;
         }
         Poll::Ready(Ok(()))
     }
@@ -296,34 +293,93 @@ impl Session {
         self.id
     }
 
+    /// Now, on the hub's millisecond clock.
+    pub(crate) fn now(&self) -> u64 {
+        self.hub.clock().now()
+    }
+
+    /// How long the connection has lived.
+    pub(crate) fn age(&self) -> std::time::Duration {
+        self.deadlines.age(self.now())
+    }
+
+    /// The connection is over: its socket shutdown may now take at most the
+    /// write timeout.
+    pub(crate) fn shutting_down(&mut self) {
+        let now = self.now();
+        self.deadlines.shutting_down(self.hub.timeouts(), now);
+    }
+
+    /// Ready once the bound set by `shutting_down` has passed; until then
+    /// the alarm is armed for it.
+    pub(crate) fn poll_shutdown_bound(&mut self, cx: &mut Context<'_>, registration: &Registration) -> Poll<()> {
+        let now = self.now();
+        if self.deadlines.close_overdue(now) {
+            return Poll::Ready(());
+        }
+        if let Some(at) = self.deadlines.rearm(self.hub.timeouts(), now) {
+            registration.arm(at, cx.waker());
+        }
+        Poll::Pending
+    }
+
+    fn phase(&self) -> Phase {
+        self.closing.as_ref().map_or(Phase::Open, |c| c.phase)
+    }
+
+    /// The closing state, made on first use.
+    fn closing(&mut self) -> &mut Closing {
+        self.closing.get_or_insert_with(Box::default)
+    }
+
+    /// Whether the connection is over outside the closing handshake.
+    fn is_ended(&self) -> bool {
+        self.closing.as_ref().is_some_and(|c| c.ending.is_some())
+    }
+
+    fn peer_close_code(&self) -> Option<u16> {
+        self.closing.as_ref().and_then(|c| c.peer_closed).flatten()
+    }
+
+    /// Keeps how the connection ended until the close line is logged.
+    pub(crate) fn set_ending(&mut self, ending: Ending) {
+        self.closing().ending = Some(ending);
+    }
+
+    /// How the connection ended (see `set_ending`).
+    pub(crate) fn ending(&self) -> Option<&Ending> {
+        self.closing.as_ref().and_then(|c| c.ending.as_ref())
+    }
+
     /// Ends the connection for a reason outside the closing handshake.
     fn end(&mut self, ending: Ending) {
-        self.ending.get_or_insert(ending);
+        self.closing().ending.get_or_insert(ending);
     }
 
     /// The ending, once the connection has nothing more to do. A close we
     /// started for a reason (`cause`) reports that reason however the
     /// handshake then ends.
     fn finished(&mut self) -> Option<Ending> {
-        let done = match self.phase {
-            _ if self.ending.is_some() => self.ending.take(),
-            Phase::CloseSent(code) if self.close_written && self.peer_closed.is_some() => {
+        let closing = self.closing.as_mut()?;
+        let done = match closing.phase {
+            _ if closing.ending.is_some() => closing.ending.take(),
+            Phase::CloseSent(code) if closing.close_written && closing.peer_closed.is_some() => {
                 Some(Ending::ServerClosed(code))
             }
-            Phase::Replying if self.close_written => Some(Ending::ClientClosed(self.peer_closed.flatten())),
+            Phase::Replying if closing.close_written => Some(Ending::ClientClosed(closing.peer_closed.flatten())),
             _ => None,
         };
-        done.map(|ending| self.cause.take().unwrap_or(ending))
+        done.map(|ending| closing.cause.take().unwrap_or(ending))
     }
 
     fn timed_out(&mut self, ending: Ending) -> Ending {
-        self.cause.take().unwrap_or(ending)
+        self.closing.as_mut().and_then(|c| c.cause.take()).unwrap_or(ending)
     }
 
     fn endpoint(&self) -> crate::hub::Endpoint {
         match self.service {
             Service::Echo => crate::hub::Endpoint::Echo,
-            Service::Raw { .. } => crate::hub::Endpoint::Chat,
+            Service::Raw(_) => crate::hub::Endpoint::Chat,
             Service::Chat(_) => crate::hub::Endpoint::Protocol,
         }
     }
@@ -350,10 +406,10 @@ impl Session {
 
     /// Moves queued frames into the batch; true if it took anything.
     fn poll_outbox(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.ending.is_some() {
+        if self.is_ended() {
             return false;
         }
-        if self.phase != Phase::Open {
+        if self.phase() != Phase::Open {
             if self.outbox.poll_aborted(cx).is_ready() {
                 self.end(Ending::Aborted);
             }
@@ -380,7 +436,7 @@ impl Session {
                 // after it is still framed correctly.
                 self.batch.truncate(usize::from(self.written > 0));
                 self.send_close(code, reason);
-                self.cause = Some(Ending::Evicted(code));
+                self.closing().cause = Some(Ending::Evicted(code));
             }
         }
     }
@@ -388,17 +444,17 @@ impl Session {
     /// Queues our close frame after what is already queued; from now on only
     /// the client's close matters.
     fn send_close(&mut self, code: CloseCode, reason: &str) {
-        if self.phase != Phase::Open {
+        if self.phase() != Phase::Open {
             return;
         }
         self.outbox.drain_into(&mut self.batch);
         self.batch.push_back(encode_close(code, reason));
-        self.phase = Phase::CloseSent(code);
-        self.deadlines.closing(Instant::now());
+        self.closing().phase = Phase::CloseSent(code);
+        self.deadlines.closing(self.hub.timeouts(), self.now());
     }
 
     fn fail(&mut self, error: ProtocolError) {
-        if self.phase != Phase::Open {
+        if self.phase() != Phase::Open {
             return;
         }
         tracing::warn!(
@@ -408,16 +464,16 @@ impl Session {
             error.reason
         );
         self.send_close(error.code, error.reason);
-        self.cause = Some(Ending::ProtocolViolation(error));
+        self.closing().cause = Some(Ending::ProtocolViolation(error));
     }
 
     /// Closes with 1008 for `reason` (the close log line gives it).
     fn close_for_policy(&mut self, reason: &'static str) {
-        if self.phase != Phase::Open {
+        if self.phase() != Phase::Open {
             return;
         }
         self.send_close(CloseCode::PolicyViolation, reason);
-        self.cause = Some(Ending::PolicyViolation(reason));
+        self.closing().cause = Some(Ending::PolicyViolation(reason));
     }
 
     /// A message over the rate limits: it is dropped (delivered nowhere,
@@ -436,11 +492,11 @@ impl Session {
         match event {
             Event::Message(message) => {
                 self.hub.metrics().message_in(self.endpoint());
-                if self.phase != Phase::Open {
+                if self.phase() != Phase::Open {
                     return;
                 }
                 tracing::debug!(conn = self.id, bytes = message.payload().len(), "message");
-                match self.deadlines.admit(message.payload().len()) {
+                match self.deadlines.admit(self.hub.timeouts(), message.payload().len()) {
                     Verdict::Pass => {}
                     verdict => return self.rate_limited(verdict == Verdict::GiveUp),
                 }
@@ -449,40 +505,40 @@ impl Session {
                     Service::Echo => {
                         let _ = self.outbox.push(frame_for(message.frame(), self.outbox.deflate()));
                     }
-                    Service::Raw { membership, nick } => {
-                        membership.publish_raw(nick, &message);
+                    Service::Raw(membership) => {
+                        membership.publish_raw(&message);
                     }
                     Service::Chat(session) => {
                         if let Err(give_up) = session.on_message(&message) {
                             tracing::warn!(conn = self.id, "closing connection: {}", give_up.0);
                             self.send_close(CloseCode::PolicyViolation, give_up.0);
-                            self.cause = Some(Ending::PolicyViolation(give_up.0));
+                            self.closing().cause = Some(Ending::PolicyViolation(give_up.0));
                         }
                     }
                 }
             }
             Event::Ping(payload) => {
-                if self.phase == Phase::Open {
+                if self.phase() == Phase::Open {
                     let _ = self.outbox.push(encode_frame(OpCode::Pong, &payload));
                 }
             }
             Event::Pong => {}
             Event::Close(code, _reason) => {
-                self.peer_closed.get_or_insert(code);
-                if self.phase == Phase::Open {
+                self.closing().peer_closed.get_or_insert(code);
+                if self.phase() == Phase::Open {
                     let reply = match code {
                         Some(code) => encode_close(CloseCode::from_u16(code), ""),
                         None => encode_frame(OpCode::Close, b""),
                     };
                     self.batch.push_back(reply);
-                    self.phase = Phase::Replying;
-                    self.deadlines.closing(Instant::now());
+                    self.closing().phase = Phase::Replying;
+                    self.deadlines.closing(self.hub.timeouts(), self.now());
                 }
             }
             Event::InvalidClose(error) => {
                 self.fail(error);
                 // The client has closed already; no second close will come.
-                self.peer_closed.get_or_insert(None);
+                self.closing().peer_closed.get_or_insert(None);
             }
         }
     }

@@ -1,20 +1,20 @@
-//! The connection's deadlines, all on one timer, and its rate buckets,
-//! on the same millisecond clock.
+//! The connection's deadlines and its rate buckets, on one millisecond
+//! clock, woken by the hub's shared alarm instead of a timer of its own.
 //!
-//! A timer reset per received frame would cost a timer-wheel update on the
-//! hottest path. Instead the timer is only ever moved *earlier* when a new
+//! A tokio `Sleep` is 96 bytes in every connection's task, for deadlines
+//! that are tens of seconds apart and need no better than a tenth of a
+//! second. So a connection keeps its deadlines as a few `u32` offsets and
+//! asks the hub's one sweeper ([`crate::hub::Registration::arm`]) to wake it
+//! at the earliest. The alarm is only ever moved *earlier* when a new
 //! deadline appears; when it fires, the real deadlines are recomputed from
-//! the recorded instants and it is re-armed at the earliest one.
+//! the recorded instants and it is armed again at the earliest one, so a
+//! busy connection does not touch the shared alarm per frame.
 
-use std::sync::Arc;
 use std::time::Duration;
-
-use tokio::time::Instant;
 
 use crate::ratelimit::{RateState, Verdict};
 
-/// The settings every connection shares: keepalive, and the rate limits
-/// (here so that a connection reaches both through one pointer).
+/// The settings every connection shares: keepalive, and the rate limits.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     /// Send a ping this often.
@@ -26,6 +26,17 @@ pub struct Timeouts {
     pub write_timeout: Duration,
     /// Message and byte rates per connection.
     pub rate: crate::ratelimit::RateLimits,
+}
+
+impl Timeouts {
+    /// How late a deadline may fire: a fiftieth of the shortest timeout,
+    /// between 10 ms and a quarter of a second. The shared alarm sweeps no
+    /// more often than this, so its cost stays flat however many
+    /// connections come due together.
+    pub fn precision(&self) -> Duration {
+        let shortest = self.ping_interval.min(self.read_timeout).min(self.write_timeout);
+        (shortest / 50).clamp(Duration::from_millis(10), Duration::from_millis(250))
+    }
 }
 
 /// What is due now.
@@ -43,42 +54,44 @@ pub(crate) enum Due {
 /// "No such deadline" in the millisecond fields.
 const NEVER: u32 = u32::MAX;
 
-/// The deadlines, kept as milliseconds since the connection's start: five
-/// `u32`s instead of five 16-byte instants, in every connection.
+/// The deadlines, kept as milliseconds since the connection's start (itself
+/// milliseconds on the hub's clock): `u32`s instead of 16-byte instants, in
+/// every connection.
 #[derive(Debug)]
 pub(crate) struct Deadlines {
-    timeouts: Arc<Timeouts>,
-    start: Instant,
+    /// The connection's start on the hub's clock.
+    start: u64,
     last_read: u32,
     next_ping: u32,
     write_stalled_since: u32,
     close_by: u32,
     /// When the connection's token expires (`NEVER` without one).
     expires_at: u32,
+    /// When the shared alarm was last asked to wake this connection.
+    armed: u32,
     /// The client's message and byte buckets (12 bytes): refilled from the
     /// time between reads, so they keep no instant of their own.
     rate: RateState,
 }
 
 impl Deadlines {
-    pub(crate) fn new(timeouts: Arc<Timeouts>, now: Instant) -> Self {
-        let next_ping = millis(timeouts.ping_interval);
-        let rate = RateState::new(&timeouts.rate);
+    /// Deadlines for a connection starting at `now` (hub clock, ms).
+    pub(crate) fn new(timeouts: &Timeouts, now: u64) -> Self {
         Deadlines {
-            timeouts,
             start: now,
             last_read: 0,
-            next_ping,
+            next_ping: millis(timeouts.ping_interval),
             write_stalled_since: NEVER,
             close_by: NEVER,
             expires_at: NEVER,
-            rate,
+            armed: NEVER,
+            rate: RateState::new(&timeouts.rate),
         }
     }
 
     /// Ends the connection (`Due::Expired`) `after` from `now`; an expiry
     /// beyond the millisecond range (about 49 days) is never reached.
-    pub(crate) fn expire_after(&mut self, now: Instant, after: Duration) {
+    pub(crate) fn expire_after(&mut self, now: u64, after: Duration) {
         self.expires_at = u32::try_from(after.as_millis())
             .ok()
             .and_then(|after| self.at(now).checked_add(after))
@@ -87,24 +100,28 @@ impl Deadlines {
 
     /// Accounts a message of `len` bytes from the latest read against the
     /// rate limits: deliver it, drop it, or give up on the client.
-    pub(crate) fn admit(&mut self, len: usize) -> Verdict {
-        self.rate.check(&self.timeouts.rate, self.last_read, len)
+    pub(crate) fn admit(&mut self, timeouts: &Timeouts, len: usize) -> Verdict {
+        self.rate.check(&timeouts.rate, self.last_read, len)
     }
 
-    fn at(&self, now: Instant) -> u32 {
-        millis(now.saturating_duration_since(self.start))
+    fn at(&self, now: u64) -> u32 {
+        u32::try_from(now.saturating_sub(self.start)).unwrap_or(NEVER - 1)
+    }
+
+    /// How long the connection has lived, for the close log line.
+    pub(crate) fn age(&self, now: u64) -> Duration {
+        Duration::from_millis(now.saturating_sub(self.start))
     }
 
     /// Records a read at `now`; the rate buckets earn what the time since
     /// the previous read is worth.
-    pub(crate) fn read_at(&mut self, now: Instant) {
+    pub(crate) fn read_at(&mut self, timeouts: &Timeouts, now: u64) {
         let now = self.at(now);
-        self.rate
-            .refill(&self.timeouts.rate, now.saturating_sub(self.last_read));
+        self.rate.refill(&timeouts.rate, now.saturating_sub(self.last_read));
         self.last_read = now;
     }
 
-    pub(crate) fn write_stalled(&mut self, now: Instant) {
+    pub(crate) fn write_stalled(&mut self, now: u64) {
         if self.write_stalled_since == NEVER {
             self.write_stalled_since = self.at(now);
         }
@@ -115,24 +132,31 @@ impl Deadlines {
     }
 
     /// Starts the wait for the client's close reply; pings stop.
-    pub(crate) fn closing(&mut self, now: Instant) {
+    pub(crate) fn closing(&mut self, timeouts: &Timeouts, now: u64) {
         if self.close_by == NEVER {
-            self.close_by = self.at(now).saturating_add(millis(self.timeouts.write_timeout));
+            self.close_by = self.at(now).saturating_add(millis(timeouts.write_timeout));
         }
     }
 
-    /// The write timeout, which also bounds the final socket shutdown.
-    pub(crate) fn write_timeout(&self) -> Duration {
-        self.timeouts.write_timeout
+    /// The connection is over and its socket is being shut down: that too
+    /// may take at most the write timeout from `now`.
+    pub(crate) fn shutting_down(&mut self, timeouts: &Timeouts, now: u64) {
+        self.write_stalled_since = NEVER;
+        self.close_by = self.at(now).saturating_add(millis(timeouts.write_timeout));
+    }
+
+    /// Whether the bound set by `closing` or `shutting_down` has passed.
+    pub(crate) fn close_overdue(&self, now: u64) -> bool {
+        self.close_by != NEVER && self.at(now) >= self.close_by
     }
 
     /// The most urgent thing due at `now`; a due ping is consumed.
-    pub(crate) fn due(&mut self, now: Instant) -> Due {
+    pub(crate) fn due(&mut self, timeouts: &Timeouts, now: u64) -> Due {
         let now = self.at(now);
         if self.close_by != NEVER && now >= self.close_by {
             return Due::CloseTimeout;
         }
-        let write_timeout = millis(self.timeouts.write_timeout);
+        let write_timeout = millis(timeouts.write_timeout);
         if self.write_stalled_since != NEVER && now >= self.write_stalled_since.saturating_add(write_timeout) {
             return Due::WriteTimeout;
         }
@@ -142,12 +166,12 @@ impl Deadlines {
         if now >= self.expires_at {
             return Due::Expired;
         }
-        if now >= self.last_read.saturating_add(millis(self.timeouts.read_timeout)) {
+        if now >= self.last_read.saturating_add(millis(timeouts.read_timeout)) {
             return Due::ReadTimeout;
         }
         if now >= self.next_ping {
             // Skip missed periods rather than sending a burst of pings.
-            let interval = millis(self.timeouts.ping_interval).max(1);
+            let interval = millis(timeouts.ping_interval).max(1);
             while self.next_ping <= now {
                 self.next_ping = self.next_ping.saturating_add(interval);
             }
@@ -156,21 +180,30 @@ impl Deadlines {
         Due::Nothing
     }
 
-    /// When the timer must fire next.
-    pub(crate) fn next(&self) -> Instant {
+    /// When something is due next, on the connection's own clock.
+    fn next(&self, timeouts: &Timeouts) -> u32 {
         let mut next = if self.close_by != NEVER {
             self.close_by
         } else {
-            let read_deadline = self.last_read.saturating_add(millis(self.timeouts.read_timeout));
+            let read_deadline = self.last_read.saturating_add(millis(timeouts.read_timeout));
             self.next_ping.min(read_deadline).min(self.expires_at)
         };
         if self.write_stalled_since != NEVER {
-            next = next.min(
-                self.write_stalled_since
-                    .saturating_add(millis(self.timeouts.write_timeout)),
-            );
+            next = next.min(self.write_stalled_since.saturating_add(millis(timeouts.write_timeout)));
         }
-        self.start + Duration::from_millis(u64::from(next))
+        next
+    }
+
+    /// When the alarm must next wake the connection (hub clock), if it has
+    /// to be asked again: the earliest deadline moved before the armed one,
+    /// or the armed one has passed (it fired, or is about to).
+    pub(crate) fn rearm(&mut self, timeouts: &Timeouts, now: u64) -> Option<u64> {
+        let next = self.next(timeouts);
+        if next < self.armed || self.at(now) >= self.armed {
+            self.armed = next;
+            return Some(self.start + u64::from(next));
+        }
+        None
     }
 }
 
@@ -184,64 +217,97 @@ fn millis(duration: Duration) -> u32 {
 mod tests {
     use super::*;
 
-    fn timeouts() -> Arc<Timeouts> {
-        Arc::new(Timeouts {
+    const S: u64 = 1000;
+
+    fn timeouts() -> Timeouts {
+        Timeouts {
             ping_interval: Duration::from_secs(54),
             read_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(10),
             rate: crate::ratelimit::RateLimits::UNLIMITED,
-        })
+        }
     }
 
     #[test]
     fn pings_then_times_out_a_silent_peer() {
-        let start = Instant::now();
-        let mut d = Deadlines::new(timeouts(), start);
-        assert_eq!(d.due(start + Duration::from_secs(53)), Due::Nothing);
-        assert_eq!(d.next(), start + Duration::from_secs(54));
-        assert_eq!(d.due(start + Duration::from_secs(54)), Due::Ping);
-        assert_eq!(d.due(start + Duration::from_secs(55)), Due::Nothing);
-        assert_eq!(d.next(), start + Duration::from_secs(60));
-        assert_eq!(d.due(start + Duration::from_secs(60)), Due::ReadTimeout);
+        let t = timeouts();
+        let start = 5 * S;
+        let mut d = Deadlines::new(&t, start);
+        assert_eq!(d.due(&t, start + 53 * S), Due::Nothing);
+        assert_eq!(d.rearm(&t, start + 53 * S), Some(start + 54 * S));
+        assert_eq!(d.due(&t, start + 54 * S), Due::Ping);
+        assert_eq!(d.due(&t, start + 55 * S), Due::Nothing);
+        assert_eq!(d.rearm(&t, start + 55 * S), Some(start + 60 * S));
+        assert_eq!(d.due(&t, start + 60 * S), Due::ReadTimeout);
     }
 
     #[test]
     fn a_read_renews_the_deadline() {
-        let start = Instant::now();
-        let mut d = Deadlines::new(timeouts(), start);
-        d.read_at(start + Duration::from_secs(55));
-        assert_eq!(d.due(start + Duration::from_secs(60)), Due::Ping);
-        assert_eq!(d.due(start + Duration::from_secs(100)), Due::Nothing);
-        assert_eq!(d.due(start + Duration::from_secs(115)), Due::ReadTimeout);
+        let t = timeouts();
+        let mut d = Deadlines::new(&t, 0);
+        d.read_at(&t, 55 * S);
+        assert_eq!(d.due(&t, 60 * S), Due::Ping);
+        assert_eq!(d.due(&t, 100 * S), Due::Nothing);
+        assert_eq!(d.due(&t, 115 * S), Due::ReadTimeout);
     }
 
     #[test]
     fn stalled_writes_and_unanswered_closes_time_out() {
-        let start = Instant::now();
-        let mut d = Deadlines::new(timeouts(), start);
-        d.write_stalled(start);
-        d.write_stalled(start + Duration::from_secs(5));
-        assert_eq!(d.next(), start + Duration::from_secs(10));
-        assert_eq!(d.due(start + Duration::from_secs(10)), Due::WriteTimeout);
+        let t = timeouts();
+        let mut d = Deadlines::new(&t, 0);
+        d.write_stalled(0);
+        d.write_stalled(5 * S);
+        assert_eq!(d.rearm(&t, 0), Some(10 * S));
+        assert_eq!(d.due(&t, 10 * S), Due::WriteTimeout);
         d.write_progressed();
-        d.closing(start + Duration::from_secs(20));
-        assert_eq!(d.due(start + Duration::from_secs(29)), Due::Nothing);
-        assert_eq!(d.due(start + Duration::from_secs(30)), Due::CloseTimeout);
+        d.closing(&t, 20 * S);
+        assert_eq!(d.due(&t, 29 * S), Due::Nothing);
+        assert!(!d.close_overdue(29 * S));
+        assert_eq!(d.due(&t, 30 * S), Due::CloseTimeout);
+        assert!(d.close_overdue(30 * S));
+    }
+
+    #[test]
+    fn the_alarm_is_asked_again_only_when_it_must_move_earlier_or_has_passed() {
+        let t = timeouts();
+        let mut d = Deadlines::new(&t, 0);
+        assert_eq!(d.rearm(&t, 0), Some(54 * S), "first arming");
+        assert_eq!(d.rearm(&t, S), None, "nothing changed");
+        d.read_at(&t, 2 * S);
+        assert_eq!(d.rearm(&t, 2 * S), None, "a later deadline waits for the alarm");
+        d.write_stalled(3 * S);
+        assert_eq!(d.rearm(&t, 3 * S), Some(13 * S), "an earlier deadline moves it");
+        d.write_progressed();
+        assert_eq!(
+            d.rearm(&t, 13 * S),
+            Some(54 * S),
+            "it fired: armed at the real next one"
+        );
     }
 
     #[test]
     fn an_expiry_comes_due_once_and_not_while_closing() {
-        let start = Instant::now();
-        let mut d = Deadlines::new(timeouts(), start);
-        d.expire_after(start + Duration::from_secs(1), Duration::from_secs(9));
-        assert_eq!(d.next(), start + Duration::from_secs(10));
-        assert_eq!(d.due(start + Duration::from_secs(9)), Due::Nothing);
-        assert_eq!(d.due(start + Duration::from_secs(10)), Due::Expired);
-        d.closing(start + Duration::from_secs(10));
-        assert_eq!(d.due(start + Duration::from_secs(11)), Due::Nothing);
+        let t = timeouts();
+        let mut d = Deadlines::new(&t, 0);
+        d.expire_after(S, Duration::from_secs(9));
+        assert_eq!(d.rearm(&t, S), Some(10 * S));
+        assert_eq!(d.due(&t, 9 * S), Due::Nothing);
+        assert_eq!(d.due(&t, 10 * S), Due::Expired);
+        d.closing(&t, 10 * S);
+        assert_eq!(d.due(&t, 11 * S), Due::Nothing);
 
-        let mut far = Deadlines::new(timeouts(), start);
-        far.expire_after(start, Duration::from_secs(365 * 86_400));
-        assert_eq!(far.next(), start + Duration::from_secs(54));
+        let mut far = Deadlines::new(&t, 0);
+        far.expire_after(0, Duration::from_secs(365 * 86_400));
+        assert_eq!(far.rearm(&t, 0), Some(54 * S));
+    }
+
+    #[test]
+    fn precision_follows_the_shortest_timeout() {
+        assert_eq!(timeouts().precision(), Duration::from_millis(200));
+        let tiny = Timeouts {
+            write_timeout: Duration::from_millis(100),
+            ..timeouts()
+        };
+        assert_eq!(tiny.precision(), Duration::from_millis(10));
     }
 }

@@ -3,63 +3,65 @@
 //! The task that runs a connection keeps its future's largest state for as
 //! long as the connection lives, so every byte of it is per-connection
 //! memory. An `async fn` chain stores locals, nested futures and a second
-//! timer side by side; this struct holds exactly the connection, one timer
-//! and what the close log line needs.
+//! timer side by side; this struct holds exactly the connection and what
+//! the close log line needs (its timer is the hub's shared alarm).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::{Instant, Sleep};
 
 use super::driver::{Connection, Setup};
 use super::ending::Ending;
-use crate::hub::{Endpoint, Registration};
+use crate::hub::Registration;
 
 /// What is needed to say goodbye: the registration (dropped last, after
 /// the room membership) and the fields of the close log line.
 #[derive(Debug)]
 pub struct Farewell {
-    /// Whether the connection counts against its address's limit
-    /// (`--max-connections-per-ip`); the count is freed when this drops,
-    /// before the registration. A flag, not a guard: `addr` has the address.
-    pub ip_counted: bool,
-    /// The connection's slot in the hub.
+    /// The connection's slot in the hub (with its endpoint, and whether it
+    /// counts against its address's limit: that count is freed when this
+    /// drops, before the registration).
     pub registration: Registration,
     /// The client's address.
     pub addr: SocketAddr,
-    /// Which service it used.
-    pub endpoint: Endpoint,
 }
 
 impl Drop for Farewell {
     fn drop(&mut self) {
-        if self.ip_counted {
+        if self.registration.ip_counted() {
             self.registration.hub().per_ip().release(self.addr.ip());
         }
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
     Running,
-    /// Shutting the socket down (bounded by the timer), then logging.
-    ShuttingDown(Ending),
+    /// Shutting the socket down (bounded by the write timeout), then
+    /// logging; the ending waits in the session meanwhile.
+    ShuttingDown,
+    /// Ended without a closing handshake (shutdown ran out of time): only
+    /// the log line is left.
+    Aborted,
     Done,
 }
 
-pin_project! {
-    /// Runs one connection to its end, shuts its socket down and logs the
-    /// close line (peer, endpoint, reason, code, duration).
-    pub struct ConnectionTask<S> {
-        connection: Connection<S>,
-        #[pin]
-        timer: Sleep,
-        stage: Stage,
-        started: Instant,
-        farewell: Farewell,
+/// Runs one connection to its end, shuts its socket down and logs the
+/// close line (peer, endpoint, reason, code, duration).
+pub struct ConnectionTask<S> {
+    connection: Connection<S>,
+    stage: Stage,
+    farewell: Farewell,
+}
+
+impl<S> std::fmt::Debug for ConnectionTask<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionTask")
+            .field("farewell", &self.farewell)
+            .finish_non_exhaustive()
     }
 }
 
@@ -67,13 +69,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ConnectionTask<S> {
     /// Prepares the task; `already_read` holds bytes that came with the
     /// upgrade request.
     pub fn new(stream: S, already_read: bytes::Bytes, setup: Setup, farewell: Farewell) -> Self {
-        let connection = Connection::new(stream, already_read, setup);
-        let timer = tokio::time::sleep_until(connection.session.deadlines.next());
         ConnectionTask {
-            connection,
-            timer,
+            connection: Connection::new(stream, already_read, setup),
             stage: Stage::Running,
-            started: Instant::now(),
             farewell,
         }
     }
@@ -83,33 +81,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for ConnectionTask<S> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut this = self.project();
+        let this = self.get_mut();
         loop {
             match this.stage {
                 Stage::Running => {
-                    let ending = ready!(this.connection.poll(cx, this.timer.as_mut()));
-                    if ending == Ending::Aborted {
-                        *this.stage = Stage::ShuttingDown(ending);
-                        continue;
-                    }
-                    // The server closes TCP first after a close handshake
-                    // (RFC 6455 7.1.1); bounded, since the peer may have
-                    // stopped reading.
-                    let deadline = Instant::now() + this.connection.session.deadlines.write_timeout();
-                    this.timer.as_mut().reset(deadline);
-                    *this.stage = Stage::ShuttingDown(ending);
+                    let ending = ready!(this.connection.poll(cx, &this.farewell.registration));
+                    this.stage = if ending == Ending::Aborted {
+                        Stage::Aborted
+                    } else {
+                        // The server closes TCP first after a close handshake
+                        // (RFC 6455 7.1.1); bounded, since the peer may have
+                        // stopped reading.
+                        this.connection.session.shutting_down();
+                        Stage::ShuttingDown
+                    };
+                    this.connection.session.set_ending(ending);
                 }
-                Stage::ShuttingDown(ending) => {
-                    if *ending != Ending::Aborted {
+                Stage::ShuttingDown | Stage::Aborted => {
+                    if this.stage == Stage::ShuttingDown {
                         let shut = Pin::new(&mut this.connection.stream).poll_shutdown(cx).is_ready();
-                        if !shut && this.timer.as_mut().poll(cx).is_pending() {
+                        let registration = &this.farewell.registration;
+                        if !shut
+                            && this
+                                .connection
+                                .session
+                                .poll_shutdown_bound(cx, registration)
+                                .is_pending()
+                        {
                             return Poll::Pending;
                         }
                     }
-                    let Stage::ShuttingDown(ending) = std::mem::replace(this.stage, Stage::Done) else {
-                        unreachable!("matched above")
-                    };
-                    log_close(this.farewell, this.connection.session.id(), *this.started, &ending);
+                    this.stage = Stage::Done;
+                    let session = &this.connection.session;
+                    if let Some(ending) = session.ending() {
+                        log_close(&this.farewell, session.id(), session.age(), ending);
+                    }
                     return Poll::Ready(());
                 }
                 Stage::Done => return Poll::Ready(()),
@@ -118,15 +124,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for ConnectionTask<S> {
     }
 }
 
-fn log_close(farewell: &Farewell, id: u64, started: Instant, ending: &Ending) {
-    let duration_ms = started.elapsed().as_millis() as u64;
+fn log_close(farewell: &Farewell, id: u64, age: std::time::Duration, ending: &Ending) {
+    let duration_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
     let code = ending.close_code();
     farewell
         .registration
         .hub()
         .metrics()
-        .connection_closed(farewell.endpoint, ending);
-    let (peer, endpoint) = (farewell.addr, farewell.endpoint.as_str());
+        .connection_closed(farewell.registration.endpoint(), ending);
+    let (peer, endpoint) = (farewell.addr, farewell.registration.endpoint().as_str());
     if ending.is_routine() {
         tracing::info!(%peer, conn = id, endpoint, code, duration_ms, "connection closed: {ending}");
     } else {

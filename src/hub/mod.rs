@@ -7,14 +7,17 @@
 //! is ever held across an await or a socket write, so a stalled reader
 //! costs the room nothing but its own eviction.
 
+mod alarms;
 mod registry;
 pub(crate) mod room;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
-use crate::connection::CloseRequest;
+use crate::connection::{CloseRequest, Timeouts};
+
+pub(crate) use alarms::Clock;
 
 pub use registry::{Endpoint, Registration, Ticket};
 pub use room::{Member, Membership, Mode, Replay, Room, RoomName};
@@ -46,6 +49,8 @@ pub struct HubConfig {
     pub history: History,
     /// Messages a `wshub.v1` client gets when it joins (`--join-history`).
     pub join_history: usize,
+    /// Keepalive and rate limits of every connection.
+    pub timeouts: Timeouts,
 }
 
 #[derive(Debug)]
@@ -55,6 +60,7 @@ struct Inner {
     stats: HubStats,
     history: History,
     join_history: usize,
+    timeouts: Timeouts,
     metrics: Metrics,
     broker: std::sync::OnceLock<Broker>,
     /// Connections per client address (`--max-connections-per-ip`).
@@ -65,6 +71,16 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub struct Hub {
     inner: Arc<Inner>,
+}
+
+/// A handle that does not keep the hub alive (for its own timer task).
+#[derive(Debug, Clone)]
+pub(crate) struct WeakHub(Weak<Inner>);
+
+impl WeakHub {
+    pub(crate) fn upgrade(&self) -> Option<Hub> {
+        self.0.upgrade().map(|inner| Hub { inner })
+    }
 }
 
 /// Live counts, as `/healthz` reports them.
@@ -94,16 +110,31 @@ impl Hub {
             .observe_commits(move |took| observed.history_commit(took));
         Hub {
             inner: Arc::new(Inner {
-                registry: registry::Registry::new(config.max_connections),
+                registry: registry::Registry::new(config.max_connections, config.timeouts.precision()),
                 rooms: Mutex::new(HashMap::new()),
                 stats: HubStats::default(),
                 history: config.history,
                 join_history: config.join_history,
+                timeouts: config.timeouts,
                 broker: std::sync::OnceLock::new(),
                 metrics,
                 per_ip: PerIpLimit::new(0),
             }),
         }
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakHub {
+        WeakHub(Arc::downgrade(&self.inner))
+    }
+
+    /// Keepalive and rate limits, shared by every connection.
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.inner.timeouts
+    }
+
+    /// The millisecond clock of connection deadlines.
+    pub(crate) fn clock(&self) -> Clock {
+        self.inner.registry.clock()
     }
 
     /// The Redis broker, when rooms span several nodes.

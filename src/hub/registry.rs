@@ -2,10 +2,13 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Waker;
 
 use slab::Slab;
+use tokio::sync::Notify;
 
-use super::{lock, Hub};
+use super::alarms::{self, Alarm, Clock, Nudge, SweeperState};
+use super::{lock, Hub, WeakHub};
 use crate::connection::{CloseRequest, Outbox};
 
 /// Which service a connection uses.
@@ -30,9 +33,28 @@ impl Endpoint {
     }
 }
 
+/// One live connection: its outbox (shutdown and metrics reach it there)
+/// and its alarm.
+#[derive(Debug)]
+struct Entry {
+    outbox: Arc<Outbox>,
+    alarm: Alarm,
+}
+
+#[derive(Debug, Default)]
+struct Connections {
+    entries: Slab<Entry>,
+    sweeper: SweeperState,
+}
+
 #[derive(Debug)]
 pub(crate) struct Registry {
-    connections: Mutex<Slab<Arc<Outbox>>>,
+    connections: Mutex<Connections>,
+    /// Wakes the sweeper when an alarm is set before its next sweep.
+    nudge: Arc<Notify>,
+    clock: Clock,
+    /// Minimum milliseconds between sweeps.
+    precision: u64,
     reserved: AtomicUsize,
     echo: AtomicUsize,
     chat: AtomicUsize,
@@ -41,9 +63,12 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    pub(crate) fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize, precision: std::time::Duration) -> Self {
         Registry {
-            connections: Mutex::new(Slab::new()),
+            connections: Mutex::new(Connections::default()),
+            nudge: Arc::new(Notify::new()),
+            clock: Clock::new(),
+            precision: u64::try_from(precision.as_millis()).unwrap_or(u64::MAX / 2).max(1),
             reserved: AtomicUsize::new(0),
             echo: AtomicUsize::new(0),
             chat: AtomicUsize::new(0),
@@ -58,7 +83,12 @@ impl Registry {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1));
         taken.ok()?;
         self.counter(endpoint).fetch_add(1, Ordering::Relaxed);
-        Some(Ticket { hub, endpoint })
+        Some(Ticket {
+            hub,
+            key: UNREGISTERED,
+            endpoint,
+            ip_counted: false,
+        })
     }
 
     fn counter(&self, endpoint: Endpoint) -> &AtomicUsize {
@@ -82,29 +112,63 @@ impl Registry {
     pub(crate) fn queue_depth(&self) -> (usize, usize) {
         // Collect first, as `close_all` does: no outbox lock is taken under
         // the registry's lock.
-        let outboxes: Vec<Arc<Outbox>> = lock(&self.connections).iter().map(|(_, o)| o.clone()).collect();
+        let outboxes = self.outboxes();
         outboxes
             .iter()
             .map(|o| o.queued())
             .fold((0, 0), |(sum, max), n| (sum + n, max.max(n)))
     }
 
+    fn outboxes(&self) -> Vec<Arc<Outbox>> {
+        let connections = lock(&self.connections);
+        connections.entries.iter().map(|(_, e)| e.outbox.clone()).collect()
+    }
+
+    /// The clock that deadlines and alarms use.
+    pub(crate) fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// One sweep at `now`: wakes the connections whose alarm is due and
+    /// says when to sweep next (`None`: no connection left, stop).
+    fn sweep(&self, now: u64, wakers: &mut Vec<Waker>) -> Option<u64> {
+        let mut connections = lock(&self.connections);
+        let mut next = None;
+        for (_, entry) in connections.entries.iter_mut() {
+            if let Some(waker) = entry.alarm.take_if_due(now, &mut next) {
+                wakers.push(waker);
+            }
+        }
+        let empty = connections.entries.is_empty();
+        connections.sweeper.swept(now, next, self.precision, empty)
+    }
+
     pub(crate) fn close_all(&self, request: CloseRequest) {
         // Collect first: closing wakes tasks, and none of that belongs under
         // the registry's lock.
-        let outboxes: Vec<Arc<Outbox>> = lock(&self.connections).iter().map(|(_, o)| o.clone()).collect();
-        for outbox in outboxes {
+        for outbox in self.outboxes() {
             outbox.request_close(request.clone());
         }
     }
 }
 
 /// A reserved connection slot; dropping it (a failed upgrade) frees it.
+///
+/// It also carries what its [`Registration`] needs (16 bytes in all, kept
+/// by every connection for its whole life).
 #[derive(Debug)]
 pub struct Ticket {
     hub: Hub,
+    /// The registry entry, once registered.
+    key: u32,
     endpoint: Endpoint,
+    /// Whether the connection counts against its address's limit
+    /// (`--max-connections-per-ip`), to be released when it ends.
+    ip_counted: bool,
 }
+
+/// `Ticket::key` before registration.
+const UNREGISTERED: u32 = u32::MAX;
 
 impl Ticket {
     /// The endpoint this slot was reserved for.
@@ -113,10 +177,17 @@ impl Ticket {
     }
 
     /// Registers the upgraded connection's outbox, so shutdown reaches it.
-    pub fn register(self, outbox: Arc<Outbox>) -> Registration {
-        let key = lock(&self.hub.registry().connections).insert(outbox);
+    pub fn register(mut self, outbox: Arc<Outbox>) -> Registration {
+        let entry = Entry {
+            outbox,
+            alarm: Alarm::default(),
+        };
+        let key = lock(&self.hub.registry().connections).entries.insert(entry);
+        // A slab key is below the number of live connections, which the
+        // open-files limit keeps far below `u32::MAX`.
+        self.key = u32::try_from(key).expect("fewer than 4 billion connections");
         self.hub.metrics().connection_opened(self.endpoint);
-        Registration { ticket: self, key }
+        Registration { ticket: self }
     }
 }
 
@@ -133,7 +204,6 @@ impl Drop for Ticket {
 #[derive(Debug)]
 pub struct Registration {
     ticket: Ticket,
-    key: usize,
 }
 
 impl Registration {
@@ -141,10 +211,72 @@ impl Registration {
     pub fn hub(&self) -> &Hub {
         &self.ticket.hub
     }
+
+    /// Which service the connection uses.
+    pub fn endpoint(&self) -> Endpoint {
+        self.ticket.endpoint
+    }
+
+    /// Records that the connection counts against its address's limit.
+    pub fn set_ip_counted(&mut self, counted: bool) {
+        self.ticket.ip_counted = counted;
+    }
+
+    /// Whether the connection counts against its address's limit.
+    pub fn ip_counted(&self) -> bool {
+        self.ticket.ip_counted
+    }
+
+    fn key(&self) -> usize {
+        self.ticket.key as usize
+    }
+
+    /// Asks the hub's sweeper to wake this connection (through `waker`) at
+    /// `due` on the hub's clock, replacing the previous alarm.
+    pub(crate) fn arm(&self, due: u64, waker: &Waker) {
+        let registry = self.hub().registry();
+        let nudge = {
+            let mut connections = lock(&registry.connections);
+            if let Some(entry) = connections.entries.get_mut(self.key()) {
+                entry.alarm.set(due, waker);
+            }
+            connections.sweeper.on_armed(due)
+        };
+        match nudge {
+            Nudge::Nothing => {}
+            Nudge::Wake => registry.nudge.notify_one(),
+            Nudge::Start => {
+                tokio::spawn(sweeper(self.hub().downgrade()));
+            }
+        }
+    }
+}
+
+/// The hub's one timer task: wakes connections whose alarm is due, sleeps
+/// until the next one (or a nudge), and ends with the last connection. It
+/// holds the hub only while sweeping, never while it sleeps.
+async fn sweeper(hub: WeakHub) {
+    let mut wakers = Vec::new();
+    loop {
+        let (clock, at, nudge) = {
+            let Some(hub) = hub.upgrade() else { return };
+            let registry = hub.registry();
+            let Some(at) = registry.sweep(registry.clock.now(), &mut wakers) else {
+                return;
+            };
+            (registry.clock, at, registry.nudge.clone())
+        };
+        for waker in wakers.drain(..) {
+            waker.wake();
+        }
+        alarms::sleep_until(clock, at, &nudge).await;
+    }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        lock(&self.ticket.hub.registry().connections).try_remove(self.key);
+        lock(&self.ticket.hub.registry().connections)
+            .entries
+            .try_remove(self.key());
     }
 }

@@ -295,14 +295,19 @@ impl Room {
         push_replay(outbox, &self.name, &entries, truncated);
     }
 
-    /// Publishes a message from a raw client: verbatim to raw members; text
-    /// is also stored and sent as JSON to `wshub.v1` members.
-    pub fn publish_raw(&self, hub: &Hub, nick: &Arc<str>, message: &Message) -> usize {
+    /// Publishes a message from the raw member `key`: verbatim to raw
+    /// members; text is also stored and sent as JSON, under the sender's
+    /// nickname, to `wshub.v1` members.
+    pub fn publish_raw(&self, hub: &Hub, key: usize, message: &Message) -> usize {
         let text = match message.kind() {
             MessageKind::Binary => None,
             MessageKind::Text => Some(std::str::from_utf8(message.payload()).unwrap_or_default()),
         };
+        // The nickname is looked up here rather than kept by the connection:
+        // a raw connection then carries no copy of its own.
+        let nick_of = |members: &Slab<Member>| members.get(key).map_or_else(|| Arc::from(""), |m| m.nick.clone());
         if let Some(broker) = hub.broker() {
+            let nick = &nick_of(&lock(&self.members));
             let room = self.name.clone();
             let command = match text {
                 None => Command::PublishBinary {
@@ -326,7 +331,7 @@ impl Room {
         }
         let mut members = lock(&self.members);
         let json = text.map(|text| {
-            let entry = hub.history().append(&self.name, nick, text);
+            let entry = hub.history().append(&self.name, &nick_of(&members), text);
             self.message_frame(entry, None)
         });
         fan_out(hub, &mut members, 0, Some(message.frame()), json.as_ref())
@@ -539,8 +544,8 @@ impl Membership {
     }
 
     /// Publishes a raw client's message (see [`Room::publish_raw`]).
-    pub fn publish_raw(&self, nick: &Arc<str>, message: &Message) -> usize {
-        self.room.publish_raw(&self.hub, nick, message)
+    pub fn publish_raw(&self, message: &Message) -> usize {
+        self.room.publish_raw(&self.hub, self.key, message)
     }
 
     /// Publishes a `wshub.v1` message (see [`Room::publish_text`]).

@@ -1,11 +1,15 @@
 //! The streaming decoder: bytes in, validated messages out.
 //!
 //! It consumes every byte it is given, keeping only what it must between
-//! calls (at most 13 bytes of an unfinished header, the unfinished message),
-//! so a silent connection costs no buffer at all. Payloads are unmasked
-//! straight into the message buffer, behind a gap where the server frame's
-//! header is written at the end: the decoded message *is* the frame that
-//! echo or broadcast sends, with no second copy.
+//! calls (at most 13 bytes of an unfinished header, the unfinished frame and
+//! message), so a silent connection costs no buffer at all. Even that state
+//! is boxed, and only while something is unfinished: every connection holds
+//! its decoder for its whole life, so an idle one costs just the decoder's
+//! three words, and a read that holds whole frames allocates no box at all.
+//!
+//! Payloads are unmasked straight into the message buffer, behind a gap
+//! where the server frame's header is written at the end: the decoded
+//! message *is* the frame that echo or broadcast sends, with no second copy.
 //!
 //! With permessage-deflate negotiated, a message whose first frame has RSV1
 //! set is compressed: its compressed bytes are gathered the same way and
@@ -148,234 +152,22 @@ impl PartialMessage {
     }
 }
 
-/// Decodes client-to-server frames into [`Event`]s.
-#[derive(Debug)]
-pub struct Decoder {
-    max_message_size: usize,
+/// What a decoder keeps only while a header, frame or message is unfinished.
+///
+/// It is boxed in [`Decoder`] between calls, and only then: kept inline it
+/// would make every idle connection's decoder about six times larger.
+#[derive(Debug, Default)]
+struct Progress {
     header: [u8; MAX_CLIENT_HEADER],
     header_len: u8,
     frame: Option<FrameState>,
     message: Option<PartialMessage>,
-    /// A protocol error happened: from now on only close frames are reported.
-    failed: bool,
-    /// The stream cannot even be split into frames any more.
-    broken: bool,
-    /// permessage-deflate was negotiated: RSV1 marks compressed messages.
-    deflate: bool,
 }
 
-impl Decoder {
-    /// A decoder that accepts messages of up to `max_message_size` payload
-    /// bytes (over all fragments); larger ones fail with 1009.
-    pub fn new(max_message_size: usize) -> Self {
-        Decoder {
-            max_message_size,
-            header: [0; MAX_CLIENT_HEADER],
-            header_len: 0,
-            frame: None,
-            message: None,
-            failed: false,
-            broken: false,
-            deflate: false,
-        }
-    }
-
-    /// The same decoder for a connection that negotiated permessage-deflate
-    /// (`enabled`): RSV1 on a message's first frame then means compressed,
-    /// instead of a protocol error. It adds no state: inflating uses the
-    /// thread's shared decompressor once a message is complete.
-    pub fn with_deflate(mut self, enabled: bool) -> Self {
-        self.deflate = enabled;
-        self
-    }
-
-    /// Whether a message is half-received (its buffer is held meanwhile).
-    pub fn is_mid_message(&self) -> bool {
-        self.message.is_some() || self.frame.is_some() || self.header_len > 0
-    }
-
-    /// Consumes all of `input`, reporting events in order.
-    ///
-    /// # Errors
-    /// The first protocol violation found. Events before it were reported;
-    /// after it, the decoder only reports [`Event::Close`], so the caller can
-    /// send its own close frame and still complete the handshake.
-    pub fn decode(&mut self, mut input: &[u8], on_event: &mut impl FnMut(Event)) -> Result<(), ProtocolError> {
-        let mut first_error = None;
-        while !input.is_empty() && !self.broken {
-            if self.frame.is_none() && !self.read_header(&mut input, &mut first_error) {
-                break;
-            }
-            if let Some(frame) = self.frame.as_ref() {
-                if frame.remaining > 0 {
-                    let take = (frame.remaining.min(input.len() as u64)) as usize;
-                    let (chunk, rest) = input.split_at(take);
-                    input = rest;
-                    if let Err(e) = self.take_payload(chunk) {
-                        self.fail(e, &mut first_error);
-                    }
-                }
-            }
-            if self.frame.as_ref().is_some_and(|f| f.remaining == 0) {
-                if let Err(e) = self.finish_frame(on_event) {
-                    self.fail(e, &mut first_error);
-                }
-            }
-        }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-
-    fn fail(&mut self, error: ProtocolError, first_error: &mut Option<ProtocolError>) {
-        self.failed = true;
-        self.message = None;
-        if let Some(frame) = self.frame.as_mut() {
-            frame.skip = true;
-            frame.control = Vec::new();
-        }
-        first_error.get_or_insert(error);
-    }
-
-    /// Gathers and parses a header; false when more bytes are needed.
-    fn read_header(&mut self, input: &mut &[u8], first_error: &mut Option<ProtocolError>) -> bool {
-        let mut need = 2;
-        loop {
-            let have = self.header_len as usize;
-            if have < need {
-                let take = (need - have).min(input.len());
-                self.header[have..have + take].copy_from_slice(&input[..take]);
-                self.header_len += take as u8;
-                *input = &input[take..];
-                if (self.header_len as usize) < need {
-                    return false;
-                }
-            }
-            let full = header_size(self.header[1]);
-            if need == full {
-                break;
-            }
-            need = full;
-        }
-        self.header_len = 0;
-        let header = self.header;
-        match self.start_frame(&header) {
-            Ok(()) => {}
-            Err(e) => self.fail(e, first_error),
-        }
-        true
-    }
-
-    fn start_frame(&mut self, header: &[u8; MAX_CLIENT_HEADER]) -> Result<(), ProtocolError> {
-        let fin = header[0] & 0x80 != 0;
-        let rsv = header[0] & 0x70;
-        let masked = header[1] & 0x80 != 0;
-        let (len, mut at) = match header[1] & 0x7F {
-            126 => (u16::from_be_bytes([header[2], header[3]]) as u64, 4),
-            127 => (u64::from_be_bytes(header[2..10].try_into().unwrap_or([0; 8])), 10),
-            short => (short as u64, 2),
-        };
-        let mut mask = [0u8; 4];
-        if masked {
-            mask.copy_from_slice(&header[at..at + 4]);
-            at += 4;
-        }
-        debug_assert_eq!(at, header_size(header[1]));
-        if len >> 63 != 0 {
-            // Not a length at all: frames can no longer be told apart.
-            self.broken = true;
-            return Err(ProtocolError::protocol("frame length has its top bit set"));
-        }
-        let opcode = OpCode::from_u8(header[0] & 0x0F);
-        self.frame = Some(FrameState {
-            opcode: opcode.unwrap_or(OpCode::Continuation),
-            fin,
-            mask,
-            remaining: len,
-            mask_phase: 0,
-            control: Vec::new(),
-            skip: true,
-            invalid_close: None,
-        });
-        if self.failed {
-            // Only a close frame still matters; keep it readable.
-            if opcode == Some(OpCode::Close) && len <= 125 {
-                self.arm_control(len);
-            }
-            return Ok(());
-        }
-        let opcode = opcode.ok_or(ProtocolError::protocol("reserved opcode"))?;
-        let compressed = rsv == RSV1 && self.deflate;
-        if rsv != 0 && !compressed {
-            return Err(ProtocolError::protocol("reserved bits set without an extension"));
-        }
-        if compressed && !matches!(opcode, OpCode::Text | OpCode::Binary) {
-            // RFC 7692 6.1: only a message's first frame carries the bit.
-            return Err(ProtocolError::protocol("RSV1 set on a control or continuation frame"));
-        }
-        if !masked {
-            return Err(ProtocolError::protocol("client frame is not masked"));
-        }
-        if opcode.is_control() {
-            let violation = if !fin {
-                Some("fragmented control frame")
-            } else if len > 125 {
-                Some("control frame payload over 125 bytes")
-            } else {
-                None
-            };
-            if let Some(reason) = violation {
-                let error = ProtocolError::protocol(reason);
-                match self.frame.as_mut() {
-                    // Skip its payload, then report it as a bad close.
-                    Some(frame) if opcode == OpCode::Close => frame.invalid_close = Some(error),
-                    _ => return Err(error),
-                }
-                return Ok(());
-            }
-            self.arm_control(len);
-            return Ok(());
-        }
-        let (already, compressed) = match (&self.message, opcode) {
-            (None, OpCode::Continuation) => return Err(ProtocolError::protocol("continuation without a message")),
-            (Some(_), OpCode::Text | OpCode::Binary) => {
-                return Err(ProtocolError::protocol("new message before the last one ended"))
-            }
-            (Some(partial), _) => (partial.payload_len() as u64, partial.compressed),
-            (None, _) => (0, compressed),
-        };
-        let limit = if compressed {
-            compressed_limit(self.max_message_size)
-        } else {
-            self.max_message_size
-        };
-        if already + len > limit as u64 {
-            return Err(ProtocolError {
-                code: CloseCode::MessageTooBig,
-                reason: "message too big",
-            });
-        }
-        if self.message.is_none() {
-            let kind = if opcode == OpCode::Text {
-                MessageKind::Text
-            } else {
-                MessageKind::Binary
-            };
-            let capacity = (len as usize).min(INITIAL_MESSAGE_CAPACITY);
-            let mut buf = BytesMut::with_capacity(MAX_SERVER_HEADER + capacity);
-            buf.resize(MAX_SERVER_HEADER, 0);
-            self.message = Some(PartialMessage {
-                kind,
-                buf,
-                utf8_checked: 0,
-                compressed,
-            });
-        }
-        if let Some(frame) = self.frame.as_mut() {
-            frame.skip = false;
-        }
-        Ok(())
+impl Progress {
+    /// At a frame boundary with no message under way: nothing to keep.
+    fn is_idle(&self) -> bool {
+        self.header_len == 0 && self.frame.is_none() && self.message.is_none()
     }
 
     fn arm_control(&mut self, len: u64) {
@@ -413,14 +205,274 @@ impl Decoder {
         }
         Ok(())
     }
+}
 
-    fn finish_frame(&mut self, on_event: &mut impl FnMut(Event)) -> Result<(), ProtocolError> {
-        let Some(frame) = self.frame.take() else {
+/// Decodes client-to-server frames into [`Event`]s.
+///
+/// Every connection keeps one for its whole life, so it is kept to three
+/// words: the unfinished state lives in `progress`, which is `None` at a
+/// frame boundary with no message under way (the idle state).
+#[derive(Debug)]
+pub struct Decoder {
+    max_message_size: usize,
+    /// Boxed between calls only while something is unfinished (never idle).
+    progress: Option<Box<Progress>>,
+    /// A protocol error happened: from now on only close frames are reported.
+    failed: bool,
+    /// The stream cannot even be split into frames any more.
+    broken: bool,
+    /// permessage-deflate was negotiated: RSV1 marks compressed messages.
+    deflate: bool,
+}
+
+impl Decoder {
+    /// A decoder that accepts messages of up to `max_message_size` payload
+    /// bytes (over all fragments); larger ones fail with 1009.
+    pub fn new(max_message_size: usize) -> Self {
+        Decoder {
+            max_message_size,
+            progress: None,
+            failed: false,
+            broken: false,
+            deflate: false,
+        }
+    }
+
+    /// The same decoder for a connection that negotiated permessage-deflate
+    /// (`enabled`): RSV1 on a message's first frame then means compressed,
+    /// instead of a protocol error. It adds no state: inflating uses the
+    /// thread's shared decompressor once a message is complete.
+    pub fn with_deflate(mut self, enabled: bool) -> Self {
+        self.deflate = enabled;
+        self
+    }
+
+    /// Whether a message is half-received (its buffer is held meanwhile).
+    pub fn is_mid_message(&self) -> bool {
+        self.progress.as_ref().is_some_and(|progress| !progress.is_idle())
+    }
+
+    /// Consumes all of `input`, reporting events in order.
+    ///
+    /// # Errors
+    /// The first protocol violation found. Events before it were reported;
+    /// after it, the decoder only reports [`Event::Close`], so the caller can
+    /// send its own close frame and still complete the handshake.
+    pub fn decode(&mut self, input: &[u8], on_event: &mut impl FnMut(Event)) -> Result<(), ProtocolError> {
+        // Work on the boxed progress if a previous call left something
+        // unfinished, else on a local one: a call that receives whole frames
+        // (the usual read) then allocates nothing. The box is taken out so
+        // that `self` stays free for the flags while it is borrowed.
+        let mut boxed = self.progress.take();
+        let mut local = Progress::default();
+        let progress = boxed.as_deref_mut().unwrap_or(&mut local);
+        let result = self.decode_with(progress, input, on_event);
+        // Keep (or reuse) the box only while something is unfinished; back
+        // at a frame boundary it is freed, so an idle connection holds none.
+        self.progress = match boxed {
+            Some(progress) if !progress.is_idle() => Some(progress),
+            Some(_) => None,
+            None if !local.is_idle() => Some(Box::new(local)),
+            None => None,
+        };
+        result
+    }
+
+    fn decode_with(
+        &mut self,
+        progress: &mut Progress,
+        mut input: &[u8],
+        on_event: &mut impl FnMut(Event),
+    ) -> Result<(), ProtocolError> {
+        let mut first_error = None;
+        while !input.is_empty() && !self.broken {
+            if progress.frame.is_none() && !self.read_header(progress, &mut input, &mut first_error) {
+                break;
+            }
+            if let Some(frame) = progress.frame.as_ref() {
+                if frame.remaining > 0 {
+                    let take = (frame.remaining.min(input.len() as u64)) as usize;
+                    let (chunk, rest) = input.split_at(take);
+                    input = rest;
+                    if let Err(e) = progress.take_payload(chunk) {
+                        self.fail(progress, e, &mut first_error);
+                    }
+                }
+            }
+            if progress.frame.as_ref().is_some_and(|f| f.remaining == 0) {
+                if let Err(e) = self.finish_frame(progress, on_event) {
+                    self.fail(progress, e, &mut first_error);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&mut self, progress: &mut Progress, error: ProtocolError, first_error: &mut Option<ProtocolError>) {
+        self.failed = true;
+        progress.message = None;
+        if let Some(frame) = progress.frame.as_mut() {
+            frame.skip = true;
+            frame.control = Vec::new();
+        }
+        first_error.get_or_insert(error);
+    }
+
+    /// Gathers and parses a header; false when more bytes are needed.
+    fn read_header(
+        &mut self,
+        progress: &mut Progress,
+        input: &mut &[u8],
+        first_error: &mut Option<ProtocolError>,
+    ) -> bool {
+        let mut need = 2;
+        loop {
+            let have = progress.header_len as usize;
+            if have < need {
+                let take = (need - have).min(input.len());
+                progress.header[have..have + take].copy_from_slice(&input[..take]);
+                progress.header_len += take as u8;
+                *input = &input[take..];
+                if (progress.header_len as usize) < need {
+                    return false;
+                }
+            }
+            let full = header_size(progress.header[1]);
+            if need == full {
+                break;
+            }
+            need = full;
+        }
+        progress.header_len = 0;
+        let header = progress.header;
+        match self.start_frame(progress, &header) {
+            Ok(()) => {}
+            Err(e) => self.fail(progress, e, first_error),
+        }
+        true
+    }
+
+    fn start_frame(&mut self, progress: &mut Progress, header: &[u8; MAX_CLIENT_HEADER]) -> Result<(), ProtocolError> {
+        let fin = header[0] & 0x80 != 0;
+        let rsv = header[0] & 0x70;
+        let masked = header[1] & 0x80 != 0;
+        let (len, mut at) = match header[1] & 0x7F {
+            126 => (u16::from_be_bytes([header[2], header[3]]) as u64, 4),
+            127 => (u64::from_be_bytes(header[2..10].try_into().unwrap_or([0; 8])), 10),
+            short => (short as u64, 2),
+        };
+        let mut mask = [0u8; 4];
+        if masked {
+            mask.copy_from_slice(&header[at..at + 4]);
+            at += 4;
+        }
+        debug_assert_eq!(at, header_size(header[1]));
+        if len >> 63 != 0 {
+            // Not a length at all: frames can no longer be told apart.
+            self.broken = true;
+            return Err(ProtocolError::protocol("frame length has its top bit set"));
+        }
+        let opcode = OpCode::from_u8(header[0] & 0x0F);
+        progress.frame = Some(FrameState {
+            opcode: opcode.unwrap_or(OpCode::Continuation),
+            fin,
+            mask,
+            remaining: len,
+            mask_phase: 0,
+            control: Vec::new(),
+            skip: true,
+            invalid_close: None,
+        });
+        if self.failed {
+            // Only a close frame still matters; keep it readable.
+            if opcode == Some(OpCode::Close) && len <= 125 {
+                progress.arm_control(len);
+            }
+            return Ok(());
+        }
+        let opcode = opcode.ok_or(ProtocolError::protocol("reserved opcode"))?;
+        let compressed = rsv == RSV1 && self.deflate;
+        if rsv != 0 && !compressed {
+            return Err(ProtocolError::protocol("reserved bits set without an extension"));
+        }
+        if compressed && !matches!(opcode, OpCode::Text | OpCode::Binary) {
+            // RFC 7692 6.1: only a message's first frame carries the bit.
+            return Err(ProtocolError::protocol("RSV1 set on a control or continuation frame"));
+        }
+        if !masked {
+            return Err(ProtocolError::protocol("client frame is not masked"));
+        }
+        if opcode.is_control() {
+            let violation = if !fin {
+                Some("fragmented control frame")
+            } else if len > 125 {
+                Some("control frame payload over 125 bytes")
+            } else {
+                None
+            };
+            if let Some(reason) = violation {
+                let error = ProtocolError::protocol(reason);
+                match progress.frame.as_mut() {
+                    // Skip its payload, then report it as a bad close.
+                    Some(frame) if opcode == OpCode::Close => frame.invalid_close = Some(error),
+                    _ => return Err(error),
+                }
+                return Ok(());
+            }
+            progress.arm_control(len);
+            return Ok(());
+        }
+        let (already, compressed) = match (&progress.message, opcode) {
+            (None, OpCode::Continuation) => return Err(ProtocolError::protocol("continuation without a message")),
+            (Some(_), OpCode::Text | OpCode::Binary) => {
+                return Err(ProtocolError::protocol("new message before the last one ended"))
+            }
+            (Some(partial), _) => (partial.payload_len() as u64, partial.compressed),
+            (None, _) => (0, compressed),
+        };
+        let limit = if compressed {
+            compressed_limit(self.max_message_size)
+        } else {
+            self.max_message_size
+        };
+        if already + len > limit as u64 {
+            return Err(ProtocolError {
+                code: CloseCode::MessageTooBig,
+                reason: "message too big",
+            });
+        }
+        if progress.message.is_none() {
+            let kind = if opcode == OpCode::Text {
+                MessageKind::Text
+            } else {
+                MessageKind::Binary
+            };
+            let capacity = (len as usize).min(INITIAL_MESSAGE_CAPACITY);
+            let mut buf = BytesMut::with_capacity(MAX_SERVER_HEADER + capacity);
+            buf.resize(MAX_SERVER_HEADER, 0);
+            progress.message = Some(PartialMessage {
+                kind,
+                buf,
+                utf8_checked: 0,
+                compressed,
+            });
+        }
+        if let Some(frame) = progress.frame.as_mut() {
+            frame.skip = false;
+        }
+        Ok(())
+    }
+
+    fn finish_frame(&mut self, progress: &mut Progress, on_event: &mut impl FnMut(Event)) -> Result<(), ProtocolError> {
+        let Some(frame) = progress.frame.take() else {
             return Ok(());
         };
         if let Some(error) = frame.invalid_close {
             self.failed = true;
-            self.message = None;
+            progress.message = None;
             on_event(Event::InvalidClose(error));
             return Ok(());
         }
@@ -432,7 +484,7 @@ impl Decoder {
                 Ok(event) => on_event(event),
                 Err(error) => {
                     self.failed = true;
-                    self.message = None;
+                    progress.message = None;
                     on_event(Event::InvalidClose(error));
                 }
             },
@@ -440,7 +492,7 @@ impl Decoder {
             OpCode::Pong => on_event(Event::Pong),
             OpCode::Text | OpCode::Binary | OpCode::Continuation => {
                 if frame.fin {
-                    if let Some(message) = self.message.take() {
+                    if let Some(message) = progress.message.take() {
                         on_event(Event::Message(complete(message, self.max_message_size)?));
                     }
                 }
@@ -844,6 +896,65 @@ mod tests {
         let garbage = compressed_frame(true, 2, &[0xff; 20]);
         let (_, result) = decode_all(&mut Decoder::new(1024).with_deflate(true), &garbage);
         assert_eq!(result.unwrap_err().code, CloseCode::InvalidPayload);
+    }
+
+    #[test]
+    fn an_idle_decoder_is_at_most_three_words() {
+        // Every connection holds one for its whole life.
+        let size = std::mem::size_of::<Decoder>();
+        assert!(size <= 24, "Decoder is {size} bytes");
+    }
+
+    #[test]
+    fn a_frame_split_across_calls_is_kept_until_it_completes() {
+        let wire = client_frame(true, 1, b"split me");
+        // In the first header bytes, in the mask, in the payload.
+        for cut in [1, 2, 5, 6, 9] {
+            let mut decoder = Decoder::new(1024);
+            let (events, result) = decode_all(&mut decoder, &wire[..cut]);
+            result.unwrap();
+            assert!(events.is_empty(), "cut {cut}");
+            assert!(decoder.is_mid_message(), "cut {cut}");
+            let (events, result) = decode_all(&mut decoder, &wire[cut..]);
+            result.unwrap();
+            assert_eq!(only_message(events).payload(), b"split me", "cut {cut}");
+            assert!(!decoder.is_mid_message(), "cut {cut}");
+            assert!(decoder.progress.is_none(), "cut {cut}: box kept after the frame");
+        }
+    }
+
+    #[test]
+    fn whole_frames_box_nothing_and_an_unfinished_message_reuses_its_box() {
+        let mut decoder = Decoder::new(1024);
+        let wire = [client_frame(true, 1, b"one"), client_frame(true, 9, b"p")].concat();
+        let (events, result) = decode_all(&mut decoder, &wire);
+        result.unwrap();
+        assert_eq!(events.len(), 2);
+        assert!(decoder.progress.is_none());
+        assert!(!decoder.is_mid_message());
+
+        let wire = [
+            client_frame(false, 2, b"ab"),
+            client_frame(false, 0, b"cd"),
+            client_frame(true, 0, b"ef"),
+        ]
+        .concat();
+        let boxed = |decoder: &Decoder| decoder.progress.as_deref().map(|p| p as *const Progress);
+        let (events, result) = decode_all(&mut decoder, &wire[..3]);
+        result.unwrap();
+        assert!(events.is_empty());
+        let first = boxed(&decoder).expect("an unfinished header is boxed");
+        // Frame boundaries inside the message: the message keeps the box.
+        for range in [3..10, 10..16, 16..wire.len() - 1] {
+            let (events, result) = decode_all(&mut decoder, &wire[range]);
+            result.unwrap();
+            assert!(events.is_empty());
+            assert_eq!(boxed(&decoder), Some(first), "the box is reused");
+        }
+        let (events, result) = decode_all(&mut decoder, &wire[wire.len() - 1..]);
+        result.unwrap();
+        assert_eq!(only_message(events).payload(), b"abcdef");
+        assert!(decoder.progress.is_none());
     }
 
     #[test]
