@@ -5,6 +5,11 @@ use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 use wshub::{Cli, ConfigError, LogFormat, Server};
 
+/// Chosen for memory per connection: see `Cargo.toml`. The library leaves
+/// the allocator to whoever embeds it; this binary picks one.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = match Cli::load(std::env::args_os()) {
         Ok(cli) => cli,

@@ -337,9 +337,9 @@ fn start<S>(
         Some(grant) => (grant.nick, grant.rooms, Some(grant.expires_in)),
         None => (None, None, None),
     };
-    let nick: Arc<str> = token_nick.unwrap_or_else(|| Arc::from(format!("guest-{id}")));
     let service = match (endpoint, target) {
         (Endpoint::Protocol, _) => {
+            let nick = token_nick.unwrap_or_else(|| Arc::from(format!("guest-{id}")));
             let mut session = ChatSession::new(hub.clone(), outbox.clone(), nick, shared.chat_limits);
             if let Some(rooms) = rooms {
                 session.restrict_rooms(rooms);
@@ -347,7 +347,10 @@ fn start<S>(
             Service::Chat(Box::new(session))
         }
         (_, Target::Chat(room)) => {
-            let member = Member::new(outbox.clone(), Mode::Raw, nick);
+            let member = match token_nick {
+                Some(nick) => Member::new(outbox.clone(), Mode::Raw, nick),
+                None => Member::guest(outbox.clone(), id),
+            };
             Service::Raw(hub.join(&room, member, Replay::Nothing))
         }
         (_, Target::Echo) => Service::Echo,

@@ -38,18 +38,30 @@ impl Clock {
     }
 }
 
-/// A connection's wish to be woken (in its registry entry).
-#[derive(Debug, Default)]
+/// A connection's wish to be woken (in its registry entry: 24 bytes).
+#[derive(Debug)]
 pub(crate) struct Alarm {
-    /// Clock milliseconds; `None`: not armed.
-    due: Option<u64>,
+    /// Clock milliseconds; `UNARMED`: none.
+    due: u64,
     waker: Option<Waker>,
+}
+
+/// `Alarm::due` of an alarm that is not set.
+const UNARMED: u64 = u64::MAX;
+
+impl Default for Alarm {
+    fn default() -> Self {
+        Alarm {
+            due: UNARMED,
+            waker: None,
+        }
+    }
 }
 
 impl Alarm {
     /// Asks to be woken through `waker` at `due`.
     pub(crate) fn set(&mut self, due: u64, waker: &Waker) {
-        self.due = Some(due);
+        self.due = due.min(UNARMED - 1);
         if !self.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
             self.waker = Some(waker.clone());
         }
@@ -58,9 +70,12 @@ impl Alarm {
     /// The waker, if the alarm is due at `now` (it is then disarmed);
     /// otherwise folds its due time into `next`.
     pub(crate) fn take_if_due(&mut self, now: u64, next: &mut Option<u64>) -> Option<Waker> {
-        let due = self.due?;
+        let due = self.due;
+        if due == UNARMED {
+            return None;
+        }
         if due <= now {
-            self.due = None;
+            self.due = UNARMED;
             return self.waker.take();
         }
         *next = Some(next.map_or(due, |n| n.min(due)));
