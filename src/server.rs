@@ -81,6 +81,9 @@ pub struct Shared {
     pub(crate) auth: Option<crate::auth::Verifier>,
     /// Stops the Redis broker's tasks once connections are closed.
     pub(crate) broker_stop: CancellationToken,
+    /// Where upgraded plain connections run, when not on the accepting
+    /// runtime (see [`Server::with_connection_runtime`]).
+    pub(crate) connection_runtime: std::sync::OnceLock<tokio::runtime::Handle>,
 }
 
 impl Shared {
@@ -137,6 +140,7 @@ impl Server {
             chat_limits: config.chat,
             auth,
             broker_stop: CancellationToken::new(),
+            connection_runtime: std::sync::OnceLock::new(),
             config,
         });
         shared.hub.per_ip().set_max(shared.config.max_connections_per_ip);
@@ -156,6 +160,22 @@ impl Server {
             broker.first_attempt(Duration::from_secs(3)).await;
         }
         Ok(Server { listener, tls, shared })
+    }
+
+    /// Runs upgraded (plain TCP) connections on `runtime` instead of the one
+    /// that accepts and speaks HTTP.
+    ///
+    /// Why: memory. A handshake makes some sixty short-lived allocations
+    /// (hyper, routing, headers); on the thread that also allocates the
+    /// connections' long-lived state, they end up on the same allocator
+    /// pages, and the freed ones cannot be given back while a live
+    /// connection shares the page. Allocators keep per-thread pages, so a
+    /// thread for HTTP and one for connections keeps idle connections
+    /// densely packed (measured in docs/benchmarks-notes.md). TLS
+    /// connections stay where their handshake ran.
+    pub fn with_connection_runtime(self, runtime: tokio::runtime::Handle) -> Self {
+        let _ = self.shared.connection_runtime.set(runtime);
+        self
     }
 
     /// The address actually bound (port 0 becomes a real port).

@@ -289,7 +289,24 @@ async fn run(
     let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
             let stream = parts.io.into_inner();
-            return start(&shared, ticket, addr, target, admission, stream, parts.read_buf);
+            let Some(runtime) = shared.connection_runtime.get().cloned() else {
+                return start(&shared, ticket, addr, target, admission, stream, parts.read_buf);
+            };
+            // Re-registered with the other runtime's reactor; everything the
+            // connection keeps is then allocated on that runtime's thread.
+            let stream = match stream.into_std() {
+                Ok(stream) => stream,
+                Err(e) => return tracing::debug!(%addr, "cannot move the upgraded socket: {e}"),
+            };
+            let task_shared = shared.clone();
+            let move_in = async move {
+                match TcpStream::from_std(stream) {
+                    Ok(stream) => start(&task_shared, ticket, addr, target, admission, stream, parts.read_buf),
+                    Err(e) => tracing::debug!(%addr, "cannot register the upgraded socket: {e}"),
+                }
+            };
+            shared.tracker.spawn_on(move_in, &runtime);
+            return;
         }
         Err(upgraded) => upgraded,
     };

@@ -67,7 +67,21 @@ pub async fn start_server() -> TestServer {
 }
 
 pub async fn start_server_with(config: Config) -> TestServer {
-    let server = Server::bind(config).await.expect("bind");
+    start(Server::bind(config).await.expect("bind"))
+}
+
+/// As the binary runs it: upgraded connections on `runtime` (another
+/// thread's), HTTP on the caller's.
+pub async fn start_server_on(config: Config, runtime: tokio::runtime::Handle) -> TestServer {
+    start(
+        Server::bind(config)
+            .await
+            .expect("bind")
+            .with_connection_runtime(runtime),
+    )
+}
+
+fn start(server: Server) -> TestServer {
     let addr = server.local_addr();
     let hub = server.hub().clone();
     let (stop, stopped) = oneshot::channel::<()>();
