@@ -130,6 +130,16 @@ const METRICS: &[Metric] = &[
         chart: Some("slow consumers: healthy clients' p99 latency, ms (lower is better)"),
     },
     Metric {
+        title: "slow: p99 ×no-stall",
+        mode: SLOW_VS_BASE,
+        path: &["healthy", "latency", "p99_us"],
+        scale: 1.0,
+        decimals: 2,
+        unit: "",
+        ratio: false,
+        chart: None,
+    },
+    Metric {
         title: "slow: healthy loss",
         mode: "slow",
         path: &["healthy", "loss"],
@@ -150,6 +160,10 @@ const METRICS: &[Metric] = &[
         chart: None,
     },
 ];
+
+/// Not a report's mode: the metric is the `slow` run's value divided by the `slow-base` run's
+/// (the same room and traffic without stalled readers).
+const SLOW_VS_BASE: &str = "slow ÷ slow-base";
 
 /// Reads every `*.json` report in `runs`, writes the combined results to `json_out` and the chart
 /// to `svg` (when given), and returns the markdown table, servers in the order baseline first,
@@ -177,12 +191,19 @@ pub fn summarize(runs: &Path, json_out: Option<&Path>, svg: Option<&Path>, basel
     let mut servers: Vec<&String> = reports.keys().collect();
     servers.sort_by_key(|s| (s.as_str() != baseline, s.as_str()));
 
-    let value_of = |server: &str, metric: &Metric| -> Option<f64> {
-        let mut v = reports.get(server)?.get(metric.mode)?;
-        for key in metric.path {
+    let lookup = |server: &str, mode: &str, path: &[&str]| -> Option<f64> {
+        let mut v = reports.get(server)?.get(mode)?;
+        for key in path {
             v = v.get(key)?;
         }
         v.as_f64()
+    };
+    let value_of = |server: &str, metric: &Metric| -> Option<f64> {
+        if metric.mode == SLOW_VS_BASE {
+            let base = lookup(server, "slow-base", metric.path).filter(|b| *b > 0.0)?;
+            return Some(lookup(server, "slow", metric.path)? / base);
+        }
+        lookup(server, metric.mode, metric.path)
     };
 
     let mut table = String::new();
@@ -279,4 +300,36 @@ fn format_value(v: f64, metric: &Metric) -> String {
         return thousands(scaled);
     }
     format!("{scaled:.*}{}", metric.decimals, metric.unit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slow_report(mode: &str, p99_us: u64) -> Value {
+        json!({
+            "mode": mode,
+            "label": "wshub",
+            "stalled": 10,
+            "evicted": 10,
+            "healthy": { "loss": 0, "latency": { "p99_us": p99_us } },
+        })
+    }
+
+    #[test]
+    fn the_stalled_run_is_compared_with_the_run_without_stalled_readers() {
+        let runs = std::env::temp_dir().join(format!("wshub-summary-test-{}", std::process::id()));
+        std::fs::create_dir_all(&runs).unwrap();
+        std::fs::write(runs.join("wshub-slow.json"), slow_report("slow", 6_000).to_string()).unwrap();
+        std::fs::write(
+            runs.join("wshub-slow-base.json"),
+            slow_report("slow-base", 4_000).to_string(),
+        )
+        .unwrap();
+        let table = summarize(&runs, None, None, "wshub").unwrap();
+        std::fs::remove_dir_all(&runs).unwrap();
+        let row = table.lines().find(|l| l.starts_with("| wshub |")).expect("a wshub row");
+        assert!(row.contains("| 6.0 | 1.50 |"), "{row}");
+        assert!(row.contains("10 of 10"), "{row}");
+    }
 }

@@ -431,7 +431,7 @@ impl Session {
             CloseRequest::Graceful(code, reason) => self.send_close(code, reason),
             CloseRequest::Evicted(code, reason) => {
                 self.hub.stats().evictions.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(conn = self.id, "evicting slow consumer: {reason}");
+                tracing::warn!(conn = self.id, "evicting: {reason}");
                 // Keep only a partly written frame, so that the close frame
                 // after it is still framed correctly.
                 self.batch.truncate(usize::from(self.written > 0));
