@@ -1,6 +1,7 @@
 //! The binary's edge: bad flags and files stop start-up with a message
 //! that names them; `--help` lists every option with its default; SIGTERM
-//! shuts down gracefully with exit status 0.
+//! shuts down gracefully with exit status 0; at its open-files limit it
+//! keeps serving, logs, and accepts again once descriptors free up.
 
 mod common;
 
@@ -106,7 +107,12 @@ fn help_lists_every_option_with_its_default() {
 /// from its JSON "listening" log line. The caller waits for or kills it.
 #[allow(clippy::zombie_processes)]
 fn spawn_server(extra: &[&str]) -> (Child, std::net::SocketAddr, BufReader<std::process::ChildStderr>) {
-    let mut child = wshub()
+    spawn(wshub(), extra)
+}
+
+#[allow(clippy::zombie_processes)]
+fn spawn(mut command: Command, extra: &[&str]) -> (Child, std::net::SocketAddr, BufReader<std::process::ChildStderr>) {
+    let mut child = command
         .args(["--bind", "127.0.0.1", "--port", "0", "--log-format", "json"])
         .args(extra)
         .stderr(Stdio::piped())
@@ -179,4 +185,75 @@ async fn close_lines_are_logged_with_peer_endpoint_reason_and_duration() {
     child.kill().unwrap();
     let _ = child.wait();
     tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+/// The binary with its open-files limit lowered to `limit` (by the shell's
+/// `ulimit`, so the test process keeps its own).
+fn wshub_with_open_files(limit: u32) -> Command {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_wshub"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("WSHUB_") {
+            command.env_remove(name);
+        }
+    }
+    command.env_remove("RUST_LOG");
+    command
+}
+
+#[tokio::test]
+async fn at_its_open_files_limit_it_keeps_serving_logs_and_accepts_again_later() {
+    let (mut child, addr, stderr) = spawn(wshub_with_open_files(40), &["--history", "none"]);
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let lines = log.clone();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            lines.lock().unwrap().push(line);
+        }
+    });
+    let url = format!("ws://{addr}/echo");
+
+    // Open connections until one is not accepted within 2 s: the server is
+    // out of file descriptors (its limit is 40, a few of them its own).
+    let mut clients = Vec::new();
+    let mut refused = false;
+    for _ in 0..60 {
+        match tokio::time::timeout(Duration::from_secs(2), tokio_tungstenite::connect_async(url.as_str())).await {
+            Ok(Ok((client, _))) => clients.push(client),
+            Ok(Err(e)) => panic!("connect failed instead of waiting: {e}"),
+            Err(_) => {
+                refused = true;
+                break;
+            }
+        }
+    }
+    assert!(refused, "the limit was never reached ({} connections)", clients.len());
+    assert!(
+        (10..40).contains(&clients.len()),
+        "{} connections before the limit",
+        clients.len()
+    );
+
+    // The connections it has are served as before.
+    let first = &mut clients[0];
+    send_text(first, "still here").await;
+    assert_eq!(next_message(first).await.into_text().unwrap(), "still here");
+    let logged = |needle: &str| log.lock().unwrap().iter().any(|l| l.contains(needle));
+    assert!(logged("accept failed"), "the accept error is logged");
+
+    // Once descriptors free up, it accepts again (after its back-off).
+    for mut client in clients.drain(10..) {
+        let _ = client.close(None).await;
+    }
+    let (mut again, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url.as_str()))
+        .await
+        .expect("accepted again once descriptors were freed")
+        .expect("connect");
+    send_text(&mut again, "back").await;
+    assert_eq!(next_message(&mut again).await.into_text().unwrap(), "back");
+    child.kill().unwrap();
+    let _ = child.wait();
 }
