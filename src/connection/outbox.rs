@@ -196,6 +196,15 @@ impl Outbox {
         state.bytes = 0;
     }
 
+    /// Frees the queue's buffer if it is empty (see the connection's
+    /// `release_spare_capacity`).
+    pub fn release_spare_capacity(&self) {
+        let mut state = self.lock();
+        if state.frames.is_empty() {
+            state.frames = VecDeque::new();
+        }
+    }
+
     /// Frames waiting to be taken by the connection (for metrics).
     pub fn queued(&self) -> usize {
         self.lock().frames.len()
@@ -273,5 +282,24 @@ mod tests {
         assert_eq!(take(&outbox).1, Some(CloseRequest::Abort));
         outbox.request_close(CloseRequest::Graceful(CloseCode::GoingAway, "again"));
         assert_eq!(take(&outbox).1, Some(CloseRequest::Abort));
+    }
+
+    #[test]
+    fn an_empty_queue_gives_its_buffer_back_and_a_full_one_keeps_it() {
+        let outbox = Outbox::new(100, 1 << 20);
+        for _ in 0..10 {
+            outbox.push(Bytes::from_static(b"x")).unwrap();
+        }
+        outbox.release_spare_capacity();
+        assert_eq!(outbox.queued(), 10, "nothing queued is dropped");
+        let mut batch = VecDeque::new();
+        outbox.drain_into(&mut batch);
+        assert_eq!(batch.len(), 10);
+        assert!(
+            outbox.lock().frames.capacity() >= 10,
+            "draining leaves the buffer behind"
+        );
+        outbox.release_spare_capacity();
+        assert_eq!(outbox.lock().frames.capacity(), 0);
     }
 }
