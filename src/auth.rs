@@ -58,6 +58,17 @@ pub enum AuthSource {
     PublicKey(PathBuf),
 }
 
+/// What a token must say besides being signed and unexpired. Without
+/// rules, `aud` and `iss` are not looked at: give wshub a key of its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenRules {
+    /// `--jwt-audience`: the token's `aud` must name it (a token for another
+    /// service, signed by the same issuer, is then refused).
+    pub audience: Option<String>,
+    /// `--jwt-issuer`: the token's `iss` must be it.
+    pub issuer: Option<String>,
+}
+
 /// Why the token settings cannot be used; start-up stops on any.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -179,7 +190,7 @@ impl Verifier {
     ///
     /// # Errors
     /// [`AuthError`] naming the key file and what is wrong with it.
-    pub fn new(source: &AuthSource) -> Result<Verifier, AuthError> {
+    pub fn new(source: &AuthSource, rules: &TokenRules) -> Result<Verifier, AuthError> {
         let (key, algorithms) = match source {
             AuthSource::Secret(secret) => {
                 if secret.expose().len() < 32 {
@@ -192,12 +203,20 @@ impl Verifier {
         let mut validation = Validation::new(algorithms[0]);
         validation.algorithms = algorithms;
         // The expiry is enforced to the second, at the handshake and on the
-        // live connection alike: no leeway, so both agree. Issuer and
-        // audience are not checked (there are no settings for them): give
-        // wshub a key of its own.
+        // live connection alike: no leeway, so both agree.
         validation.leeway = 0;
         validation.validate_nbf = true;
-        validation.validate_aud = false;
+        // Audience and issuer only when asked for; a required one must be
+        // present, not merely right when present.
+        validation.validate_aud = rules.audience.is_some();
+        if let Some(audience) = &rules.audience {
+            validation.set_audience(&[audience]);
+            validation.required_spec_claims.insert("aud".to_owned());
+        }
+        if let Some(issuer) = &rules.issuer {
+            validation.set_issuer(&[issuer]);
+            validation.required_spec_claims.insert("iss".to_owned());
+        }
         Ok(Verifier { key, validation })
     }
 
@@ -237,7 +256,13 @@ fn reason(kind: &ErrorKind) -> &'static str {
         ErrorKind::ImmatureSignature => "token not yet valid (nbf)",
         ErrorKind::InvalidSignature => "bad signature",
         ErrorKind::InvalidAlgorithm => "signature algorithm not accepted",
-        ErrorKind::MissingRequiredClaim(_) => "token has no exp claim",
+        ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
+            "aud" => "token has no aud claim",
+            "iss" => "token has no iss claim",
+            _ => "token has no exp claim",
+        },
+        ErrorKind::InvalidAudience => "token is for another audience (aud)",
+        ErrorKind::InvalidIssuer => "token is from another issuer (iss)",
         ErrorKind::InvalidClaimFormat(_) => "malformed claims",
         _ => "malformed token",
     }
@@ -316,7 +341,42 @@ mod tests {
     }
 
     fn verifier() -> Verifier {
-        Verifier::new(&AuthSource::Secret(Secret::new(SECRET))).unwrap()
+        Verifier::new(&AuthSource::Secret(Secret::new(SECRET)), &TokenRules::default()).unwrap()
+    }
+
+    #[test]
+    fn audience_and_issuer_are_checked_only_when_configured() {
+        let rules = TokenRules {
+            audience: Some("chat".into()),
+            issuer: Some("https://id.example".into()),
+        };
+        let strict = Verifier::new(&AuthSource::Secret(Secret::new(SECRET)), &rules).unwrap();
+        let exp = now() + 60;
+        let right = json!({"sub": "u1", "exp": exp, "aud": "chat", "iss": "https://id.example"});
+        assert!(strict.verify(&token(right.clone())).is_ok());
+        let among = json!({"sub": "u1", "exp": exp, "aud": ["billing", "chat"], "iss": "https://id.example"});
+        assert!(strict.verify(&token(among)).is_ok(), "one of several audiences");
+        let refused = |claims: serde_json::Value| match strict.verify(&token(claims)) {
+            Err(Rejection::Unauthorized(reason)) => reason,
+            other => panic!("accepted: {other:?}"),
+        };
+        let other_aud = json!({"sub": "u1", "exp": exp, "aud": "billing", "iss": "https://id.example"});
+        assert_eq!(refused(other_aud), "token is for another audience (aud)");
+        let other_iss = json!({"sub": "u1", "exp": exp, "aud": "chat", "iss": "https://evil.example"});
+        assert_eq!(refused(other_iss), "token is from another issuer (iss)");
+        assert_eq!(
+            refused(json!({"sub": "u1", "exp": exp, "iss": "https://id.example"})),
+            "token has no aud claim"
+        );
+        assert_eq!(
+            refused(json!({"sub": "u1", "exp": exp, "aud": "chat"})),
+            "token has no iss claim"
+        );
+        // Without rules the same claims are simply not looked at.
+        assert!(verifier().verify(&token(right)).is_ok());
+        assert!(verifier()
+            .verify(&token(json!({"sub": "u1", "exp": exp, "aud": "billing"})))
+            .is_ok());
     }
 
     #[test]
@@ -384,20 +444,20 @@ mod tests {
     fn bad_key_files_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.pem");
-        let err = Verifier::new(&AuthSource::PublicKey(missing.clone())).unwrap_err();
+        let err = Verifier::new(&AuthSource::PublicKey(missing.clone()), &TokenRules::default()).unwrap_err();
         assert!(err.to_string().contains("missing.pem"), "{err}");
         let garbage = dir.path().join("garbage.pem");
         std::fs::write(&garbage, "hello").unwrap();
-        let err = Verifier::new(&AuthSource::PublicKey(garbage)).unwrap_err();
+        let err = Verifier::new(&AuthSource::PublicKey(garbage), &TokenRules::default()).unwrap_err();
         assert!(err.to_string().contains("garbage.pem"), "{err}");
         let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let private = dir.path().join("private.pem");
         std::fs::write(&private, pair.serialize_pem()).unwrap();
-        let err = Verifier::new(&AuthSource::PublicKey(private)).unwrap_err();
+        let err = Verifier::new(&AuthSource::PublicKey(private), &TokenRules::default()).unwrap_err();
         assert!(err.to_string().contains("private key"), "{err}");
         let public = dir.path().join("public.pem");
         std::fs::write(&public, pair.public_key_pem()).unwrap();
-        let verifier = Verifier::new(&AuthSource::PublicKey(public)).unwrap();
+        let verifier = Verifier::new(&AuthSource::PublicKey(public), &TokenRules::default()).unwrap();
         assert_eq!(verifier.validation.algorithms, [Algorithm::ES256]);
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use thiserror::Error;
 
-use crate::auth::{AuthSource, Secret};
+use crate::auth::{AuthSource, Secret, TokenRules};
 use crate::chat::ChatLimits;
 use crate::history::{Backend, HistoryConfig};
 use crate::ratelimit::RateLimits;
@@ -136,6 +136,14 @@ pub struct Cli {
     /// Require a JWT signed for this PEM public key (RSA: RS256.., EC: ES256/ES384, Ed25519)
     #[arg(long, env = "WSHUB_JWT_PUBLIC_KEY", value_name = "FILE")]
     pub jwt_public_key: Option<PathBuf>,
+
+    /// With tokens required: their `aud` claim must name this audience
+    #[arg(long, env = "WSHUB_JWT_AUDIENCE", value_name = "NAME")]
+    pub jwt_audience: Option<String>,
+
+    /// With tokens required: their `iss` claim must be this issuer
+    #[arg(long, env = "WSHUB_JWT_ISSUER", value_name = "NAME")]
+    pub jwt_issuer: Option<String>,
 
     /// How often the server pings each client
     #[arg(long, env = "WSHUB_PING_INTERVAL", default_value = "54s", value_parser = parse_duration)]
@@ -326,6 +334,9 @@ pub struct Config {
     /// Tokens required on WebSocket upgrades, checked against this; `None`:
     /// no tokens (`--jwt-secret`, `--jwt-public-key`).
     pub auth: Option<AuthSource>,
+    /// Claims a token must carry besides its signature and expiry
+    /// (`--jwt-audience`, `--jwt-issuer`).
+    pub token_rules: TokenRules,
     /// Per-connection message and byte rates (`--rate-*`).
     pub rate: RateLimits,
     /// Most connections from one IP address; 0: no limit.
@@ -476,6 +487,15 @@ impl Cli {
             (None, Some(path)) => Some(AuthSource::PublicKey(path)),
             (None, None) => None,
         };
+        let token_rules = TokenRules {
+            audience: self.jwt_audience.filter(|a| !a.is_empty()),
+            issuer: self.jwt_issuer.filter(|i| !i.is_empty()),
+        };
+        if auth.is_none() && token_rules != TokenRules::default() {
+            return Err(ConfigError::Inconsistent(
+                "--jwt-audience and --jwt-issuer need tokens: give --jwt-secret or --jwt-public-key".into(),
+            ));
+        }
         let rate = RateLimits::new(
             self.rate_messages,
             self.rate_burst,
@@ -505,6 +525,7 @@ impl Cli {
             join_history: self.join_history,
             chat,
             auth,
+            token_rules,
             rate,
             max_connections_per_ip: self.max_connections_per_ip,
             redis: self.redis,

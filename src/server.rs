@@ -115,7 +115,11 @@ impl Server {
     /// [`ServerError`] naming the address, file or problem.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
         let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
-        let auth = config.auth.as_ref().map(crate::auth::Verifier::new).transpose()?;
+        let auth = config
+            .auth
+            .as_ref()
+            .map(|source| crate::auth::Verifier::new(source, &config.token_rules))
+            .transpose()?;
         let history = History::open(config.history.clone())?;
         let addr = SocketAddr::new(config.bind, config.port);
         let listener = listen(addr).map_err(|source| ServerError::Bind { addr, source })?;

@@ -391,4 +391,40 @@ fn token_flags_parse_and_are_checked() {
         .unwrap_err();
     assert!(err.to_string().contains("--jwt-secret"), "{err}");
     assert!(wshub::Config::default().auth.is_none(), "no tokens unless asked for");
+    let config = wshub::Cli::load([
+        "wshub",
+        "--jwt-secret",
+        SECRET,
+        "--jwt-audience",
+        "chat",
+        "--jwt-issuer",
+        "https://id.example",
+    ])
+    .unwrap()
+    .into_config()
+    .unwrap();
+    assert_eq!(config.token_rules.audience.as_deref(), Some("chat"));
+    assert_eq!(config.token_rules.issuer.as_deref(), Some("https://id.example"));
+    let err = wshub::Cli::load(["wshub", "--jwt-audience", "chat"])
+        .unwrap()
+        .into_config()
+        .unwrap_err();
+    assert!(err.to_string().contains("--jwt-audience"), "{err}");
+}
+
+#[tokio::test]
+async fn a_token_for_another_audience_gets_401_and_the_right_one_connects() {
+    let mut config = secret_config();
+    config.token_rules = wshub::auth::TokenRules {
+        audience: Some("chat".into()),
+        issuer: Some("https://id.example".into()),
+    };
+    let server = start_server_with(config).await;
+    let claims = |aud: &str| json!({"sub": "ann", "exp": now() + 60, "aud": aud, "iss": "https://id.example"});
+    let url = |claims| server.url(&format!("/echo?token={}", token(claims)));
+    assert_eq!(status(&url(claims("billing"))).await, 401);
+    let unsigned_by_issuer = json!({"sub": "ann", "exp": now() + 60, "aud": "chat"});
+    assert_eq!(status(&url(unsigned_by_issuer)).await, 401);
+    assert_eq!(status(&url(claims("chat"))).await, 101);
+    server.shutdown().await;
 }
