@@ -124,11 +124,16 @@ pub fn upgrade(shared: &Arc<Shared>, peer: SocketAddr, mut request: Request, tar
     } else {
         None
     };
+    // The connection joins its room (and is registered) before the 101
+    // goes out: a raw client receives every message published after its
+    // handshake completes, however long the socket then takes to move to
+    // the connections' thread.
+    let prepared = prepare(shared, ticket, peer, (target, deflate), admission);
     let on_upgrade = hyper::upgrade::on(&mut request);
     let task_shared = shared.clone();
     shared.tracker.spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => run(task_shared, ticket, peer, (target, deflate), admission, upgraded).await,
+            Ok(upgraded) => run(task_shared, prepared, upgraded).await,
             Err(e) => tracing::debug!(%peer, "upgrade did not complete: {e}"),
         }
     });
@@ -278,22 +283,16 @@ pub fn accept_key(key: &[u8]) -> HeaderValue {
 /// Takes the raw socket back from hyper (so no HTTP layer stays in between)
 /// and starts the connection's own task; this one then ends, so nothing of
 /// the upgrade stays alive.
-async fn run(
-    shared: Arc<Shared>,
-    ticket: Ticket,
-    addr: SocketAddr,
-    target: Agreed,
-    admission: Admission,
-    upgraded: Upgraded,
-) {
+async fn run(shared: Arc<Shared>, prepared: Prepared, upgraded: Upgraded) {
     let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
             let stream = parts.io.into_inner();
             let Some(runtime) = shared.connection_runtime.get().cloned() else {
-                return start(&shared, ticket, addr, target, admission, stream, parts.read_buf);
+                return launch(&shared, prepared, stream, parts.read_buf);
             };
-            // Re-registered with the other runtime's reactor; everything the
-            // connection keeps is then allocated on that runtime's thread.
+            // Re-registered with the other runtime's reactor; the task and
+            // the socket's registration are then allocated on that thread.
+            let addr = prepared.farewell.addr;
             let stream = match stream.into_std() {
                 Ok(stream) => stream,
                 Err(e) => return tracing::debug!(%addr, "cannot move the upgraded socket: {e}"),
@@ -301,7 +300,7 @@ async fn run(
             let task_shared = shared.clone();
             let move_in = async move {
                 match TcpStream::from_std(stream) {
-                    Ok(stream) => start(&task_shared, ticket, addr, target, admission, stream, parts.read_buf),
+                    Ok(stream) => launch(&task_shared, prepared, stream, parts.read_buf),
                     Err(e) => tracing::debug!(%addr, "cannot register the upgraded socket: {e}"),
                 }
             };
@@ -315,11 +314,11 @@ async fn run(
             // rustls keeps kilobytes of state inline: boxed, it costs TLS
             // connections one pointer more and plain ones nothing.
             let stream = Box::new(parts.io.into_inner());
-            start(&shared, ticket, addr, target, admission, stream, parts.read_buf)
+            launch(&shared, prepared, stream, parts.read_buf)
         }
         Err(upgraded) => {
             let stream = TokioIo::new(upgraded);
-            start(&shared, ticket, addr, target, admission, stream, Bytes::new())
+            launch(&shared, prepared, stream, Bytes::new())
         }
     }
 }
@@ -327,24 +326,23 @@ async fn run(
 /// The service asked for and the compression agreed in the handshake.
 type Agreed = (Target, Option<DeflateParams>);
 
-fn start<S>(
-    shared: &Shared,
-    ticket: Ticket,
-    addr: SocketAddr,
-    agreed: Agreed,
-    admission: Admission,
-    stream: S,
-    already_read: Bytes,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+/// A connection that has everything but its socket: registered, in its
+/// room, greeted (`wshub.v1`); what arrives for it waits in its outbox.
+/// Dropped, it leaves again (a handshake the client did not complete).
+#[derive(Debug)]
+struct Prepared {
+    setup: Setup,
+    farewell: Farewell,
+}
+
+fn prepare(shared: &Shared, ticket: Ticket, addr: SocketAddr, agreed: Agreed, admission: Admission) -> Prepared {
     let config = &shared.config;
     let endpoint = ticket.endpoint();
     let (target, deflate) = agreed;
     let outbox = Arc::new(Outbox::new(config.max_queue_messages, config.max_queue_bytes).with_deflate(deflate));
     let registration = ticket.register(outbox.clone());
     if shared.shutting_down.load(Ordering::Acquire) {
-        // Shutdown began between the handshake and now: close at once.
+        // Shutdown began between the checks and now: close at once.
         outbox.request_close(CloseRequest::Graceful(CloseCode::GoingAway, "server shutting down"));
     }
     let hub = registration.hub().clone();
@@ -372,7 +370,6 @@ fn start<S>(
         }
         (_, Target::Echo) => Service::Echo,
     };
-    tracing::info!(peer = %addr, conn = id, endpoint = endpoint.as_str(), "connection opened");
     let setup = Setup {
         service,
         outbox,
@@ -383,7 +380,21 @@ fn start<S>(
     };
     let mut registration = registration;
     registration.set_ip_counted(ip_slot.hand_over(addr.ip()));
-    let farewell = Farewell { registration, addr };
+    Prepared {
+        setup,
+        farewell: Farewell { registration, addr },
+    }
+}
+
+/// Spawns the connection's task, on the runtime this runs on.
+fn launch<S>(shared: &Shared, prepared: Prepared, stream: S, already_read: Bytes)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Prepared { setup, farewell } = prepared;
+    let endpoint = farewell.registration.endpoint();
+    setup.hub.metrics().connection_opened(endpoint);
+    tracing::info!(peer = %farewell.addr, conn = setup.id, endpoint = endpoint.as_str(), "connection opened");
     shared
         .tracker
         .spawn(ConnectionTask::new(stream, already_read, setup, farewell));

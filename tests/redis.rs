@@ -699,11 +699,13 @@ async fn raw_clients_chat_across_nodes() {
     obs.wait_for("raw member of A joined", PATIENCE, |_| false, |f| kind(f) == "joined")
         .await;
 
-    send_text(&mut raw_a, "raw hello from A").await;
-    raw_b.send(Message::binary(vec![0u8, 1, 2, 255])).await.unwrap();
-    // Binary waits for the text to be seen, so the order below is fixed.
     let expected = [Message::text("raw hello from A"), Message::binary(vec![0u8, 1, 2, 255])];
+    send_text(&mut raw_a, "raw hello from A").await;
+    // The binary is sent once the text has come back through Redis, so the
+    // order below is fixed (two senders on two nodes have no order of their
+    // own).
     assert_eq!(raw_next(&mut raw_a).await, expected[0], "raw A, own text");
+    raw_b.send(Message::binary(vec![0u8, 1, 2, 255])).await.unwrap();
     assert_eq!(raw_next(&mut raw_b).await, expected[0], "raw B, text from A");
     let from_a = obs.next_message().await;
     assert_eq!(from_a.text, "raw hello from A");

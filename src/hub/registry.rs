@@ -186,7 +186,6 @@ impl Ticket {
         // A slab key is below the number of live connections, which the
         // open-files limit keeps far below `u32::MAX`.
         self.key = u32::try_from(key).expect("fewer than 4 billion connections");
-        self.hub.metrics().connection_opened(self.endpoint);
         Registration { ticket: self }
     }
 }
