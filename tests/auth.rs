@@ -349,7 +349,7 @@ async fn a_bad_key_file_stops_start_up_naming_it() {
     }
 
     // The binary: exit status 1, like other start-up failures.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wshub"))
+    let output = wshub_command()
         .args([
             "--bind",
             "127.0.0.1",

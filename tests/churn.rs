@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -60,7 +60,7 @@ async fn wait_until_empty(addr: std::net::SocketAddr) {
 
 #[tokio::test]
 async fn ten_thousand_connections_leave_nothing_behind() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wshub"))
+    let mut child = wshub_command()
         .args([
             "--bind",
             "127.0.0.1",

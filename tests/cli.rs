@@ -11,19 +11,8 @@ use std::time::Duration;
 
 use common::*;
 
-fn wshub() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wshub"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("WSHUB_") {
-            command.env_remove(name);
-        }
-    }
-    command.env_remove("RUST_LOG");
-    command
-}
-
 fn fails_with(args: &[&str], expected_status: i32, needle: &str) {
-    let output = wshub().args(args).output().expect("run wshub");
+    let output = wshub_command().args(args).output().expect("run wshub");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(expected_status), "{args:?}: {stderr}");
     assert!(stderr.contains(needle), "{args:?} should mention {needle:?}: {stderr}");
@@ -43,7 +32,7 @@ fn bad_flags_are_named() {
 
 #[test]
 fn bad_variables_are_named() {
-    let output = wshub().env("WSHUB_PORT", "99999").output().unwrap();
+    let output = wshub_command().env("WSHUB_PORT", "99999").output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr.contains("--port"), "{stderr}");
@@ -70,7 +59,7 @@ fn bad_files_are_named() {
 
 #[test]
 fn help_lists_every_option_with_its_default() {
-    let output = wshub().arg("--help").output().unwrap();
+    let output = wshub_command().arg("--help").output().unwrap();
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
     for needle in [
@@ -107,12 +96,7 @@ fn help_lists_every_option_with_its_default() {
 /// from its JSON "listening" log line. The caller waits for or kills it.
 #[allow(clippy::zombie_processes)]
 fn spawn_server(extra: &[&str]) -> (Child, std::net::SocketAddr, BufReader<std::process::ChildStderr>) {
-    spawn(wshub(), extra)
-}
-
-#[allow(clippy::zombie_processes)]
-fn spawn(mut command: Command, extra: &[&str]) -> (Child, std::net::SocketAddr, BufReader<std::process::ChildStderr>) {
-    let mut child = command
+    let mut child = wshub_command()
         .args(["--bind", "127.0.0.1", "--port", "0", "--log-format", "json"])
         .args(extra)
         .stderr(Stdio::piped())
@@ -195,26 +179,13 @@ fn wshub_with_open_files(limit: u32) -> Command {
         .arg("-c")
         .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
         .arg(env!("CARGO_BIN_EXE_wshub"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("WSHUB_") {
-            command.env_remove(name);
-        }
-    }
-    command.env_remove("RUST_LOG");
-    command
+    without_wshub_env(command)
 }
 
 #[tokio::test]
 async fn at_its_open_files_limit_it_keeps_serving_logs_and_accepts_again_later() {
-    let (mut child, addr, stderr) = spawn(wshub_with_open_files(40), &["--history", "none"]);
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let lines = log.clone();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            lines.lock().unwrap().push(line);
-        }
-    });
-    let url = format!("ws://{addr}/echo");
+    let server = common::redis::WshubProcess::spawn_with(wshub_with_open_files(40), &["--history", "none"]);
+    let url = server.url("/echo");
 
     // Open connections until one is not accepted within 2 s: the server is
     // out of file descriptors (its limit is 40, a few of them its own).
@@ -241,8 +212,10 @@ async fn at_its_open_files_limit_it_keeps_serving_logs_and_accepts_again_later()
     let first = &mut clients[0];
     send_text(first, "still here").await;
     assert_eq!(next_message(first).await.into_text().unwrap(), "still here");
-    let logged = |needle: &str| log.lock().unwrap().iter().any(|l| l.contains(needle));
-    assert!(logged("accept failed"), "the accept error is logged");
+    assert!(
+        server.log_lines().iter().any(|l| l.contains("accept failed")),
+        "the accept error is logged"
+    );
 
     // Once descriptors free up, it accepts again (after its back-off).
     for mut client in clients.drain(10..) {
@@ -254,6 +227,4 @@ async fn at_its_open_files_limit_it_keeps_serving_logs_and_accepts_again_later()
         .expect("connect");
     send_text(&mut again, "back").await;
     assert_eq!(next_message(&mut again).await.into_text().unwrap(), "back");
-    child.kill().unwrap();
-    let _ = child.wait();
 }

@@ -42,14 +42,7 @@ struct Wshub {
 
 impl Wshub {
     fn start(db: &Path) -> Wshub {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_wshub"));
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("WSHUB_") {
-                command.env_remove(name);
-            }
-        }
-        let mut child = command
-            .env_remove("RUST_LOG")
+        let mut child = wshub_command()
             .args(["--bind", "127.0.0.1", "--port", "0", "--log-format", "json"])
             .args(["--history", "sqlite", "--history-path"])
             .arg(db)

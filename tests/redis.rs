@@ -379,10 +379,7 @@ async fn say_and_see(sender: usize, peers: &mut [&mut Peer], room: &str, text: &
 
 #[test]
 fn help_lists_the_redis_options() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wshub"))
-        .arg("--help")
-        .output()
-        .unwrap();
+    let output = wshub_command().arg("--help").output().unwrap();
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
     for needle in ["--redis", "WSHUB_REDIS", "--node-id"] {

@@ -62,6 +62,24 @@ pub fn test_config() -> Config {
     config
 }
 
+/// The wshub binary, without the `WSHUB_*` and `RUST_LOG` variables of the
+/// environment: a test chooses every setting itself.
+pub fn wshub_command() -> std::process::Command {
+    without_wshub_env(std::process::Command::new(env!("CARGO_BIN_EXE_wshub")))
+}
+
+/// `command` (the binary, or a wrapper that runs it) without the `WSHUB_*`
+/// and `RUST_LOG` variables of the environment.
+pub fn without_wshub_env(mut command: std::process::Command) -> std::process::Command {
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("WSHUB_") {
+            command.env_remove(name);
+        }
+    }
+    command.env_remove("RUST_LOG");
+    command
+}
+
 pub async fn start_server() -> TestServer {
     start_server_with(test_config()).await
 }

@@ -230,14 +230,13 @@ impl WshubProcess {
     /// and `extra`, and waits for its "listening" log line (the address).
     /// `WSHUB_*` and `RUST_LOG` from the environment are not passed on.
     pub fn spawn(extra: &[&str]) -> WshubProcess {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_wshub"));
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("WSHUB_") {
-                command.env_remove(name);
-            }
-        }
+        Self::spawn_with(super::wshub_command(), extra)
+    }
+
+    /// The same with `command`: the binary, or a wrapper that runs it with
+    /// these arguments.
+    pub fn spawn_with(mut command: Command, extra: &[&str]) -> WshubProcess {
         let mut child = command
-            .env_remove("RUST_LOG")
             .args(["--bind", "127.0.0.1", "--port", "0", "--log-format", "json"])
             .args(extra)
             .stdin(Stdio::null())
