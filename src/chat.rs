@@ -12,7 +12,8 @@ use crate::connection::Outbox;
 use crate::hub::room::text_frame;
 use crate::hub::{room, Hub, Member, Membership, Mode, Replay};
 use crate::protocol::v1::{
-    is_valid_nick, is_valid_room, parse_client_frame, ClientFrame, ErrorCode, ServerFrame, SUBPROTOCOL,
+    is_valid_nick, is_valid_ref, is_valid_room, parse_client_frame, ClientFrame, ErrorCode, ServerFrame, MAX_REF_BYTES,
+    MAX_ROOM_CHARS, SUBPROTOCOL,
 };
 use crate::protocol::{Message, MessageKind};
 
@@ -72,13 +73,19 @@ impl ChatSession {
         self.allowed_rooms = Some(rooms);
     }
 
-    /// Tells the client that a message was over its rate limits and was
-    /// dropped. Not a bad request: a client that slows down is fine.
-    pub fn rate_limited(&mut self) {
-        let error = ServerFrame::error(
-            ErrorCode::RateLimited,
-            "over the rate limit: message dropped, slow down",
-        );
+    /// Tells the client that `message` was over its rate limits and was
+    /// dropped, naming its `ref` and room when it had them (so the sender
+    /// knows which one). Not a bad request: a client that slows down is
+    /// fine.
+    pub fn rate_limited(&mut self, message: &Message) {
+        let (room, client_ref) = request_tags(message, max_request_bytes(self.limits.max_text_bytes));
+        let error = ServerFrame::Error {
+            code: ErrorCode::RateLimited,
+            message: "over the rate limit: message dropped, slow down".to_owned(),
+            room,
+            first_available: None,
+            client_ref,
+        };
         let _ = self.outbox.push(text_frame(&error));
     }
 
@@ -87,13 +94,22 @@ impl ChatSession {
     /// # Errors
     /// [`GiveUp`] when the client has sent too many bad requests.
     pub fn on_message(&mut self, message: &Message) -> Result<(), GiveUp> {
+        let max_request = max_request_bytes(self.limits.max_text_bytes);
         let request = match message.kind() {
             MessageKind::Binary => Err((ErrorCode::BadJson, "binary frames are not part of wshub.v1".to_owned())),
+            // Refused before parsing: an oversized request costs no JSON
+            // work, and no field of it can travel on.
+            MessageKind::Text if message.payload().len() > max_request => {
+                Err((ErrorCode::TooLong, format!("request over {max_request} bytes")))
+            }
             MessageKind::Text => parse_client_frame(message.payload()),
         };
         let result = match request {
-            Ok(request) => self.handle(request),
-            Err((code, text)) => Err(Refusal::new(code, text, None)),
+            Ok(request) => {
+                let client_ref = request.client_ref().filter(|r| is_valid_ref(r)).map(str::to_owned);
+                self.handle(request).map_err(|refusal| refusal.with_ref(client_ref))
+            }
+            Err((code, text)) => Err(Refusal::new(code, text, None).with_ref(request_tags(message, max_request).1)),
         };
         match result {
             Ok(()) => Ok(()),
@@ -108,6 +124,7 @@ impl ChatSession {
             message: refusal.message,
             room: refusal.room,
             first_available: None,
+            client_ref: refusal.client_ref,
         };
         let _ = self.outbox.push(text_frame(&frame));
         self.bad_requests += 1;
@@ -163,6 +180,11 @@ impl ChatSession {
                 if text.len() > self.limits.max_text_bytes {
                     let message = format!("text over {} bytes", self.limits.max_text_bytes);
                     return Err(Refusal::new(ErrorCode::TooLong, message, Some(room)));
+                }
+                if client_ref.as_deref().is_some_and(|r| !is_valid_ref(r)) {
+                    let message = format!("a ref is at most {MAX_REF_BYTES} bytes");
+                    // Not echoed back: it is what is wrong.
+                    return Err(Refusal::new(ErrorCode::BadField, message, Some(room)));
                 }
                 self.rooms[index].publish_text(&self.nick, &text, client_ref);
             }
@@ -224,7 +246,41 @@ fn check_room(room: &str) -> Result<(), Refusal> {
         Ok(())
     } else {
         let text = "a room name is 1 to 64 letters, digits, '-', '_' or '.'";
-        Err(Refusal::new(ErrorCode::BadRoom, text, Some(room.to_owned())))
+        // Named back only when short: the error must not carry a payload.
+        let named = (room.len() <= 4 * MAX_ROOM_CHARS).then(|| room.to_owned());
+        Err(Refusal::new(ErrorCode::BadRoom, text, named))
+    }
+}
+
+/// The largest `wshub.v1` request accepted, in bytes: room for a text of
+/// `max_text_bytes` even if every byte of it is JSON-escaped (`\u0001` is
+/// six bytes for one), plus the other fields. Anything larger is refused
+/// unread, whatever field makes it large.
+pub(crate) fn max_request_bytes(max_text_bytes: usize) -> usize {
+    max_text_bytes.saturating_mul(6).saturating_add(1024)
+}
+
+/// The `room` and `ref` of a request that is not handled (dropped for the
+/// rate, or unparseable as a whole), when they can be read and are valid:
+/// the error frame names them so that the sender knows which request it
+/// was.
+fn request_tags(message: &Message, max_request: usize) -> (Option<String>, Option<String>) {
+    #[derive(serde::Deserialize)]
+    struct Tags {
+        #[serde(default)]
+        room: Option<String>,
+        #[serde(default, rename = "ref")]
+        client_ref: Option<String>,
+    }
+    if message.kind() != MessageKind::Text || message.payload().len() > max_request {
+        return (None, None);
+    }
+    match serde_json::from_slice::<Tags>(message.payload()) {
+        Ok(tags) => (
+            tags.room.filter(|room| is_valid_room(room)),
+            tags.client_ref.filter(|r| is_valid_ref(r)),
+        ),
+        Err(_) => (None, None),
     }
 }
 
@@ -233,6 +289,7 @@ struct Refusal {
     code: ErrorCode,
     message: String,
     room: Option<String>,
+    client_ref: Option<String>,
 }
 
 impl Refusal {
@@ -241,6 +298,13 @@ impl Refusal {
             code,
             message: message.into(),
             room,
+            client_ref: None,
         }
+    }
+
+    /// Names the refused request's `ref` in the error frame.
+    fn with_ref(mut self, client_ref: Option<String>) -> Self {
+        self.client_ref = client_ref;
+        self
     }
 }

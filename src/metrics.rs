@@ -204,6 +204,23 @@ impl From<crate::auth::Rejection> for RefusedUpgrade {
     }
 }
 
+/// What the rate limits did to a connection (the `action` label of
+/// `wshub_rate_limited_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateAction {
+    /// A `wshub.v1` message was dropped and answered with `rate_limited`
+    /// (counted per message).
+    Dropped,
+    /// A raw connection went over its limits and its reads were paused
+    /// until it slowed down (counted per episode, not per pause).
+    Throttled,
+    /// A `wshub.v1` connection stayed over its limits and was closed with
+    /// 1008.
+    Closed,
+}
+
+const RATE_ACTIONS: [&str; 3] = ["dropped", "throttled", "closed"];
+
 /// Counters kept per endpoint on the hot path.
 struct PerEndpoint {
     opened: Counter,
@@ -212,6 +229,7 @@ struct PerEndpoint {
     frames_out: Counter,
     bytes_out: Counter,
     closed: [Counter; CLOSE_REASONS.len()],
+    rate_limited: [Counter; RATE_ACTIONS.len()],
     /// Scrape time: live connections.
     connections: Gauge,
 }
@@ -436,6 +454,8 @@ impl Metrics {
                 bytes_out: r.counter("wshub_sent_bytes_total", &[e]),
                 closed: CLOSE_REASONS
                     .map(|reason| r.counter("wshub_connections_closed_total", &[e, ("reason", reason)])),
+                rate_limited: RATE_ACTIONS
+                    .map(|action| r.counter("wshub_rate_limited_total", &[e, ("action", action)])),
                 connections: r.gauge("wshub_connections", &[e]),
             }
         });
@@ -511,6 +531,11 @@ impl Metrics {
     pub fn connection_closed(&self, endpoint: Endpoint, ending: &Ending) {
         self.endpoint(endpoint).closed[ending_index(ending)].increment(1);
         self.inner.close_codes[code_index(ending.close_code())].increment(1);
+    }
+
+    /// The rate limits acted on a connection of `endpoint`.
+    pub fn rate_limited(&self, endpoint: Endpoint, action: RateAction) {
+        self.endpoint(endpoint).rate_limited[action as usize].increment(1);
     }
 
     /// An upgrade was refused with an HTTP status; accepts the handshake's

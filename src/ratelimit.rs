@@ -1,6 +1,16 @@
 //! Rate limits: per connection, token buckets for messages and bytes; per
 //! client address, a cap on concurrent connections.
 //!
+//! Two ways to hold a connection to its rate, because the two kinds of
+//! client can be told different things:
+//! - a `wshub.v1` client has error frames, so a message over its limits is
+//!   dropped and answered with `rate_limited` ([`RateState::check`]);
+//! - a raw client (`/echo`, `/ws`) has no way to hear "dropped", so it is
+//!   never robbed: every message it sends is delivered and charged, the
+//!   buckets may go into debt, and its socket is not read until the debt
+//!   is paid back ([`RateState::charge`], [`RateState::resume_in_ms`]).
+//!   TCP then slows the sender down; the rates mean the same.
+//!
 //! The buckets run on every received message, so they are plain arithmetic
 //! on three 4-byte fields kept in the connection (no allocation, no lock,
 //! no timer): the buckets are refilled on each socket read from the time
@@ -61,6 +71,21 @@ impl RateLimits {
     }
 }
 
+/// Bytes a throttled raw connection may read per message token it has
+/// left: the smallest client frame (2 bytes of header, 4 of mask), so a
+/// read cannot hold more new messages than the buckets can pay for and a
+/// quick sender's messages go out at the configured rate, not in one
+/// clump and then a long pause (a 64 KiB read can hold ten thousand tiny
+/// frames).
+pub(crate) const READ_BYTES_PER_TOKEN: usize = 6;
+
+/// Smallest read of a raw connection near its limits.
+pub(crate) const MIN_THROTTLED_READ: usize = 16;
+
+/// Byte tokens a raw connection paused for its byte rate waits for before
+/// reading again: reads worth making, not a trickle of tiny ones.
+pub(crate) const RESUME_BYTES: u64 = 16 * 1024;
+
 /// What to do with a received message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -93,6 +118,13 @@ impl RateState {
             bytes: limits.byte_burst as f32,
             over_since: NONE,
         }
+    }
+
+    /// Whether the client is in an episode over its limits (a message was
+    /// dropped or charged into debt, and none has found room to spare
+    /// since).
+    pub(crate) fn is_over(&self) -> bool {
+        self.over_since != NONE
     }
 
     /// Adds what `elapsed_ms` earns, up to the bursts.
@@ -145,6 +177,84 @@ impl RateState {
         } else {
             Verdict::Drop
         }
+    }
+
+    /// Charges one message that is delivered whatever the buckets hold (a
+    /// raw client's): they may go into debt, which
+    /// [`RateState::resume_in_ms`] turns into a pause in reading. Returns
+    /// true when this starts an episode over the limits (for one log line
+    /// per episode); an episode ends once the buckets have room to spare
+    /// after a charge.
+    pub(crate) fn charge_message(&mut self, limits: &RateLimits, now_ms: u32) -> bool {
+        if limits.messages_per_second > 0 {
+            self.messages -= 1.0;
+        }
+        self.note_episode(limits, now_ms, true)
+    }
+
+    /// Charges `n` bytes read from a raw client's socket. Its byte rate
+    /// counts what it sends on the wire (frame headers, and compressed
+    /// payloads as sent), because reading is what is paused. Returns true
+    /// when this starts an episode, as [`RateState::charge_message`].
+    pub(crate) fn charge_read(&mut self, limits: &RateLimits, now_ms: u32, n: usize) -> bool {
+        if limits.bytes_per_second > 0 {
+            self.bytes -= n as f32;
+        }
+        // A read comes right after a refill, when the buckets look their
+        // best: only a message charged with room to spare ends an episode.
+        self.note_episode(limits, now_ms, false)
+    }
+
+    fn note_episode(&mut self, limits: &RateLimits, now_ms: u32, may_end: bool) -> bool {
+        if limits.is_unlimited() {
+            return false;
+        }
+        if self.resume_in_ms(limits).is_none() {
+            if may_end {
+                self.over_since = NONE;
+            }
+            false
+        } else if self.over_since == NONE {
+            self.over_since = now_ms;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// How long a raw client must wait, from the latest refill, before it
+    /// may read again: until one message is paid for, and enough bytes for
+    /// a read worth making ([`RESUME_BYTES`], or half the burst if less).
+    /// `None` while it can read on.
+    pub(crate) fn resume_in_ms(&self, limits: &RateLimits) -> Option<u32> {
+        let mut wait = 0.0f32;
+        if limits.messages_per_second > 0 && self.messages < 1.0 {
+            wait = wait.max((1.0 - self.messages) / limits.messages_per_second as f32);
+        }
+        let resume_bytes = (limits.byte_burst / 2).min(RESUME_BYTES) as f32;
+        if limits.bytes_per_second > 0 && self.bytes < resume_bytes {
+            wait = wait.max((resume_bytes - self.bytes) / limits.bytes_per_second as f32);
+        }
+        (wait > 0.0).then(|| ((wait * 1000.0).ceil() as u32).max(1))
+    }
+
+    /// The most a raw client's next read may take, of `full`: no more bytes
+    /// than it has byte tokens, and no more than the rest of the frame under
+    /// way (`frame_left`) plus [`READ_BYTES_PER_TOKEN`] for each message
+    /// token, so that a read cannot bring in many more messages than the
+    /// buckets pay for.
+    pub(crate) fn read_limit(&self, limits: &RateLimits, full: usize, frame_left: u64) -> usize {
+        let mut limit = full;
+        if limits.messages_per_second > 0 {
+            let tokens = self.messages.max(0.0) as usize;
+            let new_frames = tokens.saturating_mul(READ_BYTES_PER_TOKEN).max(MIN_THROTTLED_READ);
+            let frame_left = usize::try_from(frame_left).unwrap_or(usize::MAX);
+            limit = limit.min(frame_left.saturating_add(new_frames));
+        }
+        if limits.bytes_per_second > 0 {
+            limit = limit.min((self.bytes.max(0.0) as usize).max(MIN_THROTTLED_READ));
+        }
+        limit.clamp(MIN_THROTTLED_READ.min(full), full)
     }
 }
 
@@ -348,6 +458,70 @@ mod tests {
         for _ in 0..20 {
             assert_ne!(c.send(2_600, 1), Verdict::GiveUp);
         }
+    }
+
+    /// A raw client's reads as the driver does them: refilled, limited,
+    /// charged for its bytes and its messages, and the next read waits out
+    /// any debt. Frames of 8 bytes (2 of header, 4 of mask, 2 of text).
+    fn throttled_run(limits: RateLimits, messages: u32) -> (u32, u32, u32) {
+        let mut state = RateState::new(&limits);
+        let (mut now, mut last, mut delivered, mut episodes, mut most_ahead) = (0u32, 0u32, 0u32, 0, 0);
+        let mut sent_bytes = 0usize; // bytes of the stream read so far
+        while delivered < messages {
+            if let Some(wait) = state.resume_in_ms(&limits) {
+                now = last + wait;
+            }
+            state.refill(&limits, now - last);
+            last = now;
+            let frame_left = (8 - sent_bytes % 8) % 8;
+            let limit = state.read_limit(&limits, 64 * 1024, frame_left as u64);
+            let limit = limit.min(messages as usize * 8 - sent_bytes);
+            episodes += u32::from(state.charge_read(&limits, now, limit));
+            let completed = ((sent_bytes + limit) / 8 - sent_bytes / 8) as u32;
+            sent_bytes += limit;
+            for _ in 0..completed {
+                episodes += u32::from(state.charge_message(&limits, now));
+                delivered += 1;
+            }
+            // How far ahead of its rate the client got: the burst, one
+            // second's worth, and what is delivered past it.
+            let allowed = limits.message_burst + now * limits.messages_per_second / 1000;
+            most_ahead = most_ahead.max(delivered.saturating_sub(allowed));
+        }
+        (now, episodes, most_ahead)
+    }
+
+    #[test]
+    fn a_throttled_client_keeps_its_message_rate_and_never_gets_far_ahead() {
+        let (took, episodes, ahead) = throttled_run(RateLimits::new(10, 5, 0, 100), 205);
+        // Five at once, then ten a second: the 205th at about 20 s.
+        assert!((19_500..=20_500).contains(&took), "205 messages took {took} ms");
+        assert_eq!(episodes, 1, "one episode for one flood");
+        assert!(ahead <= 2, "{ahead} messages ahead of the rate");
+    }
+
+    #[test]
+    fn a_throttled_client_keeps_its_byte_rate() {
+        // 8,000 bytes a second (1,000 frames), bursts of 16,000.
+        let limits = RateLimits::new(0, 0, 8_000, 16_000);
+        let (took, episodes, _) = throttled_run(limits, 4_000);
+        // 32,000 bytes: 16,000 at once, the rest in two seconds.
+        assert!((1_900..=2_100).contains(&took), "took {took} ms");
+        assert_eq!(episodes, 1);
+    }
+
+    #[test]
+    fn pauses_end_with_a_read_worth_making() {
+        let limits = RateLimits::new(0, 0, 1 << 20, 1 << 20);
+        let mut state = RateState::new(&limits);
+        assert!(!state.charge_read(&limits, 0, 1 << 19), "room to spare");
+        assert_eq!(state.read_limit(&limits, 64 * 1024, 0), 64 * 1024);
+        assert!(state.charge_read(&limits, 0, 1 << 19), "the burst is spent");
+        // Not a millisecond's worth: 16 KiB, so reads stay large.
+        assert_eq!(state.resume_in_ms(&limits), Some(16));
+        state.refill(&limits, 16);
+        assert_eq!(state.resume_in_ms(&limits), None);
+        assert!(state.read_limit(&limits, 64 * 1024, 0) >= 16 * 1024);
     }
 
     #[test]

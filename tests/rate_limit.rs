@@ -1,8 +1,10 @@
-//! Rate limits over real sockets: a burst beyond a connection's limit is
-//! dropped (a `wshub.v1` client gets `rate_limited` for each dropped
-//! message; raw and echo clients get nothing) and reaches no one else and
-//! no history; a flood that goes on is closed with 1008 while the others in
-//! the room carry on; the per-address connection limit answers 429 and
+//! Rate limits over real sockets: a `wshub.v1` burst beyond a connection's
+//! limit is dropped (each dropped message answered with `rate_limited`
+//! naming its `ref`) and reaches no one else and no history, and a flood
+//! that goes on is closed with 1008 while the others in the room carry on;
+//! raw and echo clients, which cannot be told about a drop, lose nothing:
+//! their reads pause until they are back within their rate; every action
+//! is counted in /metrics; the per-address connection limit answers 429 and
 //! frees its slot when a connection ends.
 //!
 //! Time is tokio's paused clock: a burst takes no time at all, and the
@@ -20,6 +22,18 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use wshub::ratelimit::RateLimits;
 use wshub::Config;
+
+/// The server's Prometheus text, as `GET /metrics` renders it.
+async fn metrics_text(server: &TestServer) -> String {
+    server.hub.metrics().render(&server.hub)
+}
+
+/// The value of one series in `text`; a missing series fails the test.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
 
 /// One message a second, bursts of five.
 fn limited_config() -> Config {
@@ -109,44 +123,187 @@ async fn a_burst_beyond_the_limit_is_dropped_and_the_sender_told() {
     server.shutdown().await;
 }
 
+/// Each `rate_limited` error names the room and the `ref` of the message it
+/// refuses, so that a client knows which of its messages did not go out.
 #[tokio::test(start_paused = true)]
-async fn raw_and_echo_clients_lose_the_excess_silently() {
+async fn a_rate_limited_error_names_the_refused_request() {
+    let server = start_server_with(limited_config()).await;
+    let mut alice = chat_nodelay(&server).await;
+    alice.join("room", None).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    for i in 0..7 {
+        alice
+            .send(&ClientFrame::Send {
+                room: "room".into(),
+                text: format!("m{i}"),
+                client_ref: Some(format!("ref-{i}")),
+            })
+            .await;
+    }
+    let mut refused = Vec::new();
+    let mut delivered = Vec::new();
+    while refused.len() + delivered.len() < 7 {
+        match alice.recv().await {
+            ServerFrame::Message { client_ref, .. } => delivered.push(client_ref.unwrap()),
+            ServerFrame::Error {
+                code: ErrorCode::RateLimited,
+                room,
+                client_ref,
+                ..
+            } => {
+                assert_eq!(room.as_deref(), Some("room"));
+                refused.push(client_ref.expect("the refused request's ref"));
+            }
+            ServerFrame::Presence { .. } | ServerFrame::Joined { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(delivered, ["ref-0", "ref-1", "ref-2", "ref-3", "ref-4"]);
+    assert_eq!(refused, ["ref-5", "ref-6"]);
+    server.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn raw_and_echo_clients_are_slowed_down_and_lose_nothing() {
     let server = start_server_with(limited_config()).await;
     let mut sender = connect_nodelay(&server.url("/ws/raw"), false).await;
     let mut listener = connect_nodelay(&server.url("/ws/raw"), false).await;
     wait_for_connections(&server.hub, 2).await;
+    let started = tokio::time::Instant::now();
     for i in 0..8 {
         send_text(&mut sender, &format!("raw {i}")).await;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    send_text(&mut sender, "raw after").await;
     for client in [&mut listener, &mut sender] {
-        for i in 0..5 {
+        for i in 0..8 {
             assert_eq!(next_message(client).await, Message::text(format!("raw {i}")));
         }
-        // Nothing between: no error frame (raw mode has no words for it)
-        // and none of the dropped three.
-        assert_eq!(next_message(client).await, Message::text("raw after"));
     }
+    // Five at once, then one a second: the eighth about three seconds in.
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(5),
+        "took {took:?}"
+    );
 
     let mut echo = connect_nodelay(&server.url("/echo"), false).await;
     for i in 0..8 {
         send_text(&mut echo, &format!("echo {i}")).await;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    send_text(&mut echo, "echo after").await;
-    for i in 0..5 {
+    for i in 0..8 {
         assert_eq!(next_message(&mut echo).await, Message::text(format!("echo {i}")));
     }
-    assert_eq!(next_message(&mut echo).await, Message::text("echo after"));
+    // Nothing dropped, so nothing counted as dropped; each connection had
+    // one episode of throttling, counted and logged once.
     assert_eq!(
         server
             .hub
             .stats()
             .rate_limited
             .load(std::sync::atomic::Ordering::Relaxed),
-        6
+        0
     );
+    let metrics = metrics_text(&server).await;
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"wshub_rate_limited_total{endpoint="chat",action="throttled"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"wshub_rate_limited_total{endpoint="echo",action="throttled"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"wshub_rate_limited_total{endpoint="echo",action="dropped"}"#
+        ),
+        0.0
+    );
+    server.shutdown().await;
+}
+
+/// The defaults (50 messages a second, bursts of 100): a client that sends
+/// each message once the previous one came back gets every echo, the ones
+/// past the burst at about the rate.
+#[tokio::test(start_paused = true)]
+async fn with_the_defaults_a_thousand_sequential_echoes_all_come_back() {
+    let mut config = test_config();
+    config.rate = Config::default().rate;
+    let server = start_server_with(config).await;
+    let mut echo = connect_nodelay(&server.url("/echo"), false).await;
+    let started = tokio::time::Instant::now();
+    for i in 0..1_000 {
+        let text = format!("echo {i}");
+        send_text(&mut echo, &text).await;
+        assert_eq!(next_message(&mut echo).await, Message::text(text));
+    }
+    // 900 past the burst at 50 a second: 18 s on the paused clock.
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(17) && took <= Duration::from_secs(20),
+        "took {took:?}"
+    );
+    server.shutdown().await;
+}
+
+/// A raw sender that writes 3,000 messages as fast as it can: every member
+/// (the sender too) gets all of them, in order, at about the configured
+/// rate; TCP holds the sender back meanwhile.
+#[tokio::test(start_paused = true)]
+async fn a_quick_raw_sender_reaches_everyone_in_order_at_the_rate() {
+    let mut config = test_config();
+    config.rate = Config::default().rate;
+    let server = start_server_with(config).await;
+    let sender = connect_nodelay(&server.url("/ws/quick"), false).await;
+    let mut members = Vec::new();
+    for _ in 0..2 {
+        members.push(connect_nodelay(&server.url("/ws/quick"), false).await);
+    }
+    wait_for_connections(&server.hub, 3).await;
+    let started = tokio::time::Instant::now();
+    let (mut sink, mut own) = sender.split();
+    let sending = tokio::spawn(async move {
+        for i in 0..3_000 {
+            sink.feed(Message::text(format!("quick {i}"))).await.unwrap();
+        }
+        sink.flush().await.unwrap();
+        sink
+    });
+    let mut at_ten_seconds = None;
+    for i in 0..3_000 {
+        let expected = Message::text(format!("quick {i}"));
+        for member in &mut members {
+            assert_eq!(next_message(member).await, expected);
+        }
+        let echoed = loop {
+            let frame = tokio::time::timeout(PATIENCE, own.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            if !frame.is_ping() {
+                break frame;
+            }
+        };
+        assert_eq!(echoed, expected);
+        if at_ten_seconds.is_none() && started.elapsed() >= Duration::from_secs(10) {
+            at_ten_seconds = Some(i);
+        }
+    }
+    // 100 at once, then 50 a second: 600 by ten seconds, all by 58 s.
+    let by_ten = at_ten_seconds.expect("still running at ten seconds");
+    assert!((500..=700).contains(&by_ten), "{by_ten} delivered by ten seconds");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(55) && took <= Duration::from_secs(62),
+        "took {took:?}"
+    );
+    drop(sending.await.unwrap());
     server.shutdown().await;
 }
 
@@ -159,13 +316,21 @@ async fn bytes_are_limited_too() {
     let server = start_server_with(config).await;
     let mut echo = connect_nodelay(&server.url("/echo"), false).await;
     let big = "x".repeat(900);
+    let started = tokio::time::Instant::now();
     for _ in 0..3 {
         send_text(&mut echo, &big).await;
     }
     send_text(&mut echo, "small").await;
-    for expected in [big.as_str(), big.as_str(), "small"] {
+    // Nothing is lost: the third 900 bytes go over the burst, and the
+    // socket is not read again until half the burst is back.
+    for expected in [big.as_str(), big.as_str(), big.as_str(), "small"] {
         assert_eq!(next_message(&mut echo).await, Message::text(expected));
     }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(700) && took < Duration::from_secs(3),
+        "took {took:?}"
+    );
     server.shutdown().await;
 }
 
@@ -260,10 +425,20 @@ async fn a_persisting_flood_is_closed_and_the_room_carries_on() {
     bystander.say("busy", "still here").await;
     assert_eq!(bystander.next_chat().await.1.text, "still here");
 
-    // Raw clients are closed the same way.
-    let raw = connect_nodelay(&server.url("/ws/busy"), false).await;
-    let (code, reason, _) = flood(raw, |i| format!("raw flood {i}")).await;
-    assert_eq!((code, reason.as_str()), (1008, "rate limit"));
+    let metrics = metrics_text(&server).await;
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"wshub_rate_limited_total{endpoint="protocol",action="closed"}"#
+        ),
+        1.0
+    );
+    assert!(
+        metric(
+            &metrics,
+            r#"wshub_rate_limited_total{endpoint="protocol",action="dropped"}"#
+        ) >= 100.0
+    );
     server.shutdown().await;
 }
 

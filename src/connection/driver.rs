@@ -9,11 +9,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use super::ending::Ending;
-use super::keepalive::{Deadlines, Due};
+use super::keepalive::{Deadlines, Due, ReadGate};
 use super::outbox::{CloseRequest, Outbox};
 use crate::chat::ChatSession;
 use crate::hub::{Hub, Membership, Registration};
-use crate::protocol::{encode_close, encode_frame, frame_for, CloseCode, Decoder, Event, OpCode, ProtocolError};
+use crate::metrics::RateAction;
+use crate::protocol::{
+    encode_close, encode_frame, frame_for, CloseCode, Decoder, Event, Message, OpCode, ProtocolError,
+};
 use crate::ratelimit::Verdict;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -123,7 +126,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// hold).
     pub(crate) fn new(stream: S, already_read: Bytes, setup: Setup) -> Self {
         let now = setup.hub.clock().now();
-        let deadlines = Deadlines::new(setup.hub.timeouts(), now);
+        // wshub.v1 clients can be told that a message was dropped for their
+        // rate; raw ones cannot, so they are slowed down instead.
+        let throttles = !matches!(setup.service, Service::Chat(_));
+        let deadlines = Deadlines::new(setup.hub.timeouts(), now, throttles);
         let mut connection = Connection {
             stream,
             // The outbox carries what the handshake agreed on compression.
@@ -216,7 +222,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             for _ in 0..READS_PER_POLL {
-                let mut buf = ReadBuf::new(&mut scratch[..]);
+                if self.read_paused(cx) {
+                    // Over its rate: the socket waits (TCP slows the
+                    // sender); the alarm wakes us when the buckets refill.
+                    return true;
+                }
+                let limit = {
+                    let session = &self.session;
+                    let frame_left = self.decoder.frame_bytes_left();
+                    session
+                        .deadlines
+                        .read_limit(session.hub.timeouts(), SCRATCH_BYTES, frame_left)
+                };
+                let mut buf = ReadBuf::new(&mut scratch[..limit]);
                 match Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
                     Poll::Pending => return true,
                     Poll::Ready(Err(e)) => {
@@ -235,6 +253,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         let now = self.session.now();
                         self.session.deadlines.read_at(self.session.hub.timeouts(), now);
                         let filled = buf.filled().len();
+                        if self.session.deadlines.charge_read(self.session.hub.timeouts(), filled) {
+                            self.session.throttling_starts();
+                        }
                         self.ingest(&scratch[..filled]);
                         if self.session.is_ended() || self.session.phase() == Phase::Replying {
                             return true;
@@ -244,6 +265,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
             false
         })
+    }
+
+    /// Whether reading waits for a throttled connection's buckets; only
+    /// while messages flow (a closing handshake is always read).
+    fn read_paused(&mut self, cx: &Context<'_>) -> bool {
+        let session = &mut self.session;
+        if session.phase() != Phase::Open {
+            return false;
+        }
+        let now = session.now();
+        match session.deadlines.read_gate(session.hub.timeouts(), now) {
+            ReadGate::Open => false,
+            ReadGate::Paused => true,
+            ReadGate::PausedUntil(at) => {
+                session.hub.clock().wake_at(at, cx.waker().clone());
+                true
+            }
+        }
     }
 
     /// Sends a ping: straight to the socket when nothing else is being
@@ -514,16 +553,50 @@ impl Session {
         self.closing().cause = Some(Ending::PolicyViolation(reason));
     }
 
-    /// A message over the rate limits: it is dropped (delivered nowhere,
-    /// stored nowhere); a `wshub.v1` client is told, a raw one only counted.
-    fn rate_limited(&mut self, give_up: bool) {
-        self.hub.stats().rate_limited.fetch_add(1, Ordering::Relaxed);
-        if let Service::Chat(session) = &mut self.service {
-            session.rate_limited();
+    /// A raw connection went over its rate: counted and logged once per
+    /// episode, however many pauses it takes.
+    fn throttling_starts(&self) {
+        self.hub.metrics().rate_limited(self.endpoint(), RateAction::Throttled);
+        tracing::info!(
+            conn = self.id,
+            "over its rate limit: reading paused until the client slows down"
+        );
+    }
+
+    /// Holds a message to the rate limits. A `wshub.v1` message over them
+    /// is dropped (delivered nowhere, stored nowhere) and the client told;
+    /// a raw one is delivered and charged, and the connection's reads
+    /// pause until its buckets have paid for it. True: deliver it.
+    fn admit(&mut self, message: &Message) -> bool {
+        let timeouts = *self.hub.timeouts();
+        let len = message.payload().len();
+        let endpoint = self.endpoint();
+        let Service::Chat(session) = &mut self.service else {
+            if self.deadlines.charge_message(&timeouts) {
+                self.throttling_starts();
+            }
+            return true;
+        };
+        let episode_starts = !self.deadlines.is_over_rate();
+        let verdict = self.deadlines.admit(&timeouts, len);
+        if verdict == Verdict::Pass {
+            return true;
         }
-        if give_up {
+        self.hub.stats().rate_limited.fetch_add(1, Ordering::Relaxed);
+        self.hub.metrics().rate_limited(endpoint, RateAction::Dropped);
+        session.rate_limited(message);
+        if episode_starts {
+            tracing::info!(
+                conn = self.id,
+                "over its rate limit: dropping its messages (each answered with rate_limited)"
+            );
+        }
+        if verdict == Verdict::GiveUp {
+            // The close line says why.
+            self.hub.metrics().rate_limited(endpoint, RateAction::Closed);
             self.close_for_policy("rate limit");
         }
+        false
     }
 
     fn on_event(&mut self, event: Event) {
@@ -534,9 +607,8 @@ impl Session {
                     return;
                 }
                 tracing::debug!(conn = self.id, bytes = message.payload().len(), "message");
-                match self.deadlines.admit(self.hub.timeouts(), message.payload().len()) {
-                    Verdict::Pass => {}
-                    verdict => return self.rate_limited(verdict == Verdict::GiveUp),
+                if !self.admit(&message) {
+                    return;
                 }
                 match &mut self.service {
                     // An overflow evicts this connection through its outbox.

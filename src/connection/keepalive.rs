@@ -72,11 +72,27 @@ pub(crate) struct Deadlines {
     /// The client's message and byte buckets (12 bytes): refilled from the
     /// time between reads, so they keep no instant of their own.
     rate: RateState,
+    /// Over its rate, the connection is throttled (its reads pause until
+    /// its buckets have paid for what it sent) rather than having messages
+    /// dropped: raw clients, which cannot be told about a drop.
+    throttles: bool,
+    /// A wake-up is scheduled for the end of the current pause in reading.
+    wake_scheduled: bool,
+}
+
+/// Whether a connection may read (see [`Deadlines::read_gate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadGate {
+    Open,
+    /// Paused; a wake-up for its end is already scheduled.
+    Paused,
+    /// Paused until this time (hub clock, ms): schedule a wake-up for it.
+    PausedUntil(u64),
 }
 
 impl Deadlines {
     /// Deadlines for a connection starting at `now` (hub clock, ms).
-    pub(crate) fn new(timeouts: &Timeouts, now: u64) -> Self {
+    pub(crate) fn new(timeouts: &Timeouts, now: u64, throttles: bool) -> Self {
         Deadlines {
             start: now,
             last_read: 0,
@@ -86,6 +102,8 @@ impl Deadlines {
             expires_at: NEVER,
             armed: NEVER,
             rate: RateState::new(&timeouts.rate),
+            throttles,
+            wake_scheduled: false,
         }
     }
 
@@ -102,6 +120,83 @@ impl Deadlines {
     /// rate limits: deliver it, drop it, or give up on the client.
     pub(crate) fn admit(&mut self, timeouts: &Timeouts, len: usize) -> Verdict {
         self.rate.check(&timeouts.rate, self.last_read, len)
+    }
+
+    /// Whether this message starts an episode over the limits (see
+    /// [`RateState::is_over`]), before [`Deadlines::admit`] decides on it.
+    pub(crate) fn is_over_rate(&self) -> bool {
+        self.rate.is_over()
+    }
+
+    /// Charges a message from the latest read that is delivered whatever
+    /// the buckets hold (a throttled connection's); true when it starts an
+    /// episode over the limits.
+    pub(crate) fn charge_message(&mut self, timeouts: &Timeouts) -> bool {
+        self.rate.charge_message(&timeouts.rate, self.last_read)
+    }
+
+    /// Charges the `n` bytes of the latest read of a throttled connection;
+    /// true when it starts an episode over the limits.
+    pub(crate) fn charge_read(&mut self, timeouts: &Timeouts, n: usize) -> bool {
+        self.throttles && self.rate.charge_read(&timeouts.rate, self.last_read, n)
+    }
+
+    /// When a throttled connection may read again (its own clock), while
+    /// its buckets are in debt.
+    fn throttled_until(&self, timeouts: &Timeouts) -> Option<u32> {
+        if !self.throttles {
+            return None;
+        }
+        let wait = self.rate.resume_in_ms(&timeouts.rate)?;
+        Some(self.last_read.saturating_add(wait))
+    }
+
+    /// Whether reading must wait at `now` for the buckets to refill. Once
+    /// the wait is over, the buckets are refilled and the read deadline
+    /// restarts: the silence was ours, not the client's.
+    ///
+    /// The pauses are tens of milliseconds, finer than the shared alarm's
+    /// sweeps, so their end is a wake-up of its own, scheduled once per
+    /// pause (and only while a connection is throttled, so an idle one
+    /// carries nothing for it).
+    pub(crate) fn read_gate(&mut self, timeouts: &Timeouts, now: u64) -> ReadGate {
+        match self.throttled_until(timeouts) {
+            Some(until) if self.at(now) < until => {
+                if std::mem::replace(&mut self.wake_scheduled, true) {
+                    ReadGate::Paused
+                } else {
+                    ReadGate::PausedUntil(self.start + u64::from(until))
+                }
+            }
+            Some(_) => {
+                self.wake_scheduled = false;
+                self.read_at(timeouts, now);
+                ReadGate::Open
+            }
+            None => {
+                self.wake_scheduled = false;
+                ReadGate::Open
+            }
+        }
+    }
+
+    /// The most the next read may take: `full`, or less for a throttled
+    /// connection near its message limit.
+    pub(crate) fn read_limit(&self, timeouts: &Timeouts, full: usize, frame_left: u64) -> usize {
+        if self.throttles {
+            self.rate.read_limit(&timeouts.rate, full, frame_left)
+        } else {
+            full
+        }
+    }
+
+    /// When the read timeout counts from: the latest read, or the end of a
+    /// pause in reading that we imposed.
+    fn read_deadline(&self, timeouts: &Timeouts) -> u32 {
+        let from = self
+            .throttled_until(timeouts)
+            .map_or(self.last_read, |until| until.max(self.last_read));
+        from.saturating_add(millis(timeouts.read_timeout))
     }
 
     fn at(&self, now: u64) -> u32 {
@@ -166,7 +261,7 @@ impl Deadlines {
         if now >= self.expires_at {
             return Due::Expired;
         }
-        if now >= self.last_read.saturating_add(millis(timeouts.read_timeout)) {
+        if now >= self.read_deadline(timeouts) {
             return Due::ReadTimeout;
         }
         if now >= self.next_ping {
@@ -185,8 +280,7 @@ impl Deadlines {
         let mut next = if self.close_by != NEVER {
             self.close_by
         } else {
-            let read_deadline = self.last_read.saturating_add(millis(timeouts.read_timeout));
-            self.next_ping.min(read_deadline).min(self.expires_at)
+            self.next_ping.min(self.read_deadline(timeouts)).min(self.expires_at)
         };
         if self.write_stalled_since != NEVER {
             next = next.min(self.write_stalled_since.saturating_add(millis(timeouts.write_timeout)));
@@ -232,7 +326,7 @@ mod tests {
     fn pings_then_times_out_a_silent_peer() {
         let t = timeouts();
         let start = 5 * S;
-        let mut d = Deadlines::new(&t, start);
+        let mut d = Deadlines::new(&t, start, false);
         assert_eq!(d.due(&t, start + 53 * S), Due::Nothing);
         assert_eq!(d.rearm(&t, start + 53 * S), Some(start + 54 * S));
         assert_eq!(d.due(&t, start + 54 * S), Due::Ping);
@@ -244,7 +338,7 @@ mod tests {
     #[test]
     fn a_read_renews_the_deadline() {
         let t = timeouts();
-        let mut d = Deadlines::new(&t, 0);
+        let mut d = Deadlines::new(&t, 0, false);
         d.read_at(&t, 55 * S);
         assert_eq!(d.due(&t, 60 * S), Due::Ping);
         assert_eq!(d.due(&t, 100 * S), Due::Nothing);
@@ -254,7 +348,7 @@ mod tests {
     #[test]
     fn stalled_writes_and_unanswered_closes_time_out() {
         let t = timeouts();
-        let mut d = Deadlines::new(&t, 0);
+        let mut d = Deadlines::new(&t, 0, false);
         d.write_stalled(0);
         d.write_stalled(5 * S);
         assert_eq!(d.rearm(&t, 0), Some(10 * S));
@@ -270,7 +364,7 @@ mod tests {
     #[test]
     fn the_alarm_is_asked_again_only_when_it_must_move_earlier_or_has_passed() {
         let t = timeouts();
-        let mut d = Deadlines::new(&t, 0);
+        let mut d = Deadlines::new(&t, 0, false);
         assert_eq!(d.rearm(&t, 0), Some(54 * S), "first arming");
         assert_eq!(d.rearm(&t, S), None, "nothing changed");
         d.read_at(&t, 2 * S);
@@ -288,7 +382,7 @@ mod tests {
     #[test]
     fn an_expiry_comes_due_once_and_not_while_closing() {
         let t = timeouts();
-        let mut d = Deadlines::new(&t, 0);
+        let mut d = Deadlines::new(&t, 0, false);
         d.expire_after(S, Duration::from_secs(9));
         assert_eq!(d.rearm(&t, S), Some(10 * S));
         assert_eq!(d.due(&t, 9 * S), Due::Nothing);
@@ -296,9 +390,39 @@ mod tests {
         d.closing(&t, 10 * S);
         assert_eq!(d.due(&t, 11 * S), Due::Nothing);
 
-        let mut far = Deadlines::new(&t, 0);
+        let mut far = Deadlines::new(&t, 0, false);
         far.expire_after(0, Duration::from_secs(365 * 86_400));
         assert_eq!(far.rearm(&t, 0), Some(54 * S));
+    }
+
+    #[test]
+    fn a_throttled_connection_pauses_its_reads_and_its_read_deadline() {
+        let t = Timeouts {
+            rate: crate::ratelimit::RateLimits::new(1, 1, 0, 100),
+            ..timeouts()
+        };
+        let mut d = Deadlines::new(&t, 0, true);
+        d.read_at(&t, 10 * S);
+        assert_eq!(d.read_gate(&t, 10 * S), ReadGate::Open);
+        // Three messages in one read: one paid for, two in debt.
+        for _ in 0..3 {
+            d.charge_message(&t);
+        }
+        assert_eq!(d.read_gate(&t, 10 * S), ReadGate::PausedUntil(13 * S));
+        assert_eq!(d.read_gate(&t, 11 * S), ReadGate::Paused, "one wake-up per pause");
+        // Paused past the read timeout's start: the silence is ours.
+        assert_eq!(d.due(&t, 69 * S), Due::Ping);
+        assert_eq!(d.due(&t, 72 * S), Due::Nothing);
+        assert_eq!(d.read_gate(&t, 13 * S), ReadGate::Open);
+        assert_eq!(d.due(&t, 72 * S), Due::Nothing, "the deadline restarted at 13 s");
+        assert_eq!(d.due(&t, 73 * S), Due::ReadTimeout);
+
+        // A connection that is not throttled never pauses.
+        let mut v1 = Deadlines::new(&t, 0, false);
+        for _ in 0..3 {
+            v1.charge_read(&t, 1);
+        }
+        assert_eq!(v1.read_gate(&t, 0), ReadGate::Open);
     }
 
     #[test]

@@ -36,6 +36,17 @@ impl Clock {
     fn instant(&self, at: u64) -> Instant {
         self.epoch + Duration::from_millis(at)
     }
+
+    /// Wakes `waker` at `at`, on a task of its own: for the short waits of a
+    /// throttled connection, which the shared alarm's sweeps are too coarse
+    /// for. The task lives only until then, so no connection keeps a timer.
+    pub(crate) fn wake_at(&self, at: u64, waker: Waker) {
+        let at = self.instant(at);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            waker.wake();
+        });
+    }
 }
 
 /// A connection's wish to be woken (in its registry entry: 24 bytes).

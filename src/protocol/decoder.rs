@@ -252,6 +252,16 @@ impl Decoder {
         self.progress.as_ref().is_some_and(|progress| !progress.is_idle())
     }
 
+    /// Payload bytes still to come of the frame under way (0 between frames
+    /// or within a header): what a throttled reader may read without
+    /// taking in the start of another frame.
+    pub fn frame_bytes_left(&self) -> u64 {
+        self.progress
+            .as_ref()
+            .and_then(|progress| progress.frame.as_ref())
+            .map_or(0, |frame| frame.remaining)
+    }
+
     /// Consumes all of `input`, reporting events in order.
     ///
     /// # Errors

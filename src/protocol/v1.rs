@@ -15,6 +15,10 @@ pub const MAX_NICK_CHARS: usize = 32;
 /// Longest room name, in characters.
 pub const MAX_ROOM_CHARS: usize = 64;
 
+/// Longest `ref`, in bytes: a tag to recognise one's own messages, not a
+/// second payload (it travels to every member with the message).
+pub const MAX_REF_BYTES: usize = 128;
+
 /// What a client sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -165,6 +169,10 @@ pub enum ServerFrame {
         /// With `history_truncated`: the oldest id still kept.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         first_available: Option<u64>,
+        /// The `ref` of the request refused, when it had one: the sender
+        /// can tell which of its messages did not go out.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        client_ref: Option<String>,
     },
 }
 
@@ -210,6 +218,16 @@ fn is_false(value: &bool) -> bool {
     !*value
 }
 
+impl ClientFrame {
+    /// The request's `ref`, for requests that carry one.
+    pub fn client_ref(&self) -> Option<&str> {
+        match self {
+            ClientFrame::Send { client_ref, .. } => client_ref.as_deref(),
+            _ => None,
+        }
+    }
+}
+
 impl ServerFrame {
     /// Encodes as JSON text.
     pub fn to_json(&self) -> String {
@@ -224,6 +242,7 @@ impl ServerFrame {
             message: format!("cannot recover: history starts at id {first_available}"),
             room: Some(room.to_owned()),
             first_available: Some(first_available),
+            client_ref: None,
         }
     }
 
@@ -234,6 +253,7 @@ impl ServerFrame {
             message: message.into(),
             room: None,
             first_available: None,
+            client_ref: None,
         }
     }
 }
@@ -277,6 +297,11 @@ pub fn is_valid_room(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Whether `client_ref` is a valid `ref`: at most [`MAX_REF_BYTES`] bytes.
+pub fn is_valid_ref(client_ref: &str) -> bool {
+    client_ref.len() <= MAX_REF_BYTES
 }
 
 /// Whether `nick` is a valid nickname: 1 to 32 characters, none a control
