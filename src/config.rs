@@ -232,6 +232,11 @@ pub struct Cli {
     #[arg(long, env = "WSHUB_HISTORY_COMMIT_INTERVAL", default_value = "50ms", value_parser = parse_duration)]
     pub history_commit_interval: Duration,
 
+    /// Most bytes of history kept in memory over all rooms (memory store, SQLite's replay tail);
+    /// beyond it the rooms that hold the most drop their oldest messages
+    #[arg(long, env = "WSHUB_HISTORY_MAX_BYTES", default_value = "64MiB", value_parser = parse_size)]
+    pub history_max_bytes: usize,
+
     /// Messages a wshub.v1 client receives when it joins a room
     #[arg(long, env = "WSHUB_JOIN_HISTORY", default_value_t = 50)]
     pub join_history: usize,
@@ -444,6 +449,11 @@ impl Cli {
                 "--history-max-messages, --max-rooms-per-conn and --max-text-size must be above zero".into(),
             ));
         }
+        if self.history_max_bytes == 0 {
+            return Err(ConfigError::Inconsistent(
+                "--history-max-bytes must be above zero (with --history none nothing is kept anyway)".into(),
+            ));
+        }
         if self.max_text_size > self.max_message_size {
             return Err(ConfigError::Inconsistent(format!(
                 "--max-text-size ({}) cannot exceed --max-message-size ({})",
@@ -460,6 +470,7 @@ impl Cli {
             max_age: (!self.history_max_age.is_zero()).then_some(self.history_max_age),
             commit_interval: self.history_commit_interval,
             cache_per_room: self.history_max_messages.min(1_000),
+            max_bytes: self.history_max_bytes,
         };
         let chat = ChatLimits {
             max_rooms: self.max_rooms_per_conn,
@@ -646,5 +657,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown key 'prot'"), "{err}");
+    }
+
+    #[test]
+    fn history_memory_is_capped_by_default_and_the_cap_can_be_set() {
+        assert_eq!(Config::default().history.max_bytes, 64 << 20);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wshub.toml");
+        std::fs::write(&path, "history_max_bytes = \"8MiB\"\n").unwrap();
+        let cli = Cli::load(["wshub", "--config", path.to_str().unwrap()]).unwrap();
+        assert_eq!(cli.into_config().unwrap().history.max_bytes, 8 << 20);
+        let cli = Cli::try_parse_from(["wshub", "--history-max-bytes", "0"]).unwrap();
+        let err = cli.into_config().unwrap_err().to_string();
+        assert!(err.contains("--history-max-bytes"), "{err}");
     }
 }

@@ -248,6 +248,8 @@ struct Scraped {
     history_write_errors: Counter,
     history_dropped: Counter,
     history_pending: Gauge,
+    history_memory_bytes: Gauge,
+    history_memory_dropped: Counter,
     redis_connected: Gauge,
 }
 
@@ -421,6 +423,16 @@ const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "History entries waiting for the writer thread (its backlog).",
     ),
     (
+        "wshub_history_memory_bytes",
+        Kind::Gauge,
+        "What the history kept in memory costs, all rooms together (bounded by --history-max-bytes).",
+    ),
+    (
+        "wshub_history_memory_dropped_total",
+        Kind::Counter,
+        "History entries dropped from memory by --history-max-bytes (memory store: gone; sqlite: still in the file).",
+    ),
+    (
         "wshub_redis_connected",
         Kind::Gauge,
         "1 while this node reaches Redis and delivers across nodes; 0 when it does not, or runs without --redis.",
@@ -474,6 +486,8 @@ impl Metrics {
             history_write_errors: r.counter("wshub_history_write_errors_total", &[]),
             history_dropped: r.counter("wshub_history_dropped_total", &[]),
             history_pending: r.gauge("wshub_history_pending", &[]),
+            history_memory_bytes: r.gauge("wshub_history_memory_bytes", &[]),
+            history_memory_dropped: r.counter("wshub_history_memory_dropped_total", &[]),
             redis_connected: r.gauge("wshub_redis_connected", &[]),
         };
         Metrics {
@@ -591,6 +605,8 @@ impl Metrics {
         s.history_write_errors.absolute(history.write_errors);
         s.history_dropped.absolute(history.dropped);
         s.history_pending.set(history.pending as f64);
+        s.history_memory_bytes.set(history.memory_bytes as f64);
+        s.history_memory_dropped.absolute(history.memory_dropped);
         let redis_up = hub.broker().is_some_and(|broker| broker.is_up());
         s.redis_connected.set(if redis_up { 1.0 } else { 0.0 });
         self.inner.handle.render()
@@ -665,6 +681,20 @@ mod tests {
         for (series, _) in samples(&text) {
             assert!(series.starts_with("wshub_"), "{series}");
         }
+    }
+
+    #[test]
+    fn history_memory_is_exported_in_bytes() {
+        let hub = hub();
+        assert_eq!(
+            value(&hub.metrics().render(&hub), "wshub_history_memory_bytes"),
+            Some(0.0)
+        );
+        hub.history().append("r", "ann", &"x".repeat(1_000));
+        let text = hub.metrics().render(&hub);
+        let held = value(&text, "wshub_history_memory_bytes").expect("exported");
+        assert!((1_003.0..2_000.0).contains(&held), "{held}");
+        assert_eq!(value(&text, "wshub_history_memory_dropped_total"), Some(0.0));
     }
 
     #[test]

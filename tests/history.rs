@@ -1,6 +1,8 @@
 //! History: ids per room, replay on join, retention, catch-up after a
 //! reconnect with no gaps and no duplicates (even while others keep
-//! talking), and SQLite history that survives a restart.
+//! talking), SQLite history that survives a restart, and a memory cap over
+//! all rooms (`--history-max-bytes`) that a flood of large messages cannot
+//! pass, without gaps in an SQLite catch-up.
 
 mod common;
 
@@ -17,6 +19,7 @@ fn config_with(backend: Backend, max_messages: usize) -> wshub::Config {
         max_age: None,
         commit_interval: Duration::from_millis(50),
         cache_per_room: max_messages.min(1_000),
+        max_bytes: wshub::history::DEFAULT_MAX_BYTES,
     };
     config.join_history = 5;
     config
@@ -160,5 +163,133 @@ async fn the_none_store_keeps_nothing_but_ids_still_increase() {
     let mut bob = ChatClient::connect(&server).await;
     let (history, _) = bob.join("r", None).await;
     assert!(history.is_empty());
+    server.shutdown().await;
+}
+
+const FLOOD_ROOMS: [&str; 4] = ["r0", "r1", "r2", "r3"];
+const FLOOD_MESSAGES: u64 = 30;
+const FLOOD_SIZE: usize = 20_000;
+/// Room for about 28 of the 120 flood messages.
+const FLOOD_CAP: usize = 600_000;
+
+fn flood_text(room: &str, i: u64) -> String {
+    format!("{room} {i:0>width$}", width = FLOOD_SIZE)
+}
+
+/// As in the report: raw clients, one per room, each send large texts (and
+/// wait for each to come back, so it is stored) into their own room.
+async fn flood(server: &TestServer) -> Vec<Client> {
+    let mut senders = Vec::new();
+    for room in FLOOD_ROOMS {
+        let mut client = connect(&server.url(&format!("/ws/{room}"))).await;
+        for i in 1..=FLOOD_MESSAGES {
+            send_text(&mut client, &flood_text(room, i)).await;
+            assert_eq!(
+                next_message(&mut client).await.into_text().unwrap().len(),
+                FLOOD_SIZE + 3
+            );
+        }
+        senders.push(client);
+    }
+    senders
+}
+
+/// Joins `room` and collects the replay: whether `history_truncated` came
+/// first (and its `first_available`), and the messages.
+async fn join_replay(client: &mut ChatClient, room: &str, since: Option<u64>) -> (Option<u64>, Vec<ChatMessage>) {
+    client
+        .send(&ClientFrame::Join {
+            room: room.into(),
+            since,
+        })
+        .await;
+    let mut truncated = None;
+    let mut messages = Vec::new();
+    loop {
+        match client.recv().await {
+            ServerFrame::Error {
+                code: ErrorCode::HistoryTruncated,
+                first_available,
+                ..
+            } => truncated = first_available,
+            ServerFrame::History { messages: batch, .. } => messages.extend(batch),
+            ServerFrame::Presence { .. } => return (truncated, messages),
+            other => panic!("unexpected frame while joining: {other:?}"),
+        }
+    }
+}
+
+fn memory_cap_config(backend: Backend) -> wshub::Config {
+    let mut config = config_with(backend, 1_000);
+    config.history.max_bytes = FLOOD_CAP;
+    config
+}
+
+#[tokio::test]
+async fn the_memory_store_keeps_at_most_the_cap_of_a_flood_and_says_what_it_dropped() {
+    let server = start_server_with(memory_cap_config(Backend::Memory)).await;
+    drop(flood(&server).await); // they leave, as in the report
+    let stats = server.hub.history().stats();
+    assert!(stats.memory_bytes <= FLOOD_CAP as u64, "{stats:?}");
+    assert!(stats.memory_dropped >= 120 - 30, "{stats:?}");
+
+    let mut late = ChatClient::connect(&server).await;
+    let mut kept = 0;
+    for room in FLOOD_ROOMS {
+        let (truncated, messages) = join_replay(&mut late, room, Some(0)).await;
+        let first = messages.first().map(|m| m.id).expect("every room keeps its share");
+        assert_eq!(truncated, Some(first), "{room}: the catch-up says where history starts");
+        let ids: Vec<u64> = messages.iter().map(|m| m.id).collect();
+        assert_eq!(
+            ids,
+            (first..=FLOOD_MESSAGES).collect::<Vec<_>>(),
+            "{room}: the newest, no gap"
+        );
+        for m in &messages {
+            assert_eq!(m.text, flood_text(room, m.id));
+        }
+        kept += messages.len();
+    }
+    assert!((20..=30).contains(&kept), "about the cap's worth kept: {kept}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_sqlite_catch_up_has_no_gap_when_the_tail_is_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server_with(memory_cap_config(Backend::Sqlite(dir.path().join("h.sqlite")))).await;
+    // The senders stay: a room in use keeps its tail (a freed one drops it).
+    let senders = flood(&server).await;
+    let history = server.hub.history().clone();
+    tokio::task::spawn_blocking(move || history.flush()).await.unwrap();
+    let stats = server.hub.history().stats();
+    assert!(stats.memory_bytes <= FLOOD_CAP as u64, "{stats:?}");
+    assert!(
+        stats.memory_dropped >= 120 - 30,
+        "older messages left memory: {stats:?}"
+    );
+
+    let mut late = ChatClient::connect(&server).await;
+    for room in FLOOD_ROOMS {
+        let (truncated, messages) = join_replay(&mut late, room, Some(0)).await;
+        assert_eq!(truncated, None, "{room}: nothing was lost");
+        let ids: Vec<u64> = messages.iter().map(|m| m.id).collect();
+        assert_eq!(
+            ids,
+            (1..=FLOOD_MESSAGES).collect::<Vec<_>>(),
+            "{room}: from the file, then the tail"
+        );
+        for m in &messages {
+            assert_eq!(m.text, flood_text(room, m.id));
+        }
+    }
+    let mut other = ChatClient::connect(&server).await;
+    let (truncated, messages) = join_replay(&mut other, "r0", Some(7)).await;
+    assert_eq!(truncated, None);
+    assert_eq!(
+        messages.iter().map(|m| m.id).collect::<Vec<_>>(),
+        (8..=30).collect::<Vec<_>>()
+    );
+    drop(senders);
     server.shutdown().await;
 }

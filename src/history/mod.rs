@@ -28,6 +28,11 @@
 //! cache to be committed. They run at join and reconnect, rarely, and may
 //! block briefly.
 //!
+//! What the caches of all rooms hold is bounded in bytes
+//! ([`HistoryConfig::max_bytes`]): past it the rooms that hold the most
+//! drop their oldest entries, with SQLite only committed ones, which reads
+//! then find in the file (the `budget` module says why this way).
+//!
 //! A room's state is loaded lazily: its first touch after start (or after
 //! [`History::evict_cache`]) reads the last and first stored ids and its
 //! reservation row, three index seeks, so ids continue where they stopped. That first touch is the only
@@ -80,13 +85,14 @@
 //! messages, so its ids continue instead of restarting at 1 (one small row
 //! per room ever used).
 
+mod budget;
 pub(crate) mod clock;
 mod room;
 mod sqlite;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -95,6 +101,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use budget::Rooms;
+pub use budget::DEFAULT_MAX_BYTES;
 use clock::Clock;
 use room::{Limits, RoomState};
 use sqlite::{Op, Reader, Shared, Writer};
@@ -135,11 +143,19 @@ pub struct HistoryConfig {
     /// and short reconnects need no database read). The memory backend
     /// keeps `max_messages_per_room` instead, since memory is its store.
     pub cache_per_room: usize,
+    /// The most the in-memory history of all rooms together may cost
+    /// (texts, nicknames and about 100 bytes per entry): the whole store
+    /// of the memory backend, the replay tail of the sqlite one. Beyond
+    /// it the rooms that hold the most drop their oldest entries (see the
+    /// `budget` module); with SQLite only committed ones, which replays
+    /// then read from the file.
+    pub max_bytes: usize,
 }
 
 impl Default for HistoryConfig {
     /// SQLite in [`DEFAULT_DB_FILE`], 10 000 messages or 7 days per room,
-    /// commits every 50 ms, 1 000 cached entries per room.
+    /// commits every 50 ms, 1 000 cached entries per room, at most
+    /// [`DEFAULT_MAX_BYTES`] in memory.
     fn default() -> Self {
         HistoryConfig {
             backend: Backend::Sqlite(PathBuf::from(DEFAULT_DB_FILE)),
@@ -147,6 +163,7 @@ impl Default for HistoryConfig {
             max_age: Some(Duration::from_secs(7 * 24 * 60 * 60)),
             commit_interval: Duration::from_millis(50),
             cache_per_room: 1_000,
+            max_bytes: DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -235,6 +252,12 @@ pub struct HistoryStats {
     pub dropped: u64,
     /// Entries waiting for the writer: the backlog.
     pub pending: u64,
+    /// What the in-memory history of all rooms costs now (see
+    /// [`HistoryConfig::max_bytes`]).
+    pub memory_bytes: u64,
+    /// Entries dropped from memory by [`HistoryConfig::max_bytes`] since
+    /// open (with SQLite they are still in the file).
+    pub memory_dropped: u64,
 }
 
 /// Why history could not be opened. Each variant names the file.
@@ -324,7 +347,7 @@ struct ShardCounters {
 
 struct Inner {
     kind: Kind,
-    shards: Box<[Mutex<Shard>]>,
+    rooms: Arc<Rooms>,
     hasher: std::collections::hash_map::RandomState,
     limits: Limits,
     clock: Clock,
@@ -400,6 +423,7 @@ impl History {
             cache_is_store,
         };
         let shared = Arc::new(Shared::new(SHARDS));
+        let rooms = Arc::new(Rooms::new(SHARDS, config.max_bytes.max(1)));
         let (reader, tx, writer) = match &config.backend {
             Backend::Sqlite(path) => {
                 let conn = sqlite::open_writer(path)?;
@@ -413,6 +437,14 @@ impl History {
                     limits,
                     interval: config.commit_interval,
                     clock: clock.clone(),
+                    after_commit: {
+                        let (rooms, shared) = (Arc::clone(&rooms), Arc::clone(&shared));
+                        Box::new(move || {
+                            if rooms.held.load(Ordering::Relaxed) > rooms.max_bytes {
+                                rooms.shed(&shared, &limits);
+                            }
+                        })
+                    },
                 };
                 let handle = std::thread::Builder::new()
                     .name("wshub-history".into())
@@ -425,7 +457,7 @@ impl History {
         Ok(History {
             inner: Arc::new(Inner {
                 kind,
-                shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+                rooms,
                 hasher: Default::default(),
                 limits,
                 clock,
@@ -449,7 +481,7 @@ impl History {
         let inner = &*self.inner;
         let now = inner.clock.now_ms();
         inner.appended.fetch_add(1, Ordering::Relaxed);
-        self.with_room(room, |slot, counters, shard_index| {
+        let entry = self.with_room(room, |slot, counters, shard_index| {
             let (id, ts) = slot.state.next(now);
             let entry = Entry {
                 id,
@@ -497,7 +529,9 @@ impl History {
             slot.state.push(entry.clone(), seq, &inner.limits);
             slot.state.prune(&inner.limits, now);
             entry
-        })
+        });
+        inner.rooms.after_append(&inner.shared, &inner.limits);
+        entry
     }
 
     /// The newest `limit` retained entries of `room`, oldest first (what a
@@ -664,10 +698,11 @@ impl History {
         }
         let index = self.shard_index(room);
         let committed = inner.committed(index);
-        let mut shard = lock(&inner.shards[index]);
+        let mut shard = lock(&inner.rooms.shards[index]);
         if let Some((name, mut slot)) = shard.rooms.remove_entry(room) {
             shard.counters.generation += 1;
-            slot.state.cache = VecDeque::new();
+            inner.rooms.account(slot.state.bytes, 0);
+            slot.state.clear();
             slot.state.evicted_seq = slot.state.last_seq;
             if slot.state.last_seq > committed {
                 shard.tombstones.insert(name, slot);
@@ -709,6 +744,8 @@ impl History {
             write_errors: shared.write_errors.load(Ordering::Relaxed),
             dropped: dropped + inner.unsent.load(Ordering::Relaxed),
             pending: inner.sent.load(Ordering::Relaxed).saturating_sub(committed + dropped),
+            memory_bytes: inner.rooms.held.load(Ordering::Relaxed) as u64,
+            memory_dropped: inner.rooms.dropped.load(Ordering::Relaxed),
         }
     }
 
@@ -722,12 +759,17 @@ impl History {
     fn with_room<R>(&self, room: &str, f: impl FnOnce(&mut Slot, &mut ShardCounters, usize) -> R) -> R {
         let inner = &*self.inner;
         let index = self.shard_index(room);
-        let mutex = &inner.shards[index];
+        let mutex = &inner.rooms.shards[index];
         let mut guard = lock(mutex);
         loop {
             let shard = &mut *guard;
             if let Some(slot) = shard.rooms.get_mut(room) {
-                return f(slot, &mut shard.counters, index);
+                // Every change to a cache goes through here (or through
+                // `evict_cache` and the shedding): the budget follows it.
+                let before = slot.state.bytes;
+                let result = f(slot, &mut shard.counters, index);
+                inner.rooms.account(before, slot.state.bytes);
+                return result;
             }
             if let Some((name, slot)) = shard.tombstones.remove_entry(room) {
                 shard.rooms.insert(name, slot);

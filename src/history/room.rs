@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 
+use super::budget::cost;
 use super::sqlite::{MAX_RESERVE_BLOCK, RESERVE_BLOCK};
 use super::Entry;
 
@@ -51,6 +52,14 @@ pub(super) struct RoomState {
     pub floor: u64,
     /// The newest entries, oldest first, including uncommitted ones.
     pub cache: VecDeque<Entry>,
+    /// For the sqlite backend, the writer sequence number of each cached
+    /// entry (0: never sent, so never waited for), in step with `cache`:
+    /// the memory cap may drop an entry only once its number is committed.
+    /// Empty when the cache is the store.
+    seqs: VecDeque<u64>,
+    /// What the cached entries cost, by [`cost`]: the room's share of the
+    /// memory cap.
+    pub bytes: usize,
     /// The writer sequence number of the newest entry of this room that
     /// was sent to the writer (0: none).
     pub last_seq: u64,
@@ -83,6 +92,8 @@ impl RoomState {
             last_ts,
             floor: min_id.unwrap_or(last_id.saturating_add(1)),
             cache: VecDeque::new(),
+            seqs: VecDeque::new(),
+            bytes: 0,
             last_seq: 0,
             evicted_seq: 0,
             reserved: reserved.max(last_id),
@@ -124,10 +135,14 @@ impl RoomState {
         if let Some(seq) = seq {
             self.last_seq = seq;
         }
+        self.bytes += cost(&entry);
         self.cache.push_back(entry);
+        if !limits.cache_is_store {
+            self.seqs.push_back(seq.unwrap_or(0));
+        }
         let mut evicted = false;
         while self.cache.len() > limits.cache_cap {
-            if let Some(old) = self.cache.pop_front() {
+            if let Some(old) = self.pop_front() {
                 evicted = true;
                 if limits.cache_is_store {
                     self.floor = self.floor.max(old.id.saturating_add(1));
@@ -160,12 +175,49 @@ impl RoomState {
                 }
                 // Timestamps grow with ids: everything up to here expired.
                 self.floor = self.floor.max(front.id.saturating_add(1));
-                self.cache.pop_front();
+                self.pop_front();
             }
         }
         while self.cache.front().is_some_and(|e| e.id < self.floor) {
-            self.cache.pop_front();
+            self.pop_front();
         }
+    }
+
+    /// Removes the oldest cached entry, keeping `seqs` and `bytes` in step.
+    fn pop_front(&mut self) -> Option<Entry> {
+        let old = self.cache.pop_front()?;
+        self.seqs.pop_front();
+        self.bytes = self.bytes.saturating_sub(cost(&old));
+        Some(old)
+    }
+
+    /// Empties the cache (the room leaves memory; the database keeps it).
+    pub fn clear(&mut self) {
+        self.cache = VecDeque::new();
+        self.seqs = VecDeque::new();
+        self.bytes = 0;
+    }
+
+    /// Drops the oldest cached entries until the cache costs at most
+    /// `level` bytes, for the memory cap. With the sqlite backend only
+    /// entries whose writer sequence number is at most `committed` go (the
+    /// file serves them from then on; an uncommitted entry exists nowhere
+    /// else a replay could read it); when the cache is the store, the floor
+    /// follows, so reads report what went as truncated. Returns the
+    /// entries dropped.
+    pub fn shed_to(&mut self, level: usize, committed: u64, limits: &Limits) -> usize {
+        let mut dropped = 0;
+        while self.bytes > level {
+            if self.seqs.front().is_some_and(|&seq| seq > committed) {
+                break;
+            }
+            let Some(old) = self.pop_front() else { break };
+            dropped += 1;
+            if limits.cache_is_store {
+                self.floor = self.floor.max(old.id.saturating_add(1));
+            }
+        }
+        dropped
     }
 
     /// Whether the cache holds every retained entry, so reads need not go

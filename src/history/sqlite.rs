@@ -406,6 +406,9 @@ pub(super) struct Writer {
     pub limits: Limits,
     pub interval: Duration,
     pub clock: Clock,
+    /// Run after each commit: entries just committed may now leave the
+    /// in-memory tail if it is over its byte cap (see `super::budget`).
+    pub after_commit: Box<dyn Fn() + Send>,
 }
 
 struct Batch {
@@ -578,6 +581,7 @@ impl Writer {
         batch.reserves.clear();
         batch.since = None;
         batch.failures = 0;
+        (self.after_commit)();
         let (lock, cvar) = &self.shared.progress;
         let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
         cvar.notify_all();

@@ -18,6 +18,7 @@ fn config(backend: Backend) -> HistoryConfig {
         max_age: None,
         commit_interval: Duration::from_millis(5),
         cache_per_room: 1_000,
+        max_bytes: DEFAULT_MAX_BYTES,
     }
 }
 
@@ -677,4 +678,204 @@ fn an_old_file_without_reservations_is_upgraded_and_ids_continue() {
         .expect("version");
     assert_eq!(version, 2);
     assert_eq!(seq_row(&path, "r").map(|row| row.0), Some(3));
+}
+
+/// What `n` entries of `text_len` bytes from nick "n" cost the memory cap.
+fn cost_of(n: usize, text_len: usize) -> u64 {
+    (n * (text_len + 1 + budget::ENTRY_OVERHEAD)) as u64
+}
+
+/// A 1,000-byte text that says which message it is.
+fn big(i: usize) -> String {
+    format!("{i:>1000}")
+}
+
+#[test]
+fn the_memory_cap_bounds_all_rooms_together_and_ids_keep_counting() {
+    let mut config = config(Backend::Memory);
+    let max = cost_of(20, 1_000) as usize;
+    config.max_bytes = max;
+    let history = open(config);
+    let rooms = ["a", "b", "c", "d", "e"];
+    for round in 1..=40u64 {
+        for room in rooms {
+            let entry = history.append(room, "n", &big(round as usize));
+            assert_eq!(entry.id, round, "ids still count up in {room}");
+            let held = history.stats().memory_bytes;
+            assert!(held <= max as u64, "{held} bytes held, cap {max}");
+        }
+    }
+    let stats = history.stats();
+    assert!(stats.memory_dropped >= 5 * 40 - 20, "{stats:?}");
+    // Equal rooms share the cap equally; each keeps its newest entries,
+    // contiguous, and reports the rest as truncated.
+    let mut kept = 0;
+    for room in rooms {
+        let recent = history.recent(room, 100);
+        let first = recent[0].id;
+        assert_eq!(ids(&recent), range(first..=40), "{room}");
+        assert_eq!(recent.last().map(|e| e.text.trim()), Some("40"));
+        assert!(recent.len() <= 4, "{room} kept {} of a fair 4", recent.len());
+        kept += recent.len();
+        assert_eq!(
+            history.since(room, 0, 100),
+            Since::Truncated {
+                first_available: first,
+                entries: recent.clone()
+            },
+            "{room}"
+        );
+    }
+    assert_eq!(history.stats().memory_bytes, cost_of(kept, 1_000));
+}
+
+#[test]
+fn the_rooms_that_hold_the_most_give_back_first_oldest_first() {
+    let mut config = config(Backend::Memory);
+    config.max_bytes = cost_of(10, 1_000) as usize;
+    let history = open(config);
+    fill(&history, "quiet", 3);
+    for i in 0..100 {
+        history.append("loud", "n", &big(i));
+    }
+    assert_eq!(
+        ids(&history.recent("quiet", 10)),
+        range(1..=3),
+        "the quiet room keeps all it has"
+    );
+    let loud = history.recent("loud", 100);
+    assert_eq!(loud.last().map(|e| e.id), Some(100));
+    assert_eq!(ids(&loud), range(loud[0].id..=100), "the loud room keeps its newest");
+    assert!(loud.len() >= 8, "and the rest of the cap: {}", loud.len());
+    assert!(history.stats().memory_bytes <= cost_of(10, 1_000));
+}
+
+#[test]
+fn a_message_larger_than_the_cap_is_not_kept_but_counted() {
+    let mut config = config(Backend::Memory);
+    config.max_bytes = 500;
+    let history = open(config);
+    history.append("r", "n", "small");
+    let entry = history.append("r", "n", &big(1));
+    assert_eq!(entry.id, 2);
+    assert!(history.stats().memory_bytes <= 500);
+    assert_eq!(ids(&history.recent("r", 10)), Vec::<u64>::new());
+    assert_eq!(
+        history.since("r", 1, 10),
+        Since::Truncated {
+            first_available: 3,
+            entries: vec![]
+        }
+    );
+    assert_eq!(history.append("r", "n", "t").id, 3);
+}
+
+#[test]
+fn memory_accounting_follows_retention_and_eviction() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut memory = config(Backend::Memory);
+    memory.max_messages_per_room = 5;
+    let history = open(memory);
+    for i in 0..100 {
+        history.append("r", "n", &format!("{i:>10}"));
+    }
+    assert_eq!(history.stats().memory_bytes, cost_of(5, 10), "count retention frees");
+
+    let (history, now) = open_at(
+        HistoryConfig {
+            max_age: Some(Duration::from_secs(1)),
+            ..config(Backend::Memory)
+        },
+        0,
+    );
+    fill(&history, "r", 3);
+    now.store(5_000, Ordering::SeqCst);
+    assert_eq!(history.recent("r", 10), vec![]);
+    assert_eq!(history.stats().memory_bytes, 0, "age retention frees");
+
+    let history = open(sqlite(&db(&dir)));
+    history.append("r", "n", &big(1));
+    assert_eq!(history.stats().memory_bytes, cost_of(1, 1_000));
+    history.flush();
+    history.evict_cache("r");
+    assert_eq!(history.stats().memory_bytes, 0, "a freed room frees its tail");
+    assert_eq!(ids(&history.recent("r", 10)), vec![1]);
+}
+
+#[test]
+fn the_sqlite_tail_keeps_uncommitted_entries_and_replays_the_rest_from_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    let mut config = sqlite(&path);
+    config.commit_interval = HOUR;
+    let max = cost_of(10, 1_000);
+    config.max_bytes = max as usize;
+    let history = open(config);
+    for room in ["a", "b"] {
+        for i in 1..=30 {
+            history.append(room, "n", &big(i));
+        }
+    }
+    // Nothing is committed: the tail must keep it all, over the cap,
+    // since a replay can read it nowhere else.
+    assert_eq!(rows(&path, "a"), Vec::<u64>::new());
+    assert_eq!(history.stats().memory_bytes, cost_of(60, 1_000));
+    assert_eq!(history.stats().memory_dropped, 0);
+    assert_eq!(ids(history.since("a", 0, 100).entries()), range(1..=30));
+    assert_eq!(rows(&path, "a"), Vec::<u64>::new(), "served from memory");
+
+    // Once committed, the tail sheds by itself (no append needed) ...
+    history.flush();
+    let stats = history.stats();
+    assert!(stats.memory_bytes <= max, "{stats:?}");
+    assert!(stats.memory_dropped >= 50, "{stats:?}");
+    // ... and replays reach back into the file, with no gap.
+    for room in ["a", "b"] {
+        let all = history.since(room, 0, 100);
+        assert!(matches!(all, Since::Complete(_)), "{room}: {all:?}");
+        assert_eq!(ids(all.entries()), range(1..=30), "{room}");
+        let texts: Vec<String> = all.entries().iter().map(|e| e.text.trim().to_owned()).collect();
+        assert_eq!(texts, (1..=30).map(|i| i.to_string()).collect::<Vec<_>>(), "{room}");
+        assert_eq!(ids(history.since(room, 12, 5).entries()), range(13..=17), "{room}");
+        assert_eq!(ids(&history.recent(room, 25)), range(6..=30), "{room}");
+    }
+    // New entries on top of a shed tail continue the ids.
+    assert_eq!(history.append("a", "n", &big(31)).id, 31);
+    assert_eq!(ids(history.since("a", 0, 100).entries()), range(1..=31));
+}
+
+#[test]
+fn appends_readers_and_the_writer_shed_concurrently_without_deadlock() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    let mut config = sqlite(&path);
+    config.commit_interval = Duration::from_millis(1);
+    config.max_bytes = cost_of(20, 1_000) as usize;
+    let history = open(config);
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let history = history.clone();
+            std::thread::spawn(move || {
+                let room = format!("room {t}");
+                for i in 1..=200 {
+                    assert_eq!(history.append(&room, "n", &big(i)).id, i as u64);
+                    if i % 50 == 0 {
+                        assert_eq!(ids(history.since(&room, 0, 1_000).entries()), range(1..=i as u64));
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("thread");
+    }
+    history.flush();
+    assert!(
+        history.stats().memory_bytes <= cost_of(20, 1_000),
+        "{:?}",
+        history.stats()
+    );
+    for t in 0..4 {
+        assert_eq!(rows(&path, &format!("room {t}")), range(1..=200));
+    }
 }
