@@ -130,3 +130,53 @@ async fn a_client_that_keeps_sending_garbage_is_closed_with_1008() {
     assert_eq!(bystander.next_chat().await.1.text, "still here");
     server.shutdown().await;
 }
+
+/// Every field is bounded, not only `text`: a short text with a huge `ref`
+/// (which would travel to every member) is refused unread, a `ref` over
+/// 128 bytes is refused without being echoed, and so is a huge nickname or
+/// room name; nothing reaches the other member.
+#[tokio::test]
+async fn a_huge_ref_nick_or_room_is_refused_and_reaches_no_one() {
+    let server = start_server().await;
+    let mut bystander = ChatClient::connect(&server).await;
+    bystander.join("r", None).await;
+    let mut client = ChatClient::connect(&server).await;
+    client.join("r", None).await;
+    let huge = "x".repeat(900_000);
+    let send = |client_ref: &str| {
+        serde_json::json!({"type": "send", "room": "r", "text": "hi", "ref": client_ref}).to_string()
+    };
+    // 900,000 bytes of ref: over the request bound (6 x 4 KiB + 1 KiB).
+    client.send_raw_text(&send(&huge)).await;
+    assert_eq!(client.next_error().await, ErrorCode::TooLong);
+    // Within the request bound but over the ref bound: refused, not echoed.
+    client.send_raw_text(&send(&"r".repeat(129))).await;
+    match client.recv().await {
+        ServerFrame::Error {
+            code: ErrorCode::BadField,
+            client_ref,
+            ..
+        } => assert_eq!(client_ref, None),
+        other => panic!("expected bad_field, got {other:?}"),
+    }
+    let nick = serde_json::json!({"type": "nick", "nick": huge}).to_string();
+    client.send_raw_text(&nick).await;
+    assert_eq!(client.next_error().await, ErrorCode::TooLong);
+    let room = serde_json::json!({"type": "join", "room": "y".repeat(20_000)}).to_string();
+    client.send_raw_text(&room).await;
+    match client.recv().await {
+        ServerFrame::Error {
+            code: ErrorCode::BadRoom,
+            room,
+            ..
+        } => assert_eq!(room, None, "a long bad name is not sent back"),
+        other => panic!("expected bad_room, got {other:?}"),
+    }
+    // A ref at the bound is fine, and the connection still works.
+    client.send_raw_text(&send(&"r".repeat(128))).await;
+    let (_, message) = bystander.next_chat().await;
+    assert_eq!(message.text, "hi");
+    let (_, own) = client.next_chat().await;
+    assert_eq!(own.text, "hi");
+    server.shutdown().await;
+}

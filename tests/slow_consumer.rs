@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
@@ -96,4 +96,80 @@ async fn wait_for_evictions(hub: &wshub::Hub, n: u64) {
     .await
     .expect("eviction counted");
     assert_eq!(hub.stats().evictions.load(Ordering::Relaxed), n);
+}
+
+/// A client's own replies count against its bounds as much as broadcasts
+/// do: one that keeps asking for large `history` replies, one at a time
+/// (20 a second, on the paused clock), without reading them is evicted with
+/// 1008 instead of piling replies up in the server.
+#[tokio::test(start_paused = true)]
+async fn history_replies_a_client_does_not_read_count_against_its_bounds() {
+    let mut config = test_config();
+    config.max_queue_bytes = 512 * 1024;
+    let server = start_server_with(config).await;
+    let mut writer = ChatClient::connect(&server).await;
+    writer.join("big", None).await;
+    let text = "h".repeat(4_000);
+    for _ in 0..400 {
+        writer.say("big", &text).await;
+        writer.next_chat().await;
+    }
+    let mut reader = ChatClient::connect(&server).await;
+    reader.join("big", None).await;
+    // Each reply is 400 x 4,000 bytes: 50 of them are 80 MB, more than
+    // any socket buffers hold.
+    let request = ClientFrame::History {
+        room: "big".into(),
+        since: None,
+        limit: Some(400),
+    };
+    for _ in 0..50 {
+        reader.send(&request).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut histories = 0;
+    let code = loop {
+        match tokio::time::timeout(PATIENCE, reader.ws.next())
+            .await
+            .expect("frames in time")
+        {
+            Some(Ok(Message::Close(Some(frame)))) => break u16::from(frame.code),
+            Some(Ok(Message::Text(text))) if text.contains(r#""type":"history""#) => histories += 1,
+            Some(Ok(_)) => {}
+            other => panic!("expected a close, got {other:?}"),
+        }
+    };
+    assert_eq!(code, 1008);
+    assert!(
+        histories < 50,
+        "all {histories} replies were kept for a client that read none"
+    );
+    assert_eq!(server.hub.stats().evictions.load(Ordering::Relaxed), 1);
+    // The writer, which reads, is still served.
+    writer.say("big", "still here").await;
+    loop {
+        if writer.next_chat().await.1.text == "still here" {
+            break;
+        }
+    }
+    server.shutdown().await;
+}
+
+/// Pongs count too: a client that sends pings in bursts (each within the
+/// queue's bounds) and reads none of the pongs is evicted once they
+/// overflow its queue.
+#[tokio::test(start_paused = true)]
+async fn pongs_a_client_does_not_read_count_against_its_bounds() {
+    let mut config = test_config();
+    config.max_queue_messages = 256;
+    let server = start_server_with(config).await;
+    let mut client = RawClient::connect(server.addr, "/echo").await;
+    let ping = RawClient::frame(true, 0x9, &[7; 125]);
+    let burst: Vec<u8> = ping.iter().copied().cycle().take(ping.len() * 100).collect();
+    for _ in 0..400 {
+        client.send_raw(&burst).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(client.read_close().await, Some(1008));
+    server.shutdown().await;
 }

@@ -481,7 +481,15 @@ impl Session {
         frames
     }
 
-    /// Moves queued frames into the batch; true if it took anything.
+    /// Moves queued frames into the batch, once it is written out; true if
+    /// it took anything, or left something to take once the batch is.
+    ///
+    /// Taking only into an empty batch keeps what a client has not read
+    /// within its outbox's bounds: frames wait in the outbox, where every
+    /// push is counted, instead of piling up in the batch behind a socket
+    /// that does not drain. That goes for the connection's own replies
+    /// (history, pongs) as much as for broadcasts: at most one outbox's
+    /// worth is in flight and one more queued.
     fn poll_outbox(&mut self, cx: &mut Context<'_>) -> bool {
         if self.is_ended() {
             return false;
@@ -491,6 +499,12 @@ impl Session {
                 self.end(Ending::Aborted);
             }
             return false;
+        }
+        if !self.batch.is_empty() {
+            if let Some(request) = self.outbox.close_requested() {
+                self.on_close_request(request);
+            }
+            return true;
         }
         match self.outbox.poll_take(cx, &mut self.batch) {
             Poll::Pending => false,

@@ -174,6 +174,13 @@ impl Outbox {
         Poll::Ready(state.close.as_deref().cloned())
     }
 
+    /// The close request, if any, without taking frames or registering a
+    /// waker (the connection looks while its socket is still busy with
+    /// earlier frames).
+    pub fn close_requested(&self) -> Option<CloseRequest> {
+        self.lock().close.as_deref().cloned()
+    }
+
     /// Ready once an [`CloseRequest::Abort`] arrives: a connection that is
     /// already closing still has to notice that shutdown ran out of time.
     pub fn poll_aborted(&self, cx: &mut Context<'_>) -> Poll<()> {
