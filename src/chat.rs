@@ -45,6 +45,8 @@ pub struct ChatSession {
     limits: ChatLimits,
     /// The rooms the connection's access token allows; `None`: any.
     allowed_rooms: Option<Box<[Box<str>]>>,
+    /// Some room's replay may still be being paced out to this client.
+    replaying: bool,
 }
 
 impl ChatSession {
@@ -64,7 +66,22 @@ impl ChatSession {
             bad_requests: 0,
             limits,
             allowed_rooms: None,
+            replaying: false,
         }
+    }
+
+    /// Sends more of any replay being paced out, now that the connection
+    /// has written out what it had queued (see `hub::room::Replaying`);
+    /// true while some replay is not over.
+    pub fn continue_replays(&mut self) -> bool {
+        if self.replaying {
+            let mut left = false;
+            for membership in &self.rooms {
+                left |= membership.continue_replay();
+            }
+            self.replaying = left;
+        }
+        self.replaying
     }
 
     /// Restricts `join` to `rooms` (a token's `rooms` claim): any other
@@ -158,6 +175,7 @@ impl ChatSession {
                 let member = Member::new(self.outbox.clone(), Mode::Json, self.nick.clone());
                 let replay = since.map_or(Replay::Recent, Replay::Since);
                 self.rooms.push(self.hub.join(&room, member, replay));
+                self.replaying = true;
             }
             ClientFrame::Leave { room } => {
                 let index = self.joined(&room)?;

@@ -293,3 +293,71 @@ async fn an_sqlite_catch_up_has_no_gap_when_the_tail_is_capped() {
     drop(senders);
     server.shutdown().await;
 }
+
+/// A replay larger than the joiner's outbound bounds is paced out as the
+/// joiner reads, instead of evicting a client that has read nothing yet:
+/// five legal 1,000,000-byte raw messages, then a `wshub.v1` join.
+#[tokio::test]
+async fn a_join_replay_of_big_messages_is_paced_not_an_eviction() {
+    let server = start_server_with(config_with(Backend::Memory, 100)).await;
+    let mut raw = connect(&server.url("/ws/big")).await;
+    let big = |i: u8| char::from(b'a' + i).to_string().repeat(1_000_000);
+    for i in 0..5 {
+        send_text(&mut raw, &big(i)).await;
+        assert_eq!(next_message(&mut raw).await.into_text().unwrap().len(), 1_000_000);
+    }
+    let mut joiner = ChatClient::connect(&server).await;
+    let (history, presence) = joiner.join("big", None).await;
+    let texts: Vec<String> = history.into_iter().map(|m| m.text).collect();
+    assert_eq!(texts, (0..5).map(big).collect::<Vec<_>>());
+    assert!(
+        matches!(presence, ServerFrame::Presence { count: 2, .. }),
+        "{presence:?}"
+    );
+    // Live again: the raw client's next message reaches the joiner.
+    send_text(&mut raw, "after").await;
+    assert_eq!(joiner.next_chat().await.1.text, "after");
+    assert_eq!(
+        server.hub.stats().evictions.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    server.shutdown().await;
+}
+
+/// A catch-up of 1,100 messages of 4,000 bytes (4.4 MB, over the 4 MiB
+/// queue bound) arrives whole and in order, and messages published while
+/// it is paced out follow it with no gap and no duplicate.
+#[tokio::test]
+async fn a_catch_up_larger_than_the_queue_arrives_whole_with_live_messages_after() {
+    let server = start_server_with(config_with(Backend::Memory, 2_000)).await;
+    let mut writer = ChatClient::connect(&server).await;
+    writer.join("long", None).await;
+    let text = |i: u64| format!("{i:04}{}", "x".repeat(3_996));
+    say_and_wait(&mut writer, "long", (1..=1_100).map(text)).await;
+    let mut joiner = ChatClient::connect(&server).await;
+    joiner
+        .send(&ClientFrame::Join {
+            room: "long".into(),
+            since: Some(0),
+        })
+        .await;
+    // Published while the replay is being paced out.
+    for i in 1_101..=1_110 {
+        writer.say("long", &text(i)).await;
+    }
+    let mut ids = Vec::new();
+    while ids.len() < 1_110 {
+        match joiner.recv().await {
+            ServerFrame::History { messages, .. } => ids.extend(messages.iter().map(|m| m.id)),
+            ServerFrame::Message { message, .. } => ids.push(message.id),
+            ServerFrame::Presence { .. } | ServerFrame::Joined { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(ids, (1..=1_110).collect::<Vec<u64>>());
+    assert_eq!(
+        server.hub.stats().evictions.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    server.shutdown().await;
+}

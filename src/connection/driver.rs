@@ -172,6 +172,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             if let Some(ending) = self.session.finished() {
                 return Poll::Ready(ending);
             }
+            if !write_blocked && self.session.continue_replays() {
+                // More of a replay was queued (or waits for the room):
+                // look at the outbox again.
+                if self.session.outbox.queued() > 0 {
+                    continue;
+                }
+            }
             let now = self.session.now();
             match self.session.deadlines.due(self.session.hub.timeouts(), now) {
                 Due::Nothing => {}
@@ -479,6 +486,16 @@ impl Session {
             }
         }
         frames
+    }
+
+    /// Paces out any replay of a `wshub.v1` connection, once its batch is
+    /// written out; true while some replay is not over.
+    fn continue_replays(&mut self) -> bool {
+        let ready = self.batch.is_empty() && self.phase() == Phase::Open;
+        match &mut self.service {
+            Service::Chat(session) if ready => session.continue_replays(),
+            _ => false,
+        }
     }
 
     /// Moves queued frames into the batch, once it is written out; true if

@@ -19,6 +19,9 @@ use bytes::Bytes;
 
 use crate::protocol::{CloseCode, DeflateParams};
 
+/// The reason of a slow consumer's close frame.
+const SLOW_CONSUMER: &str = "slow consumer: outbound queue full";
+
 /// Why the connection must close, as decided by someone other than itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CloseRequest {
@@ -121,7 +124,7 @@ impl Outbox {
             state.bytes = 0;
             state.close = Some(Box::new(CloseRequest::Evicted(
                 CloseCode::PolicyViolation,
-                "slow consumer: outbound queue full",
+                SLOW_CONSUMER,
             )));
             Err(Rejected::Overflow)
         } else {
@@ -172,6 +175,40 @@ impl Outbox {
         }
         state.bytes = 0;
         Poll::Ready(state.close.as_deref().cloned())
+    }
+
+    /// Whether a frame of `len` bytes fits in half the bounds (the other
+    /// half is left for live traffic): how a replay is paced. An empty
+    /// queue takes any one frame, so a big message still goes out.
+    pub fn has_room_for(&self, len: usize) -> bool {
+        let state = self.lock();
+        if state.close.is_some() {
+            return false;
+        }
+        state.frames.is_empty()
+            || (state.frames.len() < (self.max_messages / 2) as usize
+                && u64::from(state.bytes) + len as u64 <= u64::from(state.max_bytes / 2))
+    }
+
+    /// Whether `extra` bytes waiting elsewhere for this connection (a
+    /// replay's backlog), with what is queued, are over the byte bound.
+    pub fn exceeds_bytes(&self, extra: usize) -> bool {
+        let state = self.lock();
+        u64::from(state.bytes) + extra as u64 > u64::from(state.max_bytes)
+    }
+
+    /// Evicts the connection as a slow consumer, as an overflowing push
+    /// would (for frames that wait outside the queue).
+    pub fn evict(&self) {
+        {
+            let mut state = self.lock();
+            if state.close.is_some() {
+                return;
+            }
+            state.frames = VecDeque::new();
+            state.bytes = 0;
+        }
+        self.request_close(CloseRequest::Evicted(CloseCode::PolicyViolation, SLOW_CONSUMER));
     }
 
     /// The close request, if any, without taking frames or registering a

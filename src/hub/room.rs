@@ -26,6 +26,10 @@ pub type RoomName = Arc<str>;
 /// Messages per `history` frame when replaying.
 const HISTORY_CHUNK: usize = 500;
 
+/// Text bytes per `history` frame, about: a replay is paced a frame at a
+/// time, so a frame must fit well within a member's outbound bounds.
+const HISTORY_CHUNK_BYTES: usize = 256 * 1024;
+
 /// How a member wants its frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -44,13 +48,61 @@ pub struct Member {
     pub mode: Mode,
     /// Its nickname.
     nick: Nick,
-    /// With Redis, messages that arrive while the member's replay is being
-    /// fetched wait here (with their ids), so that the replay and the live
-    /// stream join with no gap and no duplicate. Boxed: only a member
-    /// being replayed has one, and every other member (each room entry) is
-    /// 16 bytes smaller for it.
-    #[allow(clippy::box_collection)]
-    backlog: Option<Box<Vec<(u64, Bytes)>>>,
+    /// A replay under way (being fetched from Redis, or paced out as the
+    /// member reads). Boxed: only a member being replayed has one, and
+    /// every other member (each room entry) is smaller for it.
+    replay: Option<Box<Replaying>>,
+}
+
+/// A member's replay that is not over yet: what is left to send, and the
+/// live messages that arrived meanwhile.
+///
+/// A replay can be far larger than a member's outbound bounds (five 1 MB
+/// messages, or a catch-up of thousands): queued at once it would evict a
+/// client that has not had a chance to read anything. So it is paced: a
+/// chunk goes out while the outbox has room for it (half its bounds, the
+/// rest left for live traffic), and the next when the member's connection
+/// has written it out ([`Room::continue_replay`]). Live messages wait here
+/// meanwhile, with their ids, so that the replay and the live stream join
+/// with no gap and no duplicate; they count against the member's byte
+/// bound, so a member that stops reading is still evicted.
+#[derive(Debug, Clone, Default)]
+struct Replaying {
+    /// With Redis: the history is still being fetched.
+    fetching: bool,
+    /// History not sent yet, oldest first.
+    rest: std::collections::VecDeque<Entry>,
+    /// The newest id the replay holds: live messages up to it are in it.
+    newest: u64,
+    /// Live messages that arrived meanwhile, with their ids (0: none).
+    backlog: Vec<(u64, Bytes)>,
+    backlog_bytes: usize,
+    /// With Redis: the cluster's member list, sent when the replay ends
+    /// (otherwise this node's, as it is then).
+    presence: Option<ServerFrame>,
+}
+
+impl Replaying {
+    /// A replay of `entries`; the `history_truncated` notice (when
+    /// retention dropped part of what was asked) goes out at once.
+    fn of(outbox: &Outbox, room: &str, entries: Vec<Entry>, truncated: Option<u64>) -> Self {
+        if let Some(first_available) = truncated {
+            let _ = outbox.push(text_frame(&ServerFrame::history_truncated(room, first_available)));
+        }
+        let newest = entries.last().map_or(0, |e| e.id);
+        let rest = if entries.is_empty() {
+            // An empty `history` frame still says "this is all".
+            let _ = outbox.push(history_frame(room, &[]));
+            Default::default()
+        } else {
+            entries.into()
+        };
+        Replaying {
+            rest,
+            newest,
+            ..Replaying::default()
+        }
+    }
 }
 
 impl Member {
@@ -60,7 +112,7 @@ impl Member {
             outbox,
             mode,
             nick: Nick::Named(nick),
-            backlog: None,
+            replay: None,
         }
     }
 
@@ -71,7 +123,7 @@ impl Member {
             outbox,
             mode: Mode::Raw,
             nick: Nick::Guest(number),
-            backlog: None,
+            replay: None,
         }
     }
 
@@ -89,16 +141,43 @@ impl Member {
         Arc::as_ptr(&self.outbox) as usize as u64
     }
 
-    /// Queues a frame now, or after the replay when one is pending.
+    /// Queues a frame now, or after the replay when one is pending; true
+    /// when this evicted the member.
     fn push(&mut self, id: u64, frame: &Bytes) -> bool {
-        match self.backlog.as_mut() {
-            Some(backlog) => {
-                backlog.push((id, frame.clone()));
+        match self.replay.as_mut() {
+            Some(replay) => {
+                replay.backlog_bytes += frame.len();
+                replay.backlog.push((id, frame.clone()));
+                if self.outbox.exceeds_bytes(replay.backlog_bytes) {
+                    self.replay = None;
+                    self.outbox.evict();
+                    return true;
+                }
                 false
             }
             // Compressed for a deflate member: once per frame, shared.
             None => self.outbox.push(frame_for(frame, self.outbox.deflate())) == Err(Rejected::Overflow),
         }
+    }
+
+    /// Sends what of its replay fits its outbox now; true when the replay
+    /// (fetched) has been sent in full.
+    fn pace_replay(&mut self, room: &str) -> bool {
+        let Some(replay) = self.replay.as_mut() else {
+            return true;
+        };
+        if replay.fetching {
+            return false;
+        }
+        while !replay.rest.is_empty() {
+            let (count, bytes) = history_chunk(replay.rest.iter());
+            if !self.outbox.has_room_for(bytes) {
+                return false;
+            }
+            let chunk: Vec<Entry> = replay.rest.drain(..count).collect();
+            push_history_chunk(&self.outbox, room, &chunk);
+        }
+        true
     }
 }
 
@@ -159,14 +238,15 @@ impl Room {
             return self.insert_clustered(hub, broker, member, replay);
         }
         let mut members = lock(&self.members);
+        let mut member = member;
         if member.mode == Mode::Json {
-            self.replay(hub, &member.outbox, replay);
+            member.replay = self.replay(hub, &member.outbox, replay);
         }
         let nick = member.nick();
         let mode = member.mode;
         let key = members.insert(member);
         if mode == Mode::Json {
-            let _ = members[key].outbox.push(text_frame(&self.presence(&members)));
+            self.continue_replay_locked(&mut members, key);
         }
         let joined = ServerFrame::Joined {
             room: self.name.to_string(),
@@ -181,7 +261,10 @@ impl Room {
     fn insert_clustered(self: &Arc<Self>, hub: &Hub, broker: &Broker, mut member: Member, replay: Replay) -> usize {
         let json = member.mode == Mode::Json;
         if json {
-            member.backlog = Some(Box::default());
+            member.replay = Some(Box::new(Replaying {
+                fetching: true,
+                ..Replaying::default()
+            }));
         }
         let (nick, conn, outbox) = (member.nick(), member.conn(), member.outbox.clone());
         let mut members = lock(&self.members);
@@ -218,7 +301,7 @@ impl Room {
                 // The queue is full: go live without a replay.
                 let _ = outbox.push(text_frame(&self.presence(&members)));
                 if let Some(member) = members.get_mut(key) {
-                    member.backlog = None;
+                    member.replay = None;
                 }
             }
         }
@@ -317,14 +400,45 @@ impl Room {
         }
     }
 
-    fn replay(&self, hub: &Hub, outbox: &Outbox, replay: Replay) {
+    /// A joining member's replay, to be paced out: the `history_truncated`
+    /// notice goes out at once, the entries as the member reads.
+    fn replay(&self, hub: &Hub, outbox: &Outbox, replay: Replay) -> Option<Box<Replaying>> {
         let history = hub.history();
         let (entries, truncated) = match replay {
-            Replay::Nothing => return,
+            Replay::Nothing => return None,
             Replay::Recent => (history.recent(&self.name, hub.join_history()), None),
             Replay::Since(after) => history.since(&self.name, after, usize::MAX).into_parts(),
         };
-        push_replay(outbox, &self.name, &entries, truncated);
+        Some(Box::new(Replaying::of(outbox, &self.name, entries, truncated)))
+    }
+
+    /// Sends more of member `key`'s replay, now that its connection has
+    /// written out what it had; true while some is left. When the replay
+    /// is over: the member list, then the live messages that waited.
+    pub(crate) fn continue_replay(&self, key: usize) -> bool {
+        self.continue_replay_locked(&mut lock(&self.members), key)
+    }
+
+    fn continue_replay_locked(&self, members: &mut Slab<Member>, key: usize) -> bool {
+        let Some(member) = members.get_mut(key) else {
+            return false;
+        };
+        if member.replay.is_none() {
+            return false;
+        }
+        if !member.pace_replay(&self.name) {
+            return true;
+        }
+        let replay = member.replay.take().expect("checked above");
+        let presence = text_frame(&replay.presence.unwrap_or_else(|| self.presence(members)));
+        let member = &members[key];
+        let _ = member.outbox.push(presence);
+        for (id, frame) in replay.backlog {
+            if id == 0 || id > replay.newest {
+                let _ = member.outbox.push(frame_for(&frame, member.outbox.deflate()));
+            }
+        }
+        false
     }
 
     /// Publishes a message from the raw member `key`: verbatim to raw
@@ -445,8 +559,9 @@ impl Room {
         self.broadcast_event(&lock(&self.members), None, event);
     }
 
-    /// Ends a member's replay: history, then presence, then what arrived
-    /// meanwhile and is newer than the history.
+    /// With Redis: the member's replay has been fetched; it is paced out
+    /// from here (see [`Replaying`]), then presence (Redis's, when it has
+    /// it), then what arrived meanwhile and is newer than the history.
     pub(crate) fn finish_replay(
         &self,
         key: usize,
@@ -455,17 +570,19 @@ impl Room {
         presence: Option<ServerFrame>,
     ) {
         let mut members = lock(&self.members);
-        let fallback = self.presence(&members);
         let Some(member) = members.get_mut(key) else { return };
-        let Some(backlog) = member.backlog.take() else { return };
-        let newest = entries.last().map_or(0, |e| e.id);
-        push_replay(&member.outbox, &self.name, &entries, truncated);
-        let _ = member.outbox.push(text_frame(&presence.unwrap_or(fallback)));
-        for (id, frame) in *backlog {
-            if id == 0 || id > newest {
-                let _ = member.outbox.push(frame);
-            }
+        let Some(replay) = member.replay.as_mut() else { return };
+        if !replay.fetching {
+            return;
         }
+        let backlog = std::mem::take(&mut replay.backlog);
+        let backlog_bytes = replay.backlog_bytes;
+        let mut fetched = Replaying::of(&member.outbox, &self.name, entries, truncated);
+        fetched.backlog = backlog;
+        fetched.backlog_bytes = backlog_bytes;
+        fetched.presence = presence;
+        **replay = fetched;
+        self.continue_replay_locked(&mut members, key);
     }
 
     /// The last id delivered on this node (0: none yet).
@@ -523,21 +640,53 @@ pub(crate) fn push_replay(outbox: &Outbox, room: &str, entries: &[Entry], trunca
     push_history(outbox, room, entries);
 }
 
-/// Queues `entries` as `history` frames of at most [`HISTORY_CHUNK`].
+/// Queues `entries` as `history` frames (see [`history_chunk`]).
 pub(crate) fn push_history(outbox: &Outbox, room: &str, entries: &[Entry]) {
     if entries.is_empty() {
-        let _ = outbox.push(text_frame(&ServerFrame::History {
-            room: room.to_owned(),
-            messages: Vec::new(),
-        }));
+        let _ = outbox.push(history_frame(room, &[]));
     }
-    for chunk in entries.chunks(HISTORY_CHUNK) {
-        let frame = ServerFrame::History {
-            room: room.to_owned(),
-            messages: chunk.iter().map(chat_message).collect(),
-        };
-        let _ = outbox.push(text_frame(&frame));
+    let mut rest = entries;
+    while !rest.is_empty() {
+        let (count, _) = history_chunk(rest.iter());
+        let (chunk, after) = rest.split_at(count);
+        push_history_chunk(outbox, room, chunk);
+        rest = after;
     }
+}
+
+/// How many of `entries` go in the next `history` frame, and about how
+/// many bytes of text they hold: at most [`HISTORY_CHUNK`] messages and
+/// [`HISTORY_CHUNK_BYTES`] of text, and at least one message. Frames stay
+/// small enough to pace a replay by, and a single big message is never
+/// stuck.
+fn history_chunk<'a>(entries: impl Iterator<Item = &'a Entry>) -> (usize, usize) {
+    let (mut count, mut bytes) = (0, 0);
+    for entry in entries.take(HISTORY_CHUNK) {
+        let size = entry_bytes(entry);
+        if count > 0 && bytes + size > HISTORY_CHUNK_BYTES {
+            break;
+        }
+        count += 1;
+        bytes += size;
+    }
+    (count, bytes)
+}
+
+/// What one entry adds to a `history` frame, roughly: its text and nickname
+/// and the JSON around them.
+fn entry_bytes(entry: &Entry) -> usize {
+    entry.text.len() + entry.nick.len() + 64
+}
+
+fn push_history_chunk(outbox: &Outbox, room: &str, chunk: &[Entry]) {
+    let _ = outbox.push(history_frame(room, chunk));
+}
+
+fn history_frame(room: &str, entries: &[Entry]) -> Bytes {
+    text_frame(&ServerFrame::History {
+        room: room.to_owned(),
+        messages: entries.iter().map(chat_message).collect(),
+    })
 }
 
 fn chat_message(entry: &Entry) -> ChatMessage {
@@ -580,6 +729,12 @@ impl Membership {
     /// Publishes a `wshub.v1` message (see [`Room::publish_text`]).
     pub fn publish_text(&self, nick: &Arc<str>, text: &str, client_ref: Option<String>) -> usize {
         self.room.publish_text(&self.hub, nick, text, client_ref)
+    }
+
+    /// Sends more of this member's replay, if one is being paced out; true
+    /// while some is left (see [`Room::continue_replay`]).
+    pub fn continue_replay(&self) -> bool {
+        self.room.continue_replay(self.key)
     }
 
     /// Changes this member's nickname in the room.
