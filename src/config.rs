@@ -433,9 +433,9 @@ impl Cli {
             }
         }
         for origin in &self.allowed_origins {
-            if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
+            if origin != "*" && crate::origin::Origin::parse(origin).is_none() {
                 return Err(ConfigError::Inconsistent(format!(
-                    "--allowed-origin '{origin}' must be '*' or start with http:// or https://"
+                    "--allowed-origin '{origin}' must be '*' or an origin: http:// or https://, a host, an optional port, no path"
                 )));
             }
         }

@@ -9,7 +9,7 @@
 //! # Layout
 //! - [`config`]: flags, `WSHUB_*` variables, TOML file; the seed's defaults.
 //! - [`server`]: listener, TLS, HTTP until the upgrade, shutdown.
-//! - `routes`, `upgrade`, `origin`, `web`: the HTTP surface.
+//! - `routes`, `upgrade`, `access`, `origin`, `web`: the HTTP surface.
 //! - [`connection`]: one socket's task: read, write, keepalive, close.
 //! - [`protocol`]: the WebSocket wire format, without I/O.
 //! - [`hub`]: connections, rooms and fan-out.
@@ -29,6 +29,7 @@
 //! ```
 #![deny(missing_docs, missing_debug_implementations, unused_must_use)]
 
+mod access;
 pub mod auth;
 pub mod broker;
 pub mod chat;

@@ -143,9 +143,11 @@ pub enum RefusedUpgrade {
     ForbiddenRoom,
     /// `--max-connections-per-ip` reached: 429.
     TooManyFromAddress,
+    /// An upgrade to a path that serves no WebSocket: 404.
+    NotFound,
 }
 
-const REFUSALS: [RefusedUpgrade; 10] = [
+const REFUSALS: [RefusedUpgrade; 11] = [
     RefusedUpgrade::NotWebSocket,
     RefusedUpgrade::Version,
     RefusedUpgrade::Key,
@@ -156,6 +158,7 @@ const REFUSALS: [RefusedUpgrade; 10] = [
     RefusedUpgrade::Unauthorized,
     RefusedUpgrade::ForbiddenRoom,
     RefusedUpgrade::TooManyFromAddress,
+    RefusedUpgrade::NotFound,
 ];
 
 impl RefusedUpgrade {
@@ -172,6 +175,7 @@ impl RefusedUpgrade {
             RefusedUpgrade::Unauthorized => "unauthorized",
             RefusedUpgrade::ForbiddenRoom => "forbidden_room",
             RefusedUpgrade::TooManyFromAddress => "too_many_from_address",
+            RefusedUpgrade::NotFound => "not_found",
         }
     }
 
@@ -180,17 +184,20 @@ impl RefusedUpgrade {
     }
 }
 
-impl From<&crate::upgrade::Refusal> for RefusedUpgrade {
-    fn from(refusal: &crate::upgrade::Refusal) -> Self {
-        use crate::upgrade::Refusal;
+impl From<&crate::access::Refusal> for RefusedUpgrade {
+    fn from(refusal: &crate::access::Refusal) -> Self {
+        use crate::access::Refusal;
         match refusal {
             Refusal::NotWebSocket => RefusedUpgrade::NotWebSocket,
             Refusal::Version => RefusedUpgrade::Version,
             Refusal::Key => RefusedUpgrade::Key,
             Refusal::BadRoom => RefusedUpgrade::BadRoom,
-            Refusal::Origin => RefusedUpgrade::Origin,
+            Refusal::Origin | Refusal::UnknownHost => RefusedUpgrade::Origin,
             Refusal::Full => RefusedUpgrade::Full,
             Refusal::ShuttingDown => RefusedUpgrade::ShuttingDown,
+            Refusal::Token(rejection) => (*rejection).into(),
+            Refusal::TooManyFromAddress => RefusedUpgrade::TooManyFromAddress,
+            Refusal::NotFound => RefusedUpgrade::NotFound,
         }
     }
 }
@@ -709,7 +716,7 @@ mod tests {
         m.connection_closed(Endpoint::Echo, &Ending::Evicted(CloseCode::PolicyViolation));
         m.connection_closed(Endpoint::Echo, &Ending::Dropped);
         m.upgrade_refused(RefusedUpgrade::Full);
-        m.upgrade_refused(&crate::upgrade::Refusal::Origin);
+        m.upgrade_refused(&crate::access::Refusal::Origin);
         hub.stats().evictions.fetch_add(2, std::sync::atomic::Ordering::Relaxed);
         let text = m.render(&hub);
         let v = |s: &str| value(&text, s).unwrap_or_else(|| panic!("{s} missing in\n{text}"));

@@ -1,17 +1,21 @@
-//! The HTTP routes: the two WebSocket services, health, metrics, and the page.
+//! The HTTP routes: the two WebSocket services (and `?check` on their
+//! paths), health, metrics, and the page.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::{header, HeaderValue, Method};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::access::{admit, Asked};
+use crate::protocol::v1::SUBPROTOCOL;
 use crate::server::Shared;
-use crate::upgrade::{upgrade, Target};
+use crate::upgrade::{offers_subprotocol, upgrade, Target};
 
 /// The room behind `/ws`.
 pub const LOBBY: &str = "lobby";
@@ -27,16 +31,95 @@ pub fn router(shared: Arc<Shared>) -> Router {
             origin.to_str().is_ok_and(|o| policy.allows(Some(o), host))
         }));
     Router::new()
-        .route("/echo", get(echo))
-        .route("/ws", get(lobby))
-        .route("/ws/{room}", get(room))
         .route("/healthz", get(healthz))
         .fallback(get(web::serve))
         .layer(cors)
         // Added after the CORS layer, so it sends no CORS headers: a
         // scraper is not a browser, and no other site's page may read it.
         .route("/metrics", get(metrics))
+        // The WebSocket paths answer CORS themselves: an upgrade needs none,
+        // and `?check` is readable by any page (a page whose origin is
+        // refused learns only that).
+        .route("/echo", get(echo).options(check_preflight))
+        .route("/ws", get(lobby).options(check_preflight))
+        .route("/ws/{room}", get(room).options(check_preflight))
         .with_state(shared)
+}
+
+/// A WebSocket path: the upgrade, or, for `?check` without `Upgrade`,
+/// what the upgrade would answer.
+fn websocket(shared: &Arc<Shared>, peer: SocketAddr, request: Request, target: Target) -> Response {
+    let wants_check = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|pair| pair == "check" || pair.starts_with("check=")));
+    if wants_check && !request.headers().contains_key(header::UPGRADE) {
+        return check(shared, peer, &request, &target);
+    }
+    upgrade(shared, peer, request, target)
+}
+
+/// `GET <WebSocket path>?check`: runs the upgrade's own access checks for
+/// this path, origin and token, keeps nothing, and answers `200` with JSON
+/// (`status`, `reason`, `message`, `retry`): a browser cannot read a
+/// refused handshake's status (docs/protocol.md, "Why a connection is
+/// refused"). What a browser's `fetch` cannot send comes as parameters:
+/// `protocol=wshub.v1` for the subprotocol, `origin=` for the Origin a
+/// same-origin request omits, and the token as `Authorization: Bearer`.
+fn check(shared: &Shared, peer: SocketAddr, request: &Request, target: &Target) -> Response {
+    let params: Vec<(Cow<'_, str>, Cow<'_, str>)> =
+        url::form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()).collect();
+    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_ref());
+    let headers = request.headers();
+    let protocol = offers_subprotocol(headers) || param("protocol") == Some(SUBPROTOCOL);
+    let endpoint = target.endpoint(protocol);
+    let mut asked = Asked::from_handshake(target, endpoint, request.uri(), headers);
+    asked.origin = asked.origin.or_else(|| param("origin"));
+    asked.token = asked.token.or_else(|| bearer(headers));
+    let body = match admit(shared, peer, &asked) {
+        // The slots taken are given back here: a check holds nothing.
+        Ok(_admitted) => serde_json::json!({
+            "status": 101,
+            "reason": "ok",
+            "message": "the upgrade would be accepted now",
+            "retry": true,
+        }),
+        Err(refusal) => {
+            tracing::debug!(%peer, path = request.uri().path(), "handshake check: {refusal}");
+            serde_json::json!({
+                "status": refusal.status().as_u16(),
+                "reason": refusal.label(),
+                "message": refusal.to_string(),
+                "retry": refusal.may_pass_later(),
+            })
+        }
+    };
+    let mut response = Json(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    response
+}
+
+/// The token of an `Authorization: Bearer` header (how a page's `fetch`
+/// sends it to `?check`).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The CORS preflight of a cross-origin `?check` with a token.
+async fn check_preflight() -> impl IntoResponse {
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            (header::ACCESS_CONTROL_ALLOW_METHODS, "GET"),
+            (header::ACCESS_CONTROL_ALLOW_HEADERS, "authorization"),
+            (header::ACCESS_CONTROL_MAX_AGE, "600"),
+        ],
+    )
 }
 
 async fn echo(
@@ -44,7 +127,7 @@ async fn echo(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
-    upgrade(&shared, peer, request, Target::Echo)
+    websocket(&shared, peer, request, Target::Echo)
 }
 
 /// `/ws` is the room `lobby`, as the seed's single chat.
@@ -53,7 +136,7 @@ async fn lobby(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
-    upgrade(&shared, peer, request, Target::Chat(LOBBY.to_owned()))
+    websocket(&shared, peer, request, Target::Chat(LOBBY.to_owned()))
 }
 
 async fn room(
@@ -62,7 +145,7 @@ async fn room(
     Path(room): Path<String>,
     request: Request,
 ) -> Response {
-    upgrade(&shared, peer, request, Target::Chat(room))
+    websocket(&shared, peer, request, Target::Chat(room))
 }
 
 /// `GET /healthz`: 200 with live counts, for load balancers and humans.

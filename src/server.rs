@@ -84,6 +84,8 @@ pub struct Shared {
     /// Where upgraded plain connections run, when not on the accepting
     /// runtime (see [`Server::with_connection_runtime`]).
     pub(crate) connection_runtime: std::sync::OnceLock<tokio::runtime::Handle>,
+    /// Which refused handshakes were lately logged at warn.
+    pub(crate) refusals: crate::access::RefusalLog,
 }
 
 impl Shared {
@@ -145,6 +147,7 @@ impl Server {
             auth,
             broker_stop: CancellationToken::new(),
             connection_runtime: std::sync::OnceLock::new(),
+            refusals: crate::access::RefusalLog::default(),
             config,
         });
         shared.hub.per_ip().set_max(shared.config.max_connections_per_ip);

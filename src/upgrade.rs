@@ -1,7 +1,7 @@
 //! The WebSocket handshake (RFC 6455 section 4.2), done before any socket
 //! exists: the last point where a request can still be refused with an
-//! HTTP status. Origin, capacity and the handshake headers are checked
-//! here; then the connection's task takes over the upgraded socket.
+//! HTTP status. The handshake headers are checked here, who may connect in
+//! `access.rs`; then the connection's task takes over the upgraded socket.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine;
 use bytes::Bytes;
 use hyper::upgrade::Upgraded;
@@ -19,61 +19,16 @@ use sha1::{Digest, Sha1};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::auth::{presented_token, Grant, Rejection};
+use crate::access::{admit, refuse, Admission, Asked, Refusal};
 use crate::chat::ChatSession;
 use crate::connection::{CloseRequest, ConnectionTask, Farewell, Outbox, Service, Setup};
 use crate::hub::{Endpoint, Member, Mode, Replay, Ticket};
-use crate::protocol::v1::{is_valid_room, SUBPROTOCOL};
+use crate::protocol::v1::SUBPROTOCOL;
 use crate::protocol::{negotiate, CloseCode, DeflateParams};
-use crate::ratelimit::IpSlot;
 use crate::server::Shared;
 
 /// The GUID every server appends to the client's key (RFC 6455 1.3).
 const ACCEPT_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-
-/// Why a handshake was refused; each maps to one HTTP status.
-#[derive(Debug, thiserror::Error)]
-pub enum Refusal {
-    /// Not a WebSocket upgrade at all (a plain GET).
-    #[error("this endpoint speaks WebSocket; connect with a WebSocket client, e.g. wscat -c ws://HOST/echo")]
-    NotWebSocket,
-    /// A version other than 13.
-    #[error("unsupported Sec-WebSocket-Version; this server speaks 13")]
-    Version,
-    /// A missing or malformed Sec-WebSocket-Key.
-    #[error("missing or malformed Sec-WebSocket-Key")]
-    Key,
-    /// The page's origin is not allowed.
-    #[error("origin not allowed")]
-    Origin,
-    /// `--max-connections` reached.
-    #[error("server at its connection limit, try again later")]
-    Full,
-    /// The server is shutting down.
-    #[error("server shutting down")]
-    ShuttingDown,
-    /// `/ws/{room}` with a name that is not 1-64 letters, digits, `-`, `_`, `.`.
-    #[error("bad room name: use 1 to 64 letters, digits, '-', '_' or '.'")]
-    BadRoom,
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        let status = match self {
-            Refusal::NotWebSocket | Refusal::Version => StatusCode::UPGRADE_REQUIRED,
-            Refusal::Key | Refusal::BadRoom => StatusCode::BAD_REQUEST,
-            Refusal::Origin => StatusCode::FORBIDDEN,
-            Refusal::Full | Refusal::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        let mut response = (status, self.to_string()).into_response();
-        if status == StatusCode::UPGRADE_REQUIRED {
-            let headers = response.headers_mut();
-            headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
-            headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        }
-        response
-    }
-}
 
 /// Which service a WebSocket path asks for.
 #[derive(Debug, Clone)]
@@ -84,37 +39,29 @@ pub enum Target {
     Chat(String),
 }
 
+impl Target {
+    /// The endpoint a request for this target is counted under: chat
+    /// paths offered `wshub.v1` speak the subprotocol.
+    pub fn endpoint(&self, offers_subprotocol: bool) -> Endpoint {
+        match (self, offers_subprotocol) {
+            (Target::Echo, _) => Endpoint::Echo,
+            (Target::Chat(_), true) => Endpoint::Protocol,
+            (Target::Chat(_), false) => Endpoint::Chat,
+        }
+    }
+}
+
 /// Accepts (or refuses) a WebSocket upgrade for `target`.
 pub fn upgrade(shared: &Arc<Shared>, peer: SocketAddr, mut request: Request, target: Target) -> Response {
     let protocol = matches!(target, Target::Chat(_)) && offers_subprotocol(request.headers());
-    let endpoint = match (&target, protocol) {
-        (Target::Echo, _) => Endpoint::Echo,
-        (Target::Chat(_), true) => Endpoint::Protocol,
-        (Target::Chat(_), false) => Endpoint::Chat,
-    };
-    let accept = match check(shared, request.headers(), &target) {
-        Ok(accept) => accept,
-        Err(refusal) => {
-            match refusal {
-                Refusal::Origin | Refusal::Full => {
-                    tracing::warn!(%peer, endpoint = endpoint.as_str(), origin = ?request.headers().get(header::ORIGIN), "refused upgrade: {refusal}")
-                }
-                _ => {
-                    tracing::debug!(%peer, endpoint = endpoint.as_str(), "refused upgrade: {refusal}")
-                }
-            }
-            shared.hub.metrics().upgrade_refused(&refusal);
-            return refusal.into_response();
-        }
-    };
-    let admission = match admit(shared, peer, &request, &target, endpoint) {
-        Ok(admission) => admission,
-        Err(denied) => return denied.into_response(),
-    };
-    let Some(ticket) = shared.hub.reserve(endpoint) else {
-        tracing::warn!(%peer, endpoint = endpoint.as_str(), "refused upgrade: {}", Refusal::Full);
-        shared.hub.metrics().upgrade_refused(&Refusal::Full);
-        return Refusal::Full.into_response();
+    let endpoint = target.endpoint(protocol);
+    let checked = handshake(request.headers()).and_then(|accept| {
+        let asked = Asked::from_handshake(&target, endpoint, request.uri(), request.headers());
+        admit(shared, peer, &asked).map(|admitted| (accept, admitted))
+    });
+    let (accept, (admission, ticket)) = match checked {
+        Ok(checked) => checked,
+        Err(refusal) => return refuse(shared, peer, request.uri(), request.headers(), refusal),
     };
     // permessage-deflate (RFC 7692), when enabled and offered: without
     // context takeover either way, so it costs an idle connection nothing.
@@ -152,7 +99,8 @@ pub fn upgrade(shared: &Arc<Shared>, peer: SocketAddr, mut request: Request, tar
     response
 }
 
-fn offers_subprotocol(headers: &HeaderMap) -> bool {
+/// Whether the request offers `wshub.v1` in `Sec-WebSocket-Protocol`.
+pub(crate) fn offers_subprotocol(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
@@ -161,7 +109,9 @@ fn offers_subprotocol(headers: &HeaderMap) -> bool {
         .any(|p| p.trim() == SUBPROTOCOL)
 }
 
-fn check(shared: &Shared, headers: &HeaderMap, target: &Target) -> Result<HeaderValue, Refusal> {
+/// The handshake's own headers (RFC 6455 4.2.1): an upgrade to WebSocket,
+/// version 13, a 16-byte key. Who may connect is [`admit`]'s part.
+fn handshake(headers: &HeaderMap) -> Result<HeaderValue, Refusal> {
     let has_token = |name: header::HeaderName, token: &str| {
         headers
             .get_all(name)
@@ -173,11 +123,6 @@ fn check(shared: &Shared, headers: &HeaderMap, target: &Target) -> Result<Header
     if !has_token(header::UPGRADE, "websocket") || !has_token(header::CONNECTION, "upgrade") {
         return Err(Refusal::NotWebSocket);
     }
-    if let Target::Chat(room) = target {
-        if !is_valid_room(room) {
-            return Err(Refusal::BadRoom);
-        }
-    }
     if headers.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
         return Err(Refusal::Version);
     }
@@ -188,87 +133,7 @@ fn check(shared: &Shared, headers: &HeaderMap, target: &Target) -> Result<Header
     if decoded.len() != 16 {
         return Err(Refusal::Key);
     }
-    let origin = headers.get(header::ORIGIN).map(|v| v.to_str().unwrap_or("invalid"));
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    if !shared.origins.allows(origin, host) {
-        return Err(Refusal::Origin);
-    }
-    if shared.shutting_down.load(Ordering::Acquire) {
-        return Err(Refusal::ShuttingDown);
-    }
     Ok(accept_key(key.as_bytes()))
-}
-
-/// What the access checks let a connection have: its token's grant (when
-/// tokens are required) and its place in its address's connection count.
-#[derive(Debug)]
-struct Admission {
-    grant: Option<Grant>,
-    ip_slot: IpSlot,
-}
-
-/// Why [`admit`] refused a handshake.
-#[derive(Debug)]
-enum Denied {
-    /// The token: 401, or 403 for a room it does not list.
-    Token(Rejection),
-    /// `--max-connections-per-ip` reached: 429.
-    TooManyFromAddress,
-}
-
-impl IntoResponse for Denied {
-    fn into_response(self) -> Response {
-        match self {
-            Denied::Token(rejection) => rejection.into_response(),
-            Denied::TooManyFromAddress => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many connections from your address, try again later",
-            )
-                .into_response(),
-        }
-    }
-}
-
-/// The checks after the handshake's own: the token (401, or 403 for a raw
-/// room it does not list) and the per-address limit (429). Refusals are
-/// logged with their reason, never with the token.
-fn admit(
-    shared: &Shared,
-    peer: SocketAddr,
-    request: &Request,
-    target: &Target,
-    endpoint: Endpoint,
-) -> Result<Admission, Denied> {
-    let grant = match &shared.auth {
-        None => None,
-        Some(verifier) => {
-            let checked = match presented_token(request.uri(), request.headers()) {
-                None => Err(Rejection::Unauthorized("missing token")),
-                Some(token) => verifier.verify(token),
-            };
-            let checked = checked.and_then(|grant| match (endpoint, target) {
-                (Endpoint::Chat, Target::Chat(room)) if !grant.allows(room) => Err(Rejection::ForbiddenRoom),
-                _ => Ok(grant),
-            });
-            match checked {
-                Ok(grant) => Some(grant),
-                Err(rejection) => {
-                    tracing::warn!(%peer, endpoint = endpoint.as_str(), "refused upgrade: {rejection}");
-                    shared.hub.metrics().upgrade_refused(rejection);
-                    return Err(Denied::Token(rejection));
-                }
-            }
-        }
-    };
-    let Some(ip_slot) = shared.hub.per_ip().acquire(peer.ip()) else {
-        tracing::warn!(%peer, endpoint = endpoint.as_str(), "refused upgrade: too many connections from this address");
-        shared
-            .hub
-            .metrics()
-            .upgrade_refused(crate::metrics::RefusedUpgrade::TooManyFromAddress);
-        return Err(Denied::TooManyFromAddress);
-    };
-    Ok(Admission { grant, ip_slot })
 }
 
 /// `Sec-WebSocket-Accept` for a client's key.

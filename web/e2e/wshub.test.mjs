@@ -4,6 +4,7 @@
 // page embedded in the binary. Without it, a binary whose embedded page is not the current
 // web/dist fails the first test, and the other scenarios fall back to the static page.
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
@@ -16,6 +17,7 @@ import {
   freePort,
   killAll,
   launchBrowser,
+  sleep,
   startStaticServer,
   startWshub,
   stitchSideBySide,
@@ -38,6 +40,13 @@ function pageUrl(mode, { room, server = hub } = {}) {
   const roomParam = room ? `&room=${room}` : '';
   if (pageSource === 'static') return `${staticSite.url}/?mode=${mode}${roomParam}&server=ws://127.0.0.1:${server.port}`;
   return `http://127.0.0.1:${server.port}/?mode=${mode}${roomParam}`;
+}
+
+/** An HS256 JWT with `claims`, signed with `secret`. */
+function jwt(claims, secret) {
+  const part = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const unsigned = `${part({ alg: 'HS256', typ: 'JWT' })}.${part(claims)}`;
+  return `${unsigned}.${crypto.createHmac('sha256', secret).update(unsigned).digest('base64url')}`;
 }
 
 /** A new tab; `nick` is put in localStorage before the page's own scripts run. */
@@ -379,16 +388,69 @@ describe('wshub page', { timeout: 180_000 }, () => {
       assert.equal(status, 403);
 
       const page = await openPage(`${staticSite.url}/?mode=chat&server=ws://127.0.0.1:${strict.port}`);
-      const alert = page.locator('[role="alert"][data-kind="refused"]');
+      // The page asked the server why, was told the origin, and stopped.
+      const alert = page.locator('[role="alert"][data-refusal="origin"]');
       await alert.waitFor();
-      await page.waitForFunction(() => /origin allowed/.test(document.querySelector('[data-kind="refused"]')?.textContent ?? ''));
-      assert.match(await alert.innerText(), /refused the connection/);
+      assert.match(await alert.innerText(), /does not allow this page's origin/);
+      assert.match(await alert.innerText(), /--allowed-origin/);
+      await waitStatus(page, 'closed');
       assert.ok(await page.locator('h1').isVisible(), 'page should still render');
-      assert.equal(await page.locator('[data-status="open"]').count(), 0);
       await page.screenshot({ path: path.join(SHOTS_DIR, 'refused.png') });
       await page.close();
     } finally {
       await stopProcess(strict);
+    }
+  });
+
+  test('with tokens required, the page names the token problem and stops retrying', { timeout: 60_000 }, async () => {
+    const secret = 'an e2e secret of at least thirty-two bytes';
+    const guarded = await startWshub(await freePort(), ['--jwt-secret', secret]);
+    const refusedCount = async () => {
+      const text = await (await fetch(`http://127.0.0.1:${guarded.port}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith('wshub_upgrades_refused_total{reason="unauthorized"}'));
+      return Number(line?.split(' ').pop());
+    };
+    try {
+      // No token: the headline says a token is required, not that the origin is refused.
+      const page = await openPage(pageUrl('chat', { server: guarded }));
+      const alert = page.locator('[role="alert"][data-refusal="unauthorized"]');
+      await alert.waitFor();
+      const text = await alert.innerText();
+      assert.match(text, /requires an access token/);
+      assert.match(text, /missing token/);
+      assert.doesNotMatch(text, /origin/);
+      await waitStatus(page, 'closed');
+      assert.equal(await alert.getAttribute('data-retry'), 'false');
+      const refused = await refusedCount();
+      assert.ok(refused >= 1, `refusals counted: ${refused}`);
+      // It stays stopped: an unstopped page would retry after 0.5 s, 1 s, 2 s, ...
+      await sleep(3_500);
+      assert.equal(await refusedCount(), refused, 'the page retried a refused token');
+      assert.equal(await page.locator('[role="status"][data-status="closed"]').count(), 1);
+      await page.screenshot({ path: path.join(SHOTS_DIR, 'token-required.png') });
+      await page.close();
+
+      // A token the server refuses: named as such, with the server's reason.
+      const forged = jwt({ sub: 'ann', exp: Math.floor(Date.now() / 1000) + 3600 }, 'not the server secret, also thirty-two bytes');
+      const bad = await openPage(`${pageUrl('chat', { server: guarded })}&token=${forged}`);
+      const badAlert = bad.locator('[role="alert"][data-refusal="unauthorized"]');
+      await badAlert.waitFor();
+      assert.match(await badAlert.innerText(), /refused the access token/);
+      assert.match(await badAlert.innerText(), /bad signature/);
+      await waitStatus(bad, 'closed');
+      await bad.close();
+
+      // The server warned once, not once per attempt.
+      const warnings = guarded.output.split('\n').filter((l) => l.includes('refused upgrade: unauthorized'));
+      assert.equal(warnings.length, 1, `one warning per reason and address:\n${warnings.join('\n')}`);
+
+      // A valid token connects.
+      const good = jwt({ sub: 'ann', exp: Math.floor(Date.now() / 1000) + 3600 }, secret);
+      const ok = await openPage(`${pageUrl('chat', { server: guarded })}&token=${good}`);
+      await waitStatus(ok, 'open');
+      await ok.close();
+    } finally {
+      await stopProcess(guarded);
     }
   });
 

@@ -1,13 +1,18 @@
 import { describe, expect, it } from 'vitest';
-import { classifyClose, closeCodeLabel, refineRefusal, shouldRetry } from './close';
+import type { CheckAnswer, CheckOutcome } from './check';
+import { classifyClose, closeCodeLabel, explainRefusal, shouldRetry } from './close';
+
+const answered = (answer: CheckAnswer): CheckOutcome => ({ kind: 'answered', answer });
 
 describe('classifyClose', () => {
-  it('calls a 1006 before open a refusal, with an origin hint', () => {
+  it('calls a 1006 before open a refusal, naming the usual causes without blaming one', () => {
     const v = classifyClose({ code: 1006, reason: '', wasClean: false, opened: false });
     expect(v.kind).toBe('refused');
     expect(v.retry).toBe(true);
     expect(v.title).toMatch(/refused/);
+    expect(v.title).not.toMatch(/origin/);
     expect(v.detail).toMatch(/origin/);
+    expect(v.detail).toMatch(/full/);
     expect(v.detail).toMatch(/1006/);
   });
 
@@ -46,46 +51,84 @@ describe('classifyClose', () => {
   });
 });
 
-describe('refineRefusal', () => {
+describe('explainRefusal', () => {
   const refused = classifyClose({ code: 1006, reason: '', wasClean: false, opened: false });
+  const withToken = classifyClose({ code: 1006, reason: '', wasClean: false, opened: false }, { withToken: true });
 
-  it('blames the handshake (origin) when the server answers HTTP', () => {
-    const v = refineRefusal(refused, true);
-    expect(v.kind).toBe('refused');
-    expect(v.title).toBe("The server refused the connection — is this page's origin allowed?");
+  it('says a token is missing, and not to retry', () => {
+    const v = explainRefusal(refused, answered({ status: 401, reason: 'unauthorized', message: 'unauthorized: missing token', retry: false }));
+    expect(v).toMatchObject({ kind: 'refused', retry: false, refusal: 'unauthorized', title: 'The server requires an access token.' });
+    expect(v.detail).toContain('The server says: unauthorized: missing token.');
+    expect(v.detail).toMatch(/\?token=/);
+    expect(v.detail).toMatch(/Not retrying/);
+    expect(v.title).not.toMatch(/origin/);
   });
 
-  it('says unreachable when nothing answers', () => {
-    expect(refineRefusal(refused, false).title).toBe('Cannot reach the server.');
+  it('says an offered token was refused', () => {
+    const v = explainRefusal(
+      withToken,
+      answered({ status: 401, reason: 'unauthorized', message: 'unauthorized: token expired', retry: false }),
+      { withToken: true },
+    );
+    expect(v.title).toBe('The server refused the access token.');
+    expect(v.detail).toMatch(/token expired/);
+    expect(v.retry).toBe(false);
+  });
+
+  it('blames the origin only when the server says so', () => {
+    const v = explainRefusal(refused, answered({ status: 403, reason: 'origin', message: 'origin not allowed', retry: false }));
+    expect(v).toMatchObject({ retry: false, refusal: 'origin', title: "The server does not allow this page's origin." });
+    expect(v.detail).toMatch(/--allowed-origin/);
+  });
+
+  it('keeps retrying a full server or too many connections', () => {
+    const full = explainRefusal(refused, answered({ status: 503, reason: 'full', message: 'server at its connection limit, try again later', retry: true }));
+    expect(full).toMatchObject({ retry: true, refusal: 'full', title: 'The server is full.' });
+    const many = explainRefusal(refused, answered({ status: 429, reason: 'too_many_from_address', message: 'too many', retry: true }));
+    expect(many).toMatchObject({ retry: true, title: 'Too many connections from your address.' });
+    const down = explainRefusal(refused, answered({ status: 503, reason: 'shutting_down', message: 'server shutting down', retry: true }));
+    expect(down.retry).toBe(true);
+  });
+
+  it('follows the server on reasons it does not know', () => {
+    const v = explainRefusal(refused, answered({ status: 400, reason: 'bad_room', message: 'bad room name', retry: false }));
+    expect(v).toMatchObject({ retry: false, title: 'The server refused the connection (HTTP 400).' });
+  });
+
+  it('retries when the server would accept the handshake now', () => {
+    const v = explainRefusal(refused, answered({ status: 101, reason: 'ok', message: 'the upgrade would be accepted now', retry: true }));
+    expect(v.retry).toBe(true);
+    expect(v.refusal).toBeUndefined();
+  });
+
+  it('says unreachable when nothing answers, and retries', () => {
+    const v = explainRefusal(refused, { kind: 'unreachable' });
+    expect(v).toMatchObject({ retry: true, title: 'Cannot reach the server.' });
+  });
+
+  it('lists the usual causes when the server answers but not the check', () => {
+    const v = explainRefusal(refused, { kind: 'unreadable' });
+    expect(v).toMatchObject({ retry: true, title: 'The server refused the connection.' });
+    expect(v.detail).toMatch(/requires an access token/);
+    expect(explainRefusal(withToken, { kind: 'unreadable' }, { withToken: true }).detail).toMatch(/invalid or expired/);
   });
 
   it('leaves other verdicts alone', () => {
     const lost = classifyClose({ code: 1006, reason: '', wasClean: false, opened: true });
-    expect(refineRefusal(lost, true)).toBe(lost);
+    expect(explainRefusal(lost, { kind: 'unreachable' })).toBe(lost);
+  });
+
+  it('never retries what the close code already ruled out', () => {
+    const app = classifyClose({ code: 4001, reason: '', wasClean: true, opened: false });
+    expect(explainRefusal(app, answered({ status: 503, reason: 'full', message: 'full', retry: true })).retry).toBe(false);
   });
 });
 
 describe('refusals when an access token was offered', () => {
-  it('name the token before the probe, and still the origin', () => {
+  it('name the token among the causes before the server answers', () => {
     const v = classifyClose({ code: 1006, reason: '', wasClean: false, opened: false }, { withToken: true });
     expect(v.kind).toBe('refused');
     expect(v.title).toMatch(/refused/);
-    expect(v.detail).toMatch(/access token/);
-    expect(v.detail).toMatch(/401/);
-    expect(v.detail).toMatch(/origin/);
-  });
-
-  it('name the token when the server answers HTTP', () => {
-    const refused = classifyClose({ code: 1006, reason: '', wasClean: false, opened: false }, { withToken: true });
-    const v = refineRefusal(refused, true, { withToken: true });
-    expect(v.title).toBe('The server refused the connection — is the access token valid?');
-    expect(v.detail).toMatch(/\?token=.*401/);
-    expect(refineRefusal(refused, false, { withToken: true }).title).toBe('Cannot reach the server.');
-  });
-
-  it('without a token, hint that the server may require one', () => {
-    const refused = classifyClose({ code: 1006, reason: '', wasClean: false, opened: false });
-    expect(refused.detail).not.toMatch(/token/);
-    expect(refineRefusal(refused, true).detail).toMatch(/requires an access token/);
+    expect(v.detail).toMatch(/access token from \?token= is invalid/);
   });
 });

@@ -1,10 +1,12 @@
 /**
  * What a WebSocket close means to the person looking at the page.
  *
- * Browsers hide why a handshake failed: an HTTP 403 (origin not allowed), a refused TCP connection
- * and a TLS error all surface as close code 1006 without a prior `open` event. So the classification
- * uses whether this socket ever opened, and the page may refine a refusal with an HTTP probe.
+ * Browsers hide why a handshake failed: an HTTP 401 (bad token), a 403 (origin not allowed), a 503
+ * (server full), a refused TCP connection and a TLS error all surface as close code 1006 without a
+ * prior `open` event. So the classification uses whether this socket ever opened, and the page then
+ * asks the server why (`explainRefusal` with the answer of `GET <path>?check`, see check.ts).
  */
+import type { CheckAnswer, CheckOutcome } from './check';
 
 /** Names of the registered close codes (RFC 6455 §7.4.1 and the IANA registry). */
 export const CLOSE_CODE_NAMES: Readonly<Record<number, string>> = {
@@ -51,6 +53,8 @@ export interface CloseVerdict extends CloseInfo {
   detail: string;
   /** Whether the client should try again on its own. */
   retry: boolean;
+  /** The server's reason for refusing the handshake (`unauthorized`, `origin`, `full`, ...), once it said. */
+  refusal?: string;
 }
 
 /** "1008 Policy violation", or just "4001" for codes without a registered name. */
@@ -86,12 +90,12 @@ export function classifyClose(info: CloseInfo, context: HandshakeContext = {}): 
       kind: 'refused',
       retry,
       title: 'The server refused the connection, or could not be reached.',
-      detail: context.withToken
-        ? `Closed before it opened (${label}). Is the access token from ?token= valid and not expired, ` +
-          "and is this page's origin allowed by the server? " +
-          'Browsers do not tell a page the HTTP status of a rejected handshake (401 for a bad token, 403 for a refused origin).'
-        : `Closed before it opened (${label}). Is this page's origin allowed by the server? ` +
-          'Browsers do not tell a page the HTTP status of a rejected handshake.',
+      detail:
+        `Closed before it opened (${label}). ` +
+        (context.withToken
+          ? 'Usual causes: the access token from ?token= is invalid or expired, this page\'s origin is not allowed, the server is full, or nothing answers.'
+          : "Usual causes: this page's origin is not allowed, the server is full, or nothing answers.") +
+        ' Browsers do not tell a page the HTTP status of a rejected handshake.',
     };
   }
   if (info.code === 1006) {
@@ -121,35 +125,79 @@ export function classifyClose(info: CloseInfo, context: HandshakeContext = {}): 
   };
 }
 
+/** Why stopping: said after every refusal that retrying cannot fix. */
+const NOT_RETRYING = 'Not retrying: the same handshake would be refused again.';
+
+/** Title and detail for a refusal the server explained. */
+function explainAnswer(answer: CheckAnswer, context: HandshakeContext): { title: string; detail: string } {
+  const says = `The server says: ${answer.message}.`;
+  switch (answer.reason) {
+    case 'unauthorized':
+      return context.withToken
+        ? {
+            title: 'The server refused the access token.',
+            detail: `${says} Get a new token and open the page with ?token=… again. ${NOT_RETRYING}`,
+          }
+        : {
+            title: 'The server requires an access token.',
+            detail: `${says} Open the page with ?token=… (a JWT this server accepts). ${NOT_RETRYING}`,
+          };
+    case 'forbidden_room':
+      return { title: 'The access token does not allow this room.', detail: `${says} ${NOT_RETRYING}` };
+    case 'origin':
+      return {
+        title: "The server does not allow this page's origin.",
+        detail: `${says} The server's operator can allow it with --allowed-origin. ${NOT_RETRYING}`,
+      };
+    case 'full':
+      return { title: 'The server is full.', detail: `${says} Retrying until a place is free.` };
+    case 'too_many_from_address':
+      return { title: 'Too many connections from your address.', detail: `${says} Retrying until one closes.` };
+    case 'shutting_down':
+      return { title: 'The server is shutting down.', detail: `${says} Retrying: it may come back.` };
+    default:
+      return {
+        title: `The server refused the connection (HTTP ${answer.status}).`,
+        detail: answer.retry ? `${says} Retrying.` : `${says} ${NOT_RETRYING}`,
+      };
+  }
+}
+
 /**
- * Sharpen a `refused` verdict with the result of an HTTP probe of the same server: reachable
- * means the handshake itself was rejected (origin, path, limits); unreachable means nobody answered.
+ * Explain a `refused` verdict with what the server said about the same handshake: why it was
+ * refused, and whether retrying can help (a bad token or a refused origin stays refused; a full
+ * server or a dropped network may not). Other verdicts are returned unchanged.
  */
-export function refineRefusal(verdict: CloseVerdict, reachable: boolean, context: HandshakeContext = {}): CloseVerdict {
+export function explainRefusal(verdict: CloseVerdict, outcome: CheckOutcome, context: HandshakeContext = {}): CloseVerdict {
   if (verdict.kind !== 'refused') return verdict;
-  if (reachable && context.withToken) {
-    return {
-      ...verdict,
-      title: 'The server refused the connection — is the access token valid?',
-      detail:
-        `The server answers HTTP but rejected the WebSocket handshake (${closeCodeLabel(verdict.code)} ` +
-        'in the browser). Usual causes: the token given with ?token= is invalid, expired or not yet valid ' +
-        "(HTTP 401), this page's origin is not allowed (403), or a connection limit (429).",
-    };
+  const label = closeCodeLabel(verdict.code);
+  switch (outcome.kind) {
+    case 'answered': {
+      const { answer } = outcome;
+      if (answer.status === 101) {
+        return {
+          ...verdict,
+          title: 'The connection failed, though the server would accept it now.',
+          detail: `The handshake was refused (${label} in the browser), but the server's check passes: a proxy or the network may be in the way, or a limit was reached for a moment. Retrying.`,
+        };
+      }
+      return { ...verdict, ...explainAnswer(answer, context), retry: verdict.retry && answer.retry, refusal: answer.reason };
+    }
+    case 'unreadable':
+      return {
+        ...verdict,
+        title: 'The server refused the connection.',
+        detail:
+          `It answers HTTP but rejected the WebSocket handshake (${label} in the browser) without saying why ` +
+          '(an older wshub, or a proxy in between). Usual causes: ' +
+          (context.withToken ? 'the access token from ?token= is invalid or expired, ' : 'the server requires an access token (?token=…), ') +
+          "this page's origin is not allowed, a wrong path, or a connection limit.",
+      };
+    case 'unreachable':
+      return {
+        ...verdict,
+        title: 'Cannot reach the server.',
+        detail: `Nothing answered (${label}). Is the server running, and is the address right?`,
+      };
   }
-  if (reachable) {
-    return {
-      ...verdict,
-      title: "The server refused the connection — is this page's origin allowed?",
-      detail:
-        `The server answers HTTP but rejected the WebSocket handshake (${closeCodeLabel(verdict.code)} ` +
-        'in the browser). Usual causes: this origin is not in the allowed list, the server requires an access ' +
-        'token (add ?token=… to the page address), a wrong path, or a connection limit.',
-    };
-  }
-  return {
-    ...verdict,
-    title: 'Cannot reach the server.',
-    detail: `Nothing answered (${closeCodeLabel(verdict.code)}). Is the server running, and is the address right?`,
-  };
 }

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ReconnectPolicy } from './backoff';
+import type { CheckAnswer, CheckOutcome } from './check';
 import { Connection, type ConnectionStatus, type SocketLike } from './connection';
 
 /** A socket the test drives by hand. */
@@ -34,7 +35,7 @@ class FakeSocket implements SocketLike {
 
 const policy: ReconnectPolicy = { baseDelayMs: 100, factor: 2, maxDelayMs: 1_000, jitter: 0.5, stableAfterMs: 5_000 };
 
-function setup(probe?: () => Promise<boolean>, withToken?: boolean) {
+function setup(check?: () => Promise<CheckOutcome>, withToken?: boolean) {
   const sockets: FakeSocket[] = [];
   const statuses: ConnectionStatus[] = [];
   const conn = new Connection({
@@ -46,7 +47,7 @@ function setup(probe?: () => Promise<boolean>, withToken?: boolean) {
       sockets.push(s);
       return s;
     },
-    probe,
+    check,
     withToken,
   });
   conn.subscribe((s) => {
@@ -55,6 +56,8 @@ function setup(probe?: () => Promise<boolean>, withToken?: boolean) {
   const last = () => sockets[sockets.length - 1] as FakeSocket;
   return { conn, sockets, statuses, last };
 }
+
+const answered = (answer: CheckAnswer): CheckOutcome => ({ kind: 'answered', answer });
 
 beforeEach(() => {
   vi.useFakeTimers();
@@ -153,21 +156,110 @@ describe('Connection', () => {
     expect(conn.getState().status).toBe('connecting');
   });
 
-  it('refines a refusal with the HTTP probe', async () => {
-    const { conn, last } = setup(() => Promise.resolve(true));
+  it('asks the server before retrying a refusal, and stops where retrying cannot help', async () => {
+    const check = vi.fn(() => Promise.resolve(answered({ status: 401, reason: 'unauthorized', message: 'unauthorized: missing token', retry: false })));
+    const { conn, sockets, last } = setup(check);
     conn.start();
     last().serverClose(1006);
-    expect(conn.getState().lastClose?.title).toMatch(/refused/);
-    await vi.waitFor(() => expect(conn.getState().lastClose?.title).toMatch(/origin allowed/));
-    expect(conn.getState().everOpened).toBe(false);
+    expect(check).toHaveBeenCalledTimes(1);
+    expect(conn.getState()).toMatchObject({ status: 'reconnecting', retryAt: null });
+    await vi.waitFor(() => expect(conn.getState().status).toBe('closed'));
+    expect(conn.getState().lastClose).toMatchObject({ kind: 'refused', refusal: 'unauthorized', retry: false });
+    expect(conn.getState().lastClose?.title).toBe('The server requires an access token.');
+    expect(conn.getState().lastClose?.detail).toMatch(/missing token/);
+    vi.advanceTimersByTime(60_000);
+    expect(sockets.length).toBe(1);
+    expect(check).toHaveBeenCalledTimes(1);
+    // The user may still try again.
+    conn.reconnectNow();
+    expect(sockets.length).toBe(2);
+    expect(conn.getState().status).toBe('connecting');
+  });
+
+  it('names a refused origin and stops', async () => {
+    const { conn, sockets, last } = setup(() =>
+      Promise.resolve(answered({ status: 403, reason: 'origin', message: 'origin not allowed', retry: false })),
+    );
+    conn.start();
+    last().serverClose(1006);
+    await vi.waitFor(() => expect(conn.getState().status).toBe('closed'));
+    expect(conn.getState().lastClose?.title).toBe("The server does not allow this page's origin.");
+    vi.advanceTimersByTime(60_000);
+    expect(sockets.length).toBe(1);
+  });
+
+  it('keeps retrying a full server, saying so', async () => {
+    const check = vi.fn(() =>
+      Promise.resolve(answered({ status: 503, reason: 'full', message: 'server at its connection limit, try again later', retry: true })),
+    );
+    const { conn, sockets, last } = setup(check);
+    conn.start();
+    last().serverClose(1006);
+    await vi.waitFor(() => expect(conn.getState().retryAt).not.toBeNull());
+    expect(conn.getState()).toMatchObject({ status: 'reconnecting', lastClose: { refusal: 'full', retry: true } });
+    expect(conn.getState().lastClose?.title).toBe('The server is full.');
+    vi.advanceTimersByTime(100);
+    expect(sockets.length).toBe(2);
+    last().serverOpen();
+    expect(conn.getState()).toMatchObject({ status: 'open', lastClose: null });
+  });
+
+  it('keeps retrying when nothing answers, or the check cannot be read', async () => {
+    for (const outcome of [{ kind: 'unreachable' }, { kind: 'unreadable' }] as const) {
+      const { conn, sockets, last } = setup(() => Promise.resolve(outcome));
+      conn.start();
+      last().serverClose(1006);
+      await vi.waitFor(() => expect(conn.getState().retryAt).not.toBeNull());
+      expect(conn.getState().status).toBe('reconnecting');
+      vi.advanceTimersByTime(100);
+      expect(sockets.length).toBe(2);
+      conn.stop();
+    }
+  });
+
+  it('retries when the check itself fails', async () => {
+    const { conn, sockets, last } = setup(() => Promise.reject(new Error('boom')));
+    conn.start();
+    last().serverClose(1006);
+    await vi.waitFor(() => expect(conn.getState().retryAt).not.toBeNull());
+    vi.advanceTimersByTime(100);
+    expect(sockets.length).toBe(2);
+  });
+
+  it('ignores a check answered after stop() or after a new attempt', async () => {
+    let answer: (o: CheckOutcome) => void = () => {};
+    const { conn, sockets, last } = setup(() => new Promise((resolve) => (answer = resolve)));
+    conn.start();
+    last().serverClose(1006);
+    conn.reconnectNow(); // the user did not wait
+    expect(sockets.length).toBe(2);
+    answer(answered({ status: 401, reason: 'unauthorized', message: 'unauthorized: token expired', retry: false }));
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(conn.getState().status).toBe('reconnecting');
+    last().serverOpen();
+    expect(conn.getState().status).toBe('open');
+  });
+
+  it('does not ask about a socket that had opened', () => {
+    const check = vi.fn(() => Promise.resolve<CheckOutcome>({ kind: 'unreachable' }));
+    const { conn, last } = setup(check);
+    conn.start();
+    last().serverOpen();
+    last().serverClose(1006);
+    expect(check).not.toHaveBeenCalled();
+    expect(conn.getState().lastClose?.kind).toBe('lost');
   });
 
   it('mentions the token in a refusal when one was offered', async () => {
-    const { conn, last } = setup(() => Promise.resolve(true), true);
+    const { conn, last } = setup(
+      () => Promise.resolve(answered({ status: 401, reason: 'unauthorized', message: 'unauthorized: token expired', retry: false })),
+      true,
+    );
     conn.start();
     last().serverClose(1006);
     expect(conn.getState().lastClose?.detail).toMatch(/access token/);
-    await vi.waitFor(() => expect(conn.getState().lastClose?.title).toMatch(/access token valid/));
+    await vi.waitFor(() => expect(conn.getState().lastClose?.title).toBe('The server refused the access token.'));
   });
 
   it('ignores events from a socket it already let go', () => {

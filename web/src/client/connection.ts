@@ -2,15 +2,19 @@
  * Connection manager: one logical connection to one URL that survives drops.
  *
  * It opens a socket, reports its state, and when the socket closes it schedules the next attempt
- * per the reconnect policy, until `stop()`. No React here: the page subscribes to snapshots.
+ * per the reconnect policy, until `stop()`. A socket refused before it opened is first explained
+ * by the server (`check`): a refusal that retrying cannot fix (a bad token, a refused origin)
+ * stops here; a full server or a dropped network is retried. No React here: the page subscribes
+ * to snapshots.
  */
 import { DEFAULT_RECONNECT, reconnectDelay, type ReconnectPolicy } from './backoff';
-import { classifyClose, refineRefusal, type CloseVerdict } from './close';
+import type { CheckOutcome } from './check';
+import { classifyClose, explainRefusal, type CloseVerdict } from './close';
 
 /**
  * - `idle`: not started. `connecting`: first attempt in progress.
- * - `open`: frames flow. `reconnecting`: waiting for, or making, a retry after a close.
- * - `closed`: stopped by the user, or by a close code that retrying cannot fix.
+ * - `open`: frames flow. `reconnecting`: asking the server why, waiting for, or making, a retry.
+ * - `closed`: stopped by the user, or by a close or refusal that retrying cannot fix.
  */
 export type ConnectionStatus = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed';
 
@@ -55,8 +59,12 @@ export interface ConnectionOptions {
   /** [0, 1) source for jitter. */
   random?: () => number;
   now?: () => number;
-  /** Asked after a refusal: is the server reachable over HTTP? Refines the error shown. */
-  probe?: () => Promise<boolean>;
+  /**
+   * Asked after a refusal (a socket closed before it opened): why would the server refuse this
+   * handshake? Explains the error shown and decides whether to retry. Without it, refusals are
+   * retried unexplained.
+   */
+  check?: () => Promise<CheckOutcome>;
   /**
    * An access token is offered (in `protocols`): a refusal then names the token as a likely cause.
    * The token itself never enters the state, so nothing shown or logged can carry it.
@@ -73,11 +81,13 @@ const browserSocket: SocketFactory = (url, protocols) =>
 /** One logical connection with automatic reconnection. */
 export class Connection {
   private state: ConnectionState;
-  private readonly opts: Required<Omit<ConnectionOptions, 'probe'>> & Pick<ConnectionOptions, 'probe'>;
+  private readonly opts: Required<Omit<ConnectionOptions, 'check'>> & Pick<ConnectionOptions, 'check'>;
   private socket: SocketLike | null = null;
   private timer: ReturnType<typeof setTimeout> | null = null;
   private openedAt: number | null = null;
   private running = false;
+  /** Bumped by every new attempt and by stop(): an older check's answer is then ignored. */
+  private generation = 0;
   private readonly stateListeners = new Set<(s: ConnectionState) => void>();
   private readonly frameListeners = new Set<(data: unknown) => void>();
   private readonly openListeners = new Set<() => void>();
@@ -134,15 +144,17 @@ export class Connection {
   /** Close for good (code 1000) and stop reconnecting. */
   stop(): void {
     this.running = false;
+    this.generation++;
     this.clearTimer();
     const socket = this.detach();
     if (socket && socket.readyState <= OPEN) socket.close(1000, 'client closed');
     if (this.state.status !== 'idle') this.update({ status: 'closed', retryAt: null, lastClose: null, protocol: '' });
   }
 
-  /** Skip the wait and try now (also restarts a stopped connection). */
+  /** Skip the wait and try now (also restarts a connection that stopped or gave up). */
   reconnectNow(): void {
-    if (!this.running) {
+    if (!this.running || this.state.status === 'closed') {
+      this.running = false;
       this.start();
       return;
     }
@@ -161,6 +173,7 @@ export class Connection {
 
   private connect(status: 'connecting' | 'reconnecting', attempt = this.state.attempt): void {
     this.timer = null;
+    this.generation++;
     this.update({ status, attempt, retryAt: null, protocol: '' });
     const socket = this.opts.createSocket(this.state.url, this.opts.protocols);
     socket.binaryType = 'arraybuffer';
@@ -185,10 +198,34 @@ export class Connection {
     );
     if (!this.running) return;
     if (!verdict.retry) {
-      this.update({ status: 'closed', retryAt: null, lastClose: verdict, protocol: '' });
+      this.giveUp(verdict);
       return;
     }
     const failures = stable ? 0 : this.state.attempt;
+    const check = this.opts.check;
+    if (verdict.kind !== 'refused' || !check) {
+      this.scheduleRetry(failures, verdict);
+      return;
+    }
+    // Ask before retrying: a refusal that cannot pass later stops here.
+    this.update({ status: 'reconnecting', attempt: failures + 1, retryAt: null, lastClose: verdict, protocol: '' });
+    const generation = this.generation;
+    const decide = (explained: CloseVerdict) => {
+      if (!this.running || generation !== this.generation) return;
+      if (explained.retry) this.scheduleRetry(failures, explained);
+      else this.giveUp(explained);
+    };
+    check().then(
+      (outcome) => decide(explainRefusal(verdict, outcome, { withToken: this.opts.withToken })),
+      () => decide(verdict),
+    );
+  }
+
+  private giveUp(verdict: CloseVerdict): void {
+    this.update({ status: 'closed', retryAt: null, lastClose: verdict, protocol: '' });
+  }
+
+  private scheduleRetry(failures: number, verdict: CloseVerdict): void {
     const delay = reconnectDelay(failures, this.opts.policy, this.opts.random);
     this.update({
       status: 'reconnecting',
@@ -198,18 +235,6 @@ export class Connection {
       protocol: '',
     });
     this.timer = setTimeout(() => this.connect('reconnecting'), delay);
-    if (verdict.kind === 'refused' && this.opts.probe) this.refine(verdict, this.opts.probe);
-  }
-
-  private refine(verdict: CloseVerdict, probe: () => Promise<boolean>): void {
-    probe().then(
-      (reachable) => {
-        if (this.state.lastClose === verdict) {
-          this.update({ lastClose: refineRefusal(verdict, reachable, { withToken: this.opts.withToken }) });
-        }
-      },
-      () => {},
-    );
   }
 
   private detach(): SocketLike | null {

@@ -3,6 +3,7 @@
  *
  * - backoff.ts: reconnect schedule (exponential, capped, jittered).
  * - close.ts: what a close code means; "refused before open" vs "lost" vs "closed by the server".
+ * - check.ts: asking the server why a handshake was refused (`GET <path>?check`).
  * - connection.ts: connection manager (one URL, reconnects until stopped).
  * - v1.ts: the `wshub.v1` codec: client frames, validated parsing of server frames, name rules.
  * - session.ts: chat state reducer (rooms, merge and dedupe by id, presence, notices, `since`).
@@ -11,6 +12,7 @@
  */
 export * from './backoff';
 export * from './chat';
+export * from './check';
 export * from './close';
 export * from './connection';
 export * from './echo';

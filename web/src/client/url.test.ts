@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { healthUrl, parseEndpoint, parseRoom, parseServerParam, parseToken, resolveSocketBase, socketUrl } from './url';
+import { checkUrl, healthUrl, parseEndpoint, parseRoom, parseServerParam, parseToken, resolveSocketBase, socketUrl } from './url';
 
 describe('resolveSocketBase', () => {
   it('follows the page origin: http -> ws, https -> wss', () => {
@@ -43,6 +43,14 @@ describe('endpoints', () => {
     expect(parseEndpoint('?mode=echo')).toBe('echo');
     expect(parseEndpoint('?mode=bogus')).toBe('chat');
     expect(parseEndpoint('', 'echo')).toBe('echo');
+  });
+
+  it('derives the check URL of a socket URL', () => {
+    expect(checkUrl('ws://h:1/ws')).toBe('http://h:1/ws?check');
+    expect(checkUrl('wss://h/p/echo')).toBe('https://h/p/echo?check');
+    expect(checkUrl('ws://h:1/ws', { protocol: 'wshub.v1', origin: 'http://page:5173' })).toBe(
+      'http://h:1/ws?check&protocol=wshub.v1&origin=http%3A%2F%2Fpage%3A5173',
+    );
   });
 
   it('derives the health URL', () => {

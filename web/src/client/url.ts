@@ -80,6 +80,22 @@ export function healthUrl(base: string): string {
   return `${base.replace(/^ws(s?):/, 'http$1:')}/healthz`;
 }
 
+/**
+ * The URL that asks the server why a handshake on `socketUrl` would be refused (`GET <path>?check`,
+ * docs/protocol.md): what `fetch` cannot send is passed as parameters, the subprotocol (`protocol`)
+ * and the page's origin (`origin`, which a same-origin `fetch` leaves out).
+ */
+export function checkUrl(socketUrl: string, { protocol, origin }: { protocol?: string; origin?: string } = {}): string {
+  const url = new URL(socketUrl.replace(/^ws(s?):/, 'http$1:'));
+  const params = new URLSearchParams(url.search);
+  params.set('check', '');
+  if (protocol) params.set('protocol', protocol);
+  if (origin) params.set('origin', origin);
+  // `check=` and `check` mean the same to the server; the bare form reads better in logs.
+  url.search = params.toString().replace(/(^|&)check=(&|$)/, '$1check$2');
+  return url.toString();
+}
+
 /** Room joined when `?room=` is absent or invalid. */
 export const DEFAULT_ROOM = 'lobby';
 

@@ -1,15 +1,16 @@
 import { useCallback, useEffect, useMemo, useState } from 'react';
 import {
   ChatClient,
+  checkHandshake,
   currentRoom,
-  healthUrl,
   knownRooms,
   parseRoom,
   socketUrl,
   visibleLines,
+  WSHUB_V1,
   type Endpoint,
 } from '../client';
-import { reachable, useClient } from '../hooks/useClient';
+import { useClient } from '../hooks/useClient';
 import { useStoredString } from '../hooks/useStoredString';
 import { Composer } from './Composer';
 import { MemberList } from './MemberList';
@@ -42,8 +43,15 @@ export function ChatView({ base, overridden, warning, token, onEndpoint }: Props
   const [firstRoom] = useState(() => parseRoom(window.location.search));
   const client = useMemo(
     // The nickname is read once here; later changes go through setNick below.
-    () => new ChatClient({ url, room: firstRoom, nick: nick.trim(), token, probe: () => reachable(healthUrl(base)) }),
-    [url, base, firstRoom, token],
+    () =>
+      new ChatClient({
+        url,
+        room: firstRoom,
+        nick: nick.trim(),
+        token,
+        check: () => checkHandshake(url, { protocol: WSHUB_V1, token }),
+      }),
+    [url, firstRoom, token],
   );
   const { state, connection } = useClient(client);
   const room = currentRoom(state);

@@ -6,7 +6,7 @@ interface Props {
   warning?: string;
 }
 
-/** Why the page is not connected: refusals, server closes with code and reason. */
+/** Why the page is not connected: refusals (with the server's reason, once it said), server closes with code and reason. */
 export function ConnectionBanner({ state, warning }: Props) {
   const close = state.status === 'open' ? null : state.lastClose;
   if (!close && !warning) return null;
@@ -19,7 +19,13 @@ export function ConnectionBanner({ state, warning }: Props) {
         </p>
       )}
       {close && (
-        <div className={severe ? 'banner banner-error' : 'banner banner-warning'} role="alert" data-kind={close.kind}>
+        <div
+          className={severe ? 'banner banner-error' : 'banner banner-warning'}
+          role="alert"
+          data-kind={close.kind}
+          data-refusal={close.refusal}
+          data-retry={String(close.retry)}
+        >
           <strong>{close.title}</strong>
           <span>{close.detail}</span>
         </div>

@@ -1,6 +1,6 @@
 import { useCallback, useMemo } from 'react';
-import { EchoClient, healthUrl, socketUrl, type Endpoint } from '../client';
-import { reachable, useClient } from '../hooks/useClient';
+import { checkHandshake, EchoClient, socketUrl, type Endpoint } from '../client';
+import { useClient } from '../hooks/useClient';
 import { Composer } from './Composer';
 import { MessageList } from './MessageList';
 import { Shell } from './Shell';
@@ -15,7 +15,7 @@ interface Props {
 /** Echo over the raw protocol (`/echo`, no subprotocol). */
 export function EchoView({ base, overridden, warning, onEndpoint }: Props) {
   const url = socketUrl(base, 'echo');
-  const client = useMemo(() => new EchoClient({ url, probe: () => reachable(healthUrl(base)) }), [url, base]);
+  const client = useMemo(() => new EchoClient({ url, check: () => checkHandshake(url) }), [url]);
   const { state, connection } = useClient(client);
   const send = useCallback((text: string) => client.send(text), [client]);
   return (

@@ -17,7 +17,10 @@ export function useClient<S>(client: ClientLike<S>): { state: S; connection: Con
   const state = useSyncExternalStore(client.subscribe, client.getState);
   const connection = useSyncExternalStore(client.connection.subscribe, client.connection.getState);
   useEffect(() => {
-    const online = () => client.connection.reconnectNow();
+    // Back online: retry now what was waiting to retry (not what gave up for a reason).
+    const online = () => {
+      if (client.connection.getState().status === 'reconnecting') client.connection.reconnectNow();
+    };
     window.addEventListener('online', online);
     client.start();
     return () => {
@@ -26,14 +29,4 @@ export function useClient<S>(client: ClientLike<S>): { state: S; connection: Con
     };
   }, [client]);
   return { state, connection };
-}
-
-/** Does anything answer HTTP at `url`? An opaque (no-cors) response is enough to say yes. */
-export async function reachable(url: string): Promise<boolean> {
-  try {
-    await fetch(url, { mode: 'no-cors', cache: 'no-store', signal: AbortSignal.timeout(3_000) });
-    return true;
-  } catch {
-    return false;
-  }
 }
