@@ -165,6 +165,11 @@ pub struct Cli {
     #[arg(long, env = "WSHUB_MAX_MESSAGE_SIZE", default_value = "1MiB", value_parser = parse_size)]
     pub max_message_size: usize,
 
+    /// Bytes all unfinished messages may hold together; a connection whose message would pass it
+    /// is closed with 1013 (at least --max-message-size)
+    #[arg(long, env = "WSHUB_MAX_INCOMPLETE_BYTES", default_value = "256MiB", value_parser = parse_size)]
+    pub max_incomplete_bytes: usize,
+
     /// Accept permessage-deflate (RFC 7692) from clients that offer it, always without context
     /// takeover, so an idle connection keeps no zlib state (--permessage-deflate=false: never)
     #[arg(
@@ -318,6 +323,10 @@ pub struct Config {
     /// Largest message in bytes; default 1 MiB. For compressed messages,
     /// the inflated size (inflation stops as soon as it is passed).
     pub max_message_size: usize,
+    /// Bytes that messages still arriving (held between reads) may hold
+    /// across all connections; default 256 MiB. The connection whose
+    /// message would pass it is closed with 1013.
+    pub max_incomplete_bytes: usize,
     /// Negotiate permessage-deflate with clients that offer it; default on.
     /// Always without context takeover in either direction: each message
     /// is (de)compressed on its own with the thread's shared zlib state, so
@@ -454,6 +463,12 @@ impl Cli {
                 "--history-max-bytes must be above zero (with --history none nothing is kept anyway)".into(),
             ));
         }
+        if self.max_incomplete_bytes < self.max_message_size {
+            return Err(ConfigError::Inconsistent(format!(
+                "--max-incomplete-bytes ({}) must be at least --max-message-size ({})",
+                self.max_incomplete_bytes, self.max_message_size
+            )));
+        }
         if self.max_text_size > self.max_message_size {
             return Err(ConfigError::Inconsistent(format!(
                 "--max-text-size ({}) cannot exceed --max-message-size ({})",
@@ -528,6 +543,7 @@ impl Cli {
             write_timeout: self.write_timeout,
             shutdown_timeout: self.shutdown_timeout,
             max_message_size: self.max_message_size,
+            max_incomplete_bytes: self.max_incomplete_bytes,
             permessage_deflate: self.permessage_deflate,
             max_connections: self.max_connections,
             max_queue_messages: self.max_queue_messages,
@@ -616,6 +632,19 @@ mod tests {
         let cli = Cli::try_parse_from(["wshub", "--ping-interval", "60s", "--read-timeout", "60s"]).unwrap();
         let err = cli.into_config().unwrap_err().to_string();
         assert!(err.contains("--ping-interval"), "{err}");
+    }
+
+    #[test]
+    fn the_incomplete_message_budget_defaults_to_256_mib_and_holds_one_message() {
+        assert_eq!(Config::default().max_incomplete_bytes, 256 << 20);
+        let cli = Cli::try_parse_from(["wshub", "--max-incomplete-bytes", "512KiB"]).unwrap();
+        let err = cli.into_config().unwrap_err().to_string();
+        assert!(
+            err.contains("--max-incomplete-bytes (524288) must be at least --max-message-size"),
+            "{err}"
+        );
+        let cli = Cli::try_parse_from(["wshub", "--max-incomplete-bytes", "1GiB"]).unwrap();
+        assert_eq!(cli.into_config().unwrap().max_incomplete_bytes, 1 << 30);
     }
 
     #[test]

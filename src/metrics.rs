@@ -61,7 +61,7 @@ fn endpoint_index(endpoint: Endpoint) -> usize {
 
 /// `reason` label values of `wshub_connections_closed_total`, one per
 /// [`Ending`] variant, in the order of [`ending_index`].
-const CLOSE_REASONS: [&str; 11] = [
+const CLOSE_REASONS: [&str; 12] = [
     "client_closed",
     "protocol_violation",
     "policy_violation",
@@ -73,6 +73,7 @@ const CLOSE_REASONS: [&str; 11] = [
     "dropped",
     "socket_error",
     "aborted",
+    "overloaded",
 ];
 
 #[inline]
@@ -89,6 +90,7 @@ fn ending_index(ending: &Ending) -> usize {
         Ending::Dropped => 8,
         Ending::Io(_) => 9,
         Ending::Aborted => 10,
+        Ending::Overloaded(_) => 11,
     }
 }
 
@@ -228,6 +230,40 @@ pub enum RateAction {
 
 const RATE_ACTIONS: [&str; 3] = ["dropped", "throttled", "closed"];
 
+/// Why an HTTP connection ended before its request was served (the
+/// `reason` label of `wshub_http_connections_dropped_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DroppedHttp {
+    /// A request head over the size or header-count limit: 431.
+    HeadTooLarge,
+    /// No complete request head in time (also a kept-alive connection
+    /// left idle that long): closed without a response.
+    HeadTimeout,
+    /// The TLS handshake did not finish in time.
+    TlsTimeout,
+    /// The TLS handshake failed.
+    TlsFailed,
+}
+
+const DROPPED_HTTP: [DroppedHttp; 4] = [
+    DroppedHttp::HeadTooLarge,
+    DroppedHttp::HeadTimeout,
+    DroppedHttp::TlsTimeout,
+    DroppedHttp::TlsFailed,
+];
+
+impl DroppedHttp {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DroppedHttp::HeadTooLarge => "head_too_large",
+            DroppedHttp::HeadTimeout => "head_timeout",
+            DroppedHttp::TlsTimeout => "tls_timeout",
+            DroppedHttp::TlsFailed => "tls_failed",
+        }
+    }
+}
+
 /// Counters kept per endpoint on the hot path.
 struct PerEndpoint {
     opened: Counter,
@@ -258,6 +294,7 @@ struct Scraped {
     history_memory_bytes: Gauge,
     history_memory_dropped: Counter,
     redis_connected: Gauge,
+    incomplete_bytes: Gauge,
 }
 
 struct Inner {
@@ -266,6 +303,7 @@ struct Inner {
     endpoints: [PerEndpoint; ENDPOINTS.len()],
     close_codes: [Counter; CLOSE_CODES.len()],
     refused: [Counter; REFUSALS.len()],
+    http_dropped: [Counter; DROPPED_HTTP.len()],
     scraped: Scraped,
     history_commit: OnceLock<Histogram>,
 }
@@ -445,6 +483,16 @@ const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "1 while this node reaches Redis and delivers across nodes; 0 when it does not, or runs without --redis.",
     ),
     (
+        "wshub_incomplete_message_bytes",
+        Kind::Gauge,
+        "Bytes held by messages still arriving, across all connections (--max-incomplete-bytes bounds it), at scrape time.",
+    ),
+    (
+        "wshub_http_connections_dropped_total",
+        Kind::Counter,
+        "HTTP connections ended before a request was served: head too large (431), head or TLS handshake timeout, TLS failure.",
+    ),
+    (
         HISTORY_COMMIT_SECONDS,
         Kind::Histogram,
         "Time one history transaction takes to commit.",
@@ -480,6 +528,8 @@ impl Metrics {
         });
         let close_codes = CLOSE_CODES.map(|code| r.counter("wshub_close_codes_total", &[("code", code)]));
         let refused = REFUSALS.map(|reason| r.counter("wshub_upgrades_refused_total", &[("reason", reason.as_str())]));
+        let http_dropped = DROPPED_HTTP
+            .map(|reason| r.counter("wshub_http_connections_dropped_total", &[("reason", reason.as_str())]));
         let scraped = Scraped {
             rooms: r.gauge("wshub_rooms", &[]),
             queued_frames: r.gauge("wshub_outbound_queued_frames", &[]),
@@ -496,6 +546,7 @@ impl Metrics {
             history_memory_bytes: r.gauge("wshub_history_memory_bytes", &[]),
             history_memory_dropped: r.counter("wshub_history_memory_dropped_total", &[]),
             redis_connected: r.gauge("wshub_redis_connected", &[]),
+            incomplete_bytes: r.gauge("wshub_incomplete_message_bytes", &[]),
         };
         Metrics {
             inner: Arc::new(Inner {
@@ -504,6 +555,7 @@ impl Metrics {
                 endpoints,
                 close_codes,
                 refused,
+                http_dropped,
                 scraped,
                 history_commit: OnceLock::new(),
             }),
@@ -565,6 +617,11 @@ impl Metrics {
         self.inner.refused[reason.into().index()].increment(1);
     }
 
+    /// An HTTP connection ended before its request was served.
+    pub fn http_dropped(&self, reason: DroppedHttp) {
+        self.inner.http_dropped[reason as usize].increment(1);
+    }
+
     /// The history commit latency histogram, registered on first call (so
     /// it is only exported once something records into it). Meant for the
     /// history writer thread: `record(elapsed.as_secs_f64())` per commit.
@@ -616,6 +673,7 @@ impl Metrics {
         s.history_memory_dropped.absolute(history.memory_dropped);
         let redis_up = hub.broker().is_some_and(|broker| broker.is_up());
         s.redis_connected.set(if redis_up { 1.0 } else { 0.0 });
+        s.incomplete_bytes.set(hub.incomplete_messages().held() as f64);
         self.inner.handle.render()
     }
 }
@@ -656,6 +714,7 @@ mod tests {
                 write_timeout: std::time::Duration::from_secs(10),
                 rate: crate::ratelimit::RateLimits::UNLIMITED,
             },
+            max_incomplete_bytes: 1 << 20,
         })
     }
 
@@ -794,8 +853,13 @@ mod tests {
             Ending::Dropped,
             Ending::Io(std::io::ErrorKind::BrokenPipe),
             Ending::Aborted,
+            Ending::Overloaded("x"),
         ];
         let indexes: Vec<usize> = endings.iter().map(ending_index).collect();
         assert_eq!(indexes, (0..CLOSE_REASONS.len()).collect::<Vec<_>>());
+        assert_eq!(
+            DROPPED_HTTP.iter().map(|&d| d as usize).collect::<Vec<_>>(),
+            (0..DROPPED_HTTP.len()).collect::<Vec<_>>()
+        );
     }
 }

@@ -29,12 +29,35 @@ use crate::config::Config;
 use crate::connection::{CloseRequest, Timeouts};
 use crate::history::{History, HistoryError};
 use crate::hub::{Hub, HubConfig};
+use crate::metrics::{DroppedHttp, Metrics};
 use crate::origin::OriginPolicy;
 use crate::protocol::CloseCode;
 use crate::tls::{self, TlsError};
 
-/// Time a client gets to finish its TLS handshake or send its request head.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client gets to send a complete request head (from the moment
+/// hyper starts waiting for it: after TCP accept or the TLS handshake, and
+/// again between requests on a kept-alive connection), and separately to
+/// finish its TLS handshake.
+///
+/// Why 5 s: a real client sends its whole head at once, right after
+/// connecting, so even a slow mobile link (a few round trips of a second)
+/// needs well under that; while a head is unfinished it holds up to
+/// [`MAX_REQUEST_HEAD`] of buffer, so this is what bounds how long a
+/// slowloris connection holds it (nginx allows 60 s, Apache's
+/// `mod_reqtimeout` 20 s stretched by data; neither is a WebSocket server
+/// whose clients connect and upgrade in one go).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Largest request head (request line and headers): beyond it, hyper
+/// answers 431 Request Header Fields Too Large and closes. 16 KiB is
+/// Node's limit and within nginx's default (4 x 8 KiB buffers); a browser's
+/// upgrade with a large cookie jar fits, and an unfinished head holds no
+/// more than this (hyper's default is about 400 KiB).
+pub const MAX_REQUEST_HEAD: usize = 16 * 1024;
+
+/// Most header fields in a request head (hyper's default, stated here so
+/// that it is documented): beyond it, 431 as well.
+pub const MAX_REQUEST_HEADERS: usize = 100;
 
 /// Longest pause after a failing `accept` (the pause doubles from 10 ms).
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
@@ -136,6 +159,7 @@ impl Server {
                     write_timeout: config.write_timeout,
                     rate: config.rate,
                 },
+                max_incomplete_bytes: config.max_incomplete_bytes,
             }),
             origins: OriginPolicy::new(&config.allowed_origins),
             tracker: TaskTracker::new(),
@@ -226,16 +250,21 @@ impl Server {
                     let router = router.clone();
                     let tls = tls.clone();
                     let stop = http_stop.clone();
+                    let metrics = shared.hub.metrics().clone();
                     shared.tracker.spawn(async move {
                         match tls {
-                            None => serve_http(stream, peer, router, stop).await,
+                            None => serve_http(stream, peer, router, stop, metrics).await,
                             Some(acceptor) => {
                                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                    Ok(Ok(stream)) => serve_http(stream, peer, router, stop).await,
+                                    Ok(Ok(stream)) => serve_http(stream, peer, router, stop, metrics).await,
                                     Ok(Err(e)) => {
+                                        metrics.http_dropped(DroppedHttp::TlsFailed);
                                         tracing::debug!(%peer, "TLS handshake failed: {e}")
                                     }
-                                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                                    Err(_) => {
+                                        metrics.http_dropped(DroppedHttp::TlsTimeout);
+                                        tracing::debug!(%peer, "TLS handshake timed out after {HANDSHAKE_TIMEOUT:?}")
+                                    }
                                 }
                             }
                         }
@@ -303,7 +332,13 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Serves HTTP/1.1 on one connection until it upgrades or ends.
-async fn serve_http<I>(io: I, peer: SocketAddr, router: axum::Router, stop: CancellationToken)
+///
+/// The request head is bounded in size ([`MAX_REQUEST_HEAD`], and the read
+/// buffer with it, so an unfinished head holds at most that) and in time
+/// ([`HANDSHAKE_TIMEOUT`]). Over the size hyper itself answers 431 (an
+/// empty body: hyper writes its automatic error responses without one)
+/// and closes; over the time it closes without a response.
+async fn serve_http<I>(io: I, peer: SocketAddr, router: axum::Router, stop: CancellationToken, metrics: Metrics)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -314,6 +349,9 @@ where
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HANDSHAKE_TIMEOUT)
+        .max_header_size(MAX_REQUEST_HEAD)
+        .max_headers(MAX_REQUEST_HEADERS)
+        .max_buf_size(MAX_REQUEST_HEAD)
         .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
         .with_upgrades();
     tokio::pin!(connection);
@@ -324,8 +362,18 @@ where
             connection.await
         }
     };
-    if let Err(e) = result {
-        tracing::debug!(%peer, "HTTP connection ended: {e}");
+    match result {
+        Err(e) if e.is_parse_too_large() => {
+            metrics.http_dropped(DroppedHttp::HeadTooLarge);
+            tracing::info!(%peer, "request head over {MAX_REQUEST_HEAD} bytes or {MAX_REQUEST_HEADERS} headers: answered 431");
+        }
+        Err(e) if e.is_timeout() => {
+            metrics.http_dropped(DroppedHttp::HeadTimeout);
+            // Also how an idle kept-alive connection ends: not worth more.
+            tracing::debug!(%peer, "no complete request head within {HANDSHAKE_TIMEOUT:?}: closed");
+        }
+        Err(e) => tracing::debug!(%peer, "HTTP connection ended: {e}"),
+        Ok(()) => {}
     }
 }
 

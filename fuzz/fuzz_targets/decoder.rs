@@ -6,7 +6,10 @@
 //!   decoder as is. Checked: no panic; every message is a well-formed server
 //!   frame, text is UTF-8, nothing exceeds the limit; nothing but close
 //!   frames is reported after a failure; and one chunk, the chosen chunks and
-//!   single bytes all give the same events and the same first error.
+//!   single bytes all give the same events and the same first error; an
+//!   unfinished message holds at most twice the bytes fed (or the smallest
+//!   growth step), all of it charged to the budget, and nothing
+//!   stays charged once the decoder is dropped.
 //! - Top bit set, round-trip mode: the rest is a script of valid messages
 //!   (fragmented, with pings between fragments, text split inside UTF-8
 //!   characters) that is encoded as masked client frames; the decoder must
@@ -14,7 +17,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wshub::protocol::{Decoder, Event, Message, MessageKind, ProtocolError};
+use wshub::protocol::{Decoder, Event, IncompleteBudget, Message, MessageKind, ProtocolError};
 
 const MAX: usize = 4096;
 
@@ -99,6 +102,8 @@ struct Run {
 /// Decodes `stream` in chunks of the given sizes (cycled).
 fn decode(stream: &[u8], sizes: &[usize]) -> Run {
     let mut decoder = Decoder::new(MAX);
+    let budget = IncompleteBudget::unlimited();
+    let mut fed = 0;
     let mut run = Run {
         events: Vec::new(),
         first_error: None,
@@ -112,6 +117,11 @@ fn decode(stream: &[u8], sizes: &[usize]) -> Run {
         let failed_before = run.first_error.is_some();
         let seen_before = run.events.len();
         let result = decoder.decode(chunk, &mut |event| run.events.push(record(event)));
+        fed += chunk.len();
+        decoder.account(&budget).expect("an unlimited budget refuses nothing");
+        let held = decoder.held_bytes();
+        assert_eq!(budget.held(), held, "what is held is what is charged");
+        assert!(held <= ((10 + fed) * 2).max(256), "{held} bytes held after {fed} fed");
         if failed_before {
             // Once failed, only the peer's close frame still matters.
             assert!(
@@ -124,6 +134,8 @@ fn decode(stream: &[u8], sizes: &[usize]) -> Run {
             run.first_error.get_or_insert(error);
         }
     }
+    drop(decoder);
+    assert_eq!(budget.held(), 0, "a dropped decoder gives its bytes back");
     // A bad close frame ends the conversation: nothing but closes after it.
     if let Some(at) = run.events.iter().position(|e| matches!(e, Seen::InvalidClose(_))) {
         assert!(

@@ -15,7 +15,8 @@ use crate::chat::ChatSession;
 use crate::hub::{Hub, Membership, Registration};
 use crate::metrics::RateAction;
 use crate::protocol::{
-    encode_close, encode_frame, frame_for, CloseCode, Decoder, Event, Message, OpCode, ProtocolError,
+    encode_close, encode_frame, frame_for, CloseCode, Decoder, Event, Message, OpCode, OverBudget, ProtocolError,
+    OVER_BUDGET_REASON,
 };
 use crate::ratelimit::Verdict;
 use bytes::Bytes;
@@ -319,6 +320,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         if let Err(error) = self.decoder.decode(bytes, &mut |event| session.on_event(event)) {
             session.fail(error);
         }
+        // A message still arriving keeps its buffer until the next read:
+        // that counts against the server-wide budget.
+        if let Err(over) = self.decoder.account(session.hub.incomplete_messages()) {
+            session.overloaded(over);
+        }
     }
 
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -573,6 +579,17 @@ impl Session {
         );
         self.send_close(error.code, error.reason);
         self.closing().cause = Some(Ending::ProtocolViolation(error));
+    }
+
+    /// Closes with 1013: this connection's unfinished message would take
+    /// the server past `--max-incomplete-bytes` (the decoder dropped it).
+    fn overloaded(&mut self, over: OverBudget) {
+        if self.phase() != Phase::Open {
+            return;
+        }
+        tracing::warn!(conn = self.id, code = 1013, "closing connection: {over}");
+        self.send_close(CloseCode::TryAgainLater, OVER_BUDGET_REASON);
+        self.closing().cause = Some(Ending::Overloaded(OVER_BUDGET_REASON));
     }
 
     /// Closes with 1008 for `reason` (the close log line gives it).

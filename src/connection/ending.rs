@@ -15,6 +15,9 @@ pub enum Ending {
     PolicyViolation(&'static str),
     /// The outbound queue overflowed: a slow consumer, closed with `code`.
     Evicted(CloseCode),
+    /// The server was short of room for it (an unfinished message over
+    /// `--max-incomplete-bytes`): closed with 1013 and this reason.
+    Overloaded(&'static str),
     /// The server closed it (shutdown sends 1001), and the client answered.
     ServerClosed(CloseCode),
     /// Nothing arrived, not even a pong, within the read timeout.
@@ -38,6 +41,7 @@ impl Ending {
             Ending::ClientClosed(code) => *code,
             Ending::ProtocolViolation(e) => Some(e.code.as_u16()),
             Ending::PolicyViolation(_) => Some(CloseCode::PolicyViolation.as_u16()),
+            Ending::Overloaded(_) => Some(CloseCode::TryAgainLater.as_u16()),
             Ending::Evicted(code) | Ending::ServerClosed(code) | Ending::CloseTimeout(code) => Some(code.as_u16()),
             _ => None,
         }
@@ -61,6 +65,7 @@ impl fmt::Display for Ending {
             Ending::ProtocolViolation(e) => write!(f, "protocol violation: {e}"),
             Ending::PolicyViolation(reason) => write!(f, "policy violation: {reason} (1008)"),
             Ending::Evicted(code) => write!(f, "slow consumer evicted ({code})"),
+            Ending::Overloaded(reason) => write!(f, "server overloaded: {reason} (1013)"),
             Ending::ServerClosed(code) => write!(f, "server closed ({code})"),
             Ending::ReadTimeout => write!(f, "read timeout"),
             Ending::WriteTimeout => write!(f, "write timeout"),

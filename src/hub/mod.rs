@@ -25,6 +25,7 @@ pub use room::{Member, Membership, Mode, Replay, Room, RoomName};
 use crate::broker::Broker;
 use crate::history::History;
 use crate::metrics::Metrics;
+use crate::protocol::IncompleteBudget;
 use crate::ratelimit::PerIpLimit;
 
 /// Counters of what happened, for `/healthz` and metrics.
@@ -51,6 +52,9 @@ pub struct HubConfig {
     pub join_history: usize,
     /// Keepalive and rate limits of every connection.
     pub timeouts: Timeouts,
+    /// Bytes all connections' unfinished messages may hold together
+    /// (`--max-incomplete-bytes`).
+    pub max_incomplete_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -65,6 +69,8 @@ struct Inner {
     broker: std::sync::OnceLock<Broker>,
     /// Connections per client address (`--max-connections-per-ip`).
     per_ip: Arc<PerIpLimit>,
+    /// Bytes held by unfinished messages (`--max-incomplete-bytes`).
+    incomplete: IncompleteBudget,
 }
 
 /// A cheap-to-clone handle on the hub.
@@ -119,6 +125,7 @@ impl Hub {
                 broker: std::sync::OnceLock::new(),
                 metrics,
                 per_ip: PerIpLimit::new(0),
+                incomplete: IncompleteBudget::new(config.max_incomplete_bytes),
             }),
         }
     }
@@ -170,6 +177,12 @@ impl Hub {
     /// `--max-connections-per-ip` on it.
     pub fn per_ip(&self) -> &Arc<PerIpLimit> {
         &self.inner.per_ip
+    }
+
+    /// What unfinished messages hold of `--max-incomplete-bytes`; each
+    /// connection charges it after every read.
+    pub fn incomplete_messages(&self) -> &IncompleteBudget {
+        &self.inner.incomplete
     }
 
     /// The history store.

@@ -36,7 +36,7 @@
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 use super::close::CloseCode;
@@ -215,11 +215,11 @@ fn deflate_into(compressor: &mut Compress, payload: &[u8]) -> Option<Vec<u8>> {
 /// Zip-bomb safe: the buffer grows by doubling and never past `max + 1`
 /// payload bytes; the moment the output passes `max`, inflation stops with
 /// 1009. Corrupt data fails with 1007.
-pub(crate) fn inflate(compressed: &[u8], max: usize) -> Result<BytesMut, ProtocolError> {
+pub(crate) fn inflate(compressed: &[u8], max: usize) -> Result<Vec<u8>, ProtocolError> {
     with_decompressor(|decompressor| inflate_with(decompressor, compressed, max))
 }
 
-fn inflate_with(decompressor: &mut Decompress, compressed: &[u8], max: usize) -> Result<BytesMut, ProtocolError> {
+fn inflate_with(decompressor: &mut Decompress, compressed: &[u8], max: usize) -> Result<Vec<u8>, ProtocolError> {
     let too_big = ProtocolError {
         code: CloseCode::MessageTooBig,
         reason: "message too big",
@@ -265,7 +265,7 @@ fn inflate_with(decompressor: &mut Decompress, compressed: &[u8], max: usize) ->
             }
         }
     }
-    Ok(BytesMut::from(Bytes::from(out)))
+    Ok(out)
 }
 
 /// Live zlib states (compressors and decompressors) in the process.

@@ -8,6 +8,7 @@
 //! feeds it from a per-thread scratch buffer; the Autobahn TestSuite judges it.
 //!
 //! # Layout
+//! - `budget`: the server-wide budget for bytes held by unfinished messages.
 //! - `close`: close codes and the rules for which ones a peer may send.
 //! - `frame`: opcodes, frame headers, and encoding of server frames.
 //! - `decoder`: the streaming, validating message decoder.
@@ -15,6 +16,7 @@
 //! - `extensions`: `Sec-WebSocket-Extensions` negotiation.
 //! - [`v1`]: the `wshub.v1` JSON subprotocol's frames.
 
+mod budget;
 mod close;
 mod decoder;
 mod deflate;
@@ -22,6 +24,7 @@ mod extensions;
 mod frame;
 pub mod v1;
 
+pub use budget::{IncompleteBudget, OverBudget, OVER_BUDGET_REASON};
 pub use close::CloseCode;
 pub use decoder::{Decoder, Event, Message, MessageKind, ProtocolError};
 pub use deflate::{frame_for, live_zlib_states, zlib_states_on_this_thread, DeflateParams};
