@@ -231,6 +231,8 @@ struct Scraped {
     history_dropped: Counter,
     history_pending: Gauge,
     redis_connected: Gauge,
+    /// Process-wide, not per hub: there is one log output.
+    log_lines_dropped: Counter,
 }
 
 struct Inner {
@@ -408,6 +410,11 @@ const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "1 while this node reaches Redis and delivers across nodes; 0 when it does not, or runs without --redis.",
     ),
     (
+        "wshub_log_lines_dropped_total",
+        Kind::Counter,
+        "Log lines dropped because the log output (stderr) did not keep up; the server never waits for it.",
+    ),
+    (
         HISTORY_COMMIT_SECONDS,
         Kind::Histogram,
         "Time one history transaction takes to commit.",
@@ -455,6 +462,7 @@ impl Metrics {
             history_dropped: r.counter("wshub_history_dropped_total", &[]),
             history_pending: r.gauge("wshub_history_pending", &[]),
             redis_connected: r.gauge("wshub_redis_connected", &[]),
+            log_lines_dropped: r.counter("wshub_log_lines_dropped_total", &[]),
         };
         Metrics {
             inner: Arc::new(Inner {
@@ -568,6 +576,7 @@ impl Metrics {
         s.history_pending.set(history.pending as f64);
         let redis_up = hub.broker().is_some_and(|broker| broker.is_up());
         s.redis_connected.set(if redis_up { 1.0 } else { 0.0 });
+        s.log_lines_dropped.absolute(crate::logging::lines_dropped());
         self.inner.handle.render()
     }
 }
@@ -633,6 +642,7 @@ mod tests {
             Some(0.0)
         );
         assert_eq!(value(&text, "wshub_history_pending"), Some(0.0));
+        assert_eq!(value(&text, "wshub_log_lines_dropped_total"), Some(0.0));
         assert!(text.contains("# TYPE wshub_sent_bytes_total counter"), "{text}");
         assert!(text.contains("# HELP wshub_rooms "), "{text}");
         // Not exported until the history writer records into it.
