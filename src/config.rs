@@ -1,16 +1,21 @@
 //! Settings: command-line flags, `WSHUB_*` environment variables and an
-//! optional TOML file, in that order of precedence, over the seed's defaults.
+//! optional TOML file, in that order of precedence, over built-in defaults.
+//! The log filter also reads `RUST_LOG`, between `WSHUB_LOG_LEVEL` and the
+//! file.
 //!
 //! One clap definition serves all three sources, so `wshub --help` always
 //! lists every option with its default and variable: a file's entries are
 //! turned into flags placed *before* the real ones (later flags win), and an
 //! entry whose variable is set is skipped (the variable wins over the file).
+//! A file error names the entry's line and key: a value clap refuses is
+//! traced back to the entry that produced the flag.
 
 use std::ffi::OsString;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use thiserror::Error;
 
@@ -34,17 +39,34 @@ pub enum ConfigError {
         /// Why it could not be read.
         source: std::io::Error,
     },
-    /// The `--config` file is not valid TOML, or holds an unknown key.
-    #[error("invalid config file {path}: {message}")]
+    /// The `--config` file is not valid TOML, holds an unknown key, or a
+    /// value its option refuses.
+    #[error("invalid config file {path}{}: {message}", location(*.line, .key.as_deref()))]
     FileInvalid {
         /// The file named by `--config`.
         path: PathBuf,
-        /// What is wrong, naming the key.
+        /// Where in the file (1-based), when known.
+        line: Option<usize>,
+        /// The key concerned, when one is.
+        key: Option<String>,
+        /// What is wrong.
         message: String,
     },
     /// Values that are each fine but do not work together.
     #[error("invalid settings: {0}")]
     Inconsistent(String),
+}
+
+/// `, line 3, key 'port'` for a file error's message.
+fn location(line: Option<usize>, key: Option<&str>) -> String {
+    let mut at = String::new();
+    if let Some(line) = line.filter(|&l| l > 0) {
+        at.push_str(&format!(", line {line}"));
+    }
+    if let Some(key) = key {
+        at.push_str(&format!(", key '{key}'"));
+    }
+    at
 }
 
 /// How log lines are written.
@@ -79,29 +101,79 @@ fn parse_size(text: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("'{text}' is too large"))
 }
 
+/// `--help` sections, in the order they first appear.
+const SERVER: &str = "Server";
+const TLS: &str = "TLS";
+const AUTH: &str = "Auth (JWT access tokens)";
+const LIMITS: &str = "Limits";
+const HISTORY: &str = "History";
+const SCALE_OUT: &str = "Scale-out (Redis)";
+const LOGGING: &str = "Logging";
+
+/// Shown after the options by `--help`.
+const EXAMPLES: &str = "\
+Examples:
+  wshub                                        page on http://localhost:8080, ws://localhost:8080/echo and /ws
+  wshub --bind 127.0.0.1 --port 9000           reachable from this machine only
+  wshub --tls-cert cert.pem --tls-key key.pem  https and wss only
+  wshub --tls-self-signed                      quick local wss (browsers will warn)
+  WSHUB_JWT_SECRET=... wshub                   every WebSocket needs a token signed with the secret
+  wshub --redis redis://127.0.0.1:6379/0       rooms shared by every node on that Redis
+  wshub --config /etc/wshub.toml               options from a file (flags and WSHUB_* override it)
+  wshub --log-level wshub=debug,info --log-format json
+
+Precedence: flag, then WSHUB_* variable, then file, then default (for the log filter, RUST_LOG
+comes after WSHUB_LOG_LEVEL and before the file).";
+
+/// A log filter as `EnvFilter` reads it (`info`, `wshub=debug,info`).
+fn parse_log_filter(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err("empty (examples: info, debug, wshub=debug,info)".into());
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| format!("{e} (examples: info, debug, wshub=debug,info)"))
+}
+
+/// A size the way `--max-message-size` takes it: `1MiB`, `64KiB`, `1000B`.
+pub fn format_size(bytes: usize) -> String {
+    for (unit, factor) in [("GiB", 1usize << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if bytes >= factor && bytes.is_multiple_of(factor) {
+            return format!("{}{unit}", bytes / factor);
+        }
+    }
+    format!("{bytes}B")
+}
+
 /// The command line, as clap sees it. Field docs are the `--help` text.
 #[derive(Debug, Parser)]
 #[command(
     name = "wshub",
     version,
-    about = "A real-time WebSocket server: echo, chat rooms, history and scale-out"
+    about = "A real-time WebSocket server: echo, chat rooms, history and scale-out",
+    after_help = EXAMPLES
 )]
 #[command(args_override_self = true)]
 pub struct Cli {
     /// TOML file with any of these options (keys as the long flag names, with - or _)
+    #[arg(help_heading = SERVER)]
     #[arg(long, env = "WSHUB_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// TCP port to listen on
+    #[arg(help_heading = SERVER)]
     #[arg(long, env = "WSHUB_PORT", default_value_t = 8080)]
     pub port: u16,
 
-    /// Address to bind (all interfaces by default, as the seed)
+    /// Address to listen on: 0.0.0.0 is every interface, 127.0.0.1 this machine only
+    #[arg(help_heading = SERVER)]
     #[arg(long, env = "WSHUB_BIND", default_value = "0.0.0.0")]
     pub bind: IpAddr,
 
     /// Allowed page origin for WebSocket upgrades and CORS (repeatable; '*' allows any).
     /// Without it: pages on localhost, 127.0.0.1 and [::1]
+    #[arg(help_heading = SERVER)]
     #[arg(
         long = "allowed-origin",
         env = "WSHUB_ALLOWED_ORIGINS",
@@ -111,19 +183,23 @@ pub struct Cli {
     pub allowed_origins: Vec<String>,
 
     /// PEM certificate chain: serve https and wss only (needs --tls-key)
+    #[arg(help_heading = TLS)]
     #[arg(long, env = "WSHUB_TLS_CERT", value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
 
     /// PEM private key for --tls-cert
+    #[arg(help_heading = TLS)]
     #[arg(long, env = "WSHUB_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
     /// Serve TLS with a freshly generated certificate for localhost (development only)
+    #[arg(help_heading = TLS)]
     #[arg(long, env = "WSHUB_TLS_SELF_SIGNED", conflicts_with_all = ["tls_cert", "tls_key"])]
     pub tls_self_signed: bool,
 
     /// Require a JWT signed with this HS256 secret on every WebSocket (prefer the variable:
     /// a flag shows in the process list)
+    #[arg(help_heading = AUTH)]
     #[arg(
         long,
         env = "WSHUB_JWT_SECRET",
@@ -134,44 +210,54 @@ pub struct Cli {
     pub jwt_secret: Option<String>,
 
     /// Require a JWT signed for this PEM public key (RSA: RS256.., EC: ES256/ES384, Ed25519)
+    #[arg(help_heading = AUTH)]
     #[arg(long, env = "WSHUB_JWT_PUBLIC_KEY", value_name = "FILE")]
     pub jwt_public_key: Option<PathBuf>,
 
     /// With tokens required: their `aud` claim must name this audience
+    #[arg(help_heading = AUTH)]
     #[arg(long, env = "WSHUB_JWT_AUDIENCE", value_name = "NAME")]
     pub jwt_audience: Option<String>,
 
     /// With tokens required: their `iss` claim must be this issuer
+    #[arg(help_heading = AUTH)]
     #[arg(long, env = "WSHUB_JWT_ISSUER", value_name = "NAME")]
     pub jwt_issuer: Option<String>,
 
     /// How often the server pings each client
+    #[arg(help_heading = SERVER)]
     #[arg(long, env = "WSHUB_PING_INTERVAL", default_value = "54s", value_parser = parse_duration)]
     pub ping_interval: Duration,
 
     /// Close a client that sends nothing (not even a pong) for this long
+    #[arg(help_heading = SERVER)]
     #[arg(long, env = "WSHUB_READ_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub read_timeout: Duration,
 
     /// Close a client whose socket accepts no bytes for this long
+    #[arg(help_heading = SERVER)]
     #[arg(long, env = "WSHUB_WRITE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub write_timeout: Duration,
 
     /// On SIGINT/SIGTERM, wait this long for clients to answer the 1001 close
+    #[arg(help_heading = SERVER)]
     #[arg(long, env = "WSHUB_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
     /// Largest message accepted (all fragments together); larger ones get close 1009
+    #[arg(help_heading = LIMITS)]
     #[arg(long, env = "WSHUB_MAX_MESSAGE_SIZE", default_value = "1MiB", value_parser = parse_size)]
     pub max_message_size: usize,
 
     /// Bytes all unfinished messages may hold together; a connection whose message would pass it
     /// is closed with 1013 (at least --max-message-size)
+    #[arg(help_heading = LIMITS)]
     #[arg(long, env = "WSHUB_MAX_INCOMPLETE_BYTES", default_value = "256MiB", value_parser = parse_size)]
     pub max_incomplete_bytes: usize,
 
     /// Accept permessage-deflate (RFC 7692) from clients that offer it, always without context
     /// takeover, so an idle connection keeps no zlib state (--permessage-deflate=false: never)
+    #[arg(help_heading = SERVER)]
     #[arg(
         long,
         env = "WSHUB_PERMESSAGE_DEFLATE",
@@ -185,38 +271,47 @@ pub struct Cli {
     pub permessage_deflate: bool,
 
     /// Most simultaneous WebSocket connections; beyond it, HTTP 503 before the upgrade
+    #[arg(help_heading = LIMITS)]
     #[arg(long, env = "WSHUB_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
     /// Per-connection outbound queue bound in messages; a client beyond it is evicted (1008)
+    #[arg(help_heading = LIMITS)]
     #[arg(long, env = "WSHUB_MAX_QUEUE_MESSAGES", default_value_t = 1024)]
     pub max_queue_messages: usize,
 
     /// Per-connection outbound queue bound in bytes; a client beyond it is evicted (1008)
+    #[arg(help_heading = LIMITS)]
     #[arg(long, env = "WSHUB_MAX_QUEUE_BYTES", default_value = "4MiB", value_parser = parse_size)]
     pub max_queue_bytes: usize,
 
     /// Messages per second one connection may send on average (excess is dropped); 0: no limit
+    #[arg(help_heading = LIMITS)]
     #[arg(long, env = "WSHUB_RATE_MESSAGES", default_value_t = 50)]
     pub rate_messages: u32,
 
     /// Messages one connection may send at once before --rate-messages applies
+    #[arg(help_heading = LIMITS)]
     #[arg(long, env = "WSHUB_RATE_BURST", default_value_t = 100)]
     pub rate_burst: u32,
 
     /// Message bytes per second one connection may send (burst: 1 s, at least one largest message); 0: no limit
+    #[arg(help_heading = LIMITS)]
     #[arg(long, env = "WSHUB_RATE_BYTES", default_value = "1MiB", value_parser = parse_size)]
     pub rate_bytes: usize,
 
     /// Most simultaneous WebSocket connections from one IP address (HTTP 429 beyond); 0: no limit
+    #[arg(help_heading = LIMITS)]
     #[arg(long, env = "WSHUB_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
     pub max_connections_per_ip: usize,
 
     /// Where chat history is kept: an SQLite file, memory, or nowhere
+    #[arg(help_heading = HISTORY)]
     #[arg(long, env = "WSHUB_HISTORY", value_enum, default_value_t = HistoryKind::Sqlite)]
     pub history: HistoryKind,
 
     /// The SQLite history file (WAL mode; created if missing)
+    #[arg(help_heading = HISTORY)]
     #[arg(
         long,
         env = "WSHUB_HISTORY_PATH",
@@ -226,53 +321,83 @@ pub struct Cli {
     pub history_path: PathBuf,
 
     /// Messages kept per room (older ones are dropped)
+    #[arg(help_heading = HISTORY)]
     #[arg(long, env = "WSHUB_HISTORY_MAX_MESSAGES", default_value_t = 10_000)]
     pub history_max_messages: usize,
 
     /// Age after which messages are dropped; 0s keeps them forever
+    #[arg(help_heading = HISTORY)]
     #[arg(long, env = "WSHUB_HISTORY_MAX_AGE", default_value = "7days", value_parser = parse_duration)]
     pub history_max_age: Duration,
 
     /// History writes are committed in batches this often: at most this much is lost on a crash
+    #[arg(help_heading = HISTORY)]
     #[arg(long, env = "WSHUB_HISTORY_COMMIT_INTERVAL", default_value = "50ms", value_parser = parse_duration)]
     pub history_commit_interval: Duration,
 
     /// Most bytes of history kept in memory over all rooms (memory store, SQLite's replay tail);
     /// beyond it the rooms that hold the most drop their oldest messages
+    #[arg(help_heading = HISTORY)]
     #[arg(long, env = "WSHUB_HISTORY_MAX_BYTES", default_value = "64MiB", value_parser = parse_size)]
     pub history_max_bytes: usize,
 
     /// Messages a wshub.v1 client receives when it joins a room
+    #[arg(help_heading = HISTORY)]
     #[arg(long, env = "WSHUB_JOIN_HISTORY", default_value_t = 50)]
     pub join_history: usize,
 
     /// Rooms one wshub.v1 connection may be in at once
+    #[arg(help_heading = LIMITS)]
     #[arg(long, env = "WSHUB_MAX_ROOMS_PER_CONN", default_value_t = 16)]
     pub max_rooms_per_conn: usize,
 
     /// Longest chat text accepted in wshub.v1 (longer gets an error frame)
+    #[arg(help_heading = LIMITS)]
     #[arg(long, env = "WSHUB_MAX_TEXT_SIZE", default_value = "4KiB", value_parser = parse_size)]
     pub max_text_size: usize,
 
     /// Bad wshub.v1 requests tolerated per connection before closing it with 1008
+    #[arg(help_heading = LIMITS)]
     #[arg(long, env = "WSHUB_MAX_BAD_REQUESTS", default_value_t = 10)]
     pub max_bad_requests: u32,
 
     /// Redis URL (redis://HOST:PORT/DB): share rooms, history and presence with other wshub nodes
+    #[arg(help_heading = SCALE_OUT)]
     #[arg(long, env = "WSHUB_REDIS", value_name = "URL")]
     pub redis: Option<String>,
 
     /// This node's name in the cluster (presence, logs); default: a random one
+    #[arg(help_heading = SCALE_OUT)]
     #[arg(long, env = "WSHUB_NODE_ID")]
     pub node_id: Option<String>,
 
-    /// Log filter: error, warn, info, debug, trace, or a RUST_LOG-style directive (RUST_LOG wins)
-    #[arg(long, env = "WSHUB_LOG_LEVEL", default_value = "info")]
+    /// Log filter: error, warn, info, debug, trace, or directives like wshub=debug,info. Without
+    /// the flag or WSHUB_LOG_LEVEL, RUST_LOG is used (before the file's value)
+    #[arg(help_heading = LOGGING)]
+    #[arg(long, env = "WSHUB_LOG_LEVEL", default_value = "info", value_name = "FILTER", value_parser = parse_log_filter)]
     pub log_level: String,
 
     /// Log line format
+    #[arg(help_heading = LOGGING)]
     #[arg(long, env = "WSHUB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Log lines held while the log output (stderr) is slow; beyond, lines are dropped and
+    /// counted (wshub_log_lines_dropped_total) rather than stall the server
+    #[arg(help_heading = LOGGING)]
+    #[arg(
+        long,
+        env = "WSHUB_LOG_BUFFER_LINES",
+        default_value_t = 8192,
+        value_name = "LINES",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub log_buffer_lines: u32,
+
+    /// Where `log_level` came from when it is `RUST_LOG`'s value (set by
+    /// [`Cli::load`]; for the start-up line).
+    #[arg(skip)]
+    pub log_level_from_rust_log: bool,
 }
 
 /// The `--history` choices.
@@ -298,6 +423,16 @@ pub enum TlsSource {
     },
     /// A certificate for localhost generated at start (development).
     SelfSigned,
+}
+
+/// As the flags say it: `self-signed`, or the certificate's path.
+impl std::fmt::Display for TlsSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsSource::Files { cert, .. } => write!(f, "{}", cert.display()),
+            TlsSource::SelfSigned => f.write_str("self-signed"),
+        }
+    }
 }
 
 /// The server's settings, validated. `Config::default()` is the seed's.
@@ -386,29 +521,26 @@ impl Cli {
         T: Into<OsString> + Clone,
     {
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-        let first = Cli::try_parse_from(&args)?;
-        let Some(path) = first.config.clone() else {
-            return Ok(first);
+        let matches = Cli::command().try_get_matches_from(&args)?;
+        let first = Cli::from_arg_matches(&matches)?;
+        let (matches, mut cli) = match first.config.clone() {
+            None => (matches, first),
+            Some(path) => {
+                let matches = merge_file(&path, args)?;
+                let cli = Cli::from_arg_matches(&matches)?;
+                (matches, cli)
+            }
         };
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::FileUnreadable {
-            path: path.clone(),
-            source,
-        })?;
-        let file_args = file_to_args(&text).map_err(|message| ConfigError::FileInvalid {
-            path: path.clone(),
-            message,
-        })?;
-        let mut merged = Vec::with_capacity(args.len() + file_args.len());
-        merged.extend(args.first().cloned());
-        merged.extend(file_args);
-        merged.extend(args.into_iter().skip(1));
-        let matches = Cli::command()
-            .try_get_matches_from(merged)
-            .map_err(|e| ConfigError::FileInvalid {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-        Ok(Cli::from_arg_matches(&matches)?)
+        // The log filter: flag, WSHUB_LOG_LEVEL, then RUST_LOG, then the
+        // file (whose entry `file_to_args` skipped), then the default.
+        if matches.value_source("log_level") == Some(ValueSource::DefaultValue) {
+            if let Some(filter) = rust_log() {
+                cli.log_level = parse_log_filter(&filter)
+                    .map_err(|e| ConfigError::Inconsistent(format!("RUST_LOG '{filter}' is not a log filter: {e}")))?;
+                cli.log_level_from_rust_log = true;
+            }
+        }
+        Ok(cli)
     }
 
     /// Checks the values against each other and builds the [`Config`].
@@ -561,19 +693,129 @@ impl Cli {
     }
 }
 
+/// `RUST_LOG`, when set to something.
+fn rust_log() -> Option<String> {
+    std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Parses the command line with the `--config` file's entries placed
+/// before the real flags (later flags win).
+fn merge_file(path: &std::path::Path, args: Vec<OsString>) -> Result<clap::ArgMatches, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::FileUnreadable {
+        path: path.to_owned(),
+        source,
+    })?;
+    let invalid = |problem: FileProblem| ConfigError::FileInvalid {
+        path: path.to_owned(),
+        line: problem.line,
+        key: problem.key,
+        message: problem.message,
+    };
+    let entries = file_to_args(&text).map_err(invalid)?;
+    let mut merged = Vec::with_capacity(args.len() + entries.len() * 2);
+    merged.extend(args.first().cloned());
+    for entry in &entries {
+        merged.extend(entry.args.iter().cloned());
+    }
+    merged.extend(args.into_iter().skip(1));
+    Cli::command().try_get_matches_from(merged).map_err(|e| {
+        // A value clap refuses came from the file (the command line alone
+        // parsed): name the entry it came from.
+        let entry = invalid_long_name(&e).and_then(|long| entries.iter().find(|entry| entry.long == long));
+        invalid(FileProblem {
+            line: entry.map(|entry| entry.line),
+            key: entry.map(|entry| entry.key.clone()),
+            message: clap_message(&e),
+        })
+    })
+}
+
+/// What is wrong with the file, and where.
+#[derive(Debug)]
+struct FileProblem {
+    line: Option<usize>,
+    key: Option<String>,
+    message: String,
+}
+
+/// One `key = value` entry of the file, as flags.
+#[derive(Debug)]
+struct FileEntry {
+    key: String,
+    /// The flag's long name.
+    long: String,
+    line: usize,
+    args: Vec<OsString>,
+}
+
+/// The long name of the argument a clap error is about (`--port <PORT>` gives `port`).
+fn invalid_long_name(e: &clap::Error) -> Option<String> {
+    match e.get(clap::error::ContextKind::InvalidArg)? {
+        clap::error::ContextValue::String(arg) => {
+            let name = arg.strip_prefix("--")?;
+            Some(name.split([' ', '=']).next().unwrap_or(name).to_owned())
+        }
+        _ => None,
+    }
+}
+
+/// A clap error's first line, without its `error: ` prefix or usage tips.
+fn clap_message(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let first = text.lines().next().unwrap_or_default();
+    first.strip_prefix("error: ").unwrap_or(first).to_owned()
+}
+
+/// The 1-based line of `offset` in `text`.
+fn line_at(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The line where the top-level `key` is set (bare or quoted).
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|line| {
+            let line = line.trim_start();
+            [key.to_owned(), format!("\"{key}\""), format!("'{key}'")]
+                .iter()
+                .any(|k| {
+                    line.strip_prefix(k.as_str())
+                        .is_some_and(|rest| rest.trim_start().starts_with('='))
+                })
+        })
+        .map(|index| index + 1)
+}
+
 /// Turns `key = value` entries into `--key value` flags, skipping keys whose
-/// environment variable is set.
-fn file_to_args(text: &str) -> Result<Vec<OsString>, String> {
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.message().to_owned())?;
+/// environment variable is set (and the log filter when `RUST_LOG` is).
+fn file_to_args(text: &str) -> Result<Vec<FileEntry>, FileProblem> {
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| FileProblem {
+        line: e.span().map(|span| line_at(text, span.start)),
+        key: None,
+        message: e.message().to_owned(),
+    })?;
     let command = Cli::command();
-    let mut args = Vec::new();
+    let mut entries = Vec::new();
     for (key, value) in table {
+        let line = line_of_key(text, &key);
+        let problem = |message: String| FileProblem {
+            line,
+            key: Some(key.clone()),
+            message,
+        };
         let long = key.replace('_', "-");
         let arg = command
             .get_arguments()
             .find(|a| a.get_long() == Some(long.as_str()) && long != "config")
-            .ok_or_else(|| format!("unknown key '{key}' (see wshub --help)"))?;
+            .ok_or_else(|| problem("unknown key (see wshub --help)".into()))?;
         if arg.get_env().is_some_and(|name| std::env::var_os(name).is_some()) {
+            continue;
+        }
+        if long == "log-level" && rust_log().is_some() {
             continue;
         }
         let flag = format!("--{long}");
@@ -581,6 +823,7 @@ fn file_to_args(text: &str) -> Result<Vec<OsString>, String> {
             toml::Value::Array(items) => items,
             single => vec![single],
         };
+        let mut args: Vec<OsString> = Vec::new();
         for value in values {
             match value {
                 toml::Value::Boolean(true) => args.push(flag.clone().into()),
@@ -597,11 +840,21 @@ fn file_to_args(text: &str) -> Result<Vec<OsString>, String> {
                     args.push(flag.clone().into());
                     args.push(i.to_string().into());
                 }
-                other => return Err(format!("key '{key}' has an unsupported value {other}")),
+                other => {
+                    return Err(problem(format!(
+                        "unsupported value {other} (use a string, a number, true/false or a list of them)"
+                    )))
+                }
             }
         }
+        entries.push(FileEntry {
+            line: line.unwrap_or(0),
+            key,
+            long,
+            args,
+        });
     }
-    Ok(args)
+    Ok(entries)
 }
 
 #[cfg(test)]
@@ -677,15 +930,98 @@ mod tests {
         );
     }
 
-    #[test]
-    fn unknown_file_key_is_named() {
+    /// Loads `text` as the `--config` file.
+    fn load_file(text: &str) -> Result<Cli, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wshub.toml");
-        std::fs::write(&path, "prot = 9000\n").unwrap();
-        let err = Cli::load(["wshub", "--config", path.to_str().unwrap()])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("unknown key 'prot'"), "{err}");
+        std::fs::write(&path, text).unwrap();
+        Cli::load(["wshub", "--config", path.to_str().unwrap()])
+    }
+
+    /// The line and key a file error names, and its message.
+    fn file_error(text: &str) -> (Option<usize>, Option<String>, String) {
+        match load_file(text).unwrap_err() {
+            e @ ConfigError::FileInvalid { .. } => {
+                let shown = e.to_string();
+                let ConfigError::FileInvalid { line, key, .. } = e else {
+                    unreachable!()
+                };
+                (line, key, shown)
+            }
+            other => panic!("not a file error: {other}"),
+        }
+    }
+
+    #[test]
+    fn unknown_file_key_is_named_with_its_line() {
+        let (line, key, shown) = file_error("# settings\nport = 9000\nprot = 9000\n");
+        assert_eq!((line, key.as_deref()), (Some(3), Some("prot")));
+        assert!(shown.contains("wshub.toml, line 3, key 'prot': unknown key"), "{shown}");
+    }
+
+    #[test]
+    fn a_bad_file_value_names_its_line_and_key() {
+        let (line, key, shown) = file_error("port = 9000\n\n  max-message-size = \"12 parsecs\"\n");
+        assert_eq!((line, key.as_deref()), (Some(3), Some("max-message-size")));
+        assert!(
+            shown.contains("line 3, key 'max-message-size': invalid value '12 parsecs'"),
+            "{shown}"
+        );
+        assert!(!shown.contains("For more information"), "{shown}");
+        let (line, key, _) = file_error("\"port\" = \"eighty\"\n");
+        assert_eq!((line, key.as_deref()), (Some(1), Some("port")));
+        let (line, key, _) = file_error("history = \"sqlite\"\nhistory-max-age = { days = 7 }\n");
+        assert_eq!((line, key.as_deref()), (Some(2), Some("history-max-age")));
+    }
+
+    #[test]
+    fn a_toml_syntax_error_names_its_line() {
+        let (line, key, shown) = file_error("port = 9000\nbind = \"127.0.0.1\npermessage-deflate = true\n");
+        assert_eq!((line, key), (Some(2), None));
+        assert!(shown.contains("wshub.toml, line 2: "), "{shown}");
+    }
+
+    #[test]
+    fn a_value_from_the_command_line_is_not_blamed_on_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wshub.toml");
+        std::fs::write(&path, "port = 9000\n").unwrap();
+        let err = Cli::load(["wshub", "--config", path.to_str().unwrap(), "--port", "x"]).unwrap_err();
+        assert!(matches!(err, ConfigError::Flag(_)), "{err}");
+    }
+
+    #[test]
+    fn log_filters_are_checked() {
+        assert!(Cli::try_parse_from(["wshub", "--log-level", "wshub=debug,info"]).is_ok());
+        assert!(Cli::try_parse_from(["wshub", "--log-level", "wshub=loud"]).is_err());
+        assert!(Cli::try_parse_from(["wshub", "--log-level", ""]).is_err());
+        assert!(Cli::try_parse_from(["wshub", "--log-buffer-lines", "0"]).is_err());
+    }
+
+    #[test]
+    fn sizes_print_as_they_parse() {
+        for size in [1 << 20, 4 << 10, 1000, 3 << 30, (1 << 20) + 1] {
+            assert_eq!(parse_size(&format_size(size)), Ok(size));
+        }
+        assert_eq!(format_size(1 << 20), "1MiB");
+        assert_eq!(format_size(1536), "1536B");
+    }
+
+    #[test]
+    fn help_is_grouped_by_topic_with_examples() {
+        let help = Cli::command().render_long_help().to_string();
+        for heading in [SERVER, TLS, AUTH, LIMITS, HISTORY, SCALE_OUT, LOGGING, "Examples:"] {
+            assert!(help.contains(heading), "{heading} missing:\n{help}");
+        }
+        assert!(!help.to_lowercase().contains("seed"), "{help}");
+        // Every option is under a topic, none in the catch-all list.
+        for arg in Cli::command().get_arguments() {
+            let id = arg.get_id().as_str();
+            assert!(
+                arg.get_help_heading().is_some() || id == "help" || id == "version",
+                "--{id} has no --help section"
+            );
+        }
     }
 
     #[test]

@@ -17,6 +17,8 @@
 //!   and per-address limits.
 //! - [`broker`]: rooms across nodes through Redis.
 //! - [`metrics`]: Prometheus metrics for `GET /metrics`, one recorder per hub.
+//! - [`logging`]: the binary's log output, which drops (and counts) lines
+//!   rather than stall the server when nobody reads it.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -37,6 +39,7 @@ pub mod config;
 pub mod connection;
 pub mod history;
 pub mod hub;
+pub mod logging;
 pub mod metrics;
 mod origin;
 pub mod protocol;

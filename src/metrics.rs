@@ -295,6 +295,8 @@ struct Scraped {
     history_memory_dropped: Counter,
     redis_connected: Gauge,
     incomplete_bytes: Gauge,
+    /// Process-wide, not per hub: there is one log output.
+    log_lines_dropped: Counter,
 }
 
 struct Inner {
@@ -493,6 +495,11 @@ const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "HTTP connections ended before a request was served: head too large (431), head or TLS handshake timeout, TLS failure.",
     ),
     (
+        "wshub_log_lines_dropped_total",
+        Kind::Counter,
+        "Log lines dropped because the log output (stderr) did not keep up; the server never waits for it.",
+    ),
+    (
         HISTORY_COMMIT_SECONDS,
         Kind::Histogram,
         "Time one history transaction takes to commit.",
@@ -547,6 +554,7 @@ impl Metrics {
             history_memory_dropped: r.counter("wshub_history_memory_dropped_total", &[]),
             redis_connected: r.gauge("wshub_redis_connected", &[]),
             incomplete_bytes: r.gauge("wshub_incomplete_message_bytes", &[]),
+            log_lines_dropped: r.counter("wshub_log_lines_dropped_total", &[]),
         };
         Metrics {
             inner: Arc::new(Inner {
@@ -674,6 +682,7 @@ impl Metrics {
         let redis_up = hub.broker().is_some_and(|broker| broker.is_up());
         s.redis_connected.set(if redis_up { 1.0 } else { 0.0 });
         s.incomplete_bytes.set(hub.incomplete_messages().held() as f64);
+        s.log_lines_dropped.absolute(crate::logging::lines_dropped());
         self.inner.handle.render()
     }
 }
@@ -740,6 +749,7 @@ mod tests {
             Some(0.0)
         );
         assert_eq!(value(&text, "wshub_history_pending"), Some(0.0));
+        assert_eq!(value(&text, "wshub_log_lines_dropped_total"), Some(0.0));
         assert!(text.contains("# TYPE wshub_sent_bytes_total counter"), "{text}");
         assert!(text.contains("# HELP wshub_rooms "), "{text}");
         // Not exported until the history writer records into it.

@@ -148,21 +148,49 @@ async fn room(
     websocket(&shared, peer, request, Target::Chat(room))
 }
 
-/// `GET /healthz`: 200 with live counts, for load balancers and humans.
-async fn healthz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+/// `GET /healthz`: live counts, where history is, and a status a load
+/// balancer can act on (docs/operations.md, "Health checks"):
+/// - `ok` (200): serving, and with `--redis`, delivering across nodes;
+/// - `degraded` (200): serving its own clients, but Redis is away, so
+///   messages reach this node's members only. Still 200: taking the node
+///   out would drop its clients, and when Redis is down for every node,
+///   every node would go out at once. A balancer that should drain such a
+///   node matches the body's `status` instead;
+/// - `shutting_down` (503): closing its connections; send no new ones.
+async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
     let snapshot = shared.hub.snapshot();
-    Json(serde_json::json!({
-        "status": if shared.is_shutting_down() { "shutting_down" } else { "ok" },
+    let broker = shared.hub.broker();
+    let (status, code) = if shared.is_shutting_down() {
+        ("shutting_down", StatusCode::SERVICE_UNAVAILABLE)
+    } else if broker.is_some_and(|broker| !broker.is_up()) {
+        ("degraded", StatusCode::OK)
+    } else {
+        ("ok", StatusCode::OK)
+    };
+    let mut body = serde_json::json!({
+        "status": status,
         "connections": {
             "total": snapshot.connections,
             "echo": snapshot.echo,
             "chat": snapshot.chat,
             "protocol": snapshot.protocol,
         },
-        "history": shared.hub.history().backend_name(),
+        // With Redis, rooms' history is its streams: the local store is
+        // not used for them.
+        "history": if broker.is_some() { "redis" } else { shared.hub.history().backend_name() },
         "rooms": snapshot.rooms,
         "evictions": snapshot.evictions,
-    }))
+    });
+    if let Some(broker) = broker {
+        let down_since = broker.down_since();
+        body["redis"] = serde_json::json!({
+            "connected": broker.is_up(),
+            "node": broker.node(),
+            "down_since": down_since.map(|at| humantime::format_rfc3339_seconds(at).to_string()),
+            "down_for_seconds": down_since.map(|at| at.elapsed().map_or(0, |d| d.as_secs())),
+        });
+    }
+    (code, Json(body)).into_response()
 }
 
 /// `GET /metrics`: every counter and gauge in the Prometheus text format

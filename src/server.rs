@@ -226,11 +226,6 @@ impl Server {
     /// None today; the `Result` leaves room for failures while serving.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let Server { listener, tls, shared } = self;
-        let scheme = if tls.is_some() { "wss" } else { "ws" };
-        match listener.local_addr() {
-            Ok(addr) => tracing::info!(%addr, scheme, "listening"),
-            Err(e) => tracing::warn!("listening, address unknown: {e}"),
-        }
         if shared.origins.allows_any() {
             tracing::warn!("--allowed-origin '*': any web page may open WebSockets here (cross-site WebSocket hijacking is possible)");
         }

@@ -1,13 +1,20 @@
 //! The binary's edge: bad flags and files stop start-up with a message
-//! that names them; `--help` lists every option with its default; SIGTERM
-//! shuts down gracefully with exit status 0; at its open-files limit it
-//! keeps serving, logs, and accepts again once descriptors free up.
+//! that names them (a file's line and key too); `--help` lists every option
+//! with its default, grouped by topic, with examples; the start-up lines say
+//! where to go and show settings as flags take them; a busy port is said
+//! once; the log filter follows its documented precedence; SIGTERM shuts
+//! down gracefully with exit status 0 and its last log lines written; a log
+//! output nobody reads drops (and counts) lines instead of stalling
+//! connections; at its open-files limit it keeps serving, logs, and accepts
+//! again once descriptors free up.
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -58,6 +65,276 @@ fn bad_files_are_named() {
 }
 
 #[test]
+fn a_bad_config_file_is_named_with_its_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wshub.toml");
+    let config = path.to_str().unwrap();
+    std::fs::write(&path, "# wshub\nport = 9000\nmax-message-size = \"12 parsecs\"\n").unwrap();
+    fails_with(
+        &["--config", config],
+        2,
+        &format!("{config}, line 3, key 'max-message-size': invalid value '12 parsecs'"),
+    );
+    std::fs::write(&path, "port = 9000\nprot = 9001\n").unwrap();
+    fails_with(
+        &["--config", config],
+        2,
+        &format!("{config}, line 2, key 'prot': unknown key"),
+    );
+    std::fs::write(&path, "port = 9000\nbind = \"127.0.0.1\n").unwrap();
+    fails_with(&["--config", config], 2, &format!("{config}, line 2: "));
+}
+
+/// Runs the binary on a port that is taken, so that it exits at once after
+/// its first log lines; returns its exit status and stderr.
+fn run_on_a_busy_port(extra: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let output = wshub_command()
+        .args(["--bind", "127.0.0.1", "--port", &port, "--history", "none"])
+        .args(extra)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run wshub");
+    drop(taken);
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_busy_port_is_said_once_with_its_cause_once() {
+    let (status, stderr) = run_on_a_busy_port(&[], &[]);
+    assert_eq!(status, Some(1), "{stderr}");
+    assert_eq!(stderr.matches("cannot listen on 127.0.0.1:").count(), 1, "{stderr}");
+    assert_eq!(stderr.to_lowercase().matches("in use").count(), 1, "{stderr}");
+    assert!(stderr.contains("--port"), "says what to do: {stderr}");
+    assert!(!stderr.contains('\x1b'), "no colours into a pipe: {stderr:?}");
+}
+
+#[test]
+fn rust_log_does_not_override_the_flag_or_variable_but_does_the_file() {
+    let starts = |stderr: &str| stderr.contains("starting wshub");
+    // Flag and WSHUB_LOG_LEVEL win over RUST_LOG.
+    let (_, stderr) = run_on_a_busy_port(&["--log-level", "warn"], &[("RUST_LOG", "debug")]);
+    assert!(!starts(&stderr) && stderr.contains("cannot listen"), "{stderr}");
+    let (_, stderr) = run_on_a_busy_port(&[], &[("RUST_LOG", "debug"), ("WSHUB_LOG_LEVEL", "warn")]);
+    assert!(!starts(&stderr) && stderr.contains("cannot listen"), "{stderr}");
+    // RUST_LOG wins over the default and over the file, and says so.
+    let (_, stderr) = run_on_a_busy_port(&[], &[("RUST_LOG", "warn")]);
+    assert!(!starts(&stderr) && stderr.contains("cannot listen"), "{stderr}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wshub.toml");
+    std::fs::write(&path, "log-level = \"warn\"\n").unwrap();
+    let file = ["--config", path.to_str().unwrap()];
+    let (_, stderr) = run_on_a_busy_port(&file, &[]);
+    assert!(!starts(&stderr), "the file's level applies: {stderr}");
+    let (_, stderr) = run_on_a_busy_port(&file, &[("RUST_LOG", "info")]);
+    assert!(
+        starts(&stderr) && stderr.contains("log_level=info (from RUST_LOG)"),
+        "{stderr}"
+    );
+    // A RUST_LOG that is no filter is refused, not ignored.
+    let (status, stderr) = run_on_a_busy_port(&[], &[("RUST_LOG", "wshub=loud")]);
+    assert_eq!(status, Some(2), "{stderr}");
+    assert!(stderr.contains("RUST_LOG"), "{stderr}");
+}
+
+/// Reads `stderr` lines until one contains `needle` (within 15 s).
+fn line_with(stderr: &mut impl BufRead, needle: &str, seen: &mut Vec<String>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut line = String::new();
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no line with {needle:?} in:\n{}",
+            seen.join("")
+        );
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "exited; log:\n{}",
+            seen.join("")
+        );
+        seen.push(line.clone());
+        if line.contains(needle) {
+            return line.clone();
+        }
+    }
+}
+
+#[tokio::test]
+async fn start_up_lines_say_where_to_go_and_show_settings_as_flags_take_them() {
+    for (bind, tls) in [("127.0.0.1", true), ("0.0.0.0", false)] {
+        let mut args = vec!["--bind", bind, "--port", "0", "--history", "none"];
+        if tls {
+            args.push("--tls-self-signed");
+        }
+        let mut child = KillOnDrop(
+            wshub_command()
+                .args(&args)
+                .stdin(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
+        let mut seen = Vec::new();
+        let starting = line_with(&mut stderr, "starting wshub", &mut seen);
+        let listening = line_with(&mut stderr, "listening on ", &mut seen);
+        let (http, ws) = if tls { ("https", "wss") } else { ("http", "ws") };
+        let port: u16 = listening
+            .split(&format!("{http}://127.0.0.1:"))
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("no {http}://127.0.0.1:PORT in {listening}"));
+        let wanted = format!(
+            "listening on {http}://127.0.0.1:{port} (page), {ws}://127.0.0.1:{port}/echo, {ws}://127.0.0.1:{port}/ws"
+        );
+        assert!(listening.contains(&wanted), "{listening}\nwanted {wanted}");
+        assert_eq!(bind == "0.0.0.0", listening.contains("every interface"), "{listening}");
+        let tls_value = if tls { "tls=self-signed" } else { "tls=off" };
+        for wanted in [
+            tls_value,
+            "ping_interval=54s",
+            "write_timeout=10s",
+            "max_message_size=1MiB",
+            "history=none",
+        ] {
+            assert!(starting.contains(wanted), "{wanted} in {starting}");
+        }
+        for debug_output in ["Some(", "None", "SelfSigned", "secs:", "\x1b"] {
+            assert!(
+                !starting.contains(debug_output) && !listening.contains(debug_output),
+                "{debug_output:?} in {starting}{listening}"
+            );
+        }
+        if !tls {
+            // The address shown reaches the server.
+            let mut client = connect(&format!("ws://127.0.0.1:{port}/echo")).await;
+            send_text(&mut client, "here").await;
+            assert_eq!(next_message(&mut client).await.into_text().unwrap(), "here");
+        }
+    }
+}
+
+/// Kills the process when the test ends, whichever way.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until something accepts TCP connections on `addr`.
+async fn wait_until_accepting(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One sample of `GET /metrics`.
+async fn metric(addr: SocketAddr, series: &str) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_string(&mut response))
+        .await
+        .expect("metrics in time")
+        .unwrap();
+    response
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in {response}"))
+}
+
+#[tokio::test]
+async fn a_log_output_nobody_reads_drops_lines_instead_of_stalling_connections() {
+    let port = common::redis::free_port();
+    let mut child = KillOnDrop(
+        wshub_command()
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--history", "none"])
+            .args(["--log-format", "json", "--log-buffer-lines", "64"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Both pipes stay unread while connections come and go: 64 KiB of
+    // pipe and 64 queued lines fill after a hundred-odd connections.
+    let _stdout = child.0.stdout.take().unwrap();
+    let stderr = child.0.stderr.take().unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_until_accepting(addr).await;
+    let mut steady = connect(&format!("ws://{addr}/echo")).await;
+    for i in 0..400 {
+        // Each logs "connection opened" and "connection closed".
+        let mut passing = RawClient::connect(addr, "/echo").await;
+        passing.send_frame(true, 8, &1000u16.to_be_bytes()).await;
+        assert_eq!(passing.read_close().await, Some(1000), "connection {i}");
+        if i % 20 == 19 {
+            let text = format!("still served after {i}");
+            send_text(&mut steady, &text).await;
+            assert_eq!(next_message(&mut steady).await.into_text().unwrap(), text);
+        }
+    }
+    let dropped = metric(addr, "wshub_log_lines_dropped_total").await;
+    assert!(dropped > 0.0, "lines were dropped and counted: {dropped}");
+
+    // Reading again: what was queued comes out, then the warning.
+    let lines = Arc::new(Mutex::new(String::new()));
+    let kept = lines.clone();
+    std::thread::spawn(move || {
+        let mut stderr = stderr;
+        let mut chunk = [0u8; 8192];
+        while let Ok(n) = stderr.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            kept.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let warning = loop {
+        let found = lines
+            .lock()
+            .unwrap()
+            .lines()
+            .find(|l| l.contains("log lines dropped in the last"))
+            .map(str::to_owned);
+        if let Some(line) = found {
+            break line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no drop warning; log:\n{}",
+            lines.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let json: serde_json::Value = serde_json::from_str(&warning).unwrap();
+    assert_eq!(json["level"], "WARN", "{warning}");
+    let reported = json["fields"]["dropped"].as_u64().unwrap();
+    assert!(
+        reported > 0 && reported as f64 <= dropped,
+        "{reported} of {dropped}: {warning}"
+    );
+    // Served all along, and still.
+    send_text(&mut steady, "after").await;
+    assert_eq!(next_message(&mut steady).await.into_text().unwrap(), "after");
+}
+
+#[test]
 fn help_lists_every_option_with_its_default() {
     let output = wshub_command().arg("--help").output().unwrap();
     assert!(output.status.success());
@@ -87,9 +364,37 @@ fn help_lists_every_option_with_its_default() {
         "--log-format",
         "--config",
         "[env: WSHUB_PORT=]",
+        "--log-buffer-lines",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
     }
+    // Grouped by topic, with examples at the end.
+    let mut at = 0;
+    for heading in [
+        "\nServer:\n",
+        "\nTLS:\n",
+        "\nAuth (JWT access tokens):\n",
+        "\nLimits:\n",
+        "\nHistory:\n",
+        "\nScale-out (Redis):\n",
+        "\nLogging:\n",
+        "\nExamples:\n",
+    ] {
+        let found = help[at..]
+            .find(heading)
+            .unwrap_or_else(|| panic!("--help lacks {heading:?} after byte {at}:\n{help}"));
+        at += found + heading.len();
+    }
+    let tls = help.find("\nTLS:\n").unwrap();
+    let limits = help.find("\nLimits:\n").unwrap();
+    assert!(help[tls..limits].contains("--tls-cert"), "--tls-cert is under TLS");
+    assert!(help[limits..].contains("--max-message-size"));
+    assert!(
+        help[at..].contains("wshub --redis redis://"),
+        "examples:\n{}",
+        &help[at..]
+    );
+    assert!(!help.to_lowercase().contains("seed"), "{help}");
 }
 
 /// Starts the binary on a free port and returns it with its address, read
@@ -114,7 +419,10 @@ fn spawn_server(extra: &[&str]) -> (Child, std::net::SocketAddr, BufReader<std::
             Ok(json) => json,
             Err(_) => continue,
         };
-        if json["fields"]["message"] == "listening" {
+        if json["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("listening on "))
+        {
             let addr = json["fields"]["addr"].as_str().unwrap().parse().unwrap();
             return (child, addr, stderr);
         }
@@ -123,7 +431,7 @@ fn spawn_server(extra: &[&str]) -> (Child, std::net::SocketAddr, BufReader<std::
 
 #[tokio::test]
 async fn sigterm_closes_clients_with_1001_and_exits_0() {
-    let (mut child, addr, _stderr) = spawn_server(&[]);
+    let (mut child, addr, mut stderr) = spawn_server(&[]);
     let mut client = connect(&format!("ws://{addr}/echo")).await;
     send_text(&mut client, "before").await;
     assert_eq!(next_message(&mut client).await.into_text().unwrap(), "before");
@@ -139,6 +447,10 @@ async fn sigterm_closes_clients_with_1001_and_exits_0() {
         .unwrap()
         .unwrap();
     assert_eq!(exit.code(), Some(0));
+    // The last lines were written out before the exit.
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("shutdown complete"), "{rest}");
 }
 
 #[tokio::test]

@@ -63,7 +63,10 @@ impl Wshub {
                 let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
                     continue;
                 };
-                if json["fields"]["message"] == "listening" {
+                if json["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("listening on "))
+                {
                     if let Some(addr) = json["fields"]["addr"].as_str().and_then(|a| a.parse().ok()) {
                         let _ = tx.send(addr);
                     }

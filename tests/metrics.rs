@@ -121,6 +121,10 @@ async fn metrics_is_prometheus_text_and_sends_no_cors_headers() {
     assert_eq!(scrape.get(&connections("echo")), 0.0);
     assert_eq!(scrape.get(r#"wshub_evictions_total{reason="slow_consumer"}"#), 0.0);
     assert_eq!(scrape.get("wshub_history_pending"), 0.0);
+    // The log output's drops (tests/cli.rs makes some with the binary);
+    // this process installs no log writer.
+    assert_eq!(kind("wshub_log_lines_dropped_total"), Some("counter"));
+    assert_eq!(scrape.get("wshub_log_lines_dropped_total"), 0.0);
     server.shutdown().await;
 }
 

@@ -2,11 +2,12 @@
 //! binaries where one has to die) share rooms, one message order, history
 //! and presence through a real `redis-server`; a node that dies leaves,
 //! Redis going away and coming back degrades chat to node-local and then
-//! restores it, and a node started without Redis works alone until Redis
-//! appears.
+//! restores it (clients told by `notice` frames, not errors), a node started
+//! without Redis works alone until Redis appears, and `/healthz` says where
+//! history is, whether Redis is connected and since when it is not.
 //!
 //! Frames are read as JSON values rather than the library's types, so that
-//! the fields the fault tests look at (`local`, the `cross_node_*` error
+//! the fields the fault tests look at (`local`, the `cross_node_*` notice
 //! codes) are checked as they are on the wire.
 
 mod common;
@@ -206,7 +207,7 @@ impl Peer {
     }
 
     /// `join` on a node that has no Redis (yet): a `cross_node_interrupted`
-    /// error may come first.
+    /// notice may come first.
     async fn join_degraded(&mut self, room: &str) -> (Vec<Msg>, Value) {
         self.join_with(room, None, true).await
     }
@@ -228,7 +229,7 @@ impl Peer {
                 "presence" if frame["room"] == room => return (replayed, frame),
                 // Someone else's comings and goings may interleave.
                 "joined" | "left" => {}
-                "error" if degraded && frame["code"] == "cross_node_interrupted" => {}
+                "notice" if degraded && frame["code"] == "cross_node_interrupted" => {}
                 _ => panic!("{}: unexpected frame while joining {room}: {frame}", self.name),
             }
         }
@@ -253,7 +254,7 @@ impl Peer {
             .wait_for(
                 &format!("message {text:?}"),
                 limit,
-                |f| is_presence_event(f) || kind(f) == "message" || kind(f) == "error",
+                |f| is_presence_event(f) || matches!(kind(f), "message" | "error" | "notice"),
                 |f| kind(f) == "message" && f["text"] == text,
             )
             .await;
@@ -281,16 +282,20 @@ impl Peer {
         got
     }
 
-    /// The next error frame with `code`, passing over presence events (and
-    /// chat messages when `skip_messages`).
-    async fn error_code(&mut self, code: &str, limit: Duration, skip_messages: bool) -> Value {
-        self.wait_for(
-            &format!("error {code}"),
-            limit,
-            |f| is_presence_event(f) || (skip_messages && kind(f) == "message"),
-            |f| kind(f) == "error" && f["code"] == code,
-        )
-        .await
+    /// The next `notice` with `code`, passing over presence events: the
+    /// cross-node status is news, not an `error` (which would fail here).
+    async fn notice(&mut self, code: &str, limit: Duration) -> Value {
+        let frame = self
+            .wait_for(&format!("notice {code}"), limit, is_presence_event, |f| {
+                kind(f) == "notice" && f["code"] == code
+            })
+            .await;
+        assert!(
+            frame["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{}: {frame}",
+            self.name
+        );
+        frame
     }
 
     /// A fresh `presence` snapshot of `room` (via `members`).
@@ -375,6 +380,109 @@ async fn say_and_see(sender: usize, peers: &mut [&mut Peer], room: &str, text: &
         }
     }
     id.unwrap()
+}
+
+/// `GET /healthz`: the status code and the JSON body.
+async fn healthz(addr: std::net::SocketAddr) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_string(&mut response))
+        .await
+        .expect("/healthz answers in time")
+        .unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status code");
+    (
+        code,
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}")),
+    )
+}
+
+/// Asks `/healthz` until `status` is `wanted` (within `limit`).
+async fn healthz_until(addr: std::net::SocketAddr, wanted: &str, limit: Duration) -> (u16, Value) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (code, health) = healthz(addr).await;
+        if health["status"] == wanted {
+            return (code, health);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/healthz never said {wanted} within {limit:?}: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `down_since` as a time, checked to be RFC 3339 and not in the future.
+fn down_since(health: &Value) -> std::time::SystemTime {
+    let text = health["redis"]["down_since"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no down_since: {health}"));
+    let at = humantime::parse_rfc3339(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+    assert!(at <= std::time::SystemTime::now(), "{health}");
+    assert!(health["redis"]["down_for_seconds"].is_u64(), "{health}");
+    at
+}
+
+#[tokio::test]
+async fn healthz_says_where_history_is_and_whether_redis_is_connected() {
+    // Started with Redis away: serving, degraded since start-up.
+    let started = std::time::SystemTime::now() - Duration::from_secs(1);
+    let port = free_port();
+    let alone = start_node(node_config(&redis_url(port), "alone")).await;
+    let (code, health) = healthz(alone.addr).await;
+    assert_eq!((code, health["status"].as_str()), (200, Some("degraded")), "{health}");
+    assert_eq!(health["redis"]["connected"], false, "{health}");
+    assert!(down_since(&health) >= started, "{health}");
+    assert_eq!(
+        health["history"], "redis",
+        "history is Redis's, not the local store: {health}"
+    );
+    alone.shutdown().await;
+
+    let mut redis = RedisServer::start().await;
+    let a = node(&redis.url(), "a").await;
+    let (code, health) = healthz(a.addr).await;
+    assert_eq!((code, health["status"].as_str()), (200, Some("ok")), "{health}");
+    assert_eq!(health["history"], "redis", "{health}");
+    assert_eq!(health["redis"]["connected"], true, "{health}");
+    assert_eq!(health["redis"]["node"], "a", "{health}");
+    assert!(health["redis"]["down_since"].is_null(), "{health}");
+
+    let lost = std::time::SystemTime::now() - Duration::from_secs(1);
+    redis.stop().await;
+    let (code, health) = healthz_until(a.addr, "degraded", REDIS_FAULT_BOUND).await;
+    assert_eq!(code, 200, "a degraded node still serves its clients: {health}");
+    assert_eq!(health["redis"]["connected"], false, "{health}");
+    assert!(
+        down_since(&health) >= lost,
+        "down since the loss, not since start-up: {health}"
+    );
+
+    redis.restart().await;
+    let (code, health) = healthz_until(a.addr, "ok", REDIS_FAULT_BOUND).await;
+    assert_eq!(code, 200);
+    assert_eq!(health["redis"]["connected"], true, "{health}");
+    assert!(health["redis"]["down_since"].is_null(), "{health}");
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn healthz_without_redis_names_the_local_store() {
+    let server = start_server().await;
+    let (code, health) = healthz(server.addr).await;
+    assert_eq!((code, health["status"].as_str()), (200, Some("ok")), "{health}");
+    assert_eq!(health["history"], "memory", "{health}");
+    assert!(health.get("redis").is_none(), "{health}");
+    server.shutdown().await;
 }
 
 #[test]
@@ -848,10 +956,7 @@ async fn chat_stays_local_while_redis_is_down_and_crosses_again_after() {
     let lost = Instant::now();
     redis.stop().await;
     for peer in [&mut ann, &mut cat, &mut bob] {
-        let error = peer
-            .error_code("cross_node_interrupted", REDIS_FAULT_BOUND, false)
-            .await;
-        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{error}");
+        peer.notice("cross_node_interrupted", REDIS_FAULT_BOUND).await;
     }
     eprintln!("Redis loss noticed within {:?}", lost.elapsed());
 
@@ -887,7 +992,7 @@ async fn chat_stays_local_while_redis_is_down_and_crosses_again_after() {
     redis.restart().await;
     let back = Instant::now();
     for peer in [&mut ann, &mut cat, &mut bob, &mut late] {
-        peer.error_code("cross_node_restored", REDIS_FAULT_BOUND, false).await;
+        peer.notice("cross_node_restored", REDIS_FAULT_BOUND).await;
     }
     eprintln!("Redis return noticed within {:?}", back.elapsed());
 

@@ -18,7 +18,7 @@
 mod redis;
 mod wire;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -84,12 +84,36 @@ struct Shared {
     node: Arc<str>,
     /// Redis is reachable and pub/sub is subscribed.
     up: AtomicBool,
+    /// Since when cross-node delivery has been off, in ms since the epoch
+    /// (0 while it is on): for `/healthz`.
+    down_since_ms: AtomicU64,
     /// Woken after each attempt to subscribe (start-up waits for the first).
     attempted: tokio::sync::Notify,
     /// Bumped each time Redis is (re)connected: connections made before
     /// are to a Redis that went away, and are replaced.
     generation: std::sync::atomic::AtomicU64,
     max_messages: usize,
+}
+
+impl Shared {
+    /// Records whether cross-node delivery works, and since when it does not.
+    fn set_up(&self, up: bool) {
+        if up {
+            self.down_since_ms.store(0, Ordering::Release);
+        } else {
+            let _ = self
+                .down_since_ms
+                .compare_exchange(0, now_millis(), Ordering::AcqRel, Ordering::Acquire);
+        }
+        self.up.store(up, Ordering::Release);
+    }
+}
+
+/// The wall clock in ms since the epoch (at least 1: 0 means "up").
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1))
 }
 
 /// A handle on the Redis broker; cheap to clone.
@@ -129,6 +153,8 @@ impl Broker {
         let shared = Arc::new(Shared {
             node: config.node,
             up: AtomicBool::new(false),
+            // Down from the start until the first subscription.
+            down_since_ms: AtomicU64::new(now_millis()),
             attempted: tokio::sync::Notify::new(),
             generation: std::sync::atomic::AtomicU64::new(0),
             max_messages: config.max_messages,
@@ -156,6 +182,15 @@ impl Broker {
     /// Whether cross-node delivery works right now.
     pub fn is_up(&self) -> bool {
         self.shared.up.load(Ordering::Acquire)
+    }
+
+    /// Since when cross-node delivery has been off (since start-up for a
+    /// node that has not reached Redis yet); `None` while it is on.
+    pub fn down_since(&self) -> Option<std::time::SystemTime> {
+        match self.shared.down_since_ms.load(Ordering::Acquire) {
+            0 => None,
+            ms => Some(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)),
+        }
     }
 
     /// Queues a command; false when the broker cannot take it now (Redis

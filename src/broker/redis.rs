@@ -25,7 +25,7 @@ use super::wire::{self, WireMessage, WirePresence};
 use super::{Broker, Command};
 use crate::history::Entry;
 use crate::hub::{Hub, Room};
-use crate::protocol::v1::{ErrorCode, MemberCount, ServerFrame};
+use crate::protocol::v1::{MemberCount, ServerFrame};
 
 /// How often a node says it is alive.
 const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -396,14 +396,11 @@ async fn pubsub_loop(client: Client, broker: Broker, hub: Hub, stop: Cancellatio
             tracing::warn!("re-registering with Redis failed: {e}");
         }
         broker.shared.generation.fetch_add(1, Ordering::AcqRel);
-        broker.shared.up.store(true, Ordering::Release);
+        broker.shared.set_up(true);
         broker.shared.attempted.notify_waiters();
         tracing::info!(node = %broker.node(), "Redis connected: cross-node delivery on");
         if told_down {
-            hub.notify_all(&ServerFrame::error(
-                ErrorCode::CrossNodeRestored,
-                "cross-node delivery restored",
-            ));
+            hub.notify_all(&ServerFrame::cross_node_restored());
         }
         ever_up = true;
         let mut messages = pubsub.into_on_message();
@@ -415,12 +412,9 @@ async fn pubsub_loop(client: Client, broker: Broker, hub: Hub, stop: Cancellatio
             let Some(message) = message else { break };
             dispatch(&broker, &hub, message.get_channel_name(), message.get_payload_bytes());
         }
-        broker.shared.up.store(false, Ordering::Release);
+        broker.shared.set_up(false);
         tracing::warn!("lost Redis: delivering within this node only; reconnecting");
-        hub.notify_all(&ServerFrame::error(
-            ErrorCode::CrossNodeInterrupted,
-            "cross-node delivery interrupted: messages reach this server's members only",
-        ));
+        hub.notify_all(&ServerFrame::cross_node_interrupted());
         told_down = true;
     }
 }

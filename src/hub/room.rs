@@ -17,7 +17,7 @@ use super::{lock, Hub};
 use crate::broker::{Broker, Command};
 use crate::connection::{Outbox, Rejected};
 use crate::history::Entry;
-use crate::protocol::v1::{ChatMessage, ErrorCode, MemberCount, ServerFrame};
+use crate::protocol::v1::{ChatMessage, MemberCount, ServerFrame};
 use crate::protocol::{encode_frame, frame_for, Message, MessageKind, OpCode};
 
 /// A room's name. `/ws` is the room `lobby`.
@@ -281,10 +281,7 @@ impl Room {
         });
         if json {
             if !broker.is_up() {
-                let _ = outbox.push(text_frame(&ServerFrame::error(
-                    ErrorCode::CrossNodeInterrupted,
-                    "cross-node delivery interrupted: messages reach this server's members only",
-                )));
+                let _ = outbox.push(text_frame(&ServerFrame::cross_node_interrupted()));
             }
             let (since, limit) = match replay {
                 Replay::Nothing => (None, 0),

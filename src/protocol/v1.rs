@@ -174,6 +174,26 @@ pub enum ServerFrame {
         #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
         client_ref: Option<String>,
     },
+    /// News about the server that no request caused and that is no
+    /// failure (cross-node delivery lost or back): a client shows it and
+    /// carries on.
+    Notice {
+        /// A stable code (see [`NoticeCode`]).
+        code: NoticeCode,
+        /// For humans.
+        message: String,
+    },
+}
+
+/// What a `notice` is about. Stable strings on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeCode {
+    /// This node lost Redis: messages now reach only this node's members
+    /// (as `local` messages) until `cross_node_restored`.
+    CrossNodeInterrupted,
+    /// Redis is back: messages reach every node again.
+    CrossNodeRestored,
 }
 
 /// Why a request failed. Stable strings on the wire.
@@ -207,11 +227,6 @@ pub enum ErrorCode {
     ForbiddenRoom,
     /// The message was over the connection's rate limits and was dropped.
     RateLimited,
-    /// This node lost Redis: messages now reach only this node's members
-    /// (as `local` messages) until `cross_node_restored`.
-    CrossNodeInterrupted,
-    /// Redis is back: messages reach every node again.
-    CrossNodeRestored,
 }
 
 fn is_false(value: &bool) -> bool {
@@ -243,6 +258,22 @@ impl ServerFrame {
             room: Some(room.to_owned()),
             first_available: Some(first_available),
             client_ref: None,
+        }
+    }
+
+    /// Cross-node delivery stopped: this node lost Redis.
+    pub fn cross_node_interrupted() -> ServerFrame {
+        ServerFrame::Notice {
+            code: NoticeCode::CrossNodeInterrupted,
+            message: "cross-node delivery interrupted: messages reach this server's members only".into(),
+        }
+    }
+
+    /// Cross-node delivery works again: Redis is back.
+    pub fn cross_node_restored() -> ServerFrame {
+        ServerFrame::Notice {
+            code: NoticeCode::CrossNodeRestored,
+            message: "cross-node delivery restored: messages reach every server again".into(),
         }
     }
 
@@ -383,6 +414,20 @@ mod tests {
         assert!(
             !is_valid_nick("") && !is_valid_nick("  ") && !is_valid_nick("a\nb") && !is_valid_nick(&"x".repeat(33))
         );
+    }
+
+    #[test]
+    fn the_cross_node_status_is_a_notice_not_an_error() {
+        for (frame, code) in [
+            (ServerFrame::cross_node_interrupted(), "cross_node_interrupted"),
+            (ServerFrame::cross_node_restored(), "cross_node_restored"),
+        ] {
+            let json: serde_json::Value = serde_json::from_str(&frame.to_json()).unwrap();
+            assert_eq!(json["type"], "notice", "{json}");
+            assert_eq!(json["code"], code, "{json}");
+            assert!(json["message"].as_str().is_some_and(|m| !m.is_empty()), "{json}");
+            assert_eq!(json.as_object().unwrap().len(), 3, "{json}");
+        }
     }
 
     #[test]

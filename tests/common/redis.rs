@@ -255,7 +255,10 @@ impl WshubProcess {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) {
-                    if json["fields"]["message"] == "listening" {
+                    if json["fields"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("listening on "))
+                    {
                         if let (Some(tx), Some(addr)) = (addr_tx.take(), json["fields"]["addr"].as_str()) {
                             let _ = tx.send(addr.parse::<SocketAddr>().ok());
                         }

@@ -233,7 +233,7 @@ describe('ChatClient with the new server frames', () => {
     client.start();
     last().open();
     last().push({ type: 'history', room: 'lobby', messages: [msg(1)] });
-    last().push({ type: 'error', code: 'cross_node_interrupted', message: 'cross-node delivery interrupted' });
+    last().push({ type: 'notice', code: 'cross_node_interrupted', message: 'cross-node delivery interrupted' });
     expect(client.getState().notices.map((n) => n.text)).toEqual([CROSS_NODE_INTERRUPTED_TEXT]);
     client.send('mine');
     last().push({ type: 'message', room: 'lobby', id: 0, ts: 5, nick: 'bob', text: 'theirs', local: true });
@@ -246,7 +246,7 @@ describe('ChatClient with the new server frames', () => {
       '-:own:local:mine',
       '-:other:local:theirs',
     ]);
-    last().push({ type: 'error', code: 'cross_node_restored', message: 'cross-node delivery restored' });
+    last().push({ type: 'notice', code: 'cross_node_restored', message: 'cross-node delivery restored' });
     expect(client.getState().notices.map((n) => n.code)).toEqual(['cross_node_restored']);
     last().drop();
     vi.advanceTimersByTime(100);

@@ -249,24 +249,30 @@ describe('local messages (cross-node delivery interrupted)', () => {
 describe('status notices', () => {
   const error = (code: string, extra: Record<string, unknown> = {}) =>
     frame({ type: 'error', code, message: 'server text', ...extra } as ServerFrame);
+  const notice = (code: string) => frame({ type: 'notice', code, message: 'server text' });
 
   it('cross_node_interrupted shows a notice; cross_node_restored replaces it', () => {
-    let s = run(connected(), error('cross_node_interrupted'));
+    let s = run(connected(), notice('cross_node_interrupted'));
     expect(s.notices).toEqual([expect.objectContaining({ code: 'cross_node_interrupted', text: CROSS_NODE_INTERRUPTED_TEXT })]);
     expect(CROSS_NODE_INTERRUPTED_TEXT).toBe("Other servers unreachable: messages reach this server's members only.");
     // Said again on each join while it lasts: still one notice.
-    s = run(s, error('cross_node_interrupted'));
+    s = run(s, notice('cross_node_interrupted'));
     expect(s.notices).toHaveLength(1);
-    s = run(s, error('cross_node_restored'));
+    s = run(s, notice('cross_node_restored'));
     expect(s.notices).toEqual([expect.objectContaining({ code: 'cross_node_restored', text: CROSS_NODE_RESTORED_TEXT })]);
     expect(CROSS_NODE_RESTORED_TEXT).toMatch(/restored/);
     // And the other way round.
-    s = run(s, error('cross_node_interrupted'));
+    s = run(s, notice('cross_node_interrupted'));
     expect(s.notices.map((n) => n.code)).toEqual(['cross_node_interrupted']);
   });
 
+  it('a notice from a newer server is shown with its own text', () => {
+    const s = run(connected(), notice('maintenance_soon'));
+    expect(s.notices).toEqual([expect.objectContaining({ code: 'maintenance_soon', text: 'server text' })]);
+  });
+
   it('the cross-node status is forgotten on disconnect (the next server says it anew)', () => {
-    const s = run(connected(), error('bad_field'), error('cross_node_interrupted'), { type: 'offline' });
+    const s = run(connected(), error('bad_field'), notice('cross_node_interrupted'), { type: 'offline' });
     expect(s.notices.map((n) => n.code)).toEqual(['bad_field']);
   });
 

@@ -21,7 +21,7 @@
  *   above the last one, starts a new numbering ("epoch"): the old lines stay above it.
  */
 import type { Line } from './lines';
-import type { ClientFrame, ErrorCode, Member, ServerFrame, StoredMessage } from './v1';
+import type { ClientFrame, ErrorCode, Member, NoticeCode, ServerFrame, StoredMessage } from './v1';
 
 /** Most lines kept per room; older ones are dropped. */
 export const DEFAULT_LINE_LIMIT = 500;
@@ -56,10 +56,10 @@ export interface PendingSend {
   status: 'pending' | 'unconfirmed' | 'failed';
 }
 
-/** Something for the user to read and dismiss (error frames, lost history). */
+/** Something for the user to read and dismiss (error and notice frames, lost history). */
 export interface Notice {
   key: string;
-  code: ErrorCode | 'bad_frame';
+  code: ErrorCode | NoticeCode | 'bad_frame';
   text: string;
   room?: string;
 }
@@ -128,6 +128,18 @@ export function joinFrame(state: SessionState, room: string): Extract<ClientFram
 export const CROSS_NODE_INTERRUPTED_TEXT = "Other servers unreachable: messages reach this server's members only.";
 export const CROSS_NODE_RESTORED_TEXT = 'Other servers reachable again: messages reach everyone (cross-node delivery restored).';
 
+/** Human text for a notice frame (news about the server, not a failure). */
+export function describeNotice(code: NoticeCode, message: string): string {
+  switch (code) {
+    case 'cross_node_interrupted':
+      return CROSS_NODE_INTERRUPTED_TEXT;
+    case 'cross_node_restored':
+      return CROSS_NODE_RESTORED_TEXT;
+    default:
+      return message;
+  }
+}
+
 /** Human text for an error frame (`room`: the room it names, if any). */
 export function describeError(code: ErrorCode, message: string, firstAvailable?: number, room?: string): string {
   switch (code) {
@@ -149,10 +161,6 @@ export function describeError(code: ErrorCode, message: string, firstAvailable?:
         : `Cannot join #${room}: your access token does not allow this room.`;
     case 'rate_limited':
       return "You're sending too fast: that message was dropped.";
-    case 'cross_node_interrupted':
-      return CROSS_NODE_INTERRUPTED_TEXT;
-    case 'cross_node_restored':
-      return CROSS_NODE_RESTORED_TEXT;
     case 'not_joined':
       return `Not in that room: ${message}`;
     case 'bad_json':
@@ -330,8 +338,6 @@ function applyFrame(d: Draft, frame: ServerFrame, now: number): void {
       if (frame.code === 'history_truncated') {
         d.rooms[where] = addSystem(d, room(d, where), text, now, 'error');
       }
-      if (frame.code === 'cross_node_interrupted') dropNotices(d, 'cross_node_restored');
-      if (frame.code === 'cross_node_restored') dropNotices(d, 'cross_node_interrupted');
       if (frame.code === 'forbidden_room' && frame.room !== undefined) {
         const refused = frame.room;
         d.rooms[refused] = { ...room(d, refused), phase: 'out', members: null, count: 0 };
@@ -357,6 +363,13 @@ function applyFrame(d: Draft, frame: ServerFrame, now: number): void {
         d.rooms[frame.room] = { ...room(d, frame.room), phase: 'out' };
       }
       addNotice(d, frame.code, text, frame.room);
+      return;
+    }
+    case 'notice': {
+      // The cross-node status: the latest replaces the other.
+      if (frame.code === 'cross_node_interrupted') dropNotices(d, 'cross_node_restored');
+      if (frame.code === 'cross_node_restored') dropNotices(d, 'cross_node_interrupted');
+      addNotice(d, frame.code, describeNotice(frame.code, frame.message));
       return;
     }
   }

@@ -116,9 +116,16 @@ describe('server frames: every type', () => {
     expect(ok({ type: 'error', code: 'bad_json', message: 'not JSON' })).toEqual({ type: 'error', code: 'bad_json', message: 'not JSON' });
     // A code from a newer server is kept as a string.
     expect(ok({ type: 'error', code: 'rate_limited', message: 'slow down' })).toMatchObject({ code: 'rate_limited' });
-    for (const code of ['cross_node_interrupted', 'cross_node_restored', 'forbidden_room', 'some_future_code']) {
+    for (const code of ['forbidden_room', 'some_future_code']) {
       expect(ok({ type: 'error', code, message: 'm' })).toMatchObject({ code });
     }
+  });
+
+  it('notice: a code and a message, not an error', () => {
+    for (const code of ['cross_node_interrupted', 'cross_node_restored', 'some_future_code']) {
+      expect(ok({ type: 'notice', code, message: 'm' })).toEqual({ type: 'notice', code, message: 'm' });
+    }
+    expect(invalid('{"type":"notice","code":"cross_node_restored"}')).toMatch(/message/);
   });
 
   it('ignores extra fields', () => {

@@ -85,10 +85,12 @@ export type KnownErrorCode =
   | 'already_joined'
   | 'history_truncated'
   | 'forbidden_room'
-  | 'rate_limited'
-  | 'cross_node_interrupted'
-  | 'cross_node_restored';
+  | 'rate_limited';
 export type ErrorCode = KnownErrorCode | (string & {});
+
+/** Notice codes of docs/protocol.md: news about the server, not failures; others kept as they come. */
+export type KnownNoticeCode = 'cross_node_interrupted' | 'cross_node_restored';
+export type NoticeCode = KnownNoticeCode | (string & {});
 
 export type ServerFrame =
   | { type: 'welcome'; nick: string; protocol: string; max_text_bytes: number }
@@ -102,7 +104,8 @@ export type ServerFrame =
   | { type: 'joined'; room: string; nick: string }
   | { type: 'left'; room: string; nick: string }
   | { type: 'nick'; nick: string }
-  | { type: 'error'; code: ErrorCode; message: string; room?: string; first_available?: number };
+  | { type: 'error'; code: ErrorCode; message: string; room?: string; first_available?: number }
+  | { type: 'notice'; code: NoticeCode; message: string };
 
 export type ServerFrameType = ServerFrame['type'];
 
@@ -213,6 +216,8 @@ function frameOf(type: string, o: Obj): ServerFrame | null {
         ...(first === undefined ? {} : { first_available: first }),
       };
     }
+    case 'notice':
+      return { type, code: str(o, 'code'), message: str(o, 'message') };
     default:
       return null;
   }

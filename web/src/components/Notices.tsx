@@ -14,7 +14,7 @@ function noticeClass(code: Notice['code']): string {
   }
 }
 
-/** Error frames and other things worth reading, each dismissible. */
+/** Error and notice frames and other things worth reading, each dismissible. */
 export function Notices({ notices, onDismiss }: { notices: Notice[]; onDismiss: (key: string) => void }) {
   if (notices.length === 0) return null;
   return (
