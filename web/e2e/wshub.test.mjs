@@ -4,6 +4,7 @@
 // page embedded in the binary. Without it, a binary whose embedded page is not the current
 // web/dist fails the first test, and the other scenarios fall back to the static page.
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
@@ -98,6 +99,13 @@ const chatLines = (page) =>
       (li) => `${li.dataset.id ?? '-'}|${li.dataset.nick ?? ''}|${li.dataset.kind}|${li.querySelector('.message-text')?.textContent}`,
     ),
   );
+
+/** An HS256 JSON Web Token for `claims`, valid for an hour. */
+function jwt(secret, claims) {
+  const part = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const body = `${part({ alg: 'HS256', typ: 'JWT' })}.${part({ ...claims, exp: Math.floor(Date.now() / 1000) + 3600 })}`;
+  return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
+}
 
 const OWN = 'li[data-kind="own"]:not(.is-pending)';
 const OTHER = 'li[data-kind="other"]';
@@ -389,6 +397,45 @@ describe('wshub page', { timeout: 180_000 }, () => {
       await page.close();
     } finally {
       await stopProcess(strict);
+    }
+  });
+
+  test('with tokens: the nickname is the token’s, and a reload shows our earlier messages as ours', { timeout: 60_000 }, async () => {
+    const secret = 'an e2e secret of at least thirty-two bytes';
+    const server = await startWshub(await freePort(), ['--jwt-secret', secret]);
+    try {
+      const url = (sub) => `${pageUrl('chat', { room: 'who', server })}&token=${jwt(secret, { sub, name: 'Dana' })}`;
+      // A nickname saved in this browser must not override the token's.
+      const a = await openPage(url('u-dana'), { nick: 'admin' });
+      const b = await openPage(url('u-other'));
+      await Promise.all([waitStatus(a, 'open'), waitStatus(b, 'open')]);
+      await waitMembers(a, ['Dana', 'Dana']);
+      assert.equal(await a.getByLabel('Nickname').inputValue(), 'Dana');
+      assert.equal(await a.getByLabel('Nickname').getAttribute('readonly'), '');
+      await a.locator('.member.is-me[data-user="u-dana"]').waitFor();
+      assert.equal(await a.locator('.member.is-me').count(), 1, 'the other Dana is not us');
+
+      await send(a, 'mine, before the reload');
+      await waitMessage(a, `${OWN}[data-user="u-dana"]`, 'mine, before the reload');
+      await send(b, 'the other Dana');
+      await waitMessage(a, `${OTHER}[data-user="u-other"]`, 'the other Dana');
+      await waitMessage(b, `${OTHER}[data-user="u-dana"]`, 'mine, before the reload');
+
+      await a.reload();
+      await waitStatus(a, 'open');
+      await waitMessage(a, `${OWN}[data-user="u-dana"]`, 'mine, before the reload');
+      await waitMessage(a, `${OTHER}[data-user="u-other"]`, 'the other Dana');
+      assert.deepEqual(
+        (await chatLines(a)).map((l) => l.split('|').slice(1).join('|')),
+        ['Dana|own|mine, before the reload', 'Dana|other|the other Dana'],
+      );
+      await waitMembers(b, ['Dana', 'Dana']);
+      const refused = await a.evaluate(() => document.body.textContent?.includes('Nickname not changed') ?? false);
+      assert.equal(refused, false, 'the page never asked for another nickname');
+      await a.screenshot({ path: path.join(SHOTS_DIR, 'tokens.png') });
+      await Promise.all([a.close(), b.close()]);
+    } finally {
+      await stopProcess(server);
     }
   });
 
