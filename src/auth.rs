@@ -20,7 +20,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use crate::protocol::v1::is_valid_nick;
+use crate::protocol::v1::{is_valid_nick, MAX_USER_BYTES};
 
 /// The prefix of the subprotocol value that carries a token.
 pub const BEARER_PREFIX: &str = "bearer.";
@@ -107,8 +107,13 @@ impl fmt::Debug for Verifier {
 /// What a valid token grants its connection.
 #[derive(Debug, Clone)]
 pub struct Grant {
-    /// The starting nickname (`name`, else `sub`), if the token has one.
+    /// The nickname (`name`, else `sub`), if the token has one: with
+    /// tokens required, the connection keeps it (`nick` cannot change it).
     pub nick: Option<Arc<str>>,
+    /// The user id (`sub`, when not empty): carried by the holder's
+    /// messages and presence entries, so that people who share a name can
+    /// be told apart.
+    pub user: Option<Arc<str>>,
     /// The rooms it may join, if restricted (`rooms`).
     pub rooms: Option<Box<[Box<str>]>>,
     /// Time left until `exp`, measured at the check.
@@ -228,6 +233,13 @@ impl Verifier {
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| Rejection::Unauthorized(reason(e.kind())))?;
         let claims = data.claims;
+        let user = match claims.sub.as_deref() {
+            None | Some("") => None,
+            Some(sub) if sub.len() > MAX_USER_BYTES => {
+                return Err(Rejection::Unauthorized("the token's sub is over 256 bytes"))
+            }
+            Some(sub) => Some(Arc::from(sub)),
+        };
         let nick = match claims.name.or(claims.sub) {
             Some(nick) if is_valid_nick(&nick) => Some(Arc::from(nick.as_str())),
             Some(_) => return Err(Rejection::Unauthorized("the token's name is not a valid nickname")),
@@ -241,6 +253,7 @@ impl Verifier {
         }
         Ok(Grant {
             nick,
+            user,
             rooms: claims
                 .rooms
                 .map(|rooms| rooms.into_iter().map(String::into_boxed_str).collect()),
@@ -387,13 +400,28 @@ mod tests {
             ))
             .unwrap();
         assert_eq!(grant.nick.as_deref(), Some("ann"));
+        assert_eq!(grant.user.as_deref(), Some("u1"), "the user id is the sub");
         assert!(grant.allows("a") && !grant.allows("b"));
         assert!(grant.expires_in > Duration::from_secs(50));
         let grant = verifier()
             .verify(&token(json!({"sub": "u1", "exp": now() + 60})))
             .unwrap();
         assert_eq!(grant.nick.as_deref(), Some("u1"));
+        assert_eq!(grant.user.as_deref(), Some("u1"));
         assert!(grant.allows("anything"));
+        let grant = verifier()
+            .verify(&token(json!({"name": "ann", "exp": now() + 60})))
+            .unwrap();
+        assert_eq!(
+            (grant.nick.as_deref(), grant.user),
+            (Some("ann"), None),
+            "no sub, no user id"
+        );
+        let long = "u".repeat(MAX_USER_BYTES + 1);
+        assert!(matches!(
+            verifier().verify(&token(json!({"sub": long, "name": "ann", "exp": now() + 60}))),
+            Err(Rejection::Unauthorized("the token's sub is over 256 bytes"))
+        ));
     }
 
     #[test]

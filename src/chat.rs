@@ -34,12 +34,28 @@ pub struct ChatLimits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GiveUp(pub &'static str);
 
+/// Who a connection is: its starting nickname and, when it presented an
+/// access token, the token's user id and whether the name is the token's.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The nickname to start with.
+    pub nick: Arc<str>,
+    /// The token's `sub`: carried by the connection's messages and presence
+    /// entries.
+    pub user: Option<Arc<str>>,
+    /// The nickname comes from an access token and cannot be changed: with
+    /// tokens required, nobody may speak under a name the token did not give.
+    pub nick_locked: bool,
+}
+
 /// One `wshub.v1` connection's state.
 #[derive(Debug)]
 pub struct ChatSession {
     hub: Hub,
     outbox: Arc<Outbox>,
     nick: Arc<str>,
+    user: Option<Arc<str>>,
+    nick_locked: bool,
     rooms: Vec<Membership>,
     bad_requests: u32,
     limits: ChatLimits,
@@ -51,9 +67,16 @@ pub struct ChatSession {
 
 impl ChatSession {
     /// Starts a session and greets the client with `welcome`.
-    pub fn new(hub: Hub, outbox: Arc<Outbox>, nick: Arc<str>, limits: ChatLimits) -> Self {
+    pub fn new(hub: Hub, outbox: Arc<Outbox>, identity: Identity, limits: ChatLimits) -> Self {
+        let Identity {
+            nick,
+            user,
+            nick_locked,
+        } = identity;
         let welcome = ServerFrame::Welcome {
             nick: nick.to_string(),
+            user: user.as_deref().map(str::to_owned),
+            nick_locked,
             protocol: SUBPROTOCOL.to_owned(),
             max_text_bytes: limits.max_text_bytes,
         };
@@ -62,6 +85,8 @@ impl ChatSession {
             hub,
             outbox,
             nick,
+            user,
+            nick_locked,
             rooms: Vec::new(),
             bad_requests: 0,
             limits,
@@ -172,7 +197,8 @@ impl ChatSession {
                     let text = format!("at most {} rooms per connection", self.limits.max_rooms);
                     return Err(Refusal::new(ErrorCode::TooManyRooms, text, Some(room)));
                 }
-                let member = Member::new(self.outbox.clone(), Mode::Json, self.nick.clone());
+                let member =
+                    Member::new(self.outbox.clone(), Mode::Json, self.nick.clone()).with_user(self.user.clone());
                 let replay = since.map_or(Replay::Recent, Replay::Since);
                 self.rooms.push(self.hub.join(&room, member, replay));
                 self.replaying = true;
@@ -180,6 +206,15 @@ impl ChatSession {
             ClientFrame::Leave { room } => {
                 let index = self.joined(&room)?;
                 self.rooms.swap_remove(index);
+            }
+            ClientFrame::Nick { nick } if self.nick_locked => {
+                if nick.as_str() != &*self.nick {
+                    tracing::info!(user = ?self.user, "nick refused: the nickname comes from the access token");
+                    let text = format!("your nickname is {} (from your access token)", self.nick);
+                    return Err(Refusal::new(ErrorCode::NickLocked, text, None));
+                }
+                // The name it already has: nothing changes.
+                let _ = self.outbox.push(text_frame(&ServerFrame::Nick { nick }));
             }
             ClientFrame::Nick { nick } => {
                 if !is_valid_nick(&nick) {
@@ -204,7 +239,7 @@ impl ChatSession {
                     // Not echoed back: it is what is wrong.
                     return Err(Refusal::new(ErrorCode::BadField, message, Some(room)));
                 }
-                self.rooms[index].publish_text(&self.nick, &text, client_ref);
+                self.rooms[index].publish_text(&self.nick, self.user.as_ref(), &text, client_ref);
             }
             ClientFrame::History { room, since, limit } => {
                 self.joined(&room)?;

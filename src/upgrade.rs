@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::access::{admit, refuse, Admission, Asked, Refusal};
-use crate::chat::ChatSession;
+use crate::chat::{ChatSession, Identity};
 use crate::connection::{CloseRequest, ConnectionTask, Farewell, Outbox, Service, Setup};
 use crate::hub::{Endpoint, Member, Mode, Replay, Ticket};
 use crate::protocol::v1::SUBPROTOCOL;
@@ -213,14 +213,22 @@ fn prepare(shared: &Shared, ticket: Ticket, addr: SocketAddr, agreed: Agreed, ad
     let hub = registration.hub().clone();
     let id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
     let Admission { grant, ip_slot } = admission;
-    let (token_nick, rooms, expires_in) = match grant {
-        Some(grant) => (grant.nick, grant.rooms, Some(grant.expires_in)),
-        None => (None, None, None),
+    let authenticated = grant.is_some();
+    let (token_nick, user, rooms, expires_in) = match grant {
+        Some(grant) => (grant.nick, grant.user, grant.rooms, Some(grant.expires_in)),
+        None => (None, None, None, None),
     };
     let service = match (endpoint, target) {
         (Endpoint::Protocol, _) => {
-            let nick = token_nick.unwrap_or_else(|| Arc::from(format!("guest-{id}")));
-            let mut session = ChatSession::new(hub.clone(), outbox.clone(), nick, shared.chat_limits);
+            // With tokens required the name is the token's (or, for a token
+            // without `name` and `sub`, the guest name): locked either way,
+            // so that no one can take a name the token did not give.
+            let identity = Identity {
+                nick: token_nick.unwrap_or_else(|| Arc::from(format!("guest-{id}"))),
+                user,
+                nick_locked: authenticated,
+            };
+            let mut session = ChatSession::new(hub.clone(), outbox.clone(), identity, shared.chat_limits);
             if let Some(rooms) = rooms {
                 session.restrict_rooms(rooms);
             }
@@ -228,7 +236,7 @@ fn prepare(shared: &Shared, ticket: Ticket, addr: SocketAddr, agreed: Agreed, ad
         }
         (_, Target::Chat(room)) => {
             let member = match token_nick {
-                Some(nick) => Member::new(outbox.clone(), Mode::Raw, nick),
+                Some(nick) => Member::new(outbox.clone(), Mode::Raw, nick).with_user(user),
                 None => Member::guest(outbox.clone(), id),
             };
             Service::Raw(hub.join(&room, member, Replay::Nothing))

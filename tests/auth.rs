@@ -6,6 +6,9 @@
 //! token can ride in the subprotocol list as `bearer.<token>` and is not
 //! echoed back; a live connection is closed with 1008 when its token
 //! expires; public keys (ES256) work, and a bad key file stops start-up.
+//! With tokens the nickname is the token's (`nick` for another name gets
+//! `nick_locked`), and messages, presence entries and events carry the
+//! token's `sub` as `user`; without tokens no `user` field appears.
 
 mod common;
 
@@ -426,5 +429,200 @@ async fn a_token_for_another_audience_gets_401_and_the_right_one_connects() {
     let unsigned_by_issuer = json!({"sub": "ann", "exp": now() + 60, "aud": "chat"});
     assert_eq!(status(&url(unsigned_by_issuer)).await, 401);
     assert_eq!(status(&url(claims("chat"))).await, 101);
+    server.shutdown().await;
+}
+
+/// A `wshub.v1` connection for `token` (in the subprotocol, as the page
+/// sends it) and its welcome frame as it is on the wire.
+async fn chat_with_token(server: &TestServer, token: &str) -> (ChatClient, serde_json::Value) {
+    let protocols = format!("wshub.v1, bearer.{token}");
+    let (ws, _) = open(&server.url("/ws"), Some(&protocols)).await.expect("upgrade");
+    let mut client = ChatClient { ws };
+    let welcome = next_json(&mut client).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    (client, welcome)
+}
+
+/// The next frame as JSON, to see exactly which fields are on the wire.
+async fn next_json(client: &mut ChatClient) -> serde_json::Value {
+    match next_message(&mut client.ws).await {
+        Message::Text(text) => serde_json::from_str(&text).expect("JSON"),
+        other => panic!("expected a text frame, got {other:?}"),
+    }
+}
+
+/// The next frame of `kind` as JSON, skipping presence events and others.
+async fn next_of(client: &mut ChatClient, kind: &str) -> serde_json::Value {
+    loop {
+        let frame = next_json(client).await;
+        if frame["type"] == kind {
+            return frame;
+        }
+    }
+}
+
+/// `(nick, user, connections)` of each presence entry.
+fn entries(presence: &ServerFrame) -> Vec<(String, Option<String>, usize)> {
+    match presence {
+        ServerFrame::Presence { members, .. } => members
+            .iter()
+            .map(|m| (m.nick.clone(), m.user.clone(), m.connections))
+            .collect(),
+        other => panic!("expected presence, got {other:?}"),
+    }
+}
+
+fn dana(sub: &str) -> String {
+    token(json!({"sub": sub, "name": "Dana", "exp": now() + 3600}))
+}
+
+#[tokio::test]
+async fn with_tokens_a_nick_request_cannot_take_another_name() {
+    let server = start_server_with(secret_config()).await;
+    let (mut dana, welcome) = chat_with_token(&server, &dana("u-dana")).await;
+    assert_eq!(
+        (&welcome["nick"], &welcome["user"], &welcome["nick_locked"]),
+        (&json!("Dana"), &json!("u-dana"), &json!(true)),
+        "{welcome}"
+    );
+    dana.join("lobby", None).await;
+
+    dana.send(&ClientFrame::Nick { nick: "admin".into() }).await;
+    let error = next_of(&mut dana, "error").await;
+    assert_eq!(error["code"], "nick_locked", "{error}");
+    // Its own name again is accepted and changes nothing.
+    dana.send(&ClientFrame::Nick { nick: "Dana".into() }).await;
+    assert_eq!(dana.recv().await, ServerFrame::Nick { nick: "Dana".into() });
+
+    // Someone else still sees Dana, listed and speaking as Dana.
+    let (mut eve, _) = chat_with_token(
+        &server,
+        &token(json!({"sub": "u-eve", "name": "Eve", "exp": now() + 3600})),
+    )
+    .await;
+    let (_, presence) = eve.join("lobby", None).await;
+    assert_eq!(
+        entries(&presence),
+        [
+            ("Dana".into(), Some("u-dana".into()), 1),
+            ("Eve".into(), Some("u-eve".into()), 1)
+        ]
+    );
+    dana.say("lobby", "it is me").await;
+    let (_, message) = eve.next_chat().await;
+    assert_eq!(
+        (message.nick.as_str(), message.user.as_deref(), message.text.as_str()),
+        ("Dana", Some("u-dana"), "it is me")
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_token_without_name_or_sub_keeps_its_guest_name() {
+    let server = start_server_with(secret_config()).await;
+    let (mut anon, welcome) = chat_with_token(&server, &token(json!({"exp": now() + 3600}))).await;
+    let nick = welcome["nick"].as_str().expect("a nick").to_owned();
+    assert!(nick.starts_with("guest-"), "{welcome}");
+    assert_eq!((welcome.get("user"), &welcome["nick_locked"]), (None, &json!(true)));
+    anon.send(&ClientFrame::Nick { nick: "admin".into() }).await;
+    assert_eq!(next_of(&mut anon, "error").await["code"], "nick_locked");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn messages_presence_and_events_carry_the_user_id() {
+    let server = start_server_with(secret_config()).await;
+    let (mut first, _) = chat_with_token(&server, &dana("u-dana")).await;
+    first.join("r", None).await;
+    // The same user in a second tab, and another user who is also "Dana".
+    let (mut second, _) = chat_with_token(&server, &dana("u-dana")).await;
+    second.join("r", None).await;
+    let joined = next_of(&mut first, "joined").await;
+    assert_eq!(
+        joined,
+        json!({"type": "joined", "room": "r", "nick": "Dana", "user": "u-dana"})
+    );
+    let (mut other, _) = chat_with_token(&server, &dana("u-other")).await;
+    let (_, presence) = other.join("r", None).await;
+    assert_eq!(
+        entries(&presence),
+        [
+            ("Dana".into(), Some("u-dana".into()), 2),
+            ("Dana".into(), Some("u-other".into()), 1)
+        ],
+        "one entry per user: two tabs count twice, two users with one name are two"
+    );
+
+    other
+        .send(&ClientFrame::Send {
+            room: "r".into(),
+            text: "which Dana?".into(),
+            client_ref: Some("c1".into()),
+        })
+        .await;
+    let message = next_of(&mut first, "message").await;
+    assert_eq!(
+        (&message["nick"], &message["user"]),
+        (&json!("Dana"), &json!("u-other"))
+    );
+
+    // A raw client with a token publishes under its user id too.
+    let raw_token = token(json!({"sub": "u-raw", "name": "Rae", "exp": now() + 3600}));
+    let (mut raw, _) = open(&server.url(&format!("/ws/r?token={raw_token}")), None)
+        .await
+        .expect("raw upgrade");
+    let joined = next_of(&mut first, "joined").await;
+    assert_eq!(joined["user"], "u-raw", "{joined}");
+    futures_util::SinkExt::send(&mut raw, Message::text("raw hello"))
+        .await
+        .expect("send");
+    let message = next_of(&mut first, "message").await;
+    assert_eq!((&message["nick"], &message["user"]), (&json!("Rae"), &json!("u-raw")));
+
+    drop(other);
+    let left = next_of(&mut first, "left").await;
+    assert_eq!(
+        left,
+        json!({"type": "left", "room": "r", "nick": "Dana", "user": "u-other"})
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_tokens_no_user_field_appears_and_nicknames_stay_free() {
+    let server = start_server().await;
+    let mut ann = ChatClient::connect(&server).await;
+    ann.send(&ClientFrame::Nick { nick: "admin".into() }).await;
+    assert_eq!(ann.recv().await, ServerFrame::Nick { nick: "admin".into() });
+    ann.send(&ClientFrame::Join {
+        room: "r".into(),
+        since: None,
+    })
+    .await;
+    let presence = next_of(&mut ann, "presence").await;
+    assert_eq!(presence["members"], json!([{"nick": "admin", "connections": 1}]));
+    ann.say("r", "hi").await;
+    let message = next_of(&mut ann, "message").await;
+    assert_eq!(message.get("user"), None, "{message}");
+    let (mut raw, _) = open(&server.url("/ws/r"), None).await.expect("raw upgrade");
+    let joined = next_of(&mut ann, "joined").await;
+    assert_eq!(joined.get("user"), None, "{joined}");
+    futures_util::SinkExt::send(&mut raw, Message::text("raw"))
+        .await
+        .expect("send");
+    let message = next_of(&mut ann, "message").await;
+    assert_eq!(message.get("user"), None, "{message}");
+    // The welcome of a new connection says nothing of users or locks.
+    let mut request = server.url("/ws").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "wshub.v1".parse().unwrap());
+    let (ws, _) = tokio_tungstenite::connect_async(request).await.expect("connect");
+    let welcome = next_json(&mut ChatClient { ws }).await;
+    assert_eq!(
+        (welcome.get("user"), welcome.get("nick_locked")),
+        (None, None),
+        "{welcome}"
+    );
     server.shutdown().await;
 }

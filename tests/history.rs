@@ -2,7 +2,8 @@
 //! reconnect with no gaps and no duplicates (even while others keep
 //! talking), SQLite history that survives a restart, and a memory cap over
 //! all rooms (`--history-max-bytes`) that a flood of large messages cannot
-//! pass, without gaps in an SQLite catch-up.
+//! pass, without gaps in an SQLite catch-up; a sender's user id (its
+//! token's `sub`) is kept with its messages, across an SQLite restart too.
 
 mod common;
 
@@ -151,6 +152,77 @@ async fn sqlite_history_survives_a_restart_and_ids_continue() {
     );
     bob.say("r", "after restart").await;
     assert_eq!(bob.next_chat().await.1.id, 4);
+    server.shutdown().await;
+}
+
+const SECRET: &str = "wshub test secret, thirty-two bytes or more";
+
+/// A server that requires tokens, with history in `backend`.
+fn with_tokens(backend: Backend) -> wshub::Config {
+    let mut config = config_with(backend, 100);
+    config.auth = Some(wshub::auth::AuthSource::Secret(wshub::auth::Secret::new(SECRET)));
+    config
+}
+
+/// A `wshub.v1` client holding a token for `name` / `sub`.
+async fn token_holder(server: &TestServer, sub: &str, name: &str) -> ChatClient {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({"sub": sub, "name": name, "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    ChatClient::connect_url(&server.url(&format!("/ws?token={token}"))).await
+}
+
+fn authors(messages: &[ChatMessage]) -> Vec<(&str, Option<&str>, &str)> {
+    messages
+        .iter()
+        .map(|m| (m.nick.as_str(), m.user.as_deref(), m.text.as_str()))
+        .collect()
+}
+
+#[tokio::test]
+async fn history_keeps_who_sent_each_message_in_memory_and_across_an_sqlite_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.sqlite");
+    let expected = [("Dana", Some("u-dana"), "first"), ("Dana", Some("u-other"), "second")];
+    for backend in [Backend::Memory, Backend::Sqlite(path.clone())] {
+        let server = start_server_with(with_tokens(backend.clone())).await;
+        let mut dana = token_holder(&server, "u-dana", "Dana").await;
+        dana.join("r", None).await;
+        say_and_wait(&mut dana, "r", ["first".to_owned()]).await;
+        let mut other = token_holder(&server, "u-other", "Dana").await;
+        other.join("r", None).await;
+        say_and_wait(&mut other, "r", ["second".to_owned()]).await;
+        let mut late = token_holder(&server, "u-late", "Lee").await;
+        let (replay, _) = late.join("r", None).await;
+        assert_eq!(authors(&replay), expected, "{backend:?}: the replay on join");
+        late.send(&ClientFrame::History {
+            room: "r".into(),
+            since: Some(0),
+            limit: None,
+        })
+        .await;
+        match late.recv().await {
+            ServerFrame::History { messages, .. } => {
+                assert_eq!(authors(&messages), expected, "{backend:?}: a history request")
+            }
+            other => panic!("expected history, got {other:?}"),
+        }
+        drop((dana, other, late));
+        server.shutdown().await;
+    }
+    // From the file alone: the in-memory tail is gone with the process.
+    let server = start_server_with(with_tokens(Backend::Sqlite(path))).await;
+    let mut dana = token_holder(&server, "u-dana", "Dana").await;
+    let (replay, _) = dana.join("r", None).await;
+    assert_eq!(authors(&replay), expected, "after the restart");
     server.shutdown().await;
 }
 

@@ -39,7 +39,8 @@ async fn join_leave_and_rename_update_the_member_list() {
         ann.recv().await,
         ServerFrame::Joined {
             room: "room".into(),
-            nick: "bob".into()
+            nick: "bob".into(),
+            user: None,
         }
     );
 
@@ -87,7 +88,8 @@ async fn a_closed_connection_leaves_at_once() {
         frames.last().unwrap(),
         &ServerFrame::Left {
             room: "room".into(),
-            nick: "bob".into()
+            nick: "bob".into(),
+            user: None,
         }
     );
     server.shutdown().await;

@@ -29,6 +29,9 @@ const NODE_DEATH_BOUND: Duration = Duration::from_secs(20);
 /// with back-off).
 const REDIS_FAULT_BOUND: Duration = Duration::from_secs(30);
 
+/// The secret of the nodes that require tokens.
+const TOKEN_SECRET: &str = "wshub test secret, thirty-two bytes or more";
+
 /// A node's settings: the test defaults plus Redis and a name.
 fn node_config(redis: &str, name: &str) -> wshub::Config {
     let mut config = test_config();
@@ -831,6 +834,82 @@ async fn raw_clients_chat_across_nodes() {
     assert_eq!(raw_next(&mut raw_b).await, Message::text("json from A"));
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// A client on `url` holding a token for `name` / `sub`: its nickname is
+/// the token's, so it sends no `nick`.
+async fn token_peer(url: &str, sub: &str, name: &str) -> Peer {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": sub, "name": name, "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(TOKEN_SECRET.as_bytes()),
+    )
+    .unwrap();
+    let ChatClient { ws } = ChatClient::connect_url(&format!("{url}?token={token}")).await;
+    Peer {
+        name: format!("{name}({sub})@{url}"),
+        ws,
+    }
+}
+
+#[tokio::test]
+async fn user_ids_cross_nodes_with_messages_presence_and_history() {
+    let redis = RedisServer::start().await;
+    let with_tokens = |name: &str| {
+        let mut config = node_config(&redis.url(), name);
+        config.auth = Some(wshub::auth::AuthSource::Secret(wshub::auth::Secret::new(TOKEN_SECRET)));
+        config
+    };
+    let a = node_with(with_tokens("a")).await;
+    let b = node_with(with_tokens("b")).await;
+    let mut dana = token_peer(&a.url("/ws"), "u-dana", "Dana").await;
+    dana.join("u", None).await;
+    let mut other = token_peer(&b.url("/ws"), "u-other", "Dana").await;
+    let (_, presence) = other.join("u", None).await;
+    let entries = |presence: &Value| -> Vec<Value> { presence["members"].as_array().unwrap().clone() };
+    assert_eq!(
+        entries(&presence),
+        [
+            json!({"nick": "Dana", "user": "u-dana", "connections": 1}),
+            json!({"nick": "Dana", "user": "u-other", "connections": 1})
+        ],
+        "two users named Dana on two nodes are two entries"
+    );
+    let joined = dana
+        .wait_for("joined", PATIENCE, |_| false, |f| kind(f) == "joined")
+        .await;
+    assert_eq!(
+        joined,
+        json!({"type": "joined", "room": "u", "nick": "Dana", "user": "u-other"})
+    );
+
+    dana.say("u", "from A").await;
+    let message = other
+        .wait_for("message", PATIENCE, is_presence_event, |f| kind(f) == "message")
+        .await;
+    assert_eq!((&message["nick"], &message["user"]), (&json!("Dana"), &json!("u-dana")));
+
+    // From the room's stream, on a node that never saw the message.
+    let c = node_with(with_tokens("c")).await;
+    let mut late = token_peer(&c.url("/ws"), "u-late", "Lee").await;
+    late.send(json!({"type": "join", "room": "u", "since": 0})).await;
+    let history = late
+        .wait_for("history", PATIENCE, |_| false, |f| kind(f) == "history")
+        .await;
+    let first = &history["messages"][0];
+    assert_eq!(
+        (&first["text"], &first["user"]),
+        (&json!("from A"), &json!("u-dana")),
+        "{history}"
+    );
+    for server in [a, b, c] {
+        server.shutdown().await;
+    }
 }
 
 #[tokio::test]

@@ -52,15 +52,27 @@ pub(crate) enum Command {
     Publish {
         room: RoomName,
         nick: Arc<str>,
+        /// The sender's user id (token `sub`), if any.
+        user: Option<Arc<str>>,
         text: Arc<str>,
         client_ref: Option<String>,
     },
     /// Relay a raw binary frame's payload to raw members of every node.
     PublishBinary { room: RoomName, payload: Bytes },
     /// A local member joined a room: record it for presence, tell others.
-    Joined { room: RoomName, conn: u64, nick: Arc<str> },
+    Joined {
+        room: RoomName,
+        conn: u64,
+        nick: Arc<str>,
+        user: Option<Arc<str>>,
+    },
     /// A local member left a room.
-    Left { room: RoomName, conn: u64, nick: Arc<str> },
+    Left {
+        room: RoomName,
+        conn: u64,
+        nick: Arc<str>,
+        user: Option<Arc<str>>,
+    },
     /// Replay history to a member that just joined, then its backlog.
     Replay {
         room: Arc<Room>,

@@ -141,6 +141,7 @@ fn add_to_pipeline(pipe: &mut redis::Pipeline, command: &Command, broker: &Broke
         Command::Publish {
             room,
             nick,
+            user,
             text,
             client_ref,
         } => {
@@ -155,6 +156,7 @@ fn add_to_pipeline(pipe: &mut redis::Pipeline, command: &Command, broker: &Broke
                 .arg(&**text)
                 .arg(wire::message_channel(room))
                 .arg(client_ref.as_deref().unwrap_or(""))
+                .arg(user.as_deref().unwrap_or(""))
                 .ignore();
         }
         Command::PublishBinary { room, payload } => {
@@ -163,11 +165,12 @@ fn add_to_pipeline(pipe: &mut redis::Pipeline, command: &Command, broker: &Broke
                 .arg(&payload[..])
                 .ignore();
         }
-        Command::Joined { room, conn, nick } | Command::Left { room, conn, nick } => {
+        Command::Joined { room, conn, nick, user } | Command::Left { room, conn, nick, user } => {
             let joined = matches!(command, Command::Joined { .. });
             let key = wire::members_key(room, node);
             if joined {
-                pipe.cmd("HSET").arg(&key).arg(conn).arg(&**nick).ignore();
+                let value = wire::member_value(nick, user.as_deref());
+                pipe.cmd("HSET").arg(&key).arg(conn).arg(value).ignore();
                 pipe.cmd("EXPIRE").arg(&key).arg(PRESENCE_KEY_TTL_SECS).ignore();
                 pipe.cmd("SADD").arg(wire::node_rooms_key(node)).arg(&**room).ignore();
             } else {
@@ -176,6 +179,7 @@ fn add_to_pipeline(pipe: &mut redis::Pipeline, command: &Command, broker: &Broke
             let event = WirePresence {
                 kind: if joined { "joined" } else { "left" }.to_owned(),
                 nick: nick.to_string(),
+                user: user.as_deref().map(str::to_owned),
                 node: node.to_owned(),
             };
             let json = serde_json::to_string(&event).unwrap_or_default();
@@ -192,11 +196,12 @@ fn fail(commands: Vec<Command>, hub: &Hub) {
             Command::Publish {
                 room,
                 nick,
+                user,
                 text,
                 client_ref,
             } => {
                 if let Some(room) = hub.room(&room) {
-                    room.deliver_local(hub, &nick, &text, client_ref);
+                    room.deliver_local(hub, &nick, user.as_deref(), &text, client_ref);
                 }
             }
             Command::PublishBinary { room, payload } => {
@@ -269,11 +274,13 @@ fn parse_entries(reply: StreamRangeReply) -> Vec<Entry> {
             let id = item.id.split('-').next()?.parse().ok()?;
             let ts = item.get::<String>("ts")?.parse().ok()?;
             let nick: String = item.get("nick")?;
+            let user: Option<String> = item.get("user");
             let text: String = item.get("text")?;
             Some(Entry {
                 id,
                 ts,
                 nick: Arc::from(nick),
+                user: user.map(Arc::from),
                 text: Arc::from(text),
             })
         })
@@ -349,16 +356,22 @@ async fn fetch_presence(con: &mut ConnectionManager, room: &Room) -> RedisResult
     } else {
         pipe.query_async(con).await?
     };
-    let mut nicks: std::collections::BTreeMap<String, usize> = Default::default();
-    for nick in maps.into_iter().flat_map(|m| m.into_values()) {
-        *nicks.entry(nick).or_default() += 1;
+    // One entry per nickname and user, as a single node counts them.
+    let mut nicks: std::collections::BTreeMap<(String, Option<String>), usize> = Default::default();
+    for value in maps.iter().flat_map(|m| m.values()) {
+        let (nick, user) = wire::parse_member_value(value);
+        *nicks.entry((nick.to_owned(), user.map(str::to_owned))).or_default() += 1;
     }
     Ok(ServerFrame::Presence {
         room: room.name().to_string(),
         count: nicks.values().sum(),
         members: nicks
             .into_iter()
-            .map(|(nick, connections)| MemberCount { nick, connections })
+            .map(|((nick, user), connections)| MemberCount {
+                nick,
+                user,
+                connections,
+            })
             .collect(),
     })
 }
@@ -447,6 +460,7 @@ fn dispatch(broker: &Broker, hub: &Hub, channel: &str, payload: &[u8]) {
                     id,
                     ts,
                     nick: Arc::from(message.nick),
+                    user: message.user.map(Arc::from),
                     text: Arc::from(message.text),
                 };
                 room.deliver(hub, entry, message.client_ref);
@@ -466,10 +480,12 @@ fn dispatch(broker: &Broker, hub: &Hub, channel: &str, payload: &[u8]) {
                     "joined" => ServerFrame::Joined {
                         room: room_name,
                         nick: event.nick,
+                        user: event.user,
                     },
                     _ => ServerFrame::Left {
                         room: room_name,
                         nick: event.nick,
+                        user: event.user,
                     },
                 };
                 room.deliver_event(&frame);
@@ -488,8 +504,9 @@ async fn restore(client: &Client, broker: &Broker, hub: &Hub) -> RedisResult<()>
     for room in &rooms {
         let key = wire::members_key(room.name(), node);
         pipe.cmd("DEL").arg(&key).ignore();
-        for (conn, nick) in room.local_members() {
-            pipe.cmd("HSET").arg(&key).arg(conn).arg(&*nick).ignore();
+        for (conn, nick, user) in room.local_members() {
+            let value = wire::member_value(&nick, user.as_deref());
+            pipe.cmd("HSET").arg(&key).arg(conn).arg(value).ignore();
         }
         pipe.cmd("EXPIRE").arg(&key).arg(PRESENCE_KEY_TTL_SECS).ignore();
         pipe.cmd("SADD")
@@ -590,10 +607,12 @@ async fn beat(con: &mut ConnectionManager, broker: &Broker, hub: &Hub) -> RedisR
             let key = wire::members_key(&room, &node);
             let members: HashMap<String, String> = redis::cmd("HGETALL").arg(&key).query_async(con).await?;
             let mut pipe = redis::pipe();
-            for nick in members.into_values() {
+            for value in members.into_values() {
+                let (nick, user) = wire::parse_member_value(&value);
                 let event = WirePresence {
                     kind: "left".to_owned(),
-                    nick,
+                    nick: nick.to_owned(),
+                    user: user.map(str::to_owned),
                     node: node.clone(),
                 };
                 let json = serde_json::to_string(&event).unwrap_or_default();

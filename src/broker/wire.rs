@@ -42,15 +42,44 @@ pub(super) fn presence_channel(room: &str) -> String {
 /// Assigns the room's next id, appends to its stream (trimmed to about
 /// `ARGV[1]` entries) and publishes, atomically: stream order, id order and
 /// publish order are one order. Ids and timestamps travel as strings, as
-/// Lua's JSON encoder would print large numbers in exponent form.
+/// Lua's JSON encoder would print large numbers in exponent form. The
+/// sender's user id (`ARGV[7]`, empty for none) is a `user` field of the
+/// stream entry and of the published message only when there is one.
 pub(super) const PUBLISH_SCRIPT: &str = r#"
 local id = redis.call('INCR', KEYS[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], id .. '-1', 'ts', ARGV[2], 'nick', ARGV[3], 'text', ARGV[4])
+local fields = {'ts', ARGV[2], 'nick', ARGV[3], 'text', ARGV[4]}
 local message = {id = tostring(id), ts = ARGV[2], nick = ARGV[3], text = ARGV[4]}
+if ARGV[7] ~= nil and ARGV[7] ~= '' then
+  fields[#fields + 1] = 'user'
+  fields[#fields + 1] = ARGV[7]
+  message['user'] = ARGV[7]
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], id .. '-1', unpack(fields))
 if ARGV[6] ~= '' then message['ref'] = ARGV[6] end
 redis.call('PUBLISH', ARGV[5], cjson.encode(message))
 return id
 "#;
+
+/// Separates a member's nickname from its user id in the presence hashes'
+/// values (`nick` alone without a user id): a nickname never holds a
+/// control character, so the first one found is this separator.
+const USER_SEPARATOR: char = '\u{1f}';
+
+/// A presence hash value: the nickname, and the user id when there is one.
+pub(super) fn member_value(nick: &str, user: Option<&str>) -> String {
+    match user {
+        Some(user) => format!("{nick}{USER_SEPARATOR}{user}"),
+        None => nick.to_owned(),
+    }
+}
+
+/// The nickname and user id of a presence hash value.
+pub(super) fn parse_member_value(value: &str) -> (&str, Option<&str>) {
+    match value.split_once(USER_SEPARATOR) {
+        Some((nick, user)) => (nick, Some(user)),
+        None => (value, None),
+    }
+}
 
 /// Raises a room's counter to at least `ARGV[1]` (after Redis lost its
 /// data), never lowers it.
@@ -66,6 +95,8 @@ pub(super) struct WireMessage {
     pub id: String,
     pub ts: String,
     pub nick: String,
+    #[serde(default)]
+    pub user: Option<String>,
     pub text: String,
     #[serde(default, rename = "ref")]
     pub client_ref: Option<String>,
@@ -77,6 +108,8 @@ pub(super) struct WirePresence {
     /// "joined" or "left".
     pub kind: String,
     pub nick: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     pub node: String,
 }
 
@@ -94,5 +127,13 @@ mod tests {
         assert_eq!(seq_key("lobby"), "wshub:{lobby}:seq");
         assert_eq!(log_key("lobby"), "wshub:{lobby}:log");
         assert_eq!(room_of(&message_channel("a.b"), "wshub:msg:"), Some("a.b"));
+    }
+
+    #[test]
+    fn presence_values_carry_the_user_only_when_known() {
+        assert_eq!(member_value("ann", None), "ann");
+        assert_eq!(parse_member_value("ann"), ("ann", None));
+        let value = member_value("Dana", Some("u\u{1f}42"));
+        assert_eq!(parse_member_value(&value), ("Dana", Some("u\u{1f}42")));
     }
 }

@@ -45,17 +45,17 @@ use super::{lock, Entry, Shard};
 /// messages of a typical size (100 B and the overhead below).
 pub const DEFAULT_MAX_BYTES: usize = 64 << 20;
 
-/// What one entry costs besides its nickname and text: its place in the
-/// cache (48 B, and 8 B of writer sequence number with SQLite) and the two
-/// shared strings' headers (16 B each), rounded up for the allocator.
-pub(super) const ENTRY_OVERHEAD: usize = 96;
+/// What one entry costs besides its nickname, user id and text: its place
+/// in the cache (64 B, and 8 B of writer sequence number with SQLite) and
+/// the shared strings' headers (16 B each), rounded up for the allocator.
+pub(super) const ENTRY_OVERHEAD: usize = 112;
 
 /// How often, at most, the shedding is logged while it goes on.
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// What an entry costs the memory cap.
 pub(super) fn cost(entry: &Entry) -> usize {
-    entry.text.len() + entry.nick.len() + ENTRY_OVERHEAD
+    entry.text.len() + entry.nick.len() + entry.user.as_ref().map_or(0, |user| user.len()) + ENTRY_OVERHEAD
 }
 
 /// What an overflow frees down to: 15/16 of the cap.

@@ -182,6 +182,9 @@ pub struct Entry {
     /// Who sent it. Shared, so fan-out and cache copies cost no allocation.
     #[serde(serialize_with = "serialize_arc_str")]
     pub nick: Arc<str>,
+    /// The sender's user id (its access token's `sub`), when it had one.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "serialize_opt_arc_str")]
+    pub user: Option<Arc<str>>,
     /// What was said.
     #[serde(serialize_with = "serialize_arc_str")]
     pub text: Arc<str>,
@@ -189,6 +192,13 @@ pub struct Entry {
 
 fn serialize_arc_str<S: serde::Serializer>(s: &Arc<str>, ser: S) -> Result<S::Ok, S::Error> {
     ser.serialize_str(s)
+}
+
+fn serialize_opt_arc_str<S: serde::Serializer>(s: &Option<Arc<str>>, ser: S) -> Result<S::Ok, S::Error> {
+    match s {
+        Some(s) => ser.serialize_some(&**s),
+        None => ser.serialize_none(),
+    }
 }
 
 /// The answer to a reconnecting client's "I last saw id N".
@@ -478,6 +488,12 @@ impl History {
     /// room's very first touch with SQLite, see the module doc), so it is
     /// safe to call under the hub's room lock.
     pub fn append(&self, room: &str, nick: &str, text: &str) -> Entry {
+        self.append_by(room, nick, None, text)
+    }
+
+    /// [`History::append`] for a sender with a user id (a token's `sub`),
+    /// stored with the message.
+    pub fn append_by(&self, room: &str, nick: &str, user: Option<&Arc<str>>, text: &str) -> Entry {
         let inner = &*self.inner;
         let now = inner.clock.now_ms();
         inner.appended.fetch_add(1, Ordering::Relaxed);
@@ -487,6 +503,7 @@ impl History {
                 id,
                 ts,
                 nick: nick.into(),
+                user: user.cloned(),
                 text: text.into(),
             };
             let mut seq = None;

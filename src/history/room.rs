@@ -245,6 +245,7 @@ mod tests {
             id,
             ts,
             nick: "n".into(),
+            user: None,
             text: "t".into(),
         }
     }

@@ -1,11 +1,12 @@
 //! The SQLite store: schema, the read connection, and the writer thread
 //! that group-commits appended entries off the hot path.
 //!
-//! # Schema (`PRAGMA user_version = 2`)
+//! # Schema (`PRAGMA user_version = 3`)
 //! ```sql
 //! CREATE TABLE messages (
 //!     room TEXT NOT NULL, id INTEGER NOT NULL, ts INTEGER NOT NULL,
 //!     nick TEXT NOT NULL, text TEXT NOT NULL,
+//!     user TEXT,                      -- the sender's token `sub`, NULL without one
 //!     PRIMARY KEY (room, id)
 //! ) WITHOUT ROWID;
 //! CREATE INDEX messages_by_ts ON messages (ts);
@@ -66,8 +67,9 @@ use super::room::Limits;
 use super::{Entry, HistoryError};
 
 /// The schema version this code writes and reads (1: `messages` only; 2
-/// adds `room_seq`, created in place on an old file).
-const SCHEMA_VERSION: i64 = 2;
+/// adds `room_seq`; 3 adds `messages.user`; both made in place on an older
+/// file, whose messages then have no user).
+const SCHEMA_VERSION: i64 = 3;
 
 /// Ids reserved ahead per room at first: a room asks for the next block
 /// when half of this is left, so it is at least half a block ahead of its
@@ -118,7 +120,7 @@ fn connect(path: &Path, flags: OpenFlags) -> Result<Connection, HistoryError> {
 /// Opens the database for writing: WAL, synchronous, schema. Returns the
 /// writer's connection.
 pub(super) fn open_writer(path: &Path) -> Result<Connection, HistoryError> {
-    let conn = connect(
+    let mut conn = connect(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
@@ -151,24 +153,38 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection, HistoryError> {
             supported: SCHEMA_VERSION,
         });
     }
-    conn.execute_batch(
-        "BEGIN;
-         CREATE TABLE IF NOT EXISTS messages (
-             room TEXT NOT NULL, id INTEGER NOT NULL, ts INTEGER NOT NULL,
-             nick TEXT NOT NULL, text TEXT NOT NULL,
-             PRIMARY KEY (room, id)
-         ) WITHOUT ROWID;
-         CREATE INDEX IF NOT EXISTS messages_by_ts ON messages (ts);
-         CREATE TABLE IF NOT EXISTS room_seq (
-             room TEXT PRIMARY KEY,
-             last_id INTEGER NOT NULL,
-             reserved_upto INTEGER NOT NULL,
-             run_base INTEGER NOT NULL
-         ) WITHOUT ROWID;
-         PRAGMA user_version = 2;
-         COMMIT;",
-    )
-    .map_err(schema_err)?;
+    // One transaction: a file is either at this version or untouched.
+    let migrate = |conn: &mut Connection| -> rusqlite::Result<()> {
+        let tx = conn.transaction()?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS messages (
+                 room TEXT NOT NULL, id INTEGER NOT NULL, ts INTEGER NOT NULL,
+                 nick TEXT NOT NULL, text TEXT NOT NULL,
+                 user TEXT,
+                 PRIMARY KEY (room, id)
+             ) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS messages_by_ts ON messages (ts);
+             CREATE TABLE IF NOT EXISTS room_seq (
+                 room TEXT PRIMARY KEY,
+                 last_id INTEGER NOT NULL,
+                 reserved_upto INTEGER NOT NULL,
+                 run_base INTEGER NOT NULL
+             ) WITHOUT ROWID;",
+        )?;
+        // A file from before version 3 has `messages` without `user`: added
+        // in place (the schema only; no row is rewritten, old ones read NULL).
+        let has_user: i64 = tx.query_row(
+            "SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'user'",
+            [],
+            |row| row.get(0),
+        )?;
+        if has_user == 0 {
+            tx.execute_batch("ALTER TABLE messages ADD COLUMN user TEXT")?;
+        }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        tx.commit()
+    };
+    migrate(&mut conn).map_err(schema_err)?;
     // This run starts above whatever the previous one may have handed out,
     // and every known room gets a fresh block before any id is given.
     conn.execute(
@@ -289,11 +305,11 @@ impl Reader {
         newest: bool,
     ) -> rusqlite::Result<Vec<Entry>> {
         let sql = if newest {
-            "SELECT id, ts, nick, text FROM messages
+            "SELECT id, ts, nick, text, user FROM messages
              WHERE room = ?1 AND id >= ?2 AND id < ?3 AND ts >= ?4
              ORDER BY id DESC LIMIT ?5"
         } else {
-            "SELECT id, ts, nick, text FROM messages
+            "SELECT id, ts, nick, text, user FROM messages
              WHERE room = ?1 AND id >= ?2 AND id < ?3 AND ts >= ?4
              ORDER BY id LIMIT ?5"
         };
@@ -312,6 +328,7 @@ impl Reader {
                     id: u64_of(row.get(0)?),
                     ts: row.get(1)?,
                     nick: row.get::<_, String>(2)?.into(),
+                    user: row.get::<_, Option<String>>(4)?.map(Arc::from),
                     text: row.get::<_, String>(3)?.into(),
                 })
             },
@@ -600,8 +617,8 @@ impl Writer {
             // if a room's first-touch read failed; then a later write must
             // not wedge the writer on a key conflict.
             let mut insert = tx.prepare_cached(
-                "INSERT OR REPLACE INTO messages (room, id, ts, nick, text)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR REPLACE INTO messages (room, id, ts, nick, text, user)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             let mut newest: HashMap<&str, u64> = HashMap::new();
             for (_, _, room, e) in inserts {
@@ -610,7 +627,8 @@ impl Writer {
                     i64_of(e.id),
                     e.ts,
                     e.nick.as_ref(),
-                    e.text.as_ref()
+                    e.text.as_ref(),
+                    e.user.as_deref()
                 ])?;
                 let last = newest.entry(room.as_ref()).or_insert(0);
                 *last = (*last).max(e.id);

@@ -518,12 +518,22 @@ fn entries_serialize_as_plain_json() {
         id: 7,
         ts: 1_700_000_000_000,
         nick: "ann".into(),
+        user: None,
         text: "hi \"there\"".into(),
     };
     let json = serde_json::to_string(&entry).expect("serializes");
     assert_eq!(
         json,
         r#"{"id":7,"ts":1700000000000,"nick":"ann","text":"hi \"there\""}"#
+    );
+    let entry = Entry {
+        user: Some("u-1".into()),
+        ..entry
+    };
+    let json = serde_json::to_string(&entry).expect("serializes");
+    assert_eq!(
+        json,
+        r#"{"id":7,"ts":1700000000000,"nick":"ann","user":"u-1","text":"hi \"there\""}"#
     );
 }
 
@@ -676,8 +686,79 @@ fn an_old_file_without_reservations_is_upgraded_and_ids_continue() {
     let version: i64 = rusqlite::Connection::open(&path)
         .and_then(|c| c.query_row("PRAGMA user_version", [], |row| row.get(0)))
         .expect("version");
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     assert_eq!(seq_row(&path, "r").map(|row| row.0), Some(3));
+}
+
+#[test]
+fn a_file_without_user_ids_gets_the_column_and_keeps_its_messages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    let history = open(sqlite(&path));
+    history.append("r", "n", "before");
+    history.close();
+    // What a version 2 file looks like: `messages` without `user`.
+    rusqlite::Connection::open(&path)
+        .and_then(|c| {
+            c.execute_batch(
+                "CREATE TABLE old (
+                     room TEXT NOT NULL, id INTEGER NOT NULL, ts INTEGER NOT NULL,
+                     nick TEXT NOT NULL, text TEXT NOT NULL,
+                     PRIMARY KEY (room, id)
+                 ) WITHOUT ROWID;
+                 INSERT INTO old SELECT room, id, ts, nick, text FROM messages;
+                 DROP TABLE messages;
+                 ALTER TABLE old RENAME TO messages;
+                 CREATE INDEX messages_by_ts ON messages (ts);
+                 PRAGMA user_version = 2;",
+            )
+        })
+        .expect("a version 2 file");
+    let history = open(sqlite(&path));
+    let dana: Arc<str> = Arc::from("u-dana");
+    history.append_by("r", "Dana", Some(&dana), "after");
+    history.close();
+    let history = open(sqlite(&path));
+    let users: Vec<(String, Option<String>)> = history
+        .recent("r", 10)
+        .iter()
+        .map(|e| (e.text.to_string(), e.user.as_deref().map(str::to_owned)))
+        .collect();
+    assert_eq!(
+        users,
+        [
+            ("before".to_owned(), None),
+            ("after".to_owned(), Some("u-dana".to_owned()))
+        ]
+    );
+    let version: i64 = rusqlite::Connection::open(&path)
+        .and_then(|c| c.query_row("PRAGMA user_version", [], |row| row.get(0)))
+        .expect("version");
+    assert_eq!(version, 3);
+}
+
+#[test]
+fn user_ids_are_kept_by_every_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    let dana: Arc<str> = Arc::from("u-dana");
+    for (name, config) in [("memory", config(Backend::Memory)), ("sqlite", sqlite(&path))] {
+        let history = open(config);
+        let entry = history.append_by("r", "Dana", Some(&dana), "hi");
+        assert_eq!(entry.user.as_deref(), Some("u-dana"), "{name}");
+        history.append("r", "guest-1", "hello");
+        let recent = history.recent("r", 10);
+        let users: Vec<Option<&str>> = recent.iter().map(|e| e.user.as_deref()).collect();
+        assert_eq!(users, [Some("u-dana"), None], "{name}");
+        history.close();
+    }
+    // After a restart, from the file (not the in-memory tail).
+    let history = open(sqlite(&path));
+    let since: Vec<Option<String>> = match history.since("r", 0, 10) {
+        Since::Complete(entries) => entries.iter().map(|e| e.user.as_deref().map(str::to_owned)).collect(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(since, [Some("u-dana".to_owned()), None]);
 }
 
 /// What `n` entries of `text_len` bytes from nick "n" cost the memory cap.

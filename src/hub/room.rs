@@ -132,6 +132,28 @@ impl Member {
         match &self.nick {
             Nick::Guest(number) => Arc::from(format!("guest-{number}")),
             Nick::Named(nick) => nick.clone(),
+            Nick::User(identity) => identity.nick.clone(),
+        }
+    }
+
+    /// The same member with a user id (its token's `sub`), shown with its
+    /// messages and presence entries.
+    #[must_use]
+    pub fn with_user(mut self, user: Option<Arc<str>>) -> Self {
+        if let Some(user) = user {
+            self.nick = Nick::User(Arc::new(Identity {
+                nick: self.nick(),
+                user,
+            }));
+        }
+        self
+    }
+
+    /// Its user id, when it has one.
+    pub fn user(&self) -> Option<Arc<str>> {
+        match &self.nick {
+            Nick::User(identity) => Some(identity.user.clone()),
+            Nick::Guest(_) | Nick::Named(_) => None,
         }
     }
 
@@ -183,11 +205,33 @@ impl Member {
 
 /// A member's name. Most raw connections never choose one, and their
 /// `guest-N` is only spelled out when someone is shown it: no string is
-/// kept per idle connection.
+/// kept per idle connection. A token holder's name and user id share one
+/// allocation, so a member is no larger for having both.
 #[derive(Debug, Clone)]
 enum Nick {
     Guest(u64),
     Named(Arc<str>),
+    User(Arc<Identity>),
+}
+
+impl Nick {
+    /// Another name, the same user.
+    fn renamed(&self, nick: Arc<str>) -> Nick {
+        match self {
+            Nick::User(identity) => Nick::User(Arc::new(Identity {
+                nick,
+                user: identity.user.clone(),
+            })),
+            Nick::Guest(_) | Nick::Named(_) => Nick::Named(nick),
+        }
+    }
+}
+
+/// A token holder's nickname and user id (`sub`).
+#[derive(Debug)]
+struct Identity {
+    nick: Arc<str>,
+    user: Arc<str>,
 }
 
 /// What a joining member receives before anything new.
@@ -242,7 +286,7 @@ impl Room {
         if member.mode == Mode::Json {
             member.replay = self.replay(hub, &member.outbox, replay);
         }
-        let nick = member.nick();
+        let (nick, user) = (member.nick(), member.user());
         let mode = member.mode;
         let key = members.insert(member);
         if mode == Mode::Json {
@@ -251,6 +295,7 @@ impl Room {
         let joined = ServerFrame::Joined {
             room: self.name.to_string(),
             nick: nick.to_string(),
+            user: user.as_deref().map(str::to_owned),
         };
         self.broadcast_event(&members, Some(key), &joined);
         key
@@ -266,18 +311,20 @@ impl Room {
                 ..Replaying::default()
             }));
         }
-        let (nick, conn, outbox) = (member.nick(), member.conn(), member.outbox.clone());
+        let (nick, user, conn, outbox) = (member.nick(), member.user(), member.conn(), member.outbox.clone());
         let mut members = lock(&self.members);
         let key = members.insert(member);
         let joined = ServerFrame::Joined {
             room: self.name.to_string(),
             nick: nick.to_string(),
+            user: user.as_deref().map(str::to_owned),
         };
         self.broadcast_event(&members, Some(key), &joined);
         broker.send(Command::Joined {
             room: self.name.clone(),
             conn,
             nick,
+            user,
         });
         if json {
             if !broker.is_up() {
@@ -314,11 +361,13 @@ impl Room {
                     room: self.name.clone(),
                     conn: member.conn(),
                     nick: member.nick(),
+                    user: member.user(),
                 });
             }
             let left = ServerFrame::Left {
                 room: self.name.to_string(),
                 nick: member.nick().to_string(),
+                user: member.user().as_deref().map(str::to_owned),
             };
             self.broadcast_event(&members, None, &left);
         }
@@ -331,27 +380,32 @@ impl Room {
         let mut members = lock(&self.members);
         let Some(member) = members.get_mut(key) else { return };
         let old = member.nick();
-        member.nick = Nick::Named(nick.clone());
+        member.nick = member.nick.renamed(nick.clone());
+        let user = member.user();
         if let Some(broker) = hub.broker() {
             let (room, conn) = (self.name.clone(), member.conn());
             broker.send(Command::Left {
                 room: room.clone(),
                 conn,
                 nick: old.clone(),
+                user: user.clone(),
             });
             broker.send(Command::Joined {
                 room,
                 conn,
                 nick: nick.clone(),
+                user: user.clone(),
             });
         }
         let room = self.name.to_string();
+        let user = user.as_deref().map(str::to_owned);
         self.broadcast_event(
             &members,
             None,
             &ServerFrame::Left {
                 room: room.clone(),
                 nick: old.to_string(),
+                user: user.clone(),
             },
         );
         self.broadcast_event(
@@ -360,6 +414,7 @@ impl Room {
             &ServerFrame::Joined {
                 room,
                 nick: nick.to_string(),
+                user,
             },
         );
     }
@@ -370,17 +425,20 @@ impl Room {
     }
 
     fn presence(&self, members: &Slab<Member>) -> ServerFrame {
-        let mut nicks: BTreeMap<Arc<str>, usize> = BTreeMap::new();
+        // One entry per nickname and user: a user's two tabs count twice
+        // in one entry; two users who share a nickname are two entries.
+        let mut nicks: BTreeMap<(Arc<str>, Option<Arc<str>>), usize> = BTreeMap::new();
         for (_, member) in members.iter() {
-            *nicks.entry(member.nick()).or_default() += 1;
+            *nicks.entry((member.nick(), member.user())).or_default() += 1;
         }
         ServerFrame::Presence {
             room: self.name.to_string(),
             count: members.len(),
             members: nicks
                 .into_iter()
-                .map(|(nick, connections)| MemberCount {
+                .map(|((nick, user), connections)| MemberCount {
                     nick: nick.to_string(),
+                    user: user.as_deref().map(str::to_owned),
                     connections,
                 })
                 .collect(),
@@ -449,8 +507,12 @@ impl Room {
         // The nickname is looked up here rather than kept by the connection:
         // a raw connection then carries no copy of its own.
         let nick_of = |members: &Slab<Member>| members.get(key).map_or_else(|| Arc::from(""), Member::nick);
+        let user_of = |members: &Slab<Member>| members.get(key).and_then(Member::user);
         if let Some(broker) = hub.broker() {
-            let nick = &nick_of(&lock(&self.members));
+            let (nick, user) = {
+                let members = lock(&self.members);
+                (nick_of(&members), user_of(&members))
+            };
             let room = self.name.clone();
             let command = match text {
                 None => Command::PublishBinary {
@@ -460,6 +522,7 @@ impl Room {
                 Some(text) => Command::Publish {
                     room,
                     nick: nick.clone(),
+                    user: user.clone(),
                     text: Arc::from(text),
                     client_ref: None,
                 },
@@ -467,14 +530,17 @@ impl Room {
             if !broker.send(command) {
                 match text {
                     None => self.deliver_binary(hub, message.payload()),
-                    Some(text) => self.deliver_local(hub, nick, text, None),
+                    Some(text) => self.deliver_local(hub, &nick, user.as_deref(), text, None),
                 }
             }
             return 0;
         }
         let mut members = lock(&self.members);
         let json = text.map(|text| {
-            let entry = hub.history().append(&self.name, &nick_of(&members), text);
+            let user = user_of(&members);
+            let entry = hub
+                .history()
+                .append_by(&self.name, &nick_of(&members), user.as_ref(), text);
             self.message_frame(entry, None)
         });
         fan_out(hub, &mut members, 0, Some(message.frame()), json.as_ref())
@@ -482,21 +548,29 @@ impl Room {
 
     /// Publishes a message from a `wshub.v1` client: stored, then sent as
     /// JSON (with the sender's `ref`) and as plain text to raw members.
-    pub fn publish_text(&self, hub: &Hub, nick: &Arc<str>, text: &str, client_ref: Option<String>) -> usize {
+    pub fn publish_text(
+        &self,
+        hub: &Hub,
+        nick: &Arc<str>,
+        user: Option<&Arc<str>>,
+        text: &str,
+        client_ref: Option<String>,
+    ) -> usize {
         if let Some(broker) = hub.broker() {
             let command = Command::Publish {
                 room: self.name.clone(),
                 nick: nick.clone(),
+                user: user.cloned(),
                 text: Arc::from(text),
                 client_ref: client_ref.clone(),
             };
             if !broker.send(command) {
-                self.deliver_local(hub, nick, text, client_ref);
+                self.deliver_local(hub, nick, user.map(|u| &**u), text, client_ref);
             }
             return 0;
         }
         let mut members = lock(&self.members);
-        let entry = hub.history().append(&self.name, nick, text);
+        let entry = hub.history().append_by(&self.name, nick, user, text);
         let json = self.message_frame(entry, client_ref);
         let has_raw = members.iter().any(|(_, m)| m.mode == Mode::Raw);
         let raw = has_raw.then(|| encode_frame(OpCode::Text, text.as_bytes()));
@@ -528,7 +602,14 @@ impl Room {
 
     /// Delivers within this node only, while Redis is away: no id, not in
     /// the shared history, marked `local`.
-    pub(crate) fn deliver_local(&self, hub: &Hub, nick: &str, text: &str, client_ref: Option<String>) {
+    pub(crate) fn deliver_local(
+        &self,
+        hub: &Hub,
+        nick: &str,
+        user: Option<&str>,
+        text: &str,
+        client_ref: Option<String>,
+    ) {
         let ts = crate::history::clock::unix_millis();
         let json = text_frame(&ServerFrame::Message {
             room: self.name.to_string(),
@@ -536,6 +617,7 @@ impl Room {
                 id: 0,
                 ts,
                 nick: nick.to_owned(),
+                user: user.map(str::to_owned),
                 text: text.to_owned(),
             },
             client_ref,
@@ -588,8 +670,11 @@ impl Room {
     }
 
     /// This node's members, for re-registering presence with Redis.
-    pub(crate) fn local_members(&self) -> Vec<(u64, Arc<str>)> {
-        lock(&self.members).iter().map(|(_, m)| (m.conn(), m.nick())).collect()
+    pub(crate) fn local_members(&self) -> Vec<(u64, Arc<str>, Option<Arc<str>>)> {
+        lock(&self.members)
+            .iter()
+            .map(|(_, m)| (m.conn(), m.nick(), m.user()))
+            .collect()
     }
 
     /// JSON members' outboxes (for hub-wide notices).
@@ -691,6 +776,7 @@ fn chat_message(entry: &Entry) -> ChatMessage {
         id: entry.id,
         ts: entry.ts,
         nick: entry.nick.to_string(),
+        user: entry.user.as_deref().map(str::to_owned),
         text: entry.text.to_string(),
     }
 }
@@ -724,8 +810,14 @@ impl Membership {
     }
 
     /// Publishes a `wshub.v1` message (see [`Room::publish_text`]).
-    pub fn publish_text(&self, nick: &Arc<str>, text: &str, client_ref: Option<String>) -> usize {
-        self.room.publish_text(&self.hub, nick, text, client_ref)
+    pub fn publish_text(
+        &self,
+        nick: &Arc<str>,
+        user: Option<&Arc<str>>,
+        text: &str,
+        client_ref: Option<String>,
+    ) -> usize {
+        self.room.publish_text(&self.hub, nick, user, text, client_ref)
     }
 
     /// Sends more of this member's replay, if one is being paced out; true

@@ -15,6 +15,10 @@ pub const MAX_NICK_CHARS: usize = 32;
 /// Longest room name, in characters.
 pub const MAX_ROOM_CHARS: usize = 64;
 
+/// Longest user id (a token's `sub`), in bytes: it travels with every
+/// message and presence entry of its holder.
+pub const MAX_USER_BYTES: usize = 256;
+
 /// Longest `ref`, in bytes: a tag to recognise one's own messages, not a
 /// second payload (it travels to every member with the message).
 pub const MAX_REF_BYTES: usize = 128;
@@ -81,15 +85,23 @@ pub struct ChatMessage {
     pub ts: i64,
     /// The sender's nickname at the time.
     pub nick: String,
+    /// The sender's user id (its access token's `sub`), when it had one:
+    /// nicknames can repeat, user ids tell people apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// The message.
     pub text: String,
 }
 
-/// A member in a presence list: a nickname and how many connections use it.
+/// A member in a presence list: a nickname (and user id, when known) and
+/// how many connections use it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberCount {
     /// The nickname.
     pub nick: String,
+    /// The user id (access token's `sub`) behind it, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// Connections in the room with this nickname.
     pub connections: usize,
 }
@@ -100,8 +112,16 @@ pub struct MemberCount {
 pub enum ServerFrame {
     /// First frame on a new connection.
     Welcome {
-        /// The nickname given (change it with `nick`).
+        /// The nickname given (change it with `nick`, unless `nick_locked`).
         nick: String,
+        /// Your user id (your access token's `sub`), when you have one: the
+        /// `user` of your own messages and presence entries.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+        /// The nickname comes from your access token: a `nick` request for
+        /// another name gets `nick_locked`.
+        #[serde(default, skip_serializing_if = "is_false")]
+        nick_locked: bool,
         /// Always `wshub.v1`.
         protocol: String,
         /// Longest `text` accepted, in bytes.
@@ -144,6 +164,9 @@ pub enum ServerFrame {
         room: String,
         /// Their nickname.
         nick: String,
+        /// Their user id, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
     },
     /// Someone left (or was disconnected from) a room you are in.
     Left {
@@ -151,6 +174,9 @@ pub enum ServerFrame {
         room: String,
         /// Their nickname.
         nick: String,
+        /// Their user id, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
     },
     /// Your nickname changed.
     Nick {
@@ -212,6 +238,9 @@ pub enum ErrorCode {
     BadRoom,
     /// The nickname is empty, over 32 characters or has control characters.
     BadNick,
+    /// `nick` for another name than the access token gives: with tokens
+    /// required, the nickname is the token's.
+    NickLocked,
     /// `text` is longer than the server accepts.
     TooLong,
     /// Joining would exceed `--max-rooms-per-conn`.
@@ -438,6 +467,7 @@ mod tests {
                 id: 3,
                 ts: 1700000000000,
                 nick: "ann".into(),
+                user: None,
                 text: "hi".into(),
             },
             client_ref: None,
@@ -449,5 +479,40 @@ mod tests {
         );
         let round: ServerFrame = serde_json::from_str(&frame.to_json()).unwrap();
         assert_eq!(round, frame);
+    }
+
+    #[test]
+    fn the_user_id_shows_only_when_known() {
+        let message = ChatMessage {
+            id: 3,
+            ts: 1,
+            nick: "Dana".into(),
+            user: Some("u-42".into()),
+            text: "hi".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&message).unwrap(),
+            r#"{"id":3,"ts":1,"nick":"Dana","user":"u-42","text":"hi"}"#
+        );
+        let welcome = ServerFrame::Welcome {
+            nick: "guest-1".into(),
+            user: None,
+            nick_locked: false,
+            protocol: SUBPROTOCOL.into(),
+            max_text_bytes: 4096,
+        };
+        assert_eq!(
+            welcome.to_json(),
+            r#"{"type":"welcome","nick":"guest-1","protocol":"wshub.v1","max_text_bytes":4096}"#
+        );
+        let member = MemberCount {
+            nick: "ann".into(),
+            user: None,
+            connections: 2,
+        };
+        assert_eq!(
+            serde_json::to_string(&member).unwrap(),
+            r#"{"nick":"ann","connections":2}"#
+        );
     }
 }

@@ -108,6 +108,11 @@ const chatLines = (page) =>
     ),
   );
 
+/** An HS256 JSON Web Token for `claims`, valid for an hour. */
+function hourToken(secret, claims) {
+  return jwt({ ...claims, exp: Math.floor(Date.now() / 1000) + 3600 }, secret);
+}
+
 const OWN = 'li[data-kind="own"]:not(.is-pending)';
 const OTHER = 'li[data-kind="other"]';
 
@@ -451,6 +456,45 @@ describe('wshub page', { timeout: 180_000 }, () => {
       await ok.close();
     } finally {
       await stopProcess(guarded);
+    }
+  });
+
+  test('with tokens: the nickname is the token’s, and a reload shows our earlier messages as ours', { timeout: 60_000 }, async () => {
+    const secret = 'an e2e secret of at least thirty-two bytes';
+    const server = await startWshub(await freePort(), ['--jwt-secret', secret]);
+    try {
+      const url = (sub) => `${pageUrl('chat', { room: 'who', server })}&token=${hourToken(secret, { sub, name: 'Dana' })}`;
+      // A nickname saved in this browser must not override the token's.
+      const a = await openPage(url('u-dana'), { nick: 'admin' });
+      const b = await openPage(url('u-other'));
+      await Promise.all([waitStatus(a, 'open'), waitStatus(b, 'open')]);
+      await waitMembers(a, ['Dana', 'Dana']);
+      assert.equal(await a.getByLabel('Nickname').inputValue(), 'Dana');
+      assert.equal(await a.getByLabel('Nickname').getAttribute('readonly'), '');
+      await a.locator('.member.is-me[data-user="u-dana"]').waitFor();
+      assert.equal(await a.locator('.member.is-me').count(), 1, 'the other Dana is not us');
+
+      await send(a, 'mine, before the reload');
+      await waitMessage(a, `${OWN}[data-user="u-dana"]`, 'mine, before the reload');
+      await send(b, 'the other Dana');
+      await waitMessage(a, `${OTHER}[data-user="u-other"]`, 'the other Dana');
+      await waitMessage(b, `${OTHER}[data-user="u-dana"]`, 'mine, before the reload');
+
+      await a.reload();
+      await waitStatus(a, 'open');
+      await waitMessage(a, `${OWN}[data-user="u-dana"]`, 'mine, before the reload');
+      await waitMessage(a, `${OTHER}[data-user="u-other"]`, 'the other Dana');
+      assert.deepEqual(
+        (await chatLines(a)).map((l) => l.split('|').slice(1).join('|')),
+        ['Dana|own|mine, before the reload', 'Dana|other|the other Dana'],
+      );
+      await waitMembers(b, ['Dana', 'Dana']);
+      const refused = await a.evaluate(() => document.body.textContent?.includes('Nickname not changed') ?? false);
+      assert.equal(refused, false, 'the page never asked for another nickname');
+      await a.screenshot({ path: path.join(SHOTS_DIR, 'tokens.png') });
+      await Promise.all([a.close(), b.close()]);
+    } finally {
+      await stopProcess(server);
     }
   });
 

@@ -210,6 +210,44 @@ describe('ChatClient with the new server frames', () => {
     expect(client.connection.getState().lastClose?.detail).not.toMatch(/token/);
   });
 
+  it('with a nickname from the token (nick_locked), joins without asking for a nickname, and never asks', () => {
+    const { client, last } = setup('lobby', 'admin', TOKEN);
+    client.start();
+    last().protocol = WSHUB_V1;
+    last().readyState = 1;
+    last().onopen?.();
+    expect(last().sent).toEqual([]); // waits for the welcome to know whether it may
+    last().push({ type: 'welcome', nick: 'Dana', user: 'u-dana', nick_locked: true, protocol: WSHUB_V1, max_text_bytes: 16 });
+    expect(last().sent).toEqual([{ type: 'join', room: 'lobby' }]);
+    client.setNick('root');
+    expect(last().sent).toEqual([{ type: 'join', room: 'lobby' }]);
+    expect(client.getState()).toMatchObject({ nick: 'Dana', user: 'u-dana', nickLocked: true });
+    // After a reload (a new client, no refs): the history's messages under our user are ours.
+    last().push({
+      type: 'history',
+      room: 'lobby',
+      messages: [
+        { ...msg(1, 'earlier', 'Dana'), user: 'u-dana' },
+        { ...msg(2, 'someone else', 'Dana'), user: 'u-other' },
+      ],
+    });
+    expect(visibleLines(client.getState()).flatMap((l) => (l.kind === 'system' ? [] : [l.kind]))).toEqual(['own', 'other']);
+  });
+
+  it('a token that leaves the nickname free still sends the wanted one, unless it is already ours', () => {
+    const { client, last } = setup('lobby', 'ann', TOKEN);
+    client.start();
+    last().open('guest-3');
+    expect(last().sent).toEqual([
+      { type: 'nick', nick: 'ann' },
+      { type: 'join', room: 'lobby' },
+    ]);
+    last().drop();
+    vi.advanceTimersByTime(100);
+    last().open('ann');
+    expect(last().sent).toEqual([{ type: 'join', room: 'lobby' }]);
+  });
+
   it('a join refused by the token goes back to the previous room and re-joins it', () => {
     const { client, last } = setup();
     client.start();

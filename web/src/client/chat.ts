@@ -13,7 +13,16 @@ import {
   type SessionState,
 } from './session';
 import { createStore, type Store } from './store';
-import { chatProtocols, encodeClientFrame, isValidNick, isValidRoom, parseServerFrame, utf8Length, type ClientFrame } from './v1';
+import {
+  chatProtocols,
+  encodeClientFrame,
+  isValidNick,
+  isValidRoom,
+  parseServerFrame,
+  utf8Length,
+  type ClientFrame,
+  type ServerFrame,
+} from './v1';
 
 export interface ChatClientOptions extends Omit<ConnectionOptions, 'protocols' | 'withToken'> {
   /** Room to join first. */
@@ -52,7 +61,6 @@ export class ChatClient {
     this.wantedNick = nick;
     this.prev = this.connection.getState();
     this.connection.subscribe((s) => this.onStatus(s));
-    this.connection.onOpen(() => this.greet());
     this.connection.onFrame((data) => this.receive(data));
   }
 
@@ -86,11 +94,14 @@ export class ChatClient {
     return 'sent';
   }
 
-  /** The nickname the user wants; sent now if connected and valid, else on the next connect. */
+  /**
+   * The nickname the user wants; sent now if connected and valid, else on the next connect. Not
+   * sent while the server says the nickname comes from the access token (`nick_locked`).
+   */
   setNick(nick: string): void {
     this.wantedNick = nick;
     const state = this.getState();
-    if (state.online && isValidNick(nick) && nick !== state.nick) this.request({ type: 'nick', nick });
+    if (state.online && !state.nickLocked && isValidNick(nick) && nick !== state.nick) this.request({ type: 'nick', nick });
   }
 
   /** Show and join another room (leaving the current one); false if the name is invalid. */
@@ -119,9 +130,14 @@ export class ChatClient {
     if (this.request(joinFrame(this.getState(), room))) this.store.dispatch({ type: 'joining', room });
   }
 
-  /** On every open: nickname first (so the others see it join), then the room, with `since`. */
-  private greet(): void {
-    if (isValidNick(this.wantedNick)) this.request({ type: 'nick', nick: this.wantedNick });
+  /**
+   * On every `welcome` (the first frame of each connection): the nickname first (so the others see
+   * it join), unless the server gives it from the access token (`nick_locked`) or it is already
+   * ours, then the room, with `since`.
+   */
+  private greet(welcome: Extract<ServerFrame, { type: 'welcome' }>): void {
+    const nick = this.wantedNick;
+    if (!welcome.nick_locked && isValidNick(nick) && nick !== welcome.nick) this.request({ type: 'nick', nick });
     this.join(this.getState().room);
   }
 
@@ -139,6 +155,7 @@ export class ChatClient {
     const frame = parsed.frame;
     const shown = this.getState().room;
     this.store.dispatch({ type: 'frame', frame, now: this.now() });
+    if (frame.type === 'welcome') this.greet(frame);
     // A refused join (`forbidden_room`) sent the page back to the previous room: join it again.
     if (this.getState().room !== shown) this.join(this.getState().room);
     if (frame.type === 'nick') {

@@ -23,6 +23,8 @@ export interface Line {
   /** Time shown, ms since the epoch: server time for chat messages, else arrival or send time. */
   ts: number;
   nick?: string;
+  /** Chat messages: the sender's user id, on servers that require access tokens. */
+  user?: string;
   /** Chat messages: the server's id within the room. */
   id?: number;
   /** Chat messages: which numbering of the room's ids the id belongs to (see session.ts). */

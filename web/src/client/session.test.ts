@@ -4,6 +4,7 @@ import {
   CROSS_NODE_RESTORED_TEXT,
   currentRoom,
   initialSession,
+  isMe,
   joinFrame,
   knownRooms,
   sessionReducer,
@@ -107,6 +108,101 @@ describe('own messages (ref)', () => {
     s = run(s, frame({ type: 'error', code: 'too_long', message: 'text over 4096 bytes', room: 'lobby' }));
     expect(visibleLines(s).at(-1)).toMatchObject({ status: 'failed' });
     expect(s.notices.map((n) => n.code)).toEqual(['too_long']);
+  });
+});
+
+describe('user ids (servers that require tokens)', () => {
+  const asDana = () =>
+    run(
+      initialSession('lobby'),
+      { type: 'online' },
+      frame({ type: 'welcome', nick: 'Dana', user: 'u-dana', nick_locked: true, protocol: 'wshub.v1', max_text_bytes: 4096 }),
+      { type: 'joining', room: 'lobby' },
+    );
+  const by = (id: number, user: string | undefined, nick = 'Dana'): StoredMessage => ({
+    ...msg(id, `m${id}`, nick),
+    ...(user === undefined ? {} : { user }),
+  });
+  const kinds = (s: SessionState) => visibleLines(s).map((l) => [l.id, l.kind]);
+
+  it('welcome tells who we are and that the nickname is the token’s', () => {
+    const s = asDana();
+    expect([s.nick, s.user, s.nickLocked]).toEqual(['Dana', 'u-dana', true]);
+    expect(connected().user).toBeNull();
+    expect(connected().nickLocked).toBe(false);
+  });
+
+  it('after a reload, our earlier messages are ours: by user id, not by nickname', () => {
+    // A fresh page: no sends, so no refs; another user is also called Dana.
+    const s = run(asDana(), frame({ type: 'history', room: 'lobby', messages: [by(1, 'u-dana'), by(2, 'u-other'), by(3, undefined, 'bob')] }));
+    expect(kinds(s)).toEqual([
+      [1, 'own'],
+      [2, 'other'],
+      [3, 'other'],
+    ]);
+    expect(visibleLines(s)[0]).toMatchObject({ kind: 'own', status: 'delivered', user: 'u-dana', nick: 'Dana' });
+    // Live, from our other tab (no ref of this page): ours too.
+    const t = run(s, frame({ type: 'message', room: 'lobby', ...by(4, 'u-dana') }), frame({ type: 'message', room: 'lobby', ...by(5, 'u-other') }));
+    expect(kinds(t).slice(3)).toEqual([
+      [4, 'own'],
+      [5, 'other'],
+    ]);
+  });
+
+  it('without a user id of our own, a message with a user is not taken for ours', () => {
+    const s = run(connected(), frame({ type: 'history', room: 'lobby', messages: [by(1, 'u-dana', 'guest-1')] }));
+    expect(kinds(s)).toEqual([[1, 'other']]);
+  });
+
+  it('a send confirmed by ref keeps its line, and the user id rides along', () => {
+    let s = run(asDana(), history([]), { type: 'sent', ref: 'r1', room: 'lobby', text: 'hi', ts: 5 });
+    s = run(s, frame({ type: 'message', room: 'lobby', id: 1, ts: 6, nick: 'Dana', user: 'u-dana', text: 'hi', ref: 'r1' }));
+    expect(visibleLines(s)).toMatchObject([{ key: 'p-r1', kind: 'own', status: 'delivered', id: 1, user: 'u-dana' }]);
+    expect(s.pending).toEqual([]);
+  });
+
+  it('presence entries are per nickname and user; joined and left find the right one', () => {
+    let s = run(
+      asDana(),
+      history([]),
+      frame({
+        type: 'presence',
+        room: 'lobby',
+        count: 2,
+        members: [
+          { nick: 'Dana', user: 'u-dana', connections: 1 },
+          { nick: 'Dana', user: 'u-other', connections: 1 },
+        ],
+      }),
+    );
+    s = run(s, frame({ type: 'joined', room: 'lobby', nick: 'Dana', user: 'u-other' }), frame({ type: 'joined', room: 'lobby', nick: 'Dana', user: 'u-a' }));
+    expect(currentRoom(s).members).toEqual([
+      { nick: 'Dana', user: 'u-a', connections: 1 },
+      { nick: 'Dana', user: 'u-dana', connections: 1 },
+      { nick: 'Dana', user: 'u-other', connections: 2 },
+    ]);
+    s = run(s, frame({ type: 'left', room: 'lobby', nick: 'Dana', user: 'u-dana' }));
+    expect(currentRoom(s).members).toEqual([
+      { nick: 'Dana', user: 'u-a', connections: 1 },
+      { nick: 'Dana', user: 'u-other', connections: 2 },
+    ]);
+    expect(currentRoom(s).count).toBe(3);
+  });
+
+  it('isMe: by user id when there are user ids, else by nickname', () => {
+    expect(isMe({ nick: 'Dana', user: 'u-dana', connections: 1 }, 'Dana', 'u-dana')).toBe(true);
+    expect(isMe({ nick: 'Dana', user: 'u-other', connections: 1 }, 'Dana', 'u-dana')).toBe(false);
+    expect(isMe({ nick: 'Dana', connections: 1 }, 'Dana', 'u-dana')).toBe(false);
+    expect(isMe({ nick: 'Dana', user: 'u-dana', connections: 1 }, 'Dana', null)).toBe(false);
+    expect(isMe({ nick: 'ann', connections: 2 }, 'ann', null)).toBe(true);
+    expect(isMe({ nick: 'bob', connections: 1 }, 'ann', null)).toBe(false);
+  });
+
+  it('a refused nickname change says the name comes from the token', () => {
+    const s = run(asDana(), frame({ type: 'error', code: 'nick_locked', message: 'your nickname is Dana (from your access token)' }));
+    expect(s.notices.at(-1)).toMatchObject({ code: 'nick_locked' });
+    expect(s.notices.at(-1)?.text).toMatch(/access token/);
+    expect(s.nick).toBe('Dana');
   });
 });
 

@@ -11,6 +11,9 @@
  * - Own messages: each `send` carries a `ref`; the `message` with that ref is ours. Sends still
  *   waiting when the connection drops become "not confirmed"; if the catch-up history then holds
  *   the same text under our nickname, that copy is taken as ours (the server did get it).
+ *   With access tokens, `welcome` names our `user` (the token's `sub`), and every message with
+ *   that `user` is ours too: after a reload (no refs left) and from our other tabs.
+ * - Presence: entries are per nickname and user (`joined` / `left` carry the user, if any).
  * - Local messages (`local: true`, id 0: delivered only within this server while cross-node
  *   delivery is interrupted) are not numbered: never deduplicated by id, never moving `lastId`,
  *   appended in arrival order with a "local only" marker (own ones still recognised by `ref`).
@@ -71,6 +74,10 @@ export interface SessionState {
   previousRoom: string | null;
   /** Our nickname as the server knows it (null before the first `welcome`). */
   nick: string | null;
+  /** Our user id from `welcome` (the access token's `sub`), or null without one. */
+  user: string | null;
+  /** From `welcome`: the nickname comes from the access token and cannot be changed. */
+  nickLocked: boolean;
   /** A socket is open. */
   online: boolean;
   /** From `welcome`: the longest text the server takes, in UTF-8 bytes. */
@@ -108,6 +115,8 @@ export function initialSession(room: string, limit = DEFAULT_LINE_LIMIT): Sessio
     room,
     previousRoom: null,
     nick: null,
+    user: null,
+    nickLocked: false,
     online: false,
     maxTextBytes: null,
     rooms: { [room]: emptyRoom(room) },
@@ -149,6 +158,8 @@ export function describeError(code: ErrorCode, message: string, firstAvailable?:
         : `Some messages were lost: history starts at #${firstAvailable}.`;
     case 'bad_nick':
       return `Nickname refused: ${message}`;
+    case 'nick_locked':
+      return `Nickname not changed: it comes from your access token (${message}).`;
     case 'bad_room':
       return `Room name refused: ${message}`;
     case 'too_long':
@@ -200,14 +211,20 @@ function addSystem(d: Draft, r: RoomState, text: string, ts: number, tone: 'info
 
 const sameMessage = (a: Line, b: StoredMessage) => a.ts === b.ts && a.text === b.text && a.nick === b.nick;
 
-/** Merge one message into a room: drop it if its id is shown, else insert it in id order. */
+/** Ours: a message under our user id (the token's `sub`), whatever page or tab sent it. */
+const fromUs = (s: SessionState, m: StoredMessage) => s.user !== null && m.user === s.user;
+
+/**
+ * Merge one message into a room: drop it if its id is shown, else insert it in id order. `own`:
+ * it is ours (with the key of the pending send it confirms, if any).
+ */
 function mergeMessage(
   d: Draft,
   r: RoomState,
   m: StoredMessage,
   live: boolean,
   now: number,
-  own?: { key: string },
+  own?: { key?: string },
 ): RoomState {
   const existing = r.lines.find((l) => l.epoch === r.epoch && l.id === m.id);
   if (existing && sameMessage(existing, m)) return r; // a duplicate: keep the first copy
@@ -220,6 +237,7 @@ function mergeMessage(
     text: m.text,
     ts: m.ts,
     nick: m.nick,
+    ...(m.user === undefined ? {} : { user: m.user }),
     id: m.id,
     epoch: r.epoch,
     ...(own ? { status: 'delivered' as const } : {}),
@@ -234,29 +252,34 @@ function mergeMessage(
  * It has no id, so it is never taken for a duplicate, never moves `lastId`, and never starts a
  * new numbering.
  */
-function addLocal(d: Draft, r: RoomState, m: StoredMessage, own?: { key: string }): RoomState {
+function addLocal(d: Draft, r: RoomState, m: StoredMessage, own?: { key?: string }): RoomState {
   const line: Line = {
     key: own?.key ?? nextKey(d, 'l'),
     kind: own ? 'own' : 'other',
     text: m.text,
     ts: m.ts,
     nick: m.nick,
+    ...(m.user === undefined ? {} : { user: m.user }),
     local: true,
     ...(own ? { status: 'delivered' as const } : {}),
   };
   return { ...r, lines: trim([...r.lines, line], d.state.limit) };
 }
 
-function addMember(members: Member[], nick: string): Member[] {
-  const i = members.findIndex((m) => m.nick === nick);
+/** The same presence entry: one per nickname and user (no user sorts first, as on the server). */
+const sameEntry = (m: Member, nick: string, user: string | undefined) => m.nick === nick && m.user === user;
+const order = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+function addMember(members: Member[], nick: string, user?: string): Member[] {
+  const i = members.findIndex((m) => sameEntry(m, nick, user));
   if (i >= 0) return members.map((m, j) => (j === i ? { ...m, connections: m.connections + 1 } : m));
-  const next = [...members, { nick, connections: 1 }];
-  return next.sort((a, b) => (a.nick < b.nick ? -1 : a.nick > b.nick ? 1 : 0));
+  const next: Member[] = [...members, { nick, ...(user === undefined ? {} : { user }), connections: 1 }];
+  return next.sort((a, b) => order(a.nick, b.nick) || order(a.user ?? '', b.user ?? ''));
 }
 
-function removeMember(members: Member[], nick: string): Member[] {
+function removeMember(members: Member[], nick: string, user?: string): Member[] {
   return members
-    .map((m) => (m.nick === nick ? { ...m, connections: m.connections - 1 } : m))
+    .map((m) => (sameEntry(m, nick, user) ? { ...m, connections: m.connections - 1 } : m))
     .filter((m) => m.connections > 0);
 }
 
@@ -281,6 +304,8 @@ function applyFrame(d: Draft, frame: ServerFrame, now: number): void {
   switch (frame.type) {
     case 'welcome':
       s.nick = frame.nick;
+      s.user = frame.user ?? null;
+      s.nickLocked = frame.nick_locked === true;
       s.maxTextBytes = frame.max_text_bytes;
       return;
     case 'nick':
@@ -288,7 +313,7 @@ function applyFrame(d: Draft, frame: ServerFrame, now: number): void {
       return;
     case 'message': {
       const i = frame.ref === undefined ? -1 : s.pending.findIndex((p) => p.ref === frame.ref);
-      const own = i >= 0 ? { key: `p-${frame.ref}` } : undefined;
+      const own = i >= 0 ? { key: `p-${frame.ref}` } : fromUs(s, frame) ? {} : undefined;
       if (i >= 0) s.pending = s.pending.filter((_, j) => j !== i);
       d.rooms[frame.room] = frame.local
         ? addLocal(d, room(d, frame.room), frame, own)
@@ -303,8 +328,9 @@ function applyFrame(d: Draft, frame: ServerFrame, now: number): void {
           (p) => p.status === 'unconfirmed' && p.room === frame.room && p.text === m.text && (p.nick ?? m.nick) === m.nick,
         );
         const already = r.lines.some((l) => l.epoch === r.epoch && l.id === m.id);
-        const own = i >= 0 && !already ? { key: `p-${(s.pending[i] as PendingSend).ref}` } : undefined;
-        if (own) s.pending = s.pending.filter((_, j) => j !== i);
+        const confirms = i >= 0 && !already;
+        const own = confirms ? { key: `p-${(s.pending[i] as PendingSend).ref}` } : fromUs(s, m) ? {} : undefined;
+        if (confirms) s.pending = s.pending.filter((_, j) => j !== i);
         r = mergeMessage(d, r, m, false, now, own);
       }
       d.rooms[frame.room] = { ...r, phase: 'joined' };
@@ -315,7 +341,7 @@ function applyFrame(d: Draft, frame: ServerFrame, now: number): void {
       return;
     case 'joined': {
       let r = room(d, frame.room);
-      if (r.members) r = { ...r, members: addMember(r.members, frame.nick), count: r.count + 1 };
+      if (r.members) r = { ...r, members: addMember(r.members, frame.nick, frame.user), count: r.count + 1 };
       const last = r.lines[r.lines.length - 1];
       if (last?.event === 'left' && last.nick !== undefined && now - last.ts <= RENAME_WINDOW_MS) {
         const renamed: Line = { ...last, text: `${last.nick} is now ${frame.nick}`, event: 'renamed', nick: frame.nick };
@@ -328,7 +354,7 @@ function applyFrame(d: Draft, frame: ServerFrame, now: number): void {
     }
     case 'left': {
       let r = room(d, frame.room);
-      if (r.members) r = { ...r, members: removeMember(r.members, frame.nick), count: Math.max(0, r.count - 1) };
+      if (r.members) r = { ...r, members: removeMember(r.members, frame.nick, frame.user), count: Math.max(0, r.count - 1) };
       d.rooms[frame.room] = addSystem(d, r, `${frame.nick} left`, now, 'info', { event: 'left', nick: frame.nick });
       return;
     }
@@ -450,6 +476,15 @@ export function visibleLines(state: SessionState): Line[] {
       ...(p.nick === null ? {} : { nick: p.nick }),
     })),
   ];
+}
+
+/**
+ * Whether a presence entry is us: by user id when the server gives them (nicknames can repeat:
+ * another "Dana" is not us), else by nickname.
+ */
+export function isMe(m: Member, nick: string | null, user: string | null): boolean {
+  if (user !== null || m.user !== undefined) return m.user === (user ?? undefined);
+  return m.nick === nick;
 }
 
 /** Room names visited, current first, then alphabetical. */

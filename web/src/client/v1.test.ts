@@ -48,6 +48,33 @@ describe('client frames', () => {
   });
 });
 
+describe('server frames: user ids (servers that require tokens)', () => {
+  it('reads `user` and `nick_locked` where the server sends them, and leaves them out where it does not', () => {
+    const welcome = ok({ type: 'welcome', nick: 'Dana', user: 'u-42', nick_locked: true, protocol: 'wshub.v1', max_text_bytes: 1 });
+    expect(welcome).toEqual({ type: 'welcome', nick: 'Dana', user: 'u-42', nick_locked: true, protocol: 'wshub.v1', max_text_bytes: 1 });
+    const plain = ok({ type: 'welcome', nick: 'guest-1', protocol: 'wshub.v1', max_text_bytes: 1, nick_locked: false });
+    expect('user' in plain || 'nick_locked' in plain).toBe(false);
+    const message = ok({ type: 'message', room: 'a', id: 1, ts: 2, nick: 'Dana', user: 'u-42', text: 'hi' });
+    expect(message).toMatchObject({ nick: 'Dana', user: 'u-42' });
+    expect('user' in ok({ type: 'message', room: 'a', id: 1, ts: 2, nick: 'ann', text: 'hi' })).toBe(false);
+    const history = ok({ type: 'history', room: 'a', messages: [{ id: 1, ts: 2, nick: 'Dana', user: 'u-42', text: 'hi' }] });
+    expect(history).toMatchObject({ messages: [{ user: 'u-42' }] });
+    const presence = ok({
+      type: 'presence',
+      room: 'a',
+      count: 3,
+      members: [
+        { nick: 'Dana', user: 'u-1', connections: 2 },
+        { nick: 'Dana', user: 'u-2', connections: 1 },
+      ],
+    });
+    expect(presence).toMatchObject({ members: [{ user: 'u-1', connections: 2 }, { user: 'u-2' }] });
+    expect(ok({ type: 'joined', room: 'a', nick: 'Dana', user: 'u-1' })).toEqual({ type: 'joined', room: 'a', nick: 'Dana', user: 'u-1' });
+    expect(ok({ type: 'left', room: 'a', nick: 'ann' })).toEqual({ type: 'left', room: 'a', nick: 'ann' });
+    expect(invalid(JSON.stringify({ type: 'message', room: 'a', id: 1, ts: 2, nick: 'x', user: 7, text: 'hi' }))).toMatch(/user/);
+  });
+});
+
 describe('server frames: every type', () => {
   it('welcome', () => {
     expect(ok({ type: 'welcome', nick: 'guest-7', protocol: 'wshub.v1', max_text_bytes: 4096 })).toEqual({

@@ -62,12 +62,18 @@ export interface StoredMessage {
   /** Server time, ms since the epoch. */
   ts: number;
   nick: string;
+  /** The sender's user id (its access token's `sub`), on servers that require tokens. */
+  user?: string;
   text: string;
 }
 
-/** A presence entry: a nickname and how many connections use it in the room. */
+/**
+ * A presence entry: a nickname (and user id, with tokens) and how many connections use it in the
+ * room. One entry per nickname and user: two people who share a nickname are two entries.
+ */
 export interface Member {
   nick: string;
+  user?: string;
   connections: number;
 }
 
@@ -79,6 +85,7 @@ export type KnownErrorCode =
   | 'bad_field'
   | 'bad_room'
   | 'bad_nick'
+  | 'nick_locked'
   | 'too_long'
   | 'too_many_rooms'
   | 'not_joined'
@@ -93,7 +100,11 @@ export type KnownNoticeCode = 'cross_node_interrupted' | 'cross_node_restored';
 export type NoticeCode = KnownNoticeCode | (string & {});
 
 export type ServerFrame =
-  | { type: 'welcome'; nick: string; protocol: string; max_text_bytes: number }
+  /**
+   * `user`: our user id (the access token's `sub`), the `user` of our own messages. `nick_locked`:
+   * the nickname comes from the access token; a `nick` for another name is refused.
+   */
+  | { type: 'welcome'; nick: string; user?: string; nick_locked?: true; protocol: string; max_text_bytes: number }
   /**
    * `local: true` (with `id` 0): delivered only within the server this page is connected to,
    * while cross-node delivery is interrupted; not in the shared history, so not numbered.
@@ -101,8 +112,8 @@ export type ServerFrame =
   | ({ type: 'message'; room: string; ref?: string; local?: true } & StoredMessage)
   | { type: 'history'; room: string; messages: StoredMessage[] }
   | { type: 'presence'; room: string; count: number; members: Member[] }
-  | { type: 'joined'; room: string; nick: string }
-  | { type: 'left'; room: string; nick: string }
+  | { type: 'joined'; room: string; nick: string; user?: string }
+  | { type: 'left'; room: string; nick: string; user?: string }
   | { type: 'nick'; nick: string }
   | { type: 'error'; code: ErrorCode; message: string; room?: string; first_available?: number }
   | { type: 'notice'; code: NoticeCode; message: string };
@@ -178,13 +189,32 @@ function list<T>(o: Obj, key: string, item: (v: Obj, at: string) => T): T[] {
   });
 }
 
-const stored = (o: Obj): StoredMessage => ({ id: uint(o, 'id'), ts: int(o, 'ts'), nick: str(o, 'nick'), text: str(o, 'text') });
-const member = (o: Obj): Member => ({ nick: str(o, 'nick'), connections: uint(o, 'connections') });
+/** `{ user }` when the frame has one, else nothing (so absent stays absent). */
+function userOf(o: Obj): { user?: string } {
+  const user = optStr(o, 'user');
+  return user === undefined ? {} : { user };
+}
+
+const stored = (o: Obj): StoredMessage => ({
+  id: uint(o, 'id'),
+  ts: int(o, 'ts'),
+  nick: str(o, 'nick'),
+  ...userOf(o),
+  text: str(o, 'text'),
+});
+const member = (o: Obj): Member => ({ nick: str(o, 'nick'), ...userOf(o), connections: uint(o, 'connections') });
 
 function frameOf(type: string, o: Obj): ServerFrame | null {
   switch (type) {
     case 'welcome':
-      return { type, nick: str(o, 'nick'), protocol: str(o, 'protocol'), max_text_bytes: uint(o, 'max_text_bytes') };
+      return {
+        type,
+        nick: str(o, 'nick'),
+        ...userOf(o),
+        ...(optBool(o, 'nick_locked') === true ? { nick_locked: true as const } : {}),
+        protocol: str(o, 'protocol'),
+        max_text_bytes: uint(o, 'max_text_bytes'),
+      };
     case 'message': {
       const ref = optStr(o, 'ref');
       const local = optBool(o, 'local') === true;
@@ -202,7 +232,7 @@ function frameOf(type: string, o: Obj): ServerFrame | null {
       return { type, room: str(o, 'room'), count: uint(o, 'count'), members: list(o, 'members', member) };
     case 'joined':
     case 'left':
-      return { type, room: str(o, 'room'), nick: str(o, 'nick') };
+      return { type, room: str(o, 'room'), nick: str(o, 'nick'), ...userOf(o) };
     case 'nick':
       return { type, nick: str(o, 'nick') };
     case 'error': {

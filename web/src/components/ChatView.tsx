@@ -85,13 +85,13 @@ export function ChatView({ base, overridden, warning, token, onEndpoint }: Props
       controls={
         <>
           <RoomPicker room={state.room} rooms={knownRooms(state)} onSwitch={switchRoom} />
-          <NickField value={nick} serverNick={state.nick} onCommit={setNick} />
+          <NickField value={nick} serverNick={state.nick} locked={state.nickLocked} onCommit={setNick} />
         </>
       }
       notices={<Notices notices={state.notices} onDismiss={(key) => client.dismiss(key)} />}
     >
       <div className="chat-body">
-        <MemberList members={room.members} count={room.count} me={state.nick} phase={room.phase} />
+        <MemberList members={room.members} count={room.count} me={state.nick} meUser={state.user} phase={room.phase} />
         <MessageList
           messages={visibleLines(state)}
           emptyHint={`No messages in #${state.room} yet. Everyone in this room sees what you send.`}

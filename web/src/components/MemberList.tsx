@@ -1,12 +1,14 @@
 import { useId, useState } from 'react';
-import type { Member } from '../client';
+import { isMe, type Member } from '../client';
 
 interface Props {
   members: Member[] | null;
   /** Connections in the room. */
   count: number;
-  /** Our nickname, marked "you". */
+  /** Our nickname, marked "you" (when the server gives no user ids). */
   me: string | null;
+  /** Our user id (from `welcome`, with access tokens): the entry with it is "you". */
+  meUser?: string | null;
   phase: 'out' | 'joining' | 'joined';
 }
 
@@ -18,7 +20,7 @@ function hue(nick: string): number {
 }
 
 /** Who is in the room. A side panel on wide screens; a bar that expands on narrow ones. */
-export function MemberList({ members, count, me, phase }: Props) {
+export function MemberList({ members, count, me, meUser = null, phase }: Props) {
   const id = useId();
   const [open, setOpen] = useState(false);
   const summary = members === null ? '–' : String(count);
@@ -51,20 +53,32 @@ export function MemberList({ members, count, me, phase }: Props) {
           <p className="members-empty">{phase === 'out' ? 'Not connected.' : 'Joining…'}</p>
         ) : (
           <ul className="member-list">
-            {members.map((m) => (
-              <li key={m.nick} className={m.nick === me ? 'member is-me' : 'member'} data-nick={m.nick}>
-                <span className="avatar" style={{ background: `hsl(${hue(m.nick)} 70% 88%)` }} aria-hidden="true">
-                  {[...m.nick][0]?.toUpperCase()}
-                </span>
-                <span className="member-nick">{m.nick}</span>
-                {m.nick === me && <span className="member-you">you</span>}
-                {m.connections > 1 && (
-                  <span className="member-conns" title={`${m.connections} connections`}>
-                    ×{m.connections}
+            {members.map((m) => {
+              const mine = isMe(m, me, meUser);
+              // Two people under one nickname: their user ids tell them apart.
+              const shared = m.user !== undefined && members.some((o) => o !== m && o.nick === m.nick);
+              return (
+                <li
+                  key={`${m.nick}\u0000${m.user ?? ''}`}
+                  className={mine ? 'member is-me' : 'member'}
+                  data-nick={m.nick}
+                  data-user={m.user}
+                  title={m.user === undefined ? undefined : `user ${m.user}`}
+                >
+                  <span className="avatar" style={{ background: `hsl(${hue(m.nick)} 70% 88%)` }} aria-hidden="true">
+                    {[...m.nick][0]?.toUpperCase()}
                   </span>
-                )}
-              </li>
-            ))}
+                  <span className="member-nick">{m.nick}</span>
+                  {shared && <span className="member-user">({m.user})</span>}
+                  {mine && <span className="member-you">you</span>}
+                  {m.connections > 1 && (
+                    <span className="member-conns" title={`${m.connections} connections`}>
+                      ×{m.connections}
+                    </span>
+                  )}
+                </li>
+              );
+            })}
           </ul>
         )}
       </div>

@@ -47,9 +47,12 @@ export function MessageItem({ message: m }: { message: Line }) {
       data-id={m.id}
       data-local={m.local ? 'true' : undefined}
       data-nick={m.nick}
+      data-user={m.user}
     >
       <div className="message-meta">
-        <span className="message-author">{author(m)}</span>
+        <span className="message-author" title={m.user === undefined ? undefined : `user ${m.user}`}>
+          {author(m)}
+        </span>
         {time}
         {m.id !== undefined && (
           <span className="message-id" title="Message number in this room">

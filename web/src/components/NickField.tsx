@@ -6,6 +6,8 @@ interface Props {
   value: string;
   /** What the server calls us now (shown while the field is empty). */
   serverNick: string | null;
+  /** The server gives the nickname from the access token: shown, not editable. */
+  locked?: boolean;
   /** Save a new nickname: on Enter, on leaving the field, or after a pause in typing. */
   onCommit: (nick: string) => void;
 }
@@ -13,7 +15,7 @@ interface Props {
 const PAUSE_MS = 800;
 
 /** Nickname, kept in this browser and sent to the server with a `nick` request. */
-export function NickField({ value, serverNick, onCommit }: Props) {
+export function NickField({ value, serverNick, locked = false, onCommit }: Props) {
   const id = useId();
   const [draft, setDraft] = useState(value);
   useEffect(() => setDraft(value), [value]);
@@ -29,6 +31,18 @@ export function NickField({ value, serverNick, onCommit }: Props) {
   const commit = () => {
     if (dirty && !problem) onCommit(draft);
   };
+
+  if (locked) {
+    return (
+      <div className="field nick-field">
+        <label htmlFor={id}>Nickname</label>
+        <input id={id} value={serverNick ?? ''} readOnly aria-readonly="true" aria-describedby={`${id}-hint`} />
+        <span id={`${id}-hint`} className="sr-only">
+          Given by your access token; it cannot be changed here.
+        </span>
+      </div>
+    );
+  }
 
   return (
     <div className="field nick-field">
