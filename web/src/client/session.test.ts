@@ -372,6 +372,16 @@ describe('status notices', () => {
     expect(s.notices.map((n) => n.code)).toEqual(['bad_field']);
   });
 
+  it('rate_limited with a ref: that send is marked not sent, not the oldest', () => {
+    let s = run(
+      connected(),
+      { type: 'sent', ref: 'r1', room: 'lobby', text: 'one', ts: 1 },
+      { type: 'sent', ref: 'r2', room: 'lobby', text: 'two', ts: 2 },
+    );
+    s = run(s, frame({ type: 'error', code: 'rate_limited', message: 'slow down', room: 'lobby', ref: 'r2' }));
+    expect(s.pending.map((p) => `${p.ref}:${p.status}`)).toEqual(['r1:pending', 'r2:failed']);
+  });
+
   it('rate_limited: a notice, and the oldest waiting send is marked not sent', () => {
     let s = run(
       connected(),

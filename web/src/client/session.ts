@@ -381,8 +381,12 @@ function applyFrame(d: Draft, frame: ServerFrame, now: number): void {
         s.previousRoom = null;
       }
       if (frame.code === 'too_long' || frame.code === 'not_joined' || frame.code === 'rate_limited') {
-        // Errors carry no ref; the server answers in order, so it is our oldest send still waiting.
-        const i = s.pending.findIndex((p) => p.status === 'pending' && (frame.room === undefined || p.room === frame.room));
+        // The error names the refused send's ref; without one (an older server), the server answers
+        // in order, so it is our oldest send still waiting.
+        const i =
+          frame.ref !== undefined
+            ? s.pending.findIndex((p) => p.ref === frame.ref)
+            : s.pending.findIndex((p) => p.status === 'pending' && (frame.room === undefined || p.room === frame.room));
         if (i >= 0) s.pending = s.pending.map((p, j) => (j === i ? { ...p, status: 'failed' } : p));
       }
       if (frame.code === 'bad_room' && frame.room !== undefined && d.rooms[frame.room]) {

@@ -115,7 +115,7 @@ export type ServerFrame =
   | { type: 'joined'; room: string; nick: string; user?: string }
   | { type: 'left'; room: string; nick: string; user?: string }
   | { type: 'nick'; nick: string }
-  | { type: 'error'; code: ErrorCode; message: string; room?: string; first_available?: number }
+  | { type: 'error'; code: ErrorCode; message: string; room?: string; first_available?: number; ref?: string }
   | { type: 'notice'; code: NoticeCode; message: string };
 
 export type ServerFrameType = ServerFrame['type'];
@@ -238,12 +238,14 @@ function frameOf(type: string, o: Obj): ServerFrame | null {
     case 'error': {
       const room = optStr(o, 'room');
       const first = optUint(o, 'first_available');
+      const ref = optStr(o, 'ref');
       return {
         type,
         code: str(o, 'code'),
         message: str(o, 'message'),
         ...(room === undefined ? {} : { room }),
         ...(first === undefined ? {} : { first_available: first }),
+        ...(ref === undefined ? {} : { ref }),
       };
     }
     case 'notice':
