@@ -173,12 +173,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             if let Some(ending) = self.session.finished() {
                 return Poll::Ready(ending);
             }
-            if !write_blocked && self.session.continue_replays() {
-                // More of a replay was queued (or waits for the room):
-                // look at the outbox again.
-                if self.session.outbox.queued() > 0 {
-                    continue;
-                }
+            if !write_blocked && self.session.continue_replays() && self.session.outbox.queued() > 0 {
+                // More of a replay was queued: take it.
+                continue;
             }
             let now = self.session.now();
             match self.session.deadlines.due(self.session.hub.timeouts(), now) {

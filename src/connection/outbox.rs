@@ -58,6 +58,20 @@ struct State {
     close: Option<Box<CloseRequest>>,
 }
 
+impl State {
+    /// Drops what is queued and asks for the slow consumer's close: what
+    /// an overflowing push does, and [`Outbox::evict`] for frames that
+    /// wait outside the queue.
+    fn evict(&mut self) {
+        self.frames = VecDeque::new();
+        self.bytes = 0;
+        self.close = Some(Box::new(CloseRequest::Evicted(
+            CloseCode::PolicyViolation,
+            SLOW_CONSUMER,
+        )));
+    }
+}
+
 /// A connection's outbound queue, shared between its task and the hub.
 #[derive(Debug)]
 pub struct Outbox {
@@ -120,12 +134,7 @@ impl Outbox {
         let over = state.frames.len() >= self.max_messages as usize
             || (!state.frames.is_empty() && u64::from(state.bytes) + u64::from(len) > u64::from(state.max_bytes));
         let result = if over {
-            state.frames = VecDeque::new();
-            state.bytes = 0;
-            state.close = Some(Box::new(CloseRequest::Evicted(
-                CloseCode::PolicyViolation,
-                SLOW_CONSUMER,
-            )));
+            state.evict();
             Err(Rejected::Overflow)
         } else {
             state.bytes = state.bytes.saturating_add(len);
@@ -200,15 +209,16 @@ impl Outbox {
     /// Evicts the connection as a slow consumer, as an overflowing push
     /// would (for frames that wait outside the queue).
     pub fn evict(&self) {
-        {
-            let mut state = self.lock();
-            if state.close.is_some() {
-                return;
-            }
-            state.frames = VecDeque::new();
-            state.bytes = 0;
+        let mut state = self.lock();
+        if state.close.is_some() {
+            return;
         }
-        self.request_close(CloseRequest::Evicted(CloseCode::PolicyViolation, SLOW_CONSUMER));
+        state.evict();
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     /// The close request, if any, without taking frames or registering a

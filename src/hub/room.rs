@@ -290,7 +290,12 @@ impl Room {
         let mode = member.mode;
         let key = members.insert(member);
         if mode == Mode::Json {
-            self.continue_replay_locked(&mut members, key);
+            if members[key].replay.is_some() {
+                // The member list follows the replay, once it is out.
+                self.continue_replay_locked(&mut members, key);
+            } else {
+                let _ = members[key].outbox.push(text_frame(&self.presence(&members)));
+            }
         }
         let joined = ServerFrame::Joined {
             room: self.name.to_string(),
