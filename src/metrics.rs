@@ -724,6 +724,7 @@ mod tests {
                 rate: crate::ratelimit::RateLimits::UNLIMITED,
             },
             max_incomplete_bytes: 1 << 20,
+            workers: 1,
         })
     }
 

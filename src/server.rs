@@ -160,6 +160,7 @@ impl Server {
                     rate: config.rate,
                 },
                 max_incomplete_bytes: config.max_incomplete_bytes,
+                workers: 1,
             }),
             origins: OriginPolicy::new(&config.allowed_origins),
             tracker: TaskTracker::new(),

@@ -10,6 +10,7 @@
 mod alarms;
 mod registry;
 pub(crate) mod room;
+mod worker;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,6 +56,9 @@ pub struct HubConfig {
     /// Bytes all connections' unfinished messages may hold together
     /// (`--max-incomplete-bytes`).
     pub max_incomplete_bytes: usize,
+    /// Worker threads the connections are spread over (`--workers`, at
+    /// least 1). With one, everything runs where the server runs.
+    pub workers: usize,
 }
 
 #[derive(Debug)]
@@ -71,6 +75,7 @@ struct Inner {
     per_ip: Arc<PerIpLimit>,
     /// Bytes held by unfinished messages (`--max-incomplete-bytes`).
     incomplete: IncompleteBudget,
+    workers: usize,
 }
 
 /// A cheap-to-clone handle on the hub.
@@ -126,8 +131,43 @@ impl Hub {
                 metrics,
                 per_ip: PerIpLimit::new(0),
                 incomplete: IncompleteBudget::new(config.max_incomplete_bytes),
+                workers: config.workers.max(1),
             }),
         }
+    }
+
+    /// Worker threads the connections are spread over.
+    pub fn workers(&self) -> usize {
+        self.inner.workers
+    }
+
+    /// Marks the calling thread as worker `index` (below [`Hub::workers`]):
+    /// each worker thread calls this first thing, before serving anything.
+    pub fn enter_worker(&self, index: usize) {
+        assert!(index < self.inner.workers, "worker {index} of {}", self.inner.workers);
+        worker::enter(self.id(), index);
+    }
+
+    /// The worker the calling thread is. With one worker that is always
+    /// worker 0, whichever thread calls (everything runs in one place).
+    pub(crate) fn current_worker(&self) -> Option<usize> {
+        if self.inner.workers == 1 {
+            return Some(0);
+        }
+        worker::current(self.id())
+    }
+
+    /// What worker `index` runs for the hub besides its connections
+    /// (deliveries from other threads); spawn it on the worker's runtime.
+    /// It runs until the runtime is dropped.
+    pub fn worker_tasks(&self, index: usize) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let _ = index;
+        std::future::pending()
+    }
+
+    /// Tells hubs apart in the thread-local worker marks.
+    fn id(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
     }
 
     pub(crate) fn downgrade(&self) -> WeakHub {
