@@ -7,10 +7,10 @@
 
 use std::sync::Arc;
 
-use crate::broker::Command;
+use crate::broker::Span;
 use crate::connection::Outbox;
-use crate::hub::room::text_frame;
-use crate::hub::{room, Hub, Member, Membership, Mode, Replay};
+use crate::hub::frames::text_frame;
+use crate::hub::{Hub, Member, Membership, Mode, Replay};
 use crate::protocol::v1::{
     is_valid_nick, is_valid_ref, is_valid_room, parse_client_frame, ClientFrame, ErrorCode, ServerFrame, MAX_REF_BYTES,
     MAX_ROOM_CHARS, SUBPROTOCOL,
@@ -242,42 +242,17 @@ impl ChatSession {
                 self.rooms[index].publish_text(&self.nick, self.user.as_ref(), &text, client_ref);
             }
             ClientFrame::History { room, since, limit } => {
-                self.joined(&room)?;
+                let index = self.joined(&room)?;
                 let limit = limit.unwrap_or(self.hub.join_history()).min(self.limits.max_history);
-                if let Some(broker) = self.hub.broker() {
-                    let command = Command::History {
-                        room: Arc::from(room.as_str()),
-                        outbox: self.outbox.clone(),
-                        since,
-                        limit,
-                    };
-                    if !broker.send_always(command) {
-                        room::push_history(&self.outbox, &room, &[]);
-                    }
-                    return Ok(());
-                }
-                let history = self.hub.history();
-                let (entries, truncated) = match since {
-                    None => (history.recent(&room, limit), None),
-                    Some(after) => history.since(&room, after, limit).into_parts(),
+                let span = match since {
+                    None => Span::Latest(limit),
+                    Some(after) => Span::After(after, limit),
                 };
-                room::push_replay(&self.outbox, &room, &entries, truncated);
+                self.rooms[index].send_history(self.outbox.clone(), span);
             }
             ClientFrame::Members { room } => {
                 let index = self.joined(&room)?;
-                let room = self.rooms[index].room().clone();
-                let outbox = self.outbox.clone();
-                match self.hub.broker() {
-                    Some(broker) => {
-                        let frame = room.presence_frame();
-                        if !broker.send_always(Command::Presence { room, outbox }) {
-                            let _ = self.outbox.push(frame);
-                        }
-                    }
-                    None => {
-                        let _ = outbox.push(room.presence_frame());
-                    }
-                }
+                self.rooms[index].send_members(self.outbox.clone());
             }
         }
         Ok(())

@@ -679,7 +679,7 @@ impl Metrics {
         s.history_pending.set(history.pending as f64);
         s.history_memory_bytes.set(history.memory_bytes as f64);
         s.history_memory_dropped.absolute(history.memory_dropped);
-        let redis_up = hub.broker().is_some_and(|broker| broker.is_up());
+        let redis_up = hub.broker().cluster().is_some_and(|cluster| cluster.up);
         s.redis_connected.set(if redis_up { 1.0 } else { 0.0 });
         s.incomplete_bytes.set(hub.incomplete_messages().held() as f64);
         s.log_lines_dropped.absolute(crate::logging::lines_dropped());
@@ -715,7 +715,7 @@ mod tests {
         .expect("memory history");
         Hub::new(crate::hub::HubConfig {
             max_connections: 10,
-            history,
+            history: history.clone(),
             join_history: 0,
             timeouts: crate::connection::Timeouts {
                 ping_interval: std::time::Duration::from_secs(54),
@@ -725,6 +725,7 @@ mod tests {
             },
             max_incomplete_bytes: 1 << 20,
             workers: 1,
+            broker: std::sync::Arc::new(crate::broker::LocalBroker::new(history.clone())),
         })
     }
 

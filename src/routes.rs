@@ -159,10 +159,10 @@ async fn room(
 /// - `shutting_down` (503): closing its connections; send no new ones.
 async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
     let snapshot = shared.hub.snapshot();
-    let broker = shared.hub.broker();
+    let cluster = shared.hub.broker().cluster();
     let (status, code) = if shared.is_shutting_down() {
         ("shutting_down", StatusCode::SERVICE_UNAVAILABLE)
-    } else if broker.is_some_and(|broker| !broker.is_up()) {
+    } else if cluster.as_ref().is_some_and(|cluster| !cluster.up) {
         ("degraded", StatusCode::OK)
     } else {
         ("ok", StatusCode::OK)
@@ -177,15 +177,15 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
         },
         // With Redis, rooms' history is its streams: the local store is
         // not used for them.
-        "history": if broker.is_some() { "redis" } else { shared.hub.history().backend_name() },
+        "history": if cluster.is_some() { "redis" } else { shared.hub.history().backend_name() },
         "rooms": snapshot.rooms,
         "evictions": snapshot.evictions,
     });
-    if let Some(broker) = broker {
-        let down_since = broker.down_since();
+    if let Some(cluster) = cluster {
+        let down_since = cluster.down_since;
         body["redis"] = serde_json::json!({
-            "connected": broker.is_up(),
-            "node": broker.node(),
+            "connected": cluster.up,
+            "node": &*cluster.node,
             "down_since": down_since.map(|at| humantime::format_rfc3339_seconds(at).to_string()),
             "down_for_seconds": down_since.map(|at| at.elapsed().map_or(0, |d| d.as_secs())),
         });

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-use crate::broker::{Broker, BrokerConfig, BrokerError};
+use crate::broker::{Broker, BrokerConfig, BrokerError, LocalBroker, RedisBroker};
 use crate::chat::ChatLimits;
 use crate::config::Config;
 use crate::connection::{CloseRequest, Timeouts};
@@ -148,6 +148,25 @@ impl Server {
         let history = History::open(config.history.clone())?;
         let addr = SocketAddr::new(config.bind, config.port);
         let listener = listen(addr).map_err(|source| ServerError::Bind { addr, source })?;
+        let redis = match config.redis.clone() {
+            None => None,
+            Some(url) => {
+                let node: Arc<str> = match &config.node_id {
+                    Some(node) => Arc::from(node.as_str()),
+                    None => Arc::from(generated_node_id().as_str()),
+                };
+                let broker_config = BrokerConfig {
+                    url,
+                    node,
+                    max_messages: config.history.max_messages_per_room,
+                };
+                Some(RedisBroker::create(broker_config)?)
+            }
+        };
+        let broker: Arc<dyn Broker> = match &redis {
+            Some(redis) => Arc::new(redis.broker().clone()),
+            None => Arc::new(LocalBroker::new(history.clone())),
+        };
         let shared = Arc::new(Shared {
             hub: Hub::new(HubConfig {
                 max_connections: config.max_connections,
@@ -161,6 +180,7 @@ impl Server {
                 },
                 max_incomplete_bytes: config.max_incomplete_bytes,
                 workers: 1,
+                broker,
             }),
             origins: OriginPolicy::new(&config.allowed_origins),
             tracker: TaskTracker::new(),
@@ -176,19 +196,10 @@ impl Server {
             config,
         });
         shared.hub.per_ip().set_max(shared.config.max_connections_per_ip);
-        if let Some(url) = shared.config.redis.clone() {
-            let node: Arc<str> = match &shared.config.node_id {
-                Some(node) => Arc::from(node.as_str()),
-                None => Arc::from(generated_node_id().as_str()),
-            };
-            let broker_config = BrokerConfig {
-                url,
-                node,
-                max_messages: shared.config.history.max_messages_per_room,
-            };
-            let broker = Broker::start(broker_config, shared.hub.clone(), shared.broker_stop.clone())?;
+        if let Some(redis) = redis {
+            let deliver = Arc::new(shared.hub.clone());
+            let broker = redis.start(deliver, shared.broker_stop.clone());
             tracing::info!(node = broker.node(), "rooms shared through Redis");
-            shared.hub.set_broker(broker.clone());
             broker.first_attempt(Duration::from_secs(3)).await;
         }
         Ok(Server { listener, tls, shared })

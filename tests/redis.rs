@@ -60,7 +60,12 @@ async fn start_node(config: wshub::Config) -> TestServer {
 }
 
 fn is_connected(server: &TestServer) -> bool {
-    server.hub.broker().expect("a node with --redis has a broker").is_up()
+    server
+        .hub
+        .broker()
+        .cluster()
+        .expect("a node with --redis reports its cluster")
+        .up
 }
 
 async fn wait_until_connected(server: &TestServer, limit: Duration) {

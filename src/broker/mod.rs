@@ -1,222 +1,233 @@
-//! The broker: how a room's messages reach members on other wshub nodes.
+//! The broker: what orders a room's messages and carries them to every
+//! member, wherever the member is.
 //!
-//! Without `--redis`, there is no broker: the hub assigns ids and fans out
-//! in-process. With it, every chat message goes through Redis, which gives
-//! each room one sequence (a Lua script: `INCR` the room's counter, `XADD`
-//! the message to the room's stream, `PUBLISH` it, atomically), and every
-//! node, the sender's included, delivers what it receives from Redis
-//! pub/sub, in the order Redis published it. One order, on every node.
+//! Two implementations side by side, as centrifuge keeps its memory and
+//! Redis brokers: [`LocalBroker`] orders in this process (the history store
+//! gives each message its id; the hub then carries it to every worker that
+//! has members), [`RedisBroker`] across nodes (a Lua script gives the id,
+//! appends to the room's stream and publishes, atomically; every node, the
+//! sender's included, delivers what Redis publishes, in Redis's order).
 //!
-//! The hot path never waits on Redis: publishing hands a command to the
-//! broker's task over a bounded channel. Redis away means local delivery
-//! only (`local` messages, clients told), never a crash or unbounded memory.
+//! The seam runs both ways. The hub calls [`Broker`] and never asks which
+//! one it has; the broker hands what it carries back through [`Deliver`]
+//! and answers questions through callbacks. It never sees a room's members,
+//! their outboxes or the wshub.v1 frames built for them: only room names,
+//! history entries and member descriptions.
 //!
 //! # Layout
-//! - `redis`: the three tasks: commands (pipelined), pub/sub, heartbeat.
-//! - `wire`: what travels through Redis.
+//! - `local`: one process.
+//! - `redis/`: several nodes (`tasks`: commands pipelined, pub/sub,
+//!   heartbeat; `wire`: what travels through Redis).
 
+mod local;
 mod redis;
-mod wire;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use thiserror::Error;
-use tokio::sync::mpsc;
 
-use crate::connection::Outbox;
-use crate::hub::{Hub, Room, RoomName};
+use crate::history::Entry;
 
-/// Commands queued to the broker task beyond this are refused: the message
-/// is then delivered locally only. Bounds memory while Redis is slow or away.
-const COMMAND_QUEUE: usize = 16 * 1024;
+pub use local::LocalBroker;
+pub use redis::{BrokerConfig, BrokerError, RedisBroker};
 
-/// A broker that could not start.
-#[derive(Debug, Error)]
-pub enum BrokerError {
-    /// The URL is not a Redis URL the client understands.
-    #[error("invalid --redis URL '{url}': {source}")]
-    Url {
-        /// The URL given.
-        url: String,
-        /// Why the client refused it.
-        source: ::redis::RedisError,
-    },
+/// A room's name. `/ws` is the room `lobby`.
+pub type RoomName = Arc<str>;
+
+/// A message handed to the broker to be ordered in its room.
+#[derive(Debug)]
+pub struct Publication<'a> {
+    /// The sender's nickname.
+    pub nick: &'a Arc<str>,
+    /// The sender's user id (token `sub`), if any.
+    pub user: Option<&'a Arc<str>>,
+    /// Text (stored, numbered) or a raw binary payload (relayed only).
+    pub body: Body<'a>,
+    /// The sender's `ref`, echoed with the message (wshub.v1).
+    pub client_ref: Option<&'a str>,
 }
 
-/// What the broker is asked to do, in order.
+/// What a message holds.
+#[derive(Debug, Clone, Copy)]
+pub enum Body<'a> {
+    /// A text message: it gets an id and goes into history.
+    Text(&'a str),
+    /// A raw client's binary frame: relayed, not stored.
+    Binary(&'a [u8]),
+}
+
+/// Where a publication was ordered, and so when the hub delivers it.
 #[derive(Debug)]
-pub(crate) enum Command {
-    /// Store and publish a chat message (it comes back through pub/sub).
-    Publish {
-        room: RoomName,
-        nick: Arc<str>,
-        /// The sender's user id (token `sub`), if any.
-        user: Option<Arc<str>>,
-        text: Arc<str>,
+pub enum Ordered {
+    /// Ordered here and now: deliver it at once (a text message with its
+    /// history entry; a binary one has none).
+    Now(Option<Entry>),
+    /// The broker carries it and hands it back through [`Deliver`], on
+    /// every node, this one included.
+    Later,
+    /// The broker cannot carry it now (Redis away, or its queue full):
+    /// deliver it on this node only, without an id.
+    LocalOnly,
+}
+
+/// A message the broker carried, for this node's members of its room.
+#[derive(Debug)]
+pub enum Delivery {
+    /// A text message in its room's order.
+    Text {
+        /// Its id, time, sender and text.
+        entry: Entry,
+        /// The sender's `ref`.
         client_ref: Option<String>,
     },
-    /// Relay a raw binary frame's payload to raw members of every node.
-    PublishBinary { room: RoomName, payload: Bytes },
-    /// A local member joined a room: record it for presence, tell others.
-    Joined {
-        room: RoomName,
-        conn: u64,
+    /// A text message the broker could not order after all (Redis failed
+    /// the pipeline): this node only, without an id.
+    LocalText {
+        /// The sender's nickname.
         nick: Arc<str>,
+        /// The sender's user id.
         user: Option<Arc<str>>,
+        /// The text.
+        text: Arc<str>,
+        /// The sender's `ref`.
+        client_ref: Option<String>,
     },
-    /// A local member left a room.
-    Left {
-        room: RoomName,
-        conn: u64,
-        nick: Arc<str>,
-        user: Option<Arc<str>>,
-    },
-    /// Replay history to a member that just joined, then its backlog.
-    Replay {
-        room: Arc<Room>,
-        key: usize,
-        since: Option<u64>,
-        limit: usize,
-    },
-    /// Send a cluster-wide `presence` snapshot to one connection.
-    Presence { room: Arc<Room>, outbox: Arc<Outbox> },
-    /// Answer a `history` request from Redis.
-    History {
-        room: RoomName,
-        outbox: Arc<Outbox>,
-        since: Option<u64>,
-        limit: usize,
-    },
+    /// A raw binary payload.
+    Binary(Bytes),
 }
 
-#[derive(Debug)]
-struct Shared {
-    node: Arc<str>,
-    /// Redis is reachable and pub/sub is subscribed.
-    up: AtomicBool,
-    /// Since when cross-node delivery has been off, in ms since the epoch
-    /// (0 while it is on): for `/healthz`.
-    down_since_ms: AtomicU64,
-    /// Woken after each attempt to subscribe (start-up waits for the first).
-    attempted: tokio::sync::Notify,
-    /// Bumped each time Redis is (re)connected: connections made before
-    /// are to a Redis that went away, and are replaced.
-    generation: std::sync::atomic::AtomicU64,
-    max_messages: usize,
-}
-
-impl Shared {
-    /// Records whether cross-node delivery works, and since when it does not.
-    fn set_up(&self, up: bool) {
-        if up {
-            self.down_since_ms.store(0, Ordering::Release);
-        } else {
-            let _ = self
-                .down_since_ms
-                .compare_exchange(0, now_millis(), Ordering::AcqRel, Ordering::Acquire);
-        }
-        self.up.store(up, Ordering::Release);
-    }
-}
-
-/// The wall clock in ms since the epoch (at least 1: 0 means "up").
-fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1))
-}
-
-/// A handle on the Redis broker; cheap to clone.
+/// A member as the broker knows it: enough to list and announce it.
 #[derive(Debug, Clone)]
-pub struct Broker {
-    commands: mpsc::Sender<Command>,
-    shared: Arc<Shared>,
+pub struct MemberInfo {
+    /// A number naming its connection while it lives.
+    pub conn: u64,
+    /// Its nickname.
+    pub nick: Arc<str>,
+    /// Its user id, if any.
+    pub user: Option<Arc<str>>,
 }
 
-/// The broker's settings.
+/// One nickname (and user) in a member list, with its connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedMember {
+    /// The nickname.
+    pub nick: String,
+    /// The user id, if any.
+    pub user: Option<String>,
+    /// How many connections use it.
+    pub connections: usize,
+}
+
+/// A member joining or leaving on another node.
 #[derive(Debug, Clone)]
-pub struct BrokerConfig {
-    /// `redis://HOST:PORT/DB`.
-    pub url: String,
+pub struct PresenceChange {
+    /// Joined (true) or left.
+    pub joined: bool,
+    /// Its nickname.
+    pub nick: String,
+    /// Its user id, if any.
+    pub user: Option<String>,
+}
+
+/// What part of a room's history is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Span {
+    /// The latest `n` messages.
+    Latest(usize),
+    /// Messages after this id, at most `limit` of them.
+    After(u64, usize),
+}
+
+/// Messages from a room's history, oldest first, and where history starts
+/// when retention dropped part of what was asked.
+#[derive(Debug, Default)]
+pub struct Replayed {
+    /// The messages.
+    pub entries: Vec<Entry>,
+    /// The first id still kept, when it is later than what was asked.
+    pub truncated: Option<u64>,
+    /// The room's members across the cluster as of the replay, when the
+    /// broker knows them (otherwise the hub lists this node's).
+    pub members: Option<Vec<ListedMember>>,
+}
+
+/// A callback with the answer to a question the broker answers later.
+pub type Then<T> = Box<dyn FnOnce(T) + Send>;
+
+/// Where cross-node delivery stands, for `/healthz` and metrics.
+#[derive(Debug, Clone)]
+pub struct ClusterStatus {
     /// This node's name.
     pub node: Arc<str>,
-    /// Messages kept per room in Redis.
-    pub max_messages: usize,
+    /// Whether cross-node delivery works right now.
+    pub up: bool,
+    /// Since when it has not (since start-up for a node that has not
+    /// reached Redis yet).
+    pub down_since: Option<std::time::SystemTime>,
 }
 
-impl Broker {
-    /// Starts the broker's tasks on the current runtime. Redis need not be
-    /// reachable yet: the node starts degraded and keeps retrying.
-    ///
-    /// # Errors
-    /// [`BrokerError::Url`] for a malformed URL.
-    pub fn start(
-        config: BrokerConfig,
-        hub: Hub,
-        stop: tokio_util::sync::CancellationToken,
-    ) -> Result<Broker, BrokerError> {
-        let client = ::redis::Client::open(config.url.as_str()).map_err(|source| BrokerError::Url {
-            url: config.url.clone(),
-            source,
-        })?;
-        let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
-        let shared = Arc::new(Shared {
-            node: config.node,
-            up: AtomicBool::new(false),
-            // Down from the start until the first subscription.
-            down_since_ms: AtomicU64::new(now_millis()),
-            attempted: tokio::sync::Notify::new(),
-            generation: std::sync::atomic::AtomicU64::new(0),
-            max_messages: config.max_messages,
-        });
-        let broker = Broker { commands, shared };
-        redis::spawn_tasks(client, broker.clone(), receiver, hub, stop);
-        Ok(broker)
-    }
+/// A room with members on this node, as the broker re-registers it after
+/// reconnecting.
+#[derive(Debug)]
+pub struct LocalRoom {
+    /// Its name.
+    pub name: RoomName,
+    /// The last id delivered here (0: none).
+    pub last_delivered: u64,
+    /// Its members on this node.
+    pub members: Vec<MemberInfo>,
+}
 
-    /// Waits (at most `limit`) for the first attempt to reach Redis, so
-    /// that a node with Redis reachable does not start out degraded.
-    pub async fn first_attempt(&self, limit: std::time::Duration) {
-        let attempted = self.shared.attempted.notified();
-        if self.is_up() {
-            return;
-        }
-        let _ = tokio::time::timeout(limit, attempted).await;
-    }
+/// What orders a room's messages and carries them to every member.
+///
+/// Calls that concern one room are made under that room's order lock, so
+/// a broker sees them in the order the room's members do.
+pub trait Broker: Send + Sync + std::fmt::Debug {
+    /// Orders `message` in `room`.
+    fn publish(&self, room: &RoomName, message: Publication<'_>) -> Ordered;
 
-    /// This node's name.
-    pub fn node(&self) -> &str {
-        &self.shared.node
-    }
+    /// A member of this node joined `room`.
+    fn joined(&self, room: &RoomName, member: &MemberInfo);
 
-    /// Whether cross-node delivery works right now.
-    pub fn is_up(&self) -> bool {
-        self.shared.up.load(Ordering::Acquire)
-    }
+    /// A member of this node left `room`.
+    fn left(&self, room: &RoomName, member: &MemberInfo);
 
-    /// Since when cross-node delivery has been off (since start-up for a
-    /// node that has not reached Redis yet); `None` while it is on.
-    pub fn down_since(&self) -> Option<std::time::SystemTime> {
-        match self.shared.down_since_ms.load(Ordering::Acquire) {
-            0 => None,
-            ms => Some(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)),
-        }
-    }
+    /// History for a member that joins: `Ok` when it is at hand (taken
+    /// under the room's order lock, so nothing published meanwhile is
+    /// missing or repeated), else `then` gets it later (and the hub keeps
+    /// what arrives meanwhile).
+    fn replay(&self, room: &RoomName, span: Span, then: Then<Replayed>) -> Result<Replayed, Pending>;
 
-    /// Queues a command; false when the broker cannot take it now (Redis
-    /// away, or the queue full): the caller then acts locally.
-    pub(crate) fn send(&self, command: Command) -> bool {
-        if !self.is_up() {
-            return false;
-        }
-        self.commands.try_send(command).is_ok()
-    }
+    /// History asked for by a client; `then` always gets it (at once when
+    /// it is at hand).
+    fn history(&self, room: &RoomName, span: Span, then: Then<Replayed>);
 
-    /// Queues a command even while Redis is away (replays and presence
-    /// answers, which must always come, say so themselves when they fail).
-    pub(crate) fn send_always(&self, command: Command) -> bool {
-        self.commands.try_send(command).is_ok()
-    }
+    /// The room's members across the cluster, for `then`; `false` when
+    /// this node's own members are the whole list (the hub counts them).
+    fn members(&self, room: &RoomName, then: Then<Option<Vec<ListedMember>>>) -> bool;
+
+    /// Forgets what is kept for `room`, now empty on this node.
+    fn room_closed(&self, room: &RoomName);
+
+    /// Where cross-node delivery stands; `None` for a single process.
+    fn cluster(&self) -> Option<ClusterStatus>;
+}
+
+/// The answer to [`Broker::replay`] will come through the callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pending;
+
+/// The hub's side of the seam: where a broker hands what it carries.
+pub trait Deliver: Send + Sync {
+    /// A message for this node's members of `room`, in the room's order.
+    fn deliver(&self, room: &str, delivery: Delivery);
+
+    /// A member joined or left `room` on another node.
+    fn presence_changed(&self, room: &str, change: PresenceChange);
+
+    /// Cross-node delivery stopped (`false`) or came back (`true`).
+    fn cluster_changed(&self, up: bool);
+
+    /// Rooms with members on this node.
+    fn local_rooms(&self) -> Vec<LocalRoom>;
 }

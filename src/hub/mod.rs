@@ -8,8 +8,12 @@
 //! costs the room nothing but its own eviction.
 
 mod alarms;
+mod deliver;
+pub(crate) mod frames;
+mod inbox;
+mod member;
 mod registry;
-pub(crate) mod room;
+mod room;
 mod worker;
 
 use std::collections::HashMap;
@@ -20,8 +24,10 @@ use crate::connection::{CloseRequest, Timeouts};
 
 pub(crate) use alarms::Clock;
 
+pub use crate::broker::RoomName;
+pub use member::{Member, Mode, Replay};
 pub use registry::{Endpoint, Registration, Ticket};
-pub use room::{Member, Membership, Mode, Replay, Room, RoomName};
+pub use room::{Membership, Room};
 
 use crate::broker::Broker;
 use crate::history::History;
@@ -59,6 +65,9 @@ pub struct HubConfig {
     /// Worker threads the connections are spread over (`--workers`, at
     /// least 1). With one, everything runs where the server runs.
     pub workers: usize,
+    /// What orders rooms' messages and carries them to every member: a
+    /// [`crate::broker::LocalBroker`] on the history, or Redis.
+    pub broker: Arc<dyn Broker>,
 }
 
 #[derive(Debug)]
@@ -70,7 +79,9 @@ struct Inner {
     join_history: usize,
     timeouts: Timeouts,
     metrics: Metrics,
-    broker: std::sync::OnceLock<Broker>,
+    broker: Arc<dyn Broker>,
+    /// One per worker: parcels of rooms' messages from other threads.
+    inboxes: Box<[Arc<inbox::Inbox>]>,
     /// Connections per client address (`--max-connections-per-ip`).
     per_ip: Arc<PerIpLimit>,
     /// Bytes held by unfinished messages (`--max-incomplete-bytes`).
@@ -119,19 +130,21 @@ impl Hub {
         config
             .history
             .observe_commits(move |took| observed.history_commit(took));
+        let workers = config.workers.max(1);
         Hub {
             inner: Arc::new(Inner {
-                registry: registry::Registry::new(config.max_connections, config.timeouts.precision()),
+                registry: registry::Registry::new(config.max_connections, config.timeouts.precision(), workers),
                 rooms: Mutex::new(HashMap::new()),
                 stats: HubStats::default(),
                 history: config.history,
                 join_history: config.join_history,
                 timeouts: config.timeouts,
-                broker: std::sync::OnceLock::new(),
+                broker: config.broker,
+                inboxes: (0..workers).map(|_| Arc::default()).collect(),
                 metrics,
                 per_ip: PerIpLimit::new(0),
                 incomplete: IncompleteBudget::new(config.max_incomplete_bytes),
-                workers: config.workers.max(1),
+                workers,
             }),
         }
     }
@@ -161,8 +174,12 @@ impl Hub {
     /// (deliveries from other threads); spawn it on the worker's runtime.
     /// It runs until the runtime is dropped.
     pub fn worker_tasks(&self, index: usize) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let _ = index;
-        std::future::pending()
+        inbox::Inbox::run(self.clone(), index)
+    }
+
+    /// Worker `index`'s inbox.
+    pub(crate) fn inbox(&self, index: usize) -> &Arc<inbox::Inbox> {
+        &self.inner.inboxes[index]
     }
 
     /// Tells hubs apart in the thread-local worker marks.
@@ -184,27 +201,21 @@ impl Hub {
         self.inner.registry.clock()
     }
 
-    /// The Redis broker, when rooms span several nodes.
-    pub fn broker(&self) -> Option<&Broker> {
-        self.inner.broker.get()
-    }
-
-    /// Attaches the broker (once, at start-up: the broker needs the hub to
-    /// deliver into, so it is made after the hub).
-    pub(crate) fn set_broker(&self, broker: Broker) {
-        let _ = self.inner.broker.set(broker);
+    /// What orders rooms' messages and carries them to every member.
+    pub fn broker(&self) -> &dyn Broker {
+        &*self.inner.broker
     }
 
     /// Rooms with members on this node.
-    pub(crate) fn local_rooms(&self) -> Vec<Arc<Room>> {
+    pub(crate) fn rooms(&self) -> Vec<Arc<Room>> {
         lock(&self.inner.rooms).values().cloned().collect()
     }
 
     /// Sends `frame` once to every `wshub.v1` connection of this node.
     pub(crate) fn notify_all(&self, frame: &crate::protocol::v1::ServerFrame) {
-        let bytes = room::text_frame(frame);
+        let bytes = frames::text_frame(frame);
         let mut seen = std::collections::HashSet::new();
-        for room in self.local_rooms() {
+        for room in self.rooms() {
             for outbox in room.json_outboxes() {
                 if seen.insert(Arc::as_ptr(&outbox)) {
                     let _ = outbox.push(bytes.clone());
@@ -237,8 +248,11 @@ impl Hub {
 
     /// Reserves a connection slot before the upgrade, so that the limit is
     /// enforced with an HTTP 503 rather than a dropped socket.
+    /// The connection is placed on the calling worker (worker 0 when the
+    /// caller is none).
     pub fn reserve(&self, endpoint: Endpoint) -> Option<Ticket> {
-        self.inner.registry.reserve(self.clone(), endpoint)
+        let worker = self.current_worker().unwrap_or(0);
+        self.inner.registry.reserve(self.clone(), endpoint, worker)
     }
 
     /// Joins `member` to the room `name`, creating the room on first join;
@@ -249,26 +263,26 @@ impl Hub {
             Some(room) => room.clone(),
             None => {
                 let name = RoomName::from(name);
-                let room = Arc::new(Room::new(name.clone()));
+                let room = Arc::new(Room::new(name.clone(), self.inner.workers));
                 rooms.insert(name, room.clone());
                 room
             }
         };
         // Lock order: rooms map, then the room (leave takes them the same way).
-        let key = room.insert(self, member, replay);
+        let place = room.insert(self, member, replay);
         drop(rooms);
-        Membership::new(self.clone(), room, key)
+        Membership::new(self.clone(), room, place)
     }
 
     /// Removes a member; the room's memory goes with its last member.
-    pub(crate) fn leave(&self, room: &Arc<Room>, key: usize) {
+    pub(crate) fn leave(&self, room: &Arc<Room>, worker: usize, key: usize) {
         let mut rooms = lock(&self.inner.rooms);
-        if room.remove(self, key) == 0 {
+        if room.remove(self, worker, key) == 0 {
             // Only drop the map's entry if it is this very room: a new room
             // of the same name may have been created in between.
             if rooms.get(room.name()).is_some_and(|r| Arc::ptr_eq(r, room)) {
                 rooms.remove(room.name());
-                self.inner.history.evict_cache(room.name());
+                self.inner.broker.room_closed(room.name());
             }
         }
     }
@@ -305,6 +319,11 @@ impl Hub {
     /// connection, so scrape-time only).
     pub fn queue_depth(&self) -> (usize, usize) {
         self.inner.registry.queue_depth()
+    }
+
+    /// Live connections on each worker.
+    pub fn connections_per_worker(&self) -> Vec<usize> {
+        self.inner.registry.per_worker()
     }
 
     /// Live counts for `/healthz`.

@@ -47,11 +47,19 @@ struct Connections {
     sweeper: SweeperState,
 }
 
-#[derive(Debug)]
-pub(crate) struct Registry {
+/// One worker's connections and their alarms: a connection arms its alarm
+/// on its own worker, and each worker has its own sweeper task, so no lock
+/// or timer is shared between workers on the hot path.
+#[derive(Debug, Default)]
+struct Shard {
     connections: Mutex<Connections>,
     /// Wakes the sweeper when an alarm is set before its next sweep.
     nudge: Arc<Notify>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Registry {
+    shards: Box<[Shard]>,
     clock: Clock,
     /// Minimum milliseconds between sweeps.
     precision: u64,
@@ -63,10 +71,9 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    pub(crate) fn new(max: usize, precision: std::time::Duration) -> Self {
+    pub(crate) fn new(max: usize, precision: std::time::Duration, workers: usize) -> Self {
         Registry {
-            connections: Mutex::new(Connections::default()),
-            nudge: Arc::new(Notify::new()),
+            shards: (0..workers.max(1)).map(|_| Shard::default()).collect(),
             clock: Clock::new(),
             precision: u64::try_from(precision.as_millis()).unwrap_or(u64::MAX / 2).max(1),
             reserved: AtomicUsize::new(0),
@@ -77,7 +84,7 @@ impl Registry {
         }
     }
 
-    pub(crate) fn reserve(&self, hub: Hub, endpoint: Endpoint) -> Option<Ticket> {
+    pub(crate) fn reserve(&self, hub: Hub, endpoint: Endpoint, worker: usize) -> Option<Ticket> {
         let taken = self
             .reserved
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1));
@@ -86,6 +93,7 @@ impl Registry {
         Some(Ticket {
             hub,
             key: UNREGISTERED,
+            worker: u16::try_from(worker).expect("at most 65,535 workers"),
             endpoint,
             ip_counted: false,
         })
@@ -120,8 +128,20 @@ impl Registry {
     }
 
     fn outboxes(&self) -> Vec<Arc<Outbox>> {
-        let connections = lock(&self.connections);
-        connections.entries.iter().map(|(_, e)| e.outbox.clone()).collect()
+        let mut outboxes = Vec::new();
+        for shard in &self.shards {
+            let connections = lock(&shard.connections);
+            outboxes.extend(connections.entries.iter().map(|(_, e)| e.outbox.clone()));
+        }
+        outboxes
+    }
+
+    /// Live connections on each worker.
+    pub(crate) fn per_worker(&self) -> Vec<usize> {
+        self.shards
+            .iter()
+            .map(|shard| lock(&shard.connections).entries.len())
+            .collect()
     }
 
     /// The clock that deadlines and alarms use.
@@ -129,10 +149,10 @@ impl Registry {
         self.clock
     }
 
-    /// One sweep at `now`: wakes the connections whose alarm is due and
-    /// says when to sweep next (`None`: no connection left, stop).
-    fn sweep(&self, now: u64, wakers: &mut Vec<Waker>) -> Option<u64> {
-        let mut connections = lock(&self.connections);
+    /// One sweep of `worker`'s connections at `now`: wakes those whose alarm
+    /// is due and says when to sweep next (`None`: none left, stop).
+    fn sweep(&self, worker: usize, now: u64, wakers: &mut Vec<Waker>) -> Option<u64> {
+        let mut connections = lock(&self.shards[worker].connections);
         let mut next = None;
         for (_, entry) in connections.entries.iter_mut() {
             if let Some(waker) = entry.alarm.take_if_due(now, &mut next) {
@@ -161,6 +181,8 @@ pub struct Ticket {
     hub: Hub,
     /// The registry entry, once registered.
     key: u32,
+    /// The worker the connection runs on (its registry shard).
+    worker: u16,
     endpoint: Endpoint,
     /// Whether the connection counts against its address's limit
     /// (`--max-connections-per-ip`), to be released when it ends.
@@ -182,7 +204,8 @@ impl Ticket {
             outbox,
             alarm: Alarm::default(),
         };
-        let key = lock(&self.hub.registry().connections).entries.insert(entry);
+        let shard = &self.hub.registry().shards[usize::from(self.worker)];
+        let key = lock(&shard.connections).entries.insert(entry);
         // A slab key is below the number of live connections, which the
         // open-files limit keeps far below `u32::MAX`.
         self.key = u32::try_from(key).expect("fewer than 4 billion connections");
@@ -230,12 +253,18 @@ impl Registration {
         self.ticket.key as usize
     }
 
+    /// The worker the connection runs on.
+    pub fn worker(&self) -> usize {
+        usize::from(self.ticket.worker)
+    }
+
     /// Asks the hub's sweeper to wake this connection (through `waker`) at
     /// `due` on the hub's clock, replacing the previous alarm.
     pub(crate) fn arm(&self, due: u64, waker: &Waker) {
-        let registry = self.hub().registry();
+        let worker = self.worker();
+        let shard = &self.hub().registry().shards[worker];
         let nudge = {
-            let mut connections = lock(&registry.connections);
+            let mut connections = lock(&shard.connections);
             if let Some(entry) = connections.entries.get_mut(self.key()) {
                 entry.alarm.set(due, waker);
             }
@@ -243,27 +272,27 @@ impl Registration {
         };
         match nudge {
             Nudge::Nothing => {}
-            Nudge::Wake => registry.nudge.notify_one(),
+            Nudge::Wake => shard.nudge.notify_one(),
             Nudge::Start => {
-                tokio::spawn(sweeper(self.hub().downgrade()));
+                tokio::spawn(sweeper(self.hub().downgrade(), worker));
             }
         }
     }
 }
 
-/// The hub's one timer task: wakes connections whose alarm is due, sleeps
-/// until the next one (or a nudge), and ends with the last connection. It
-/// holds the hub only while sweeping, never while it sleeps.
-async fn sweeper(hub: WeakHub) {
+/// A worker's one timer task: wakes its connections whose alarm is due,
+/// sleeps until the next one (or a nudge), and ends with the worker's last
+/// connection. It holds the hub only while sweeping, never while it sleeps.
+async fn sweeper(hub: WeakHub, worker: usize) {
     let mut wakers = Vec::new();
     loop {
         let (clock, at, nudge) = {
             let Some(hub) = hub.upgrade() else { return };
             let registry = hub.registry();
-            let Some(at) = registry.sweep(registry.clock.now(), &mut wakers) else {
+            let Some(at) = registry.sweep(worker, registry.clock.now(), &mut wakers) else {
                 return;
             };
-            (registry.clock, at, registry.nudge.clone())
+            (registry.clock, at, registry.shards[worker].nudge.clone())
         };
         for waker in wakers.drain(..) {
             waker.wake();
@@ -274,8 +303,7 @@ async fn sweeper(hub: WeakHub) {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        lock(&self.ticket.hub.registry().connections)
-            .entries
-            .try_remove(self.key());
+        let shard = &self.ticket.hub.registry().shards[self.worker()];
+        lock(&shard.connections).entries.try_remove(self.key());
     }
 }

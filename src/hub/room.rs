@@ -1,266 +1,81 @@
-//! A room: its members, fan-out in one order, and presence.
+//! A room: its members on every worker, fan-out in one order, presence.
 //!
 //! Members speak one of two modes. Raw members (the seed's `/ws`) get every
 //! frame verbatim; `wshub.v1` members get JSON. A publish encodes each form
-//! at most once and shares the bytes across members. The room's lock is
-//! held while ids are assigned and frames queued (never while writing), so
-//! ids increase in delivery order and every member sees one order.
+//! at most once and shares the bytes across members and workers.
+//!
+//! A room is split per worker: each worker's members sit in that worker's
+//! [`Shard`], touched by that worker's thread (and briefly by a thread
+//! listing members). What orders the room, the broker's answer and the
+//! queueing of one parcel per worker, happens under the room's order lock,
+//! so ids increase in delivery order and every member sees one order.
+//!
+//! Lock order: the hub's room map, then a room's order lock, then its
+//! shards. A thread holding a shard takes another shard only while it
+//! holds the order lock.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use slab::Slab;
 
+use super::frames::{self, message_frame, presence_frame, text_frame};
+use super::inbox::{Forms, Parcel};
+use super::member::{Member, Mode, Replay, Replaying};
 use super::{lock, Hub};
-use crate::broker::{Broker, Command};
-use crate::connection::{Outbox, Rejected};
+use crate::broker::{Body, Delivery, ListedMember, Ordered, PresenceChange, Publication, RoomName, Span};
+use crate::connection::Outbox;
 use crate::history::Entry;
-use crate::protocol::v1::{ChatMessage, MemberCount, ServerFrame};
-use crate::protocol::{encode_frame, frame_for, Message, MessageKind, OpCode};
-
-/// A room's name. `/ws` is the room `lobby`.
-pub type RoomName = Arc<str>;
-
-/// Messages per `history` frame when replaying.
-const HISTORY_CHUNK: usize = 500;
-
-/// Text bytes per `history` frame, about: a replay is paced a frame at a
-/// time, so a frame must fit well within a member's outbound bounds.
-const HISTORY_CHUNK_BYTES: usize = 256 * 1024;
-
-/// How a member wants its frames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// The seed's raw chat: frames verbatim, no events.
-    Raw,
-    /// `wshub.v1` JSON frames, with presence events.
-    Json,
-}
-
-/// One member: where to queue its frames, and how it is shown.
-#[derive(Debug, Clone)]
-pub struct Member {
-    /// The member connection's outbox.
-    pub outbox: Arc<Outbox>,
-    /// Raw or JSON.
-    pub mode: Mode,
-    /// Its nickname.
-    nick: Nick,
-    /// A replay under way (being fetched from Redis, or paced out as the
-    /// member reads). Boxed: only a member being replayed has one, and
-    /// every other member (each room entry) is smaller for it.
-    replay: Option<Box<Replaying>>,
-}
-
-/// A member's replay that is not over yet: what is left to send, and the
-/// live messages that arrived meanwhile.
-///
-/// A replay can be far larger than a member's outbound bounds (five 1 MB
-/// messages, or a catch-up of thousands): queued at once it would evict a
-/// client that has not had a chance to read anything. So it is paced: a
-/// chunk goes out while the outbox has room for it (half its bounds, the
-/// rest left for live traffic), and the next when the member's connection
-/// has written it out ([`Room::continue_replay`]). Live messages wait here
-/// meanwhile, with their ids, so that the replay and the live stream join
-/// with no gap and no duplicate; they count against the member's byte
-/// bound, so a member that stops reading is still evicted.
-#[derive(Debug, Clone, Default)]
-struct Replaying {
-    /// With Redis: the history is still being fetched.
-    fetching: bool,
-    /// History not sent yet, oldest first.
-    rest: std::collections::VecDeque<Entry>,
-    /// The newest id the replay holds: live messages up to it are in it.
-    newest: u64,
-    /// Live messages that arrived meanwhile, with their ids (0: none).
-    backlog: Vec<(u64, Bytes)>,
-    backlog_bytes: usize,
-    /// With Redis: the cluster's member list, sent when the replay ends
-    /// (otherwise this node's, as it is then).
-    presence: Option<ServerFrame>,
-}
-
-impl Replaying {
-    /// A replay of `entries`; the `history_truncated` notice (when
-    /// retention dropped part of what was asked) goes out at once.
-    fn of(outbox: &Outbox, room: &str, entries: Vec<Entry>, truncated: Option<u64>) -> Self {
-        if let Some(first_available) = truncated {
-            let _ = outbox.push(text_frame(&ServerFrame::history_truncated(room, first_available)));
-        }
-        let newest = entries.last().map_or(0, |e| e.id);
-        let rest = if entries.is_empty() {
-            // An empty `history` frame still says "this is all".
-            let _ = outbox.push(history_frame(room, &[]));
-            Default::default()
-        } else {
-            entries.into()
-        };
-        Replaying {
-            rest,
-            newest,
-            ..Replaying::default()
-        }
-    }
-}
-
-impl Member {
-    /// A member that is not replaying.
-    pub fn new(outbox: Arc<Outbox>, mode: Mode, nick: Arc<str>) -> Self {
-        Member {
-            outbox,
-            mode,
-            nick: Nick::Named(nick),
-            replay: None,
-        }
-    }
-
-    /// A raw member without a name of its own: shown as `guest-N`, with
-    /// `N` its connection number.
-    pub fn guest(outbox: Arc<Outbox>, number: u64) -> Self {
-        Member {
-            outbox,
-            mode: Mode::Raw,
-            nick: Nick::Guest(number),
-            replay: None,
-        }
-    }
-
-    /// Its nickname, as shown to `wshub.v1` members.
-    pub fn nick(&self) -> Arc<str> {
-        match &self.nick {
-            Nick::Guest(number) => Arc::from(format!("guest-{number}")),
-            Nick::Named(nick) => nick.clone(),
-            Nick::User(identity) => identity.nick.clone(),
-        }
-    }
-
-    /// The same member with a user id (its token's `sub`), shown with its
-    /// messages and presence entries.
-    #[must_use]
-    pub fn with_user(mut self, user: Option<Arc<str>>) -> Self {
-        if let Some(user) = user {
-            self.nick = Nick::User(Arc::new(Identity {
-                nick: self.nick(),
-                user,
-            }));
-        }
-        self
-    }
-
-    /// Its user id, when it has one.
-    pub fn user(&self) -> Option<Arc<str>> {
-        match &self.nick {
-            Nick::User(identity) => Some(identity.user.clone()),
-            Nick::Guest(_) | Nick::Named(_) => None,
-        }
-    }
-
-    /// A number naming this member's connection while it lives (presence
-    /// entries in Redis are keyed by it).
-    fn conn(&self) -> u64 {
-        Arc::as_ptr(&self.outbox) as usize as u64
-    }
-
-    /// Queues a frame now, or after the replay when one is pending; true
-    /// when this evicted the member.
-    fn push(&mut self, id: u64, frame: &Bytes) -> bool {
-        match self.replay.as_mut() {
-            Some(replay) => {
-                replay.backlog_bytes += frame.len();
-                replay.backlog.push((id, frame.clone()));
-                if self.outbox.exceeds_bytes(replay.backlog_bytes) {
-                    self.replay = None;
-                    self.outbox.evict();
-                    return true;
-                }
-                false
-            }
-            // Compressed for a deflate member: once per frame, shared.
-            None => self.outbox.push(frame_for(frame, self.outbox.deflate())) == Err(Rejected::Overflow),
-        }
-    }
-
-    /// Sends what of its replay fits its outbox now; true when the replay
-    /// (fetched) has been sent in full.
-    fn pace_replay(&mut self, room: &str) -> bool {
-        let Some(replay) = self.replay.as_mut() else {
-            return true;
-        };
-        if replay.fetching {
-            return false;
-        }
-        while !replay.rest.is_empty() {
-            let (count, bytes) = history_chunk(replay.rest.iter());
-            if !self.outbox.has_room_for(bytes) {
-                return false;
-            }
-            let chunk: Vec<Entry> = replay.rest.drain(..count).collect();
-            push_history_chunk(&self.outbox, room, &chunk);
-        }
-        true
-    }
-}
-
-/// A member's name. Most raw connections never choose one, and their
-/// `guest-N` is only spelled out when someone is shown it: no string is
-/// kept per idle connection. A token holder's name and user id share one
-/// allocation, so a member is no larger for having both.
-#[derive(Debug, Clone)]
-enum Nick {
-    Guest(u64),
-    Named(Arc<str>),
-    User(Arc<Identity>),
-}
-
-impl Nick {
-    /// Another name, the same user.
-    fn renamed(&self, nick: Arc<str>) -> Nick {
-        match self {
-            Nick::User(identity) => Nick::User(Arc::new(Identity {
-                nick,
-                user: identity.user.clone(),
-            })),
-            Nick::Guest(_) | Nick::Named(_) => Nick::Named(nick),
-        }
-    }
-}
-
-/// A token holder's nickname and user id (`sub`).
-#[derive(Debug)]
-struct Identity {
-    nick: Arc<str>,
-    user: Arc<str>,
-}
-
-/// What a joining member receives before anything new.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Replay {
-    /// Nothing (raw members).
-    Nothing,
-    /// The latest messages, up to the hub's `join_history`.
-    Recent,
-    /// Everything after this id (catch-up after a reconnect).
-    Since(u64),
-}
+use crate::protocol::v1::ServerFrame;
+use crate::protocol::{encode_frame, Message, MessageKind, OpCode};
 
 /// A set of members that receive every message published to the room.
 #[derive(Debug)]
 pub struct Room {
     name: RoomName,
+    order: Mutex<Order>,
+    shards: Box<[Shard]>,
+}
+
+/// What the order lock guards.
+#[derive(Debug)]
+struct Order {
+    /// Members per worker: a parcel goes only where there are some.
+    members: Box<[u32]>,
+    /// Raw members in all: a text's raw form is encoded only for them.
+    raw: u32,
+    /// The last id delivered here (duplicates from the broker are dropped).
+    last_delivered: u64,
+}
+
+impl Order {
+    fn total(&self) -> usize {
+        self.members.iter().map(|&n| n as usize).sum()
+    }
+}
+
+/// One worker's part of a room.
+#[derive(Debug, Default)]
+struct Shard {
     members: Mutex<Slab<Member>>,
-    /// With Redis: the last id delivered here (duplicates are dropped, and
-    /// after a reconnect what follows it is fetched).
-    last_delivered: AtomicU64,
+    /// Parcels of this room in the worker's inbox, not yet delivered: while
+    /// there are any, the worker queues behind them rather than deliver
+    /// directly, so the room's order holds.
+    pending: AtomicU32,
 }
 
 impl Room {
-    pub(crate) fn new(name: RoomName) -> Self {
+    pub(crate) fn new(name: RoomName, workers: usize) -> Self {
         Room {
             name,
-            members: Mutex::new(Slab::new()),
-            last_delivered: AtomicU64::new(0),
+            order: Mutex::new(Order {
+                members: vec![0; workers].into_boxed_slice(),
+                raw: 0,
+                last_delivered: 0,
+            }),
+            shards: (0..workers).map(|_| Shard::default()).collect(),
         }
     }
 
@@ -269,217 +84,160 @@ impl Room {
         &self.name
     }
 
-    /// Members right now.
+    /// Members right now, on every worker.
     pub fn member_count(&self) -> usize {
-        lock(&self.members).len()
+        lock(&self.order).total()
     }
 
-    /// Adds a member; a JSON member first gets the replay and the member
-    /// list, and the others are told. All under the room's lock, so nothing
-    /// published meanwhile can slip between the replay and live messages.
-    pub(crate) fn insert(self: &Arc<Self>, hub: &Hub, member: Member, replay: Replay) -> usize {
-        if let Some(broker) = hub.broker() {
-            return self.insert_clustered(hub, broker, member, replay);
-        }
-        let mut members = lock(&self.members);
-        let mut member = member;
-        if member.mode == Mode::Json {
-            member.replay = self.replay(hub, &member.outbox, replay);
-        }
-        let (nick, user) = (member.nick(), member.user());
-        let mode = member.mode;
-        let key = members.insert(member);
-        if mode == Mode::Json {
-            if members[key].replay.is_some() {
-                // The member list follows the replay, once it is out.
-                self.continue_replay_locked(&mut members, key);
+    fn shard(&self, worker: usize) -> MutexGuard<'_, Slab<Member>> {
+        lock(&self.shards[worker].members)
+    }
+
+    /// Queues `forms` to every worker with members: directly into the
+    /// members' outboxes for the calling worker when nothing of the room
+    /// waits in its inbox, else as one parcel per worker.
+    fn fan_out(self: &Arc<Self>, hub: &Hub, order: &Order, forms: Forms) {
+        let here = hub.current_worker();
+        let mut forms = Some(forms);
+        let last = order.members.iter().rposition(|&n| n > 0);
+        for (worker, &count) in order.members.iter().enumerate() {
+            if count == 0 {
+                continue;
+            }
+            let shard = &self.shards[worker];
+            // The last worker takes the frames themselves, the others a
+            // clone (reference counts, not bytes).
+            let forms = if Some(worker) == last {
+                forms.take().unwrap_or_default()
             } else {
-                let _ = members[key].outbox.push(text_frame(&self.presence(&members)));
-            }
-        }
-        let joined = ServerFrame::Joined {
-            room: self.name.to_string(),
-            nick: nick.to_string(),
-            user: user.as_deref().map(str::to_owned),
-        };
-        self.broadcast_event(&members, Some(key), &joined);
-        key
-    }
-
-    /// With Redis: the replay and presence come from Redis, asynchronously;
-    /// meanwhile the member's live messages wait in its backlog.
-    fn insert_clustered(self: &Arc<Self>, hub: &Hub, broker: &Broker, mut member: Member, replay: Replay) -> usize {
-        let json = member.mode == Mode::Json;
-        if json {
-            member.replay = Some(Box::new(Replaying {
-                fetching: true,
-                ..Replaying::default()
-            }));
-        }
-        let (nick, user, conn, outbox) = (member.nick(), member.user(), member.conn(), member.outbox.clone());
-        let mut members = lock(&self.members);
-        let key = members.insert(member);
-        let joined = ServerFrame::Joined {
-            room: self.name.to_string(),
-            nick: nick.to_string(),
-            user: user.as_deref().map(str::to_owned),
-        };
-        self.broadcast_event(&members, Some(key), &joined);
-        broker.send(Command::Joined {
-            room: self.name.clone(),
-            conn,
-            nick,
-            user,
-        });
-        if json {
-            if !broker.is_up() {
-                let _ = outbox.push(text_frame(&ServerFrame::cross_node_interrupted()));
-            }
-            let (since, limit) = match replay {
-                Replay::Nothing => (None, 0),
-                Replay::Recent => (None, hub.join_history()),
-                Replay::Since(after) => (Some(after), usize::MAX),
+                forms.clone().unwrap_or_default()
             };
-            let command = Command::Replay {
-                room: self.clone(),
-                key,
-                since,
-                limit,
-            };
-            if !broker.send_always(command) {
-                // The queue is full: go live without a replay.
-                let _ = outbox.push(text_frame(&self.presence(&members)));
-                if let Some(member) = members.get_mut(key) {
-                    member.replay = None;
-                }
-            }
-        }
-        key
-    }
-
-    /// Removes a member, telling the others; returns how many remain.
-    pub(crate) fn remove(&self, hub: &Hub, key: usize) -> usize {
-        let mut members = lock(&self.members);
-        if let Some(member) = members.try_remove(key) {
-            if let Some(broker) = hub.broker() {
-                broker.send(Command::Left {
-                    room: self.name.clone(),
-                    conn: member.conn(),
-                    nick: member.nick(),
-                    user: member.user(),
+            if here == Some(worker) && shard.pending.load(Ordering::Acquire) == 0 {
+                self.push_to_members(hub, worker, &forms);
+            } else {
+                shard.pending.fetch_add(1, Ordering::AcqRel);
+                hub.inbox(worker).push(Parcel {
+                    room: self.clone(),
+                    forms,
                 });
             }
-            let left = ServerFrame::Left {
-                room: self.name.to_string(),
-                nick: member.nick().to_string(),
-                user: member.user().as_deref().map(str::to_owned),
+        }
+    }
+
+    /// A parcel of this room has reached `worker`: its members get it.
+    pub(crate) fn deliver_here(&self, hub: &Hub, worker: usize, forms: &Forms) {
+        self.push_to_members(hub, worker, forms);
+        self.shards[worker].pending.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Queues the right form to each member of `worker`'s shard (a form
+    /// that is `None` skips those members), behind a pending replay where
+    /// there is one.
+    fn push_to_members(&self, hub: &Hub, worker: usize, forms: &Forms) {
+        let mut members = self.shard(worker);
+        let mut delivered = 0;
+        for (_, member) in members.iter_mut() {
+            let frame = match member.mode {
+                Mode::Raw => forms.raw.as_ref(),
+                Mode::Json => forms.json.as_ref(),
             };
-            self.broadcast_event(&members, None, &left);
-        }
-        members.len()
-    }
-
-    /// Changes a member's nickname, telling the others (as left + joined,
-    /// which keeps every client's member list right without a new event).
-    pub(crate) fn rename(&self, hub: &Hub, key: usize, nick: Arc<str>) {
-        let mut members = lock(&self.members);
-        let Some(member) = members.get_mut(key) else { return };
-        let old = member.nick();
-        member.nick = member.nick.renamed(nick.clone());
-        let user = member.user();
-        if let Some(broker) = hub.broker() {
-            let (room, conn) = (self.name.clone(), member.conn());
-            broker.send(Command::Left {
-                room: room.clone(),
-                conn,
-                nick: old.clone(),
-                user: user.clone(),
-            });
-            broker.send(Command::Joined {
-                room,
-                conn,
-                nick: nick.clone(),
-                user: user.clone(),
-            });
-        }
-        let room = self.name.to_string();
-        let user = user.as_deref().map(str::to_owned);
-        self.broadcast_event(
-            &members,
-            None,
-            &ServerFrame::Left {
-                room: room.clone(),
-                nick: old.to_string(),
-                user: user.clone(),
-            },
-        );
-        self.broadcast_event(
-            &members,
-            None,
-            &ServerFrame::Joined {
-                room,
-                nick: nick.to_string(),
-                user,
-            },
-        );
-    }
-
-    /// The member list as a `presence` frame.
-    pub fn presence_frame(&self) -> Bytes {
-        text_frame(&self.presence(&lock(&self.members)))
-    }
-
-    fn presence(&self, members: &Slab<Member>) -> ServerFrame {
-        // One entry per nickname and user: a user's two tabs count twice
-        // in one entry; two users who share a nickname are two entries.
-        let mut nicks: BTreeMap<(Arc<str>, Option<Arc<str>>), usize> = BTreeMap::new();
-        for (_, member) in members.iter() {
-            *nicks.entry((member.nick(), member.user())).or_default() += 1;
-        }
-        ServerFrame::Presence {
-            room: self.name.to_string(),
-            count: members.len(),
-            members: nicks
-                .into_iter()
-                .map(|((nick, user), connections)| MemberCount {
-                    nick: nick.to_string(),
-                    user: user.as_deref().map(str::to_owned),
-                    connections,
-                })
-                .collect(),
-        }
-    }
-
-    fn broadcast_event(&self, members: &Slab<Member>, except: Option<usize>, event: &ServerFrame) {
-        let mut frame = None;
-        for (key, member) in members.iter() {
-            if member.mode == Mode::Json && Some(key) != except {
-                let frame = frame.get_or_insert_with(|| text_frame(event));
-                let _ = member.outbox.push(frame.clone());
+            if let Some(frame) = frame {
+                if forms.except != 0 && member.conn() == forms.except {
+                    continue;
+                }
+                delivered += 1;
+                member.push(forms.id, frame);
             }
         }
+        if forms.message {
+            hub.stats().delivered.fetch_add(delivered, Ordering::Relaxed);
+        }
     }
 
-    /// A joining member's replay, to be paced out: the `history_truncated`
-    /// notice goes out at once, the entries as the member reads.
-    fn replay(&self, hub: &Hub, outbox: &Outbox, replay: Replay) -> Option<Box<Replaying>> {
-        let history = hub.history();
-        let (entries, truncated) = match replay {
-            Replay::Nothing => return None,
-            Replay::Recent => (history.recent(&self.name, hub.join_history()), None),
-            Replay::Since(after) => history.since(&self.name, after, usize::MAX).into_parts(),
+    /// An event for `wshub.v1` members (presence), in the room's order.
+    fn announce(self: &Arc<Self>, hub: &Hub, order: &Order, event: &ServerFrame, except: u64) {
+        let forms = Forms {
+            json: Some(text_frame(event)),
+            except,
+            ..Forms::default()
         };
-        Some(Box::new(Replaying::of(outbox, &self.name, entries, truncated)))
+        self.fan_out(hub, order, forms);
     }
 
-    /// Sends more of member `key`'s replay, now that its connection has
-    /// written out what it had; true while some is left. When the replay
-    /// is over: the member list, then the live messages that waited.
-    pub(crate) fn continue_replay(&self, key: usize) -> bool {
-        self.continue_replay_locked(&mut lock(&self.members), key)
+    /// Adds a member on the calling worker; a JSON member first gets the
+    /// replay and the member list, and the others are told. The replay is
+    /// taken under the order lock, so nothing published meanwhile can slip
+    /// between it and the live messages.
+    pub(crate) fn insert(self: &Arc<Self>, hub: &Hub, member: Member, replay: Replay) -> (usize, usize) {
+        let worker = hub.current_worker().unwrap_or(0);
+        let mut order = lock(&self.order);
+        if self.shards[worker].pending.load(Ordering::Acquire) > 0 && hub.current_worker() == Some(worker) {
+            // What was published before this join reaches the worker's
+            // members before the joiner is one of them.
+            hub.inbox(worker).drain(hub, worker);
+        }
+        let json = member.mode == Mode::Json;
+        let info = member.info();
+        let outbox = member.outbox.clone();
+        let mut member = member;
+        if json {
+            member.replay = Some(Replaying::fetching());
+        }
+        let key = self.shard(worker).insert(member);
+        order.members[worker] += 1;
+        if !json {
+            order.raw += 1;
+        }
+        let joined = ServerFrame::Joined {
+            room: self.name.to_string(),
+            nick: info.nick.to_string(),
+            user: info.user.as_deref().map(str::to_owned),
+        };
+        self.announce(hub, &order, &joined, info.conn);
+        let broker = hub.broker();
+        broker.joined(&self.name, &info);
+        if json {
+            if broker.cluster().is_some_and(|cluster| !cluster.up) {
+                let _ = outbox.push(text_frame(&ServerFrame::cross_node_interrupted()));
+            }
+            let span = match replay {
+                Replay::Nothing => Span::Latest(0),
+                Replay::Recent => Span::Latest(hub.join_history()),
+                Replay::Since(after) => Span::After(after, usize::MAX),
+            };
+            let room = self.clone();
+            let then = Box::new(move |replayed| room.replay_fetched(worker, key, replayed));
+            // Pending: the member's live messages wait in its backlog until
+            // the broker calls back.
+            if let Ok(replayed) = broker.replay(&self.name, span, then) {
+                let mut members = self.shard(worker);
+                if let Some(replay) = members.get_mut(key).and_then(|m| m.replay.as_mut()) {
+                    replay.fetched(&outbox, &self.name, replayed);
+                }
+                self.pace_replay(&order, worker, &mut members, key);
+            }
+        }
+        (worker, key)
     }
 
-    fn continue_replay_locked(&self, members: &mut Slab<Member>, key: usize) -> bool {
+    /// The broker has fetched a joiner's replay: it is paced out from here
+    /// (see [`Replaying`]), then the member list, then what arrived
+    /// meanwhile and is newer than the replay.
+    fn replay_fetched(&self, worker: usize, key: usize, replayed: crate::broker::Replayed) {
+        let order = lock(&self.order);
+        let mut members = self.shard(worker);
+        let Some(member) = members.get_mut(key) else { return };
+        let outbox = member.outbox.clone();
+        let Some(replay) = member.replay.as_mut().filter(|r| r.fetching) else {
+            return;
+        };
+        replay.fetched(&outbox, &self.name, replayed);
+        self.pace_replay(&order, worker, &mut members, key);
+    }
+
+    /// Sends what fits of member `key`'s replay; when it is over, the member
+    /// list and the live messages that waited. True while some is left.
+    fn pace_replay(&self, order: &Order, worker: usize, members: &mut Slab<Member>, key: usize) -> bool {
         let Some(member) = members.get_mut(key) else {
             return false;
         };
@@ -489,306 +247,332 @@ impl Room {
         if !member.pace_replay(&self.name) {
             return true;
         }
-        let replay = member.replay.take().expect("checked above");
-        let presence = text_frame(&replay.presence.unwrap_or_else(|| self.presence(members)));
+        let mut replay = member.replay.take().expect("checked above");
+        let listed = replay.members.take();
+        let list = listed.unwrap_or_else(|| self.list_members(order, Some((worker, members))));
         let member = &members[key];
-        let _ = member.outbox.push(presence);
-        for (id, frame) in replay.backlog {
-            if id == 0 || id > replay.newest {
-                let _ = member.outbox.push(frame_for(&frame, member.outbox.deflate()));
-            }
+        let _ = member.outbox.push(presence_frame(&self.name, list));
+        for frame in replay.into_backlog() {
+            let _ = member
+                .outbox
+                .push(crate::protocol::frame_for(&frame, member.outbox.deflate()));
         }
         false
     }
 
-    /// Publishes a message from the raw member `key`: verbatim to raw
-    /// members; text is also stored and sent as JSON, under the sender's
-    /// nickname, to `wshub.v1` members.
-    pub fn publish_raw(&self, hub: &Hub, key: usize, message: &Message) -> usize {
-        let text = match message.kind() {
-            MessageKind::Binary => None,
-            MessageKind::Text => Some(std::str::from_utf8(message.payload()).unwrap_or_default()),
+    /// Sends more of member `key`'s replay, now that its connection (on
+    /// `worker`) has written out what it had; true while some is left.
+    pub(crate) fn continue_replay(&self, worker: usize, key: usize) -> bool {
+        {
+            let mut members = self.shard(worker);
+            let Some(member) = members.get_mut(key) else {
+                return false;
+            };
+            match member.replay.as_deref() {
+                None => return false,
+                Some(replay) if replay.fetching => return true,
+                Some(_) => {}
+            }
+            if !member.pace_replay(&self.name) {
+                return true;
+            }
+        }
+        // Over: the member list needs every shard, so the order lock first.
+        let order = lock(&self.order);
+        let mut members = self.shard(worker);
+        self.pace_replay(&order, worker, &mut members, key)
+    }
+
+    /// This node's member list: one entry per nickname and user (a user's
+    /// two tabs count twice in one entry; two users who share a nickname
+    /// are two entries). `held` is a shard the caller has locked already.
+    fn list_members(&self, _order: &Order, held: Option<(usize, &Slab<Member>)>) -> Vec<ListedMember> {
+        let mut nicks: BTreeMap<(Arc<str>, Option<Arc<str>>), usize> = BTreeMap::new();
+        let mut count = |members: &Slab<Member>| {
+            for (_, member) in members.iter() {
+                *nicks.entry((member.nick(), member.user())).or_default() += 1;
+            }
         };
+        for worker in 0..self.shards.len() {
+            match held {
+                Some((held, members)) if held == worker => count(members),
+                _ => count(&self.shard(worker)),
+            }
+        }
+        nicks
+            .into_iter()
+            .map(|((nick, user), connections)| ListedMember {
+                nick: nick.to_string(),
+                user: user.as_deref().map(str::to_owned),
+                connections,
+            })
+            .collect()
+    }
+
+    /// This node's member list as a `presence` frame.
+    pub fn presence_frame(&self) -> Bytes {
+        let order = lock(&self.order);
+        presence_frame(&self.name, self.list_members(&order, None))
+    }
+
+    /// Removes member `key` of `worker`, telling the others; returns how
+    /// many members remain.
+    pub(crate) fn remove(self: &Arc<Self>, hub: &Hub, worker: usize, key: usize) -> usize {
+        let mut order = lock(&self.order);
+        let removed = self.shard(worker).try_remove(key);
+        if let Some(member) = removed {
+            order.members[worker] -= 1;
+            if member.mode == Mode::Raw {
+                order.raw -= 1;
+            }
+            let info = member.info();
+            hub.broker().left(&self.name, &info);
+            let left = ServerFrame::Left {
+                room: self.name.to_string(),
+                nick: info.nick.to_string(),
+                user: info.user.as_deref().map(str::to_owned),
+            };
+            self.announce(hub, &order, &left, 0);
+        }
+        order.total()
+    }
+
+    /// Changes a member's nickname, telling the others (as left + joined,
+    /// which keeps every client's member list right without a new event).
+    pub(crate) fn rename(self: &Arc<Self>, hub: &Hub, worker: usize, key: usize, nick: Arc<str>) {
+        let order = lock(&self.order);
+        let (old, new) = {
+            let mut members = self.shard(worker);
+            let Some(member) = members.get_mut(key) else { return };
+            let old = member.info();
+            member.rename(nick);
+            (old, member.info())
+        };
+        let broker = hub.broker();
+        broker.left(&self.name, &old);
+        broker.joined(&self.name, &new);
+        let room = self.name.to_string();
+        let user = new.user.as_deref().map(str::to_owned);
+        let left = ServerFrame::Left {
+            room: room.clone(),
+            nick: old.nick.to_string(),
+            user: user.clone(),
+        };
+        self.announce(hub, &order, &left, 0);
+        let joined = ServerFrame::Joined {
+            room,
+            nick: new.nick.to_string(),
+            user,
+        };
+        self.announce(hub, &order, &joined, 0);
+    }
+
+    /// Publishes a message from the raw member `key` of `worker`: verbatim
+    /// to raw members; text is also stored and sent as JSON, under the
+    /// sender's nickname, to `wshub.v1` members.
+    pub fn publish_raw(self: &Arc<Self>, hub: &Hub, worker: usize, key: usize, message: &Message) {
+        let order = lock(&self.order);
         // The nickname is looked up here rather than kept by the connection:
         // a raw connection then carries no copy of its own.
-        let nick_of = |members: &Slab<Member>| members.get(key).map_or_else(|| Arc::from(""), Member::nick);
-        let user_of = |members: &Slab<Member>| members.get(key).and_then(Member::user);
-        if let Some(broker) = hub.broker() {
-            let (nick, user) = {
-                let members = lock(&self.members);
-                (nick_of(&members), user_of(&members))
-            };
-            let room = self.name.clone();
-            let command = match text {
-                None => Command::PublishBinary {
-                    room,
-                    payload: Bytes::copy_from_slice(message.payload()),
-                },
-                Some(text) => Command::Publish {
-                    room,
-                    nick: nick.clone(),
-                    user: user.clone(),
-                    text: Arc::from(text),
-                    client_ref: None,
-                },
-            };
-            if !broker.send(command) {
-                match text {
-                    None => self.deliver_binary(hub, message.payload()),
-                    Some(text) => self.deliver_local(hub, &nick, user.as_deref(), text, None),
-                }
-            }
-            return 0;
-        }
-        let mut members = lock(&self.members);
-        let json = text.map(|text| {
-            let user = user_of(&members);
-            let entry = hub
-                .history()
-                .append_by(&self.name, &nick_of(&members), user.as_ref(), text);
-            self.message_frame(entry, None)
-        });
-        fan_out(hub, &mut members, 0, Some(message.frame()), json.as_ref())
+        let (nick, user) = {
+            let members = self.shard(worker);
+            members
+                .get(key)
+                .map_or_else(|| (Arc::from(""), None), |m| (m.nick(), m.user()))
+        };
+        let body = match message.kind() {
+            MessageKind::Binary => Body::Binary(message.payload()),
+            MessageKind::Text => Body::Text(std::str::from_utf8(message.payload()).unwrap_or_default()),
+        };
+        let publication = Publication {
+            nick: &nick,
+            user: user.as_ref(),
+            body,
+            client_ref: None,
+        };
+        let raw = Some(message.frame().clone());
+        self.order_and_deliver(hub, order, publication, raw);
     }
 
     /// Publishes a message from a `wshub.v1` client: stored, then sent as
     /// JSON (with the sender's `ref`) and as plain text to raw members.
     pub fn publish_text(
-        &self,
+        self: &Arc<Self>,
         hub: &Hub,
         nick: &Arc<str>,
         user: Option<&Arc<str>>,
         text: &str,
         client_ref: Option<String>,
-    ) -> usize {
-        if let Some(broker) = hub.broker() {
-            let command = Command::Publish {
-                room: self.name.clone(),
-                nick: nick.clone(),
-                user: user.cloned(),
-                text: Arc::from(text),
-                client_ref: client_ref.clone(),
-            };
-            if !broker.send(command) {
-                self.deliver_local(hub, nick, user.map(|u| &**u), text, client_ref);
-            }
-            return 0;
-        }
-        let mut members = lock(&self.members);
-        let entry = hub.history().append_by(&self.name, nick, user, text);
-        let json = self.message_frame(entry, client_ref);
-        let has_raw = members.iter().any(|(_, m)| m.mode == Mode::Raw);
-        let raw = has_raw.then(|| encode_frame(OpCode::Text, text.as_bytes()));
-        fan_out(hub, &mut members, 0, raw.as_ref(), Some(&json))
+    ) {
+        let order = lock(&self.order);
+        let raw = (order.raw > 0).then(|| encode_frame(OpCode::Text, text.as_bytes()));
+        let publication = Publication {
+            nick,
+            user,
+            body: Body::Text(text),
+            client_ref: client_ref.as_deref(),
+        };
+        self.order_and_deliver(hub, order, publication, raw);
     }
 
-    fn message_frame(&self, entry: Entry, client_ref: Option<String>) -> Bytes {
-        text_frame(&ServerFrame::Message {
-            room: self.name.to_string(),
-            message: chat_message(&entry),
-            client_ref,
-            local: false,
-        })
-    }
-
-    /// With Redis: delivers a message Redis published, to this node's
-    /// members, once (a repeated id is dropped).
-    pub(crate) fn deliver(&self, hub: &Hub, entry: Entry, client_ref: Option<String>) {
-        let mut members = lock(&self.members);
-        if entry.id <= self.last_delivered.load(Ordering::Relaxed) {
-            return;
-        }
-        self.last_delivered.store(entry.id, Ordering::Relaxed);
-        let id = entry.id;
-        let raw = encode_frame(OpCode::Text, entry.text.as_bytes());
-        let json = self.message_frame(entry, client_ref);
-        fan_out(hub, &mut members, id, Some(&raw), Some(&json));
-    }
-
-    /// Delivers within this node only, while Redis is away: no id, not in
-    /// the shared history, marked `local`.
-    pub(crate) fn deliver_local(
-        &self,
+    /// Has the broker order `publication` and delivers it now if it was
+    /// ordered here (or cannot be carried: then on this node, unnumbered).
+    fn order_and_deliver(
+        self: &Arc<Self>,
         hub: &Hub,
-        nick: &str,
-        user: Option<&str>,
-        text: &str,
-        client_ref: Option<String>,
+        mut order: MutexGuard<'_, Order>,
+        publication: Publication<'_>,
+        raw: Option<Bytes>,
     ) {
-        let ts = crate::history::clock::unix_millis();
-        let json = text_frame(&ServerFrame::Message {
-            room: self.name.to_string(),
-            message: ChatMessage {
-                id: 0,
-                ts,
-                nick: nick.to_owned(),
-                user: user.map(str::to_owned),
-                text: text.to_owned(),
+        let client_ref = publication.client_ref.map(str::to_owned);
+        let text = match publication.body {
+            Body::Text(text) => Some(text),
+            Body::Binary(_) => None,
+        };
+        let (nick, user) = (publication.nick.clone(), publication.user.cloned());
+        let forms = match hub.broker().publish(&self.name, publication) {
+            Ordered::Later => return,
+            Ordered::Now(entry) => {
+                let id = entry.as_ref().map_or(0, |e| e.id);
+                order.last_delivered = order.last_delivered.max(id);
+                let json = entry.map(|entry| message_frame(&self.name, &entry, client_ref, false));
+                Forms {
+                    id,
+                    raw,
+                    json,
+                    ..Forms::message()
+                }
+            }
+            Ordered::LocalOnly => Forms {
+                raw,
+                json: text.map(|text| local_frame(&self.name, &nick, user.as_deref(), text, client_ref)),
+                ..Forms::message()
             },
-            client_ref,
-            local: true,
+        };
+        hub.stats().published.fetch_add(1, Ordering::Relaxed);
+        self.fan_out(hub, &order, forms);
+    }
+
+    /// A message the broker carried, for this node's members, in the room's
+    /// order (a repeated id is dropped).
+    pub(crate) fn deliver(self: &Arc<Self>, hub: &Hub, delivery: Delivery) {
+        let mut order = lock(&self.order);
+        let forms = match delivery {
+            Delivery::Text { entry, client_ref } => {
+                if entry.id <= order.last_delivered {
+                    return;
+                }
+                order.last_delivered = entry.id;
+                Forms {
+                    id: entry.id,
+                    raw: (order.raw > 0).then(|| encode_frame(OpCode::Text, entry.text.as_bytes())),
+                    json: Some(message_frame(&self.name, &entry, client_ref, false)),
+                    ..Forms::message()
+                }
+            }
+            Delivery::LocalText {
+                nick,
+                user,
+                text,
+                client_ref,
+            } => Forms {
+                raw: (order.raw > 0).then(|| encode_frame(OpCode::Text, text.as_bytes())),
+                json: Some(local_frame(&self.name, &nick, user.as_deref(), &text, client_ref)),
+                ..Forms::message()
+            },
+            Delivery::Binary(payload) => Forms {
+                raw: Some(encode_frame(OpCode::Binary, &payload)),
+                ..Forms::message()
+            },
+        };
+        hub.stats().published.fetch_add(1, Ordering::Relaxed);
+        self.fan_out(hub, &order, forms);
+    }
+
+    /// A member joined or left on another node: JSON members are told.
+    pub(crate) fn presence_changed(self: &Arc<Self>, hub: &Hub, change: PresenceChange) {
+        let order = lock(&self.order);
+        let room = self.name.to_string();
+        let event = if change.joined {
+            ServerFrame::Joined {
+                room,
+                nick: change.nick,
+                user: change.user,
+            }
+        } else {
+            ServerFrame::Left {
+                room,
+                nick: change.nick,
+                user: change.user,
+            }
+        };
+        self.announce(hub, &order, &event, 0);
+    }
+
+    /// Sends `outbox` the room's member list: the cluster's when the broker
+    /// has one, else this node's.
+    pub(crate) fn send_members(self: &Arc<Self>, hub: &Hub, outbox: Arc<Outbox>) {
+        let room = self.clone();
+        let reply = outbox.clone();
+        let then = Box::new(move |listed: Option<Vec<ListedMember>>| {
+            let frame = match listed {
+                Some(list) => presence_frame(&room.name, list),
+                None => room.presence_frame(),
+            };
+            let _ = reply.push(frame);
         });
-        let raw = encode_frame(OpCode::Text, text.as_bytes());
-        fan_out(hub, &mut lock(&self.members), 0, Some(&raw), Some(&json));
-    }
-
-    /// Delivers a raw binary payload to this node's raw members.
-    pub(crate) fn deliver_binary(&self, hub: &Hub, payload: &[u8]) {
-        let frame = encode_frame(OpCode::Binary, payload);
-        fan_out(hub, &mut lock(&self.members), 0, Some(&frame), None);
-    }
-
-    /// Delivers a presence event from another node to JSON members.
-    pub(crate) fn deliver_event(&self, event: &ServerFrame) {
-        self.broadcast_event(&lock(&self.members), None, event);
-    }
-
-    /// With Redis: the member's replay has been fetched; it is paced out
-    /// from here (see [`Replaying`]), then presence (Redis's, when it has
-    /// it), then what arrived meanwhile and is newer than the history.
-    pub(crate) fn finish_replay(
-        &self,
-        key: usize,
-        entries: Vec<Entry>,
-        truncated: Option<u64>,
-        presence: Option<ServerFrame>,
-    ) {
-        let mut members = lock(&self.members);
-        let Some(member) = members.get_mut(key) else { return };
-        let Some(replay) = member.replay.as_mut() else { return };
-        if !replay.fetching {
-            return;
+        if !hub.broker().members(&self.name, then) {
+            let _ = outbox.push(self.presence_frame());
         }
-        let backlog = std::mem::take(&mut replay.backlog);
-        let backlog_bytes = replay.backlog_bytes;
-        let mut fetched = Replaying::of(&member.outbox, &self.name, entries, truncated);
-        fetched.backlog = backlog;
-        fetched.backlog_bytes = backlog_bytes;
-        fetched.presence = presence;
-        **replay = fetched;
-        self.continue_replay_locked(&mut members, key);
+    }
+
+    /// Sends `outbox` the part of the room's history asked for.
+    pub(crate) fn send_history(&self, hub: &Hub, outbox: Arc<Outbox>, span: Span) {
+        let room = self.name.clone();
+        let then = Box::new(move |replayed: crate::broker::Replayed| {
+            frames::push_replay(&outbox, &room, &replayed.entries, replayed.truncated);
+        });
+        hub.broker().history(&self.name, span, then);
     }
 
     /// The last id delivered on this node (0: none yet).
     pub(crate) fn last_delivered(&self) -> u64 {
-        self.last_delivered.load(Ordering::Relaxed)
+        lock(&self.order).last_delivered
     }
 
-    /// This node's members, for re-registering presence with Redis.
-    pub(crate) fn local_members(&self) -> Vec<(u64, Arc<str>, Option<Arc<str>>)> {
-        lock(&self.members)
-            .iter()
-            .map(|(_, m)| (m.conn(), m.nick(), m.user()))
-            .collect()
+    /// This node's members, as a broker re-registers them.
+    pub(crate) fn member_infos(&self) -> Vec<crate::broker::MemberInfo> {
+        let _order = lock(&self.order);
+        let mut infos = Vec::new();
+        for worker in 0..self.shards.len() {
+            infos.extend(self.shard(worker).iter().map(|(_, m)| m.info()));
+        }
+        infos
     }
 
     /// JSON members' outboxes (for hub-wide notices).
     pub(crate) fn json_outboxes(&self) -> Vec<Arc<Outbox>> {
-        lock(&self.members)
-            .iter()
-            .filter(|(_, m)| m.mode == Mode::Json)
-            .map(|(_, m)| m.outbox.clone())
-            .collect()
-    }
-}
-
-/// Queues the right form to each member (a form that is `None` skips those
-/// members), behind a pending replay where there is one; returns how many
-/// members it evicted. `id` is the message's id (0: none), which a replay's
-/// backlog needs to drop what the replay already holds.
-fn fan_out(hub: &Hub, members: &mut Slab<Member>, id: u64, raw: Option<&Bytes>, json: Option<&Bytes>) -> usize {
-    let mut evicted = 0;
-    let mut delivered = 0;
-    for (_, member) in members.iter_mut() {
-        let frame = match member.mode {
-            Mode::Raw => raw,
-            Mode::Json => json,
-        };
-        if let Some(frame) = frame {
-            delivered += 1;
-            if member.push(id, frame) {
-                evicted += 1;
-            }
+        let mut outboxes = Vec::new();
+        for worker in 0..self.shards.len() {
+            let members = self.shard(worker);
+            let json = members.iter().filter(|(_, m)| m.mode == Mode::Json);
+            outboxes.extend(json.map(|(_, m)| m.outbox.clone()));
         }
-    }
-    let stats = hub.stats();
-    stats.published.fetch_add(1, Ordering::Relaxed);
-    stats.delivered.fetch_add(delivered, Ordering::Relaxed);
-    evicted
-}
-
-/// Queues a replay: the `history_truncated` error first when retention
-/// dropped part of what was asked (`truncated` is where history starts),
-/// then the entries.
-pub(crate) fn push_replay(outbox: &Outbox, room: &str, entries: &[Entry], truncated: Option<u64>) {
-    if let Some(first_available) = truncated {
-        let _ = outbox.push(text_frame(&ServerFrame::history_truncated(room, first_available)));
-    }
-    push_history(outbox, room, entries);
-}
-
-/// Queues `entries` as `history` frames (see [`history_chunk`]).
-pub(crate) fn push_history(outbox: &Outbox, room: &str, entries: &[Entry]) {
-    if entries.is_empty() {
-        let _ = outbox.push(history_frame(room, &[]));
-    }
-    let mut rest = entries;
-    while !rest.is_empty() {
-        let (count, _) = history_chunk(rest.iter());
-        let (chunk, after) = rest.split_at(count);
-        push_history_chunk(outbox, room, chunk);
-        rest = after;
+        outboxes
     }
 }
 
-/// How many of `entries` go in the next `history` frame, and about how
-/// many bytes of text they hold: at most [`HISTORY_CHUNK`] messages and
-/// [`HISTORY_CHUNK_BYTES`] of text, and at least one message. Frames stay
-/// small enough to pace a replay by, and a single big message is never
-/// stuck.
-fn history_chunk<'a>(entries: impl Iterator<Item = &'a Entry>) -> (usize, usize) {
-    let (mut count, mut bytes) = (0, 0);
-    for entry in entries.take(HISTORY_CHUNK) {
-        let size = entry_bytes(entry);
-        if count > 0 && bytes + size > HISTORY_CHUNK_BYTES {
-            break;
-        }
-        count += 1;
-        bytes += size;
-    }
-    (count, bytes)
-}
-
-/// What one entry adds to a `history` frame, roughly: its text and nickname
-/// and the JSON around them.
-fn entry_bytes(entry: &Entry) -> usize {
-    entry.text.len() + entry.nick.len() + 64
-}
-
-fn push_history_chunk(outbox: &Outbox, room: &str, chunk: &[Entry]) {
-    let _ = outbox.push(history_frame(room, chunk));
-}
-
-fn history_frame(room: &str, entries: &[Entry]) -> Bytes {
-    text_frame(&ServerFrame::History {
-        room: room.to_owned(),
-        messages: entries.iter().map(chat_message).collect(),
-    })
-}
-
-fn chat_message(entry: &Entry) -> ChatMessage {
-    ChatMessage {
-        id: entry.id,
-        ts: entry.ts,
-        nick: entry.nick.to_string(),
-        user: entry.user.as_deref().map(str::to_owned),
-        text: entry.text.to_string(),
-    }
-}
-
-/// Encodes a server frame as one WebSocket text frame.
-pub(crate) fn text_frame(frame: &ServerFrame) -> Bytes {
-    encode_frame(OpCode::Text, frame.to_json().as_bytes())
+/// A message delivered on this node only (the broker could not carry it):
+/// no id, not in the shared history, marked `local`.
+fn local_frame(room: &str, nick: &str, user: Option<&str>, text: &str, client_ref: Option<String>) -> Bytes {
+    let entry = Entry {
+        id: 0,
+        ts: crate::history::clock::unix_millis(),
+        nick: Arc::from(nick),
+        user: user.map(Arc::from),
+        text: Arc::from(text),
+    };
+    message_frame(room, &entry, client_ref, true)
 }
 
 /// A connection's place in a room; dropping it leaves the room.
@@ -796,12 +580,25 @@ pub(crate) fn text_frame(frame: &ServerFrame) -> Bytes {
 pub struct Membership {
     hub: Hub,
     room: Arc<Room>,
-    key: usize,
+    /// The worker whose shard holds the member (u32: the membership is
+    /// kept by every raw connection, and two u32 fit where one usize did).
+    worker: u32,
+    key: u32,
 }
 
 impl Membership {
-    pub(crate) fn new(hub: Hub, room: Arc<Room>, key: usize) -> Self {
-        Membership { hub, room, key }
+    pub(crate) fn new(hub: Hub, room: Arc<Room>, (worker, key): (usize, usize)) -> Self {
+        let narrow = |n: usize| u32::try_from(n).expect("fewer than 4 billion members and workers");
+        Membership {
+            hub,
+            room,
+            worker: narrow(worker),
+            key: narrow(key),
+        }
+    }
+
+    fn place(&self) -> (usize, usize) {
+        (self.worker as usize, self.key as usize)
     }
 
     /// The room joined.
@@ -810,30 +607,37 @@ impl Membership {
     }
 
     /// Publishes a raw client's message (see [`Room::publish_raw`]).
-    pub fn publish_raw(&self, message: &Message) -> usize {
-        self.room.publish_raw(&self.hub, self.key, message)
+    pub fn publish_raw(&self, message: &Message) {
+        let (worker, key) = self.place();
+        self.room.publish_raw(&self.hub, worker, key, message);
     }
 
     /// Publishes a `wshub.v1` message (see [`Room::publish_text`]).
-    pub fn publish_text(
-        &self,
-        nick: &Arc<str>,
-        user: Option<&Arc<str>>,
-        text: &str,
-        client_ref: Option<String>,
-    ) -> usize {
-        self.room.publish_text(&self.hub, nick, user, text, client_ref)
+    pub fn publish_text(&self, nick: &Arc<str>, user: Option<&Arc<str>>, text: &str, client_ref: Option<String>) {
+        self.room.publish_text(&self.hub, nick, user, text, client_ref);
     }
 
     /// Sends more of this member's replay, if one is being paced out; true
     /// while some is left (see [`Room::continue_replay`]).
     pub fn continue_replay(&self) -> bool {
-        self.room.continue_replay(self.key)
+        let (worker, key) = self.place();
+        self.room.continue_replay(worker, key)
     }
 
     /// Changes this member's nickname in the room.
     pub fn rename(&self, nick: Arc<str>) {
-        self.room.rename(&self.hub, self.key, nick);
+        let (worker, key) = self.place();
+        self.room.rename(&self.hub, worker, key, nick);
+    }
+
+    /// Sends `outbox` the room's member list (the cluster's, with Redis).
+    pub fn send_members(&self, outbox: Arc<Outbox>) {
+        self.room.send_members(&self.hub, outbox);
+    }
+
+    /// Sends `outbox` the part of the room's history asked for.
+    pub fn send_history(&self, outbox: Arc<Outbox>, span: Span) {
+        self.room.send_history(&self.hub, outbox, span);
     }
 
     /// The hub this membership belongs to.
@@ -844,6 +648,7 @@ impl Membership {
 
 impl Drop for Membership {
     fn drop(&mut self) {
-        self.hub.leave(&self.room, self.key);
+        let (worker, key) = self.place();
+        self.hub.leave(&self.room, worker, key);
     }
 }

@@ -22,10 +22,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::wire::{self, WireMessage, WirePresence};
-use super::{Broker, Command};
+use super::{Command, RedisBroker};
+use crate::broker::{Deliver, Delivery, ListedMember, PresenceChange, Replayed, Span};
 use crate::history::Entry;
-use crate::hub::{Hub, Room};
-use crate::protocol::v1::{MemberCount, ServerFrame};
 
 /// How often a node says it is alive.
 const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -43,11 +42,11 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Commands sent in one pipeline at most.
 const BATCH: usize = 512;
 
-pub(super) fn spawn_tasks(
+pub(super) fn spawn(
     client: Client,
-    broker: Broker,
+    broker: RedisBroker,
     commands: mpsc::Receiver<Command>,
-    hub: Hub,
+    hub: Arc<dyn Deliver>,
     stop: CancellationToken,
 ) {
     tokio::spawn(command_loop(
@@ -76,9 +75,9 @@ async fn manager(client: &Client) -> RedisResult<ConnectionManager> {
 
 async fn command_loop(
     client: Client,
-    broker: Broker,
+    broker: RedisBroker,
     mut commands: mpsc::Receiver<Command>,
-    hub: Hub,
+    hub: Arc<dyn Deliver>,
     stop: CancellationToken,
 ) {
     let mut connection: Option<(u64, ConnectionManager)> = None;
@@ -106,14 +105,14 @@ async fn command_loop(
             connection = manager(&client).await.ok().map(|c| (generation, c));
         }
         let Some((_, con)) = connection.as_mut() else {
-            fail(batch, &hub);
+            fail(batch, &*hub);
             continue;
         };
         let mut pipe = redis::pipe();
         let mut sent = Vec::new();
         for command in batch {
             match command {
-                Command::Replay { .. } | Command::Presence { .. } | Command::History { .. } => {
+                Command::Replay { .. } | Command::Members { .. } | Command::History { .. } => {
                     tokio::spawn(answer(con.clone(), broker.clone(), command));
                 }
                 other => {
@@ -130,12 +129,12 @@ async fn command_loop(
                 "Redis pipeline of {} commands failed: {e}; delivering locally",
                 sent.len()
             );
-            fail(sent, &hub);
+            fail(sent, &*hub);
         }
     }
 }
 
-fn add_to_pipeline(pipe: &mut redis::Pipeline, command: &Command, broker: &Broker) {
+fn add_to_pipeline(pipe: &mut redis::Pipeline, command: &Command, broker: &RedisBroker) {
     let node = broker.node();
     match command {
         Command::Publish {
@@ -165,8 +164,9 @@ fn add_to_pipeline(pipe: &mut redis::Pipeline, command: &Command, broker: &Broke
                 .arg(&payload[..])
                 .ignore();
         }
-        Command::Joined { room, conn, nick, user } | Command::Left { room, conn, nick, user } => {
+        Command::Joined { room, member } | Command::Left { room, member } => {
             let joined = matches!(command, Command::Joined { .. });
+            let (conn, nick, user) = (member.conn, &member.nick, &member.user);
             let key = wire::members_key(room, node);
             if joined {
                 let value = wire::member_value(nick, user.as_deref());
@@ -185,12 +185,12 @@ fn add_to_pipeline(pipe: &mut redis::Pipeline, command: &Command, broker: &Broke
             let json = serde_json::to_string(&event).unwrap_or_default();
             pipe.cmd("PUBLISH").arg(wire::presence_channel(room)).arg(json).ignore();
         }
-        Command::Replay { .. } | Command::Presence { .. } | Command::History { .. } => {}
+        Command::Replay { .. } | Command::Members { .. } | Command::History { .. } => {}
     }
 }
 
 /// Acts locally for commands Redis did not take.
-fn fail(commands: Vec<Command>, hub: &Hub) {
+fn fail(commands: Vec<Command>, hub: &dyn Deliver) {
     for command in commands {
         match command {
             Command::Publish {
@@ -199,68 +199,40 @@ fn fail(commands: Vec<Command>, hub: &Hub) {
                 user,
                 text,
                 client_ref,
-            } => {
-                if let Some(room) = hub.room(&room) {
-                    room.deliver_local(hub, &nick, user.as_deref(), &text, client_ref);
-                }
-            }
-            Command::PublishBinary { room, payload } => {
-                if let Some(room) = hub.room(&room) {
-                    room.deliver_binary(hub, &payload);
-                }
-            }
-            Command::Replay { room, key, .. } => room.finish_replay(key, Vec::new(), None, None),
-            Command::Presence { room, outbox } => {
-                let _ = outbox.push(room.presence_frame());
-            }
-            Command::History { room, outbox, .. } => crate::hub::room::push_history(&outbox, &room, &[]),
+            } => hub.deliver(
+                &room,
+                Delivery::LocalText {
+                    nick,
+                    user,
+                    text,
+                    client_ref,
+                },
+            ),
+            Command::PublishBinary { room, payload } => hub.deliver(&room, Delivery::Binary(payload)),
+            Command::Replay { then, .. } | Command::History { then, .. } => then(Replayed::default()),
+            Command::Members { then, .. } => then(None),
             Command::Joined { .. } | Command::Left { .. } => {}
         }
     }
 }
 
-/// Replays and presence snapshots: several round trips, off the pipeline.
-async fn answer(mut con: ConnectionManager, broker: Broker, command: Command) {
+/// Replays and member lists: several round trips, off the pipeline.
+async fn answer(mut con: ConnectionManager, broker: RedisBroker, command: Command) {
+    let max = broker.shared.max_messages;
     match command {
-        Command::Replay {
-            room,
-            key,
-            since,
-            limit,
-        } => {
-            // A catch-up gets everything after `since` (the stream itself is
-            // bounded by retention); a plain join the latest `limit`.
-            let limit = if since.is_some() {
-                usize::MAX
-            } else {
-                limit.min(broker.shared.max_messages)
-            };
-            let history = fetch_history(&mut con, room.name(), since, limit).await;
-            let presence = fetch_presence(&mut con, &room).await.ok();
-            match history {
-                Ok((entries, truncated)) => room.finish_replay(key, entries, truncated, presence),
-                Err(e) => {
-                    tracing::warn!(room = %room.name(), "history from Redis failed: {e}");
-                    room.finish_replay(key, Vec::new(), None, presence);
-                }
-            }
+        Command::Replay { room, span, then } => {
+            let history = fetch_history(&mut con, &room, span, max).await;
+            let members = fetch_members(&mut con, &room).await.ok();
+            let mut replayed = history.unwrap_or_else(|e| {
+                tracing::warn!(room = %room, "history from Redis failed: {e}");
+                Replayed::default()
+            });
+            replayed.members = members;
+            then(replayed);
         }
-        Command::Presence { room, outbox } => {
-            let frame = match fetch_presence(&mut con, &room).await {
-                Ok(frame) => crate::hub::room::text_frame(&frame),
-                Err(_) => room.presence_frame(),
-            };
-            let _ = outbox.push(frame);
-        }
-        Command::History {
-            room,
-            outbox,
-            since,
-            limit,
-        } => {
-            let limit = limit.min(broker.shared.max_messages);
-            let (entries, truncated) = fetch_history(&mut con, &room, since, limit).await.unwrap_or_default();
-            crate::hub::room::push_replay(&outbox, &room, &entries, truncated);
+        Command::Members { room, then } => then(fetch_members(&mut con, &room).await.ok()),
+        Command::History { room, span, then } => {
+            then(fetch_history(&mut con, &room, span, max).await.unwrap_or_default())
         }
         _ => {}
     }
@@ -287,15 +259,15 @@ fn parse_entries(reply: StreamRangeReply) -> Vec<Entry> {
         .collect()
 }
 
-/// The room's history from Redis: the latest `limit`, or everything after
-/// `since` (up to `limit`), and where history starts if retention already
-/// dropped part of what was asked.
-async fn fetch_history(
-    con: &mut ConnectionManager,
-    room: &str,
-    since: Option<u64>,
-    limit: usize,
-) -> RedisResult<(Vec<Entry>, Option<u64>)> {
+/// The room's history from Redis: the latest messages (at most the
+/// `max` Redis keeps), or everything after an id (a catch-up: the stream
+/// itself is bounded by retention), and where history starts if retention
+/// already dropped part of what was asked.
+async fn fetch_history(con: &mut ConnectionManager, room: &str, span: Span, max: usize) -> RedisResult<Replayed> {
+    let (since, limit) = match span {
+        Span::Latest(n) => (None, n.min(max)),
+        Span::After(id, limit) => (Some(id), limit),
+    };
     let log = wire::log_key(room);
     let Some(since) = since else {
         let reply: StreamRangeReply = redis::cmd("XREVRANGE")
@@ -308,7 +280,10 @@ async fn fetch_history(
             .await?;
         let mut entries = parse_entries(reply);
         entries.reverse();
-        return Ok((entries, None));
+        return Ok(Replayed {
+            entries,
+            ..Replayed::default()
+        });
     };
     let start = format!("{}-0", since.saturating_add(1));
     let mut range = redis::cmd("XRANGE");
@@ -335,11 +310,16 @@ async fn fetch_history(
             last.filter(|&last| last > since).map(|last| last + 1)
         }
     };
-    Ok((entries, truncated))
+    Ok(Replayed {
+        entries,
+        truncated,
+        members: None,
+    })
 }
 
-/// Members of `room` on every live node.
-async fn fetch_presence(con: &mut ConnectionManager, room: &Room) -> RedisResult<ServerFrame> {
+/// Members of `room` on every live node, one entry per nickname and user
+/// (as a single node counts them).
+async fn fetch_members(con: &mut ConnectionManager, room: &str) -> RedisResult<Vec<ListedMember>> {
     let alive_since = now_ms() - DEAD_AFTER.as_millis() as i64;
     let nodes: Vec<String> = redis::cmd("ZRANGEBYSCORE")
         .arg(wire::NODES)
@@ -349,34 +329,29 @@ async fn fetch_presence(con: &mut ConnectionManager, room: &Room) -> RedisResult
         .await?;
     let mut pipe = redis::pipe();
     for node in &nodes {
-        pipe.cmd("HGETALL").arg(wire::members_key(room.name(), node));
+        pipe.cmd("HGETALL").arg(wire::members_key(room, node));
     }
     let maps: Vec<HashMap<String, String>> = if nodes.is_empty() {
         Vec::new()
     } else {
         pipe.query_async(con).await?
     };
-    // One entry per nickname and user, as a single node counts them.
     let mut nicks: std::collections::BTreeMap<(String, Option<String>), usize> = Default::default();
     for value in maps.iter().flat_map(|m| m.values()) {
         let (nick, user) = wire::parse_member_value(value);
         *nicks.entry((nick.to_owned(), user.map(str::to_owned))).or_default() += 1;
     }
-    Ok(ServerFrame::Presence {
-        room: room.name().to_string(),
-        count: nicks.values().sum(),
-        members: nicks
-            .into_iter()
-            .map(|((nick, user), connections)| MemberCount {
-                nick,
-                user,
-                connections,
-            })
-            .collect(),
-    })
+    Ok(nicks
+        .into_iter()
+        .map(|((nick, user), connections)| ListedMember {
+            nick,
+            user,
+            connections,
+        })
+        .collect())
 }
 
-async fn pubsub_loop(client: Client, broker: Broker, hub: Hub, stop: CancellationToken) {
+async fn pubsub_loop(client: Client, broker: RedisBroker, hub: Arc<dyn Deliver>, stop: CancellationToken) {
     let mut backoff = BACKOFF_MIN;
     let mut ever_up = false;
     let mut told_down = false;
@@ -405,7 +380,7 @@ async fn pubsub_loop(client: Client, broker: Broker, hub: Hub, stop: Cancellatio
         backoff = BACKOFF_MIN;
         // Restore before going up, so that no publish can slip in first;
         // connections made before are stale now.
-        if let Err(e) = restore(&client, &broker, &hub).await {
+        if let Err(e) = restore(&client, &broker, &*hub).await {
             tracing::warn!("re-registering with Redis failed: {e}");
         }
         broker.shared.generation.fetch_add(1, Ordering::AcqRel);
@@ -413,7 +388,7 @@ async fn pubsub_loop(client: Client, broker: Broker, hub: Hub, stop: Cancellatio
         broker.shared.attempted.notify_waiters();
         tracing::info!(node = %broker.node(), "Redis connected: cross-node delivery on");
         if told_down {
-            hub.notify_all(&ServerFrame::cross_node_restored());
+            hub.cluster_changed(true);
         }
         ever_up = true;
         let mut messages = pubsub.into_on_message();
@@ -423,11 +398,11 @@ async fn pubsub_loop(client: Client, broker: Broker, hub: Hub, stop: Cancellatio
                 message = messages.next() => message,
             };
             let Some(message) = message else { break };
-            dispatch(&broker, &hub, message.get_channel_name(), message.get_payload_bytes());
+            dispatch(&broker, &*hub, message.get_channel_name(), message.get_payload_bytes());
         }
         broker.shared.set_up(false);
         tracing::warn!("lost Redis: delivering within this node only; reconnecting");
-        hub.notify_all(&ServerFrame::cross_node_interrupted());
+        hub.cluster_changed(false);
         told_down = true;
     }
 }
@@ -448,9 +423,8 @@ async fn subscribe(client: &Client) -> RedisResult<redis::aio::PubSub> {
     }
 }
 
-fn dispatch(broker: &Broker, hub: &Hub, channel: &str, payload: &[u8]) {
+fn dispatch(broker: &RedisBroker, hub: &dyn Deliver, channel: &str, payload: &[u8]) {
     if let Some(room) = wire::room_of(channel, "wshub:msg:") {
-        let Some(room) = hub.room(room) else { return };
         match serde_json::from_slice::<WireMessage>(payload) {
             Ok(message) => {
                 let (Ok(id), Ok(ts)) = (message.id.parse(), message.ts.parse()) else {
@@ -463,60 +437,50 @@ fn dispatch(broker: &Broker, hub: &Hub, channel: &str, payload: &[u8]) {
                     user: message.user.map(Arc::from),
                     text: Arc::from(message.text),
                 };
-                room.deliver(hub, entry, message.client_ref);
+                let client_ref = message.client_ref;
+                hub.deliver(room, Delivery::Text { entry, client_ref });
             }
             Err(e) => tracing::warn!(channel, "unreadable message from Redis: {e}"),
         }
     } else if let Some(room) = wire::room_of(channel, "wshub:bin:") {
-        if let Some(room) = hub.room(room) {
-            room.deliver_binary(hub, payload);
-        }
+        hub.deliver(room, Delivery::Binary(bytes::Bytes::copy_from_slice(payload)));
     } else if let Some(room) = wire::room_of(channel, "wshub:presence:") {
-        let Some(room) = hub.room(room) else { return };
         if let Ok(event) = serde_json::from_slice::<WirePresence>(payload) {
             if event.node != broker.node() {
-                let room_name = room.name().to_string();
-                let frame = match event.kind.as_str() {
-                    "joined" => ServerFrame::Joined {
-                        room: room_name,
-                        nick: event.nick,
-                        user: event.user,
-                    },
-                    _ => ServerFrame::Left {
-                        room: room_name,
-                        nick: event.nick,
-                        user: event.user,
-                    },
+                let change = PresenceChange {
+                    joined: event.kind == "joined",
+                    nick: event.nick,
+                    user: event.user,
                 };
-                room.deliver_event(&frame);
+                hub.presence_changed(room, change);
             }
         }
     }
 }
 
 /// After (re)connecting: this node's members again, and what it missed.
-async fn restore(client: &Client, broker: &Broker, hub: &Hub) -> RedisResult<()> {
+async fn restore(client: &Client, broker: &RedisBroker, hub: &dyn Deliver) -> RedisResult<()> {
     let mut con = manager(client).await?;
     let node = broker.node();
     let mut pipe = redis::pipe();
     pipe.cmd("ZADD").arg(wire::NODES).arg(now_ms()).arg(node).ignore();
     let rooms = hub.local_rooms();
     for room in &rooms {
-        let key = wire::members_key(room.name(), node);
+        let key = wire::members_key(&room.name, node);
         pipe.cmd("DEL").arg(&key).ignore();
-        for (conn, nick, user) in room.local_members() {
-            let value = wire::member_value(&nick, user.as_deref());
-            pipe.cmd("HSET").arg(&key).arg(conn).arg(value).ignore();
+        for member in &room.members {
+            let value = wire::member_value(&member.nick, member.user.as_deref());
+            pipe.cmd("HSET").arg(&key).arg(member.conn).arg(value).ignore();
         }
         pipe.cmd("EXPIRE").arg(&key).arg(PRESENCE_KEY_TTL_SECS).ignore();
         pipe.cmd("SADD")
             .arg(wire::node_rooms_key(node))
-            .arg(&**room.name())
+            .arg(&*room.name)
             .ignore();
     }
     pipe.query_async::<redis::Value>(&mut con).await?;
     for room in rooms {
-        let last = room.last_delivered();
+        let last = room.last_delivered;
         if last == 0 {
             continue;
         }
@@ -525,19 +489,26 @@ async fn restore(client: &Client, broker: &Broker, hub: &Hub) -> RedisResult<()>
         redis::cmd("EVAL")
             .arg(wire::RAISE_SEQ_SCRIPT)
             .arg(1)
-            .arg(wire::seq_key(room.name()))
+            .arg(wire::seq_key(&room.name))
             .arg(last)
             .query_async::<redis::Value>(&mut con)
             .await?;
-        let (missed, _) = fetch_history(&mut con, room.name(), Some(last), broker.shared.max_messages).await?;
-        for entry in missed {
-            room.deliver(hub, entry, None);
+        let max = broker.shared.max_messages;
+        let missed = fetch_history(&mut con, &room.name, Span::After(last, max), max).await?;
+        for entry in missed.entries {
+            hub.deliver(
+                &room.name,
+                Delivery::Text {
+                    entry,
+                    client_ref: None,
+                },
+            );
         }
     }
     Ok(())
 }
 
-async fn heartbeat_loop(client: Client, broker: Broker, hub: Hub, stop: CancellationToken) {
+async fn heartbeat_loop(client: Client, broker: RedisBroker, hub: Arc<dyn Deliver>, stop: CancellationToken) {
     let mut connection: Option<(u64, ConnectionManager)> = None;
     let mut tick = tokio::time::interval(HEARTBEAT);
     loop {
@@ -562,20 +533,20 @@ async fn heartbeat_loop(client: Client, broker: Broker, hub: Hub, stop: Cancella
             connection = manager(&client).await.ok().map(|c| (generation, c));
         }
         let Some((_, con)) = connection.as_mut() else { continue };
-        if let Err(e) = beat(con, &broker, &hub).await {
+        if let Err(e) = beat(con, &broker, &*hub).await {
             tracing::debug!("heartbeat failed: {e}");
         }
     }
 }
 
-async fn beat(con: &mut ConnectionManager, broker: &Broker, hub: &Hub) -> RedisResult<()> {
+async fn beat(con: &mut ConnectionManager, broker: &RedisBroker, hub: &dyn Deliver) -> RedisResult<()> {
     let node = broker.node();
     let now = now_ms();
     let mut pipe = redis::pipe();
     pipe.cmd("ZADD").arg(wire::NODES).arg(now).arg(node).ignore();
     for room in hub.local_rooms() {
         pipe.cmd("EXPIRE")
-            .arg(wire::members_key(room.name(), node))
+            .arg(wire::members_key(&room.name, node))
             .arg(PRESENCE_KEY_TTL_SECS)
             .ignore();
     }

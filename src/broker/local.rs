@@ -1,0 +1,120 @@
+//! The broker of a single process: the history store orders each room's
+//! messages (it gives the ids), and the hub carries them to every worker
+//! that has members. Everything is at hand, so every answer comes at once.
+
+use super::{Body, Broker, ClusterStatus, ListedMember, MemberInfo, Ordered, Pending, Publication, Replayed};
+use super::{RoomName, Span, Then};
+use crate::history::History;
+
+/// Orders messages in this process, through its history store.
+#[derive(Debug, Clone)]
+pub struct LocalBroker {
+    history: History,
+}
+
+impl LocalBroker {
+    /// A broker that numbers and keeps messages in `history`.
+    pub fn new(history: History) -> Self {
+        LocalBroker { history }
+    }
+
+    fn read(&self, room: &str, span: Span) -> Replayed {
+        match span {
+            Span::Latest(n) => Replayed {
+                entries: self.history.recent(room, n),
+                ..Replayed::default()
+            },
+            Span::After(id, limit) => {
+                let (entries, truncated) = self.history.since(room, id, limit).into_parts();
+                Replayed {
+                    entries,
+                    truncated,
+                    members: None,
+                }
+            }
+        }
+    }
+}
+
+impl Broker for LocalBroker {
+    fn publish(&self, room: &RoomName, message: Publication<'_>) -> Ordered {
+        match message.body {
+            Body::Text(text) => Ordered::Now(Some(self.history.append_by(room, message.nick, message.user, text))),
+            Body::Binary(_) => Ordered::Now(None),
+        }
+    }
+
+    fn joined(&self, _room: &RoomName, _member: &MemberInfo) {}
+
+    fn left(&self, _room: &RoomName, _member: &MemberInfo) {}
+
+    fn replay(&self, room: &RoomName, span: Span, _then: Then<Replayed>) -> Result<Replayed, Pending> {
+        Ok(self.read(room, span))
+    }
+
+    fn history(&self, room: &RoomName, span: Span, then: Then<Replayed>) {
+        then(self.read(room, span));
+    }
+
+    fn members(&self, _room: &RoomName, _then: Then<Option<Vec<ListedMember>>>) -> bool {
+        false
+    }
+
+    fn room_closed(&self, room: &RoomName) {
+        self.history.evict_cache(room);
+    }
+
+    fn cluster(&self) -> Option<ClusterStatus> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::history::{Backend, HistoryConfig};
+
+    fn broker() -> LocalBroker {
+        let config = HistoryConfig {
+            backend: Backend::Memory,
+            ..Default::default()
+        };
+        LocalBroker::new(History::open(config).expect("memory history"))
+    }
+
+    #[test]
+    fn text_is_numbered_in_order_and_binary_is_relayed_without_an_id() {
+        let broker = broker();
+        let room: RoomName = Arc::from("lobby");
+        let nick: Arc<str> = Arc::from("ann");
+        let text = |t| Publication {
+            nick: &nick,
+            user: None,
+            body: Body::Text(t),
+            client_ref: None,
+        };
+        let ids: Vec<u64> = ["a", "b", "c"]
+            .into_iter()
+            .map(|t| match broker.publish(&room, text(t)) {
+                Ordered::Now(Some(entry)) => entry.id,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(ids, [1, 2, 3]);
+        let binary = Publication {
+            body: Body::Binary(b"\x01"),
+            ..text("")
+        };
+        assert!(matches!(broker.publish(&room, binary), Ordered::Now(None)));
+        let after = broker
+            .replay(&room, Span::After(1, 10), Box::new(|_| {}))
+            .expect("at hand");
+        assert_eq!(after.entries.iter().map(|e| e.id).collect::<Vec<_>>(), [2, 3]);
+        let latest = broker
+            .replay(&room, Span::Latest(1), Box::new(|_| {}))
+            .expect("at hand");
+        assert_eq!(&*latest.entries[0].text, "c");
+    }
+}

@@ -1,0 +1,314 @@
+//! The broker of several nodes: rooms shared through Redis.
+//!
+//! Every text message goes through Redis, which gives each room one
+//! sequence (a Lua script: `INCR` the room's counter, `XADD` the message
+//! to the room's stream, `PUBLISH` it, atomically), and every node, the
+//! sender's included, delivers what it receives from Redis pub/sub, in the
+//! order Redis published it. One order, on every node.
+//!
+//! The hot path never waits on Redis: publishing hands a command to the
+//! broker's task over a bounded channel. Redis away means local delivery
+//! only (`local` messages, clients told), never a crash or unbounded memory.
+
+mod tasks;
+mod wire;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+use super::{
+    Body, Broker, ClusterStatus, Deliver, ListedMember, MemberInfo, Ordered, Pending, Publication, Replayed, RoomName,
+    Span, Then,
+};
+
+/// Commands queued to the broker task beyond this are refused: the message
+/// is then delivered locally only. Bounds memory while Redis is slow or away.
+const COMMAND_QUEUE: usize = 16 * 1024;
+
+/// A broker that could not start.
+#[derive(Debug, Error)]
+pub enum BrokerError {
+    /// The URL is not a Redis URL the client understands.
+    #[error("invalid --redis URL '{url}': {source}")]
+    Url {
+        /// The URL given.
+        url: String,
+        /// Why the client refused it.
+        source: ::redis::RedisError,
+    },
+}
+
+/// What the broker's task is asked to do, in order.
+enum Command {
+    /// Store and publish a text message (it comes back through pub/sub).
+    Publish {
+        room: RoomName,
+        nick: Arc<str>,
+        user: Option<Arc<str>>,
+        text: Arc<str>,
+        client_ref: Option<String>,
+    },
+    /// Relay a raw binary frame's payload to raw members of every node.
+    PublishBinary { room: RoomName, payload: Bytes },
+    /// A local member joined a room: record it for presence, tell others.
+    Joined { room: RoomName, member: MemberInfo },
+    /// A local member left a room.
+    Left { room: RoomName, member: MemberInfo },
+    /// History (and the cluster's member list) for a member that joined.
+    Replay {
+        room: RoomName,
+        span: Span,
+        then: Then<Replayed>,
+    },
+    /// The cluster's member list.
+    Members {
+        room: RoomName,
+        then: Then<Option<Vec<ListedMember>>>,
+    },
+    /// History a client asked for.
+    History {
+        room: RoomName,
+        span: Span,
+        then: Then<Replayed>,
+    },
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (kind, room) = match self {
+            Command::Publish { room, .. } => ("publish", room),
+            Command::PublishBinary { room, .. } => ("publish binary", room),
+            Command::Joined { room, .. } => ("joined", room),
+            Command::Left { room, .. } => ("left", room),
+            Command::Replay { room, .. } => ("replay", room),
+            Command::Members { room, .. } => ("members", room),
+            Command::History { room, .. } => ("history", room),
+        };
+        write!(f, "{kind} {room}")
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    node: Arc<str>,
+    /// Redis is reachable and pub/sub is subscribed.
+    up: AtomicBool,
+    /// Since when cross-node delivery has been off, in ms since the epoch
+    /// (0 while it is on): for `/healthz`.
+    down_since_ms: AtomicU64,
+    /// Woken after each attempt to subscribe (start-up waits for the first).
+    attempted: tokio::sync::Notify,
+    /// Bumped each time Redis is (re)connected: connections made before
+    /// are to a Redis that went away, and are replaced.
+    generation: AtomicU64,
+    max_messages: usize,
+}
+
+impl Shared {
+    /// Records whether cross-node delivery works, and since when it does not.
+    fn set_up(&self, up: bool) {
+        if up {
+            self.down_since_ms.store(0, Ordering::Release);
+        } else {
+            let _ = self
+                .down_since_ms
+                .compare_exchange(0, now_millis(), Ordering::AcqRel, Ordering::Acquire);
+        }
+        self.up.store(up, Ordering::Release);
+    }
+}
+
+/// The wall clock in ms since the epoch (at least 1: 0 means "up").
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1))
+}
+
+/// A handle on the Redis broker; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct RedisBroker {
+    commands: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+}
+
+/// The broker's settings.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// `redis://HOST:PORT/DB`.
+    pub url: String,
+    /// This node's name.
+    pub node: Arc<str>,
+    /// Messages kept per room in Redis.
+    pub max_messages: usize,
+}
+
+/// A broker made, whose tasks start once it knows where to deliver.
+#[derive(Debug)]
+pub struct Unstarted {
+    broker: RedisBroker,
+    client: ::redis::Client,
+    commands: mpsc::Receiver<Command>,
+}
+
+impl RedisBroker {
+    /// A broker for `config`; its tasks start with [`Unstarted::start`].
+    ///
+    /// # Errors
+    /// [`BrokerError::Url`] for a malformed URL.
+    pub fn create(config: BrokerConfig) -> Result<Unstarted, BrokerError> {
+        let client = ::redis::Client::open(config.url.as_str()).map_err(|source| BrokerError::Url {
+            url: config.url.clone(),
+            source,
+        })?;
+        let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
+        let shared = Arc::new(Shared {
+            node: config.node,
+            up: AtomicBool::new(false),
+            // Down from the start until the first subscription.
+            down_since_ms: AtomicU64::new(now_millis()),
+            attempted: tokio::sync::Notify::new(),
+            generation: AtomicU64::new(0),
+            max_messages: config.max_messages,
+        });
+        Ok(Unstarted {
+            broker: RedisBroker { commands, shared },
+            client,
+            commands: receiver,
+        })
+    }
+
+    /// Waits (at most `limit`) for the first attempt to reach Redis, so
+    /// that a node with Redis reachable does not start out degraded.
+    pub async fn first_attempt(&self, limit: std::time::Duration) {
+        let attempted = self.shared.attempted.notified();
+        if self.is_up() {
+            return;
+        }
+        let _ = tokio::time::timeout(limit, attempted).await;
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.shared.node
+    }
+
+    /// Whether cross-node delivery works right now.
+    pub fn is_up(&self) -> bool {
+        self.shared.up.load(Ordering::Acquire)
+    }
+
+    /// Queues a command; false when the broker cannot take it now (Redis
+    /// away, or the queue full): the caller then acts locally.
+    fn send(&self, command: Command) -> bool {
+        self.is_up() && self.commands.try_send(command).is_ok()
+    }
+
+    /// Queues a command even while Redis is away (answers, which must always
+    /// come, say so themselves when they fail); gives it back when full.
+    fn send_always(&self, command: Command) -> Result<(), Command> {
+        self.commands.try_send(command).map_err(|e| e.into_inner())
+    }
+}
+
+impl Unstarted {
+    /// The broker, for callers that need it before its tasks start.
+    pub fn broker(&self) -> &RedisBroker {
+        &self.broker
+    }
+
+    /// Starts the broker's tasks on the current runtime, delivering into
+    /// `deliver`. Redis need not be reachable yet: the node starts
+    /// degraded and keeps retrying.
+    pub fn start(self, deliver: Arc<dyn Deliver>, stop: tokio_util::sync::CancellationToken) -> RedisBroker {
+        tasks::spawn(self.client, self.broker.clone(), self.commands, deliver, stop);
+        self.broker
+    }
+}
+
+impl Broker for RedisBroker {
+    fn publish(&self, room: &RoomName, message: Publication<'_>) -> Ordered {
+        let command = match message.body {
+            Body::Text(text) => Command::Publish {
+                room: room.clone(),
+                nick: message.nick.clone(),
+                user: message.user.cloned(),
+                text: Arc::from(text),
+                client_ref: message.client_ref.map(str::to_owned),
+            },
+            Body::Binary(payload) => Command::PublishBinary {
+                room: room.clone(),
+                payload: Bytes::copy_from_slice(payload),
+            },
+        };
+        if self.send(command) {
+            Ordered::Later
+        } else {
+            Ordered::LocalOnly
+        }
+    }
+
+    fn joined(&self, room: &RoomName, member: &MemberInfo) {
+        self.send(Command::Joined {
+            room: room.clone(),
+            member: member.clone(),
+        });
+    }
+
+    fn left(&self, room: &RoomName, member: &MemberInfo) {
+        self.send(Command::Left {
+            room: room.clone(),
+            member: member.clone(),
+        });
+    }
+
+    fn replay(&self, room: &RoomName, span: Span, then: Then<Replayed>) -> Result<Replayed, Pending> {
+        let command = Command::Replay {
+            room: room.clone(),
+            span,
+            then,
+        };
+        match self.send_always(command) {
+            Ok(()) => Err(Pending),
+            // The queue is full: the member goes live without a replay.
+            Err(_) => Ok(Replayed::default()),
+        }
+    }
+
+    fn history(&self, room: &RoomName, span: Span, then: Then<Replayed>) {
+        let command = Command::History {
+            room: room.clone(),
+            span,
+            then,
+        };
+        if let Err(Command::History { then, .. }) = self.send_always(command) {
+            then(Replayed::default());
+        }
+    }
+
+    fn members(&self, room: &RoomName, then: Then<Option<Vec<ListedMember>>>) -> bool {
+        let command = Command::Members {
+            room: room.clone(),
+            then,
+        };
+        self.send_always(command).is_ok()
+    }
+
+    fn room_closed(&self, _room: &RoomName) {}
+
+    fn cluster(&self) -> Option<ClusterStatus> {
+        let down_since = match self.shared.down_since_ms.load(Ordering::Acquire) {
+            0 => None,
+            ms => Some(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)),
+        };
+        Some(ClusterStatus {
+            node: self.shared.node.clone(),
+            up: self.is_up(),
+            down_since,
+        })
+    }
+}

@@ -1,0 +1,41 @@
+//! The hub as a broker sees it: where carried messages, presence changes
+//! and cluster notices go.
+
+use super::{lock, Hub};
+use crate::broker::{Deliver, Delivery, LocalRoom, PresenceChange};
+use crate::protocol::v1::ServerFrame;
+
+impl Deliver for Hub {
+    fn deliver(&self, room: &str, delivery: Delivery) {
+        if let Some(room) = self.room(room) {
+            room.deliver(self, delivery);
+        }
+    }
+
+    fn presence_changed(&self, room: &str, change: PresenceChange) {
+        if let Some(room) = self.room(room) {
+            room.presence_changed(self, change);
+        }
+    }
+
+    fn cluster_changed(&self, up: bool) {
+        let notice = if up {
+            ServerFrame::cross_node_restored()
+        } else {
+            ServerFrame::cross_node_interrupted()
+        };
+        self.notify_all(&notice);
+    }
+
+    fn local_rooms(&self) -> Vec<LocalRoom> {
+        let rooms: Vec<_> = lock(&self.inner.rooms).values().cloned().collect();
+        rooms
+            .into_iter()
+            .map(|room| LocalRoom {
+                name: room.name().clone(),
+                last_delivered: room.last_delivered(),
+                members: room.member_infos(),
+            })
+            .collect()
+    }
+}

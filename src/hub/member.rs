@@ -1,0 +1,262 @@
+//! A room's member: where its frames go, how it is shown, and the replay
+//! it may be in the middle of.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::frames::{history_chunk, history_frame, text_frame};
+use crate::broker::{ListedMember, MemberInfo, Replayed};
+use crate::connection::{Outbox, Rejected};
+use crate::history::Entry;
+use crate::protocol::frame_for;
+use crate::protocol::v1::ServerFrame;
+
+/// How a member wants its frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The seed's raw chat: frames verbatim, no events.
+    Raw,
+    /// `wshub.v1` JSON frames, with presence events.
+    Json,
+}
+
+/// What a joining member receives before anything new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay {
+    /// Nothing (raw members).
+    Nothing,
+    /// The latest messages, up to the hub's `join_history`.
+    Recent,
+    /// Everything after this id (catch-up after a reconnect).
+    Since(u64),
+}
+
+/// One member: where to queue its frames, and how it is shown.
+#[derive(Debug)]
+pub struct Member {
+    /// The member connection's outbox.
+    pub outbox: Arc<Outbox>,
+    /// Raw or JSON.
+    pub mode: Mode,
+    /// Its nickname.
+    nick: Nick,
+    /// A replay under way (being fetched, or paced out as the member
+    /// reads). Boxed: only a member being replayed has one, and every other
+    /// member (each room entry) is smaller for it.
+    pub(super) replay: Option<Box<Replaying>>,
+}
+
+/// A member's replay that is not over yet: what is left to send, and the
+/// live messages that arrived meanwhile.
+///
+/// A replay can be far larger than a member's outbound bounds (five 1 MB
+/// messages, or a catch-up of thousands): queued at once it would evict a
+/// client that has not had a chance to read anything. So it is paced: a
+/// chunk goes out while the outbox has room for it (half its bounds, the
+/// rest left for live traffic), and the next when the member's connection
+/// has written it out ([`super::Room::continue_replay`]). Live messages
+/// wait here meanwhile, with their ids, so that the replay and the live
+/// stream join with no gap and no duplicate; they count against the
+/// member's byte bound, so a member that stops reading is still evicted.
+#[derive(Debug, Default)]
+pub(super) struct Replaying {
+    /// The history is still being fetched (from Redis).
+    pub(super) fetching: bool,
+    /// History not sent yet, oldest first.
+    rest: VecDeque<Entry>,
+    /// The newest id the replay holds: live messages up to it are in it.
+    newest: u64,
+    /// Live messages that arrived meanwhile, with their ids (0: none).
+    backlog: Vec<(u64, Bytes)>,
+    backlog_bytes: usize,
+    /// The cluster's member list, sent when the replay ends (otherwise
+    /// this node's, as it is then).
+    pub(super) members: Option<Vec<ListedMember>>,
+}
+
+impl Replaying {
+    /// A replay still being fetched.
+    pub(super) fn fetching() -> Box<Self> {
+        Box::new(Replaying {
+            fetching: true,
+            ..Replaying::default()
+        })
+    }
+
+    /// The fetched history takes over; the `history_truncated` notice (when
+    /// retention dropped part of what was asked) goes out at once, as does
+    /// an empty `history` frame (which still says "this is all").
+    pub(super) fn fetched(&mut self, outbox: &Outbox, room: &str, replayed: Replayed) {
+        if let Some(first_available) = replayed.truncated {
+            let _ = outbox.push(text_frame(&ServerFrame::history_truncated(room, first_available)));
+        }
+        self.newest = replayed.entries.last().map_or(0, |e| e.id);
+        if replayed.entries.is_empty() {
+            let _ = outbox.push(history_frame(room, &[]));
+        }
+        self.rest = replayed.entries.into();
+        self.members = replayed.members;
+        self.fetching = false;
+    }
+
+    /// The live messages that waited, in order, without those the replay
+    /// already held.
+    pub(super) fn into_backlog(self) -> impl Iterator<Item = Bytes> {
+        let newest = self.newest;
+        self.backlog
+            .into_iter()
+            .filter(move |(id, _)| *id == 0 || *id > newest)
+            .map(|(_, frame)| frame)
+    }
+}
+
+impl Member {
+    /// A member that is not replaying.
+    pub fn new(outbox: Arc<Outbox>, mode: Mode, nick: Arc<str>) -> Self {
+        Member {
+            outbox,
+            mode,
+            nick: Nick::Named(nick),
+            replay: None,
+        }
+    }
+
+    /// A raw member without a name of its own: shown as `guest-N`, with
+    /// `N` its connection number.
+    pub fn guest(outbox: Arc<Outbox>, number: u64) -> Self {
+        Member {
+            outbox,
+            mode: Mode::Raw,
+            nick: Nick::Guest(number),
+            replay: None,
+        }
+    }
+
+    /// Its nickname, as shown to `wshub.v1` members.
+    pub fn nick(&self) -> Arc<str> {
+        match &self.nick {
+            Nick::Guest(number) => Arc::from(format!("guest-{number}")),
+            Nick::Named(nick) => nick.clone(),
+            Nick::User(identity) => identity.nick.clone(),
+        }
+    }
+
+    /// The same member with a user id (its token's `sub`), shown with its
+    /// messages and presence entries.
+    #[must_use]
+    pub fn with_user(mut self, user: Option<Arc<str>>) -> Self {
+        if let Some(user) = user {
+            self.nick = Nick::User(Arc::new(Identity {
+                nick: self.nick(),
+                user,
+            }));
+        }
+        self
+    }
+
+    /// Its user id, when it has one.
+    pub fn user(&self) -> Option<Arc<str>> {
+        match &self.nick {
+            Nick::User(identity) => Some(identity.user.clone()),
+            Nick::Guest(_) | Nick::Named(_) => None,
+        }
+    }
+
+    /// Another nickname, the same user.
+    pub(super) fn rename(&mut self, nick: Arc<str>) {
+        self.nick = self.nick.renamed(nick);
+    }
+
+    /// A number naming this member's connection while it lives (presence
+    /// entries in Redis are keyed by it, and a room's events skip their own
+    /// member by it).
+    pub(super) fn conn(&self) -> u64 {
+        outbox_id(&self.outbox)
+    }
+
+    /// The member as a broker knows it.
+    pub(super) fn info(&self) -> MemberInfo {
+        MemberInfo {
+            conn: self.conn(),
+            nick: self.nick(),
+            user: self.user(),
+        }
+    }
+
+    /// Queues a frame now, or after the replay when one is pending; true
+    /// when this evicted the member.
+    pub(super) fn push(&mut self, id: u64, frame: &Bytes) -> bool {
+        match self.replay.as_mut() {
+            Some(replay) => {
+                replay.backlog_bytes += frame.len();
+                replay.backlog.push((id, frame.clone()));
+                if self.outbox.exceeds_bytes(replay.backlog_bytes) {
+                    self.replay = None;
+                    self.outbox.evict();
+                    return true;
+                }
+                false
+            }
+            // Compressed for a deflate member: once per frame, shared.
+            None => self.outbox.push(frame_for(frame, self.outbox.deflate())) == Err(Rejected::Overflow),
+        }
+    }
+
+    /// Sends what of its replay fits its outbox now; true when the replay
+    /// (fetched) has been sent in full.
+    pub(super) fn pace_replay(&mut self, room: &str) -> bool {
+        let Some(replay) = self.replay.as_mut() else {
+            return true;
+        };
+        if replay.fetching {
+            return false;
+        }
+        while !replay.rest.is_empty() {
+            let (count, bytes) = history_chunk(replay.rest.iter());
+            if !self.outbox.has_room_for(bytes) {
+                return false;
+            }
+            let chunk: Vec<Entry> = replay.rest.drain(..count).collect();
+            let _ = self.outbox.push(history_frame(room, &chunk));
+        }
+        true
+    }
+}
+
+/// The number an outbox is known by while it lives.
+pub(super) fn outbox_id(outbox: &Arc<Outbox>) -> u64 {
+    Arc::as_ptr(outbox) as usize as u64
+}
+
+/// A member's name. Most raw connections never choose one, and their
+/// `guest-N` is only spelled out when someone is shown it: no string is
+/// kept per idle connection. A token holder's name and user id share one
+/// allocation, so a member is no larger for having both.
+#[derive(Debug, Clone)]
+enum Nick {
+    Guest(u64),
+    Named(Arc<str>),
+    User(Arc<Identity>),
+}
+
+impl Nick {
+    /// Another name, the same user.
+    fn renamed(&self, nick: Arc<str>) -> Nick {
+        match self {
+            Nick::User(identity) => Nick::User(Arc::new(Identity {
+                nick,
+                user: identity.user.clone(),
+            })),
+            Nick::Guest(_) | Nick::Named(_) => Nick::Named(nick),
+        }
+    }
+}
+
+/// A token holder's nickname and user id (`sub`).
+#[derive(Debug)]
+struct Identity {
+    nick: Arc<str>,
+    user: Arc<str>,
+}
