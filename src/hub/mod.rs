@@ -14,6 +14,8 @@ mod inbox;
 mod member;
 mod registry;
 mod room;
+#[cfg(test)]
+mod tests;
 mod worker;
 
 use std::collections::HashMap;
@@ -46,6 +48,9 @@ pub struct HubStats {
     pub delivered: AtomicU64,
     /// Messages dropped because their sender was over its rate limits.
     pub rate_limited: AtomicU64,
+    /// Parcels handed to another worker (one per message per worker with
+    /// members in its room, not one per member).
+    pub parcels: AtomicU64,
 }
 
 /// What the hub needs to know.

@@ -116,6 +116,7 @@ impl Room {
                 self.push_to_members(hub, worker, &forms);
             } else {
                 shard.pending.fetch_add(1, Ordering::AcqRel);
+                hub.stats().parcels.fetch_add(1, Ordering::Relaxed);
                 hub.inbox(worker).push(Parcel {
                     room: self.clone(),
                     forms,
