@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Barrier};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,6 +18,10 @@ const MEMBERS_PER_WORKER: usize = 5;
 const MESSAGES_PER_SENDER: usize = 200;
 
 fn hub(workers: usize) -> Hub {
+    hub_with_history(workers, 0)
+}
+
+fn hub_with_history(workers: usize, join_history: usize) -> Hub {
     let history = History::open(HistoryConfig {
         backend: Backend::Memory,
         ..Default::default()
@@ -26,7 +30,7 @@ fn hub(workers: usize) -> Hub {
     Hub::new(HubConfig {
         max_connections: 1_000,
         history: history.clone(),
-        join_history: 0,
+        join_history,
         timeouts: Timeouts {
             ping_interval: Duration::from_secs(54),
             read_timeout: Duration::from_secs(60),
@@ -43,7 +47,7 @@ fn hub(workers: usize) -> Hub {
 fn take(outbox: &Outbox, into: &mut Vec<Bytes>) {
     let mut cx = Context::from_waker(Waker::noop());
     let mut batch = VecDeque::new();
-    if let Poll::Ready(_) = outbox.poll_take(&mut cx, &mut batch) {
+    if outbox.poll_take(&mut cx, &mut batch).is_ready() {
         into.extend(batch);
     }
 }
@@ -168,4 +172,115 @@ fn a_room_on_one_worker_delivers_without_parcels() {
     assert_eq!(frames.len(), 1);
     assert_eq!(&frames[0][2..], b"hello");
     assert_eq!(hub.stats().parcels.load(std::sync::atomic::Ordering::Relaxed), 0);
+}
+
+/// A `wshub.v1` member joining on one worker while another worker
+/// publishes gets every message once, in order: the replay, then the live
+/// stream, with no gap and no duplicate where they meet.
+#[test]
+fn a_joiner_on_another_worker_gets_replay_then_live_without_gap_or_duplicate() {
+    const MESSAGES: u64 = 3_000;
+    let hub = hub_with_history(2, 100_000);
+    let ready = Arc::new(Barrier::new(2));
+    let started = Arc::new(Barrier::new(2));
+    let publisher = {
+        let (hub, ready, started) = (hub.clone(), ready.clone(), started.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            hub.enter_worker(0);
+            runtime.block_on(async move {
+                tokio::spawn(hub.worker_tasks(0));
+                let outbox = Arc::new(Outbox::new(1_000_000, 1 << 30));
+                let sender = hub.join(
+                    "live",
+                    Member::new(outbox, Mode::Raw, Arc::from("pub")),
+                    Replay::Nothing,
+                );
+                let nick: Arc<str> = Arc::from("pub");
+                ready.wait();
+                for n in 1..=MESSAGES {
+                    sender.publish_text(&nick, None, &n.to_string(), None);
+                    if n == MESSAGES / 30 {
+                        started.wait();
+                    }
+                    if n % 8 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        })
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    hub.enter_worker(1);
+    let ids = runtime.block_on(async {
+        tokio::spawn(hub.worker_tasks(1));
+        // A member already on this worker: the room's messages come here as
+        // parcels, and (this thread blocked meanwhile) wait in its inbox
+        // when the joiner arrives, its replay small enough to go out at once.
+        let watcher = Arc::new(Outbox::new(1_000_000, 1 << 30));
+        let _watching = hub.join("live", Member::new(watcher, Mode::Raw, Arc::from("w")), Replay::Nothing);
+        ready.wait();
+        started.wait();
+        let outbox = Arc::new(Outbox::new(1_000_000, 1 << 30));
+        let member = hub.join(
+            "live",
+            Member::new(outbox.clone(), Mode::Json, Arc::from("late")),
+            Replay::Recent,
+        );
+        let mut ids = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while ids.last() != Some(&MESSAGES) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "got {} ids, last {:?}",
+                ids.len(),
+                ids.last()
+            );
+            let mut frames = Vec::new();
+            take(&outbox, &mut frames);
+            for frame in frames {
+                ids.extend(message_ids(&frame));
+            }
+            while member.continue_replay() {
+                let mut frames = Vec::new();
+                take(&outbox, &mut frames);
+                for frame in frames {
+                    ids.extend(message_ids(&frame));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        ids
+    });
+    publisher.join().expect("publisher");
+    assert_eq!(ids, (1..=MESSAGES).collect::<Vec<_>>());
+}
+
+/// The ids of the messages in a `history` or `message` frame.
+fn message_ids(frame: &Bytes) -> Vec<u64> {
+    let (header, len) = match frame[1] & 0x7f {
+        126 => (4, usize::from(u16::from_be_bytes([frame[2], frame[3]]))),
+        127 => (
+            10,
+            usize::try_from(u64::from_be_bytes(frame[2..10].try_into().expect("8 bytes"))).expect("fits"),
+        ),
+        n => (2, usize::from(n)),
+    };
+    let json: serde_json::Value = serde_json::from_slice(&frame[header..header + len]).expect("JSON");
+    match json["type"].as_str() {
+        Some("history") => json["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .map(|m| m["id"].as_u64().expect("id"))
+            .collect(),
+        Some("message") => vec![json["id"].as_u64().expect("id")],
+        _ => Vec::new(),
+    }
 }
