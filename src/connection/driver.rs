@@ -1,23 +1,24 @@
-//! The poll loop of one connection.
+//! The poll loop of one connection: the I/O around its protocol session.
+//!
+//! The [`Session`] decides what the protocol obliges and how the
+//! connection ends; this file reads the socket into the decoder, hands the
+//! decoder's events and the close requests to the session, carries out the
+//! actions it returns (a pong into the outbox, a message to the service, a
+//! close timer), and writes the session's queue out.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use super::ending::Ending;
 use super::keepalive::{Deadlines, Due, ReadGate};
 use super::outbox::{CloseRequest, Outbox};
 use crate::chat::ChatSession;
 use crate::hub::{Hub, Membership, Registration};
 use crate::metrics::RateAction;
-use crate::protocol::{
-    encode_close, encode_frame, frame_for, CloseCode, Decoder, Event, Message, OpCode, OverBudget, ProtocolError,
-    OVER_BUDGET_REASON,
-};
+use crate::protocol::{frame_for, Action, Decoder, Ending, Event, Message, OverBudget, Session, Timeout};
 use crate::ratelimit::Verdict;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -55,50 +56,21 @@ pub enum Service {
 pub(crate) struct Connection<S> {
     pub(crate) stream: S,
     decoder: Decoder,
-    pub(crate) session: Session,
+    pub(crate) handler: Handler,
 }
 
-/// Everything but the socket and decoder, so decoder callbacks can borrow it.
-pub(crate) struct Session {
+/// Everything but the socket and decoder, so decoder callbacks can borrow
+/// it: the protocol session, and what carries out its actions (the
+/// service, the outbox, the hub, the deadlines).
+pub(crate) struct Handler {
     service: Service,
     outbox: Arc<Outbox>,
     hub: Hub,
     /// Process-unique connection number, for log lines.
     id: u64,
-    /// Frames taken from the outbox, being written; the front one may be
-    /// partly written already.
-    batch: VecDeque<Bytes>,
-    written: usize,
     pub(crate) deadlines: Deadlines,
-    /// How the connection ends; allocated once it starts to, so that an
-    /// open connection (most of them, most of the time) carries none of it.
-    closing: Option<Box<Closing>>,
-}
-
-/// The state of a connection's end: the closing handshake, and why.
-#[derive(Debug, Default)]
-struct Closing {
-    phase: Phase,
-    /// Set when the connection is over outside the closing handshake (and,
-    /// once it is over, the way it ended, for the close log line).
-    ending: Option<Ending>,
-    /// Why we started closing, reported whatever the handshake then does.
-    cause: Option<Ending>,
-    /// The client's close frame arrived (with its code, if any).
-    peer_closed: Option<Option<u16>>,
-    /// Our close frame (or close reply) has been written out.
-    close_written: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-enum Phase {
-    /// Messages flow both ways.
-    #[default]
-    Open,
-    /// We sent (or queued) a close frame and wait for the client's.
-    CloseSent(CloseCode),
-    /// The client closed; our reply is queued and the socket ends after it.
-    Replying,
+    /// The closing handshake and the frames being written.
+    session: Session,
 }
 
 /// What a connection is attached to, besides its socket.
@@ -135,19 +107,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             stream,
             // The outbox carries what the handshake agreed on compression.
             decoder: Decoder::new(setup.max_message_size).with_deflate(setup.outbox.deflate().is_some()),
-            session: Session {
+            handler: Handler {
                 service: setup.service,
                 outbox: setup.outbox,
                 hub: setup.hub,
                 id: setup.id,
-                batch: VecDeque::new(),
-                written: 0,
                 deadlines,
-                closing: None,
+                session: Session::new(),
             },
         };
         if let Some(after) = setup.expires_in {
-            connection.session.deadlines.expire_after(now, after);
+            connection.handler.deadlines.expire_after(now, after);
         }
         if !already_read.is_empty() {
             connection.ingest(&already_read);
@@ -161,45 +131,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>, registration: &Registration) -> Poll<Ending> {
         loop {
             let read_budget_left = self.poll_read(cx);
-            let took = self.session.poll_outbox(cx);
+            let took = self.handler.poll_outbox(cx);
             let write_blocked = match self.poll_write(cx) {
                 Poll::Ready(Ok(())) => false,
                 Poll::Ready(Err(e)) => {
-                    self.session.end(Ending::Io(e.kind()));
+                    self.handler.session.io_failed(e.kind());
                     true
                 }
                 Poll::Pending => true,
             };
-            if let Some(ending) = self.session.finished() {
+            if let Some(ending) = self.handler.session.finished() {
                 return Poll::Ready(ending);
             }
-            if !write_blocked && self.session.continue_replays() && self.session.outbox.queued() > 0 {
+            if !write_blocked && self.handler.continue_replays() && self.handler.outbox.queued() > 0 {
                 // More of a replay was queued: take it.
                 continue;
             }
-            let now = self.session.now();
-            match self.session.deadlines.due(self.session.hub.timeouts(), now) {
-                Due::Nothing => {}
+            let now = self.handler.now();
+            let timeout = match self.handler.deadlines.due(self.handler.hub.timeouts(), now) {
+                Due::Nothing => None,
                 Due::Ping => {
-                    self.session.release_spare_capacity();
+                    self.handler.release_spare_capacity();
                     if let Err(e) = self.send_ping(cx) {
-                        self.session.end(Ending::Io(e.kind()));
+                        self.handler.session.io_failed(e.kind());
                     }
                     continue;
                 }
-                Due::ReadTimeout => return Poll::Ready(Ending::ReadTimeout),
-                Due::WriteTimeout => return Poll::Ready(self.session.timed_out(Ending::WriteTimeout)),
-                Due::CloseTimeout => {
-                    let ending = match self.session.phase() {
-                        Phase::CloseSent(code) => Ending::CloseTimeout(code),
-                        _ => Ending::ClientClosed(self.session.peer_close_code()),
-                    };
-                    return Poll::Ready(self.session.timed_out(ending));
-                }
+                Due::ReadTimeout => Some(Timeout::Read),
+                Due::WriteTimeout => Some(Timeout::Write),
+                Due::CloseTimeout => Some(Timeout::Close),
                 Due::Expired => {
-                    self.session.close_for_policy("token expired");
+                    self.handler.close_for_policy("token expired");
                     continue;
                 }
+            };
+            if let Some(timeout) = timeout {
+                return Poll::Ready(self.handler.session.timed_out(timeout));
             }
             if !read_budget_left {
                 // Let other connections run; come back at once.
@@ -211,7 +178,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 // that its waker gets registered.
                 continue;
             }
-            if let Some(at) = self.session.deadlines.rearm(self.session.hub.timeouts(), now) {
+            if let Some(at) = self.handler.deadlines.rearm(self.handler.hub.timeouts(), now) {
                 registration.arm(at, cx.waker());
             }
             return Poll::Pending;
@@ -221,7 +188,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// Reads and decodes what has arrived; false when the budget ran out
     /// with more possibly waiting.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.session.is_ended() || self.session.phase() == Phase::Replying {
+        if !self.handler.session.reads() {
             return true;
         }
         SCRATCH.with(|scratch| {
@@ -233,36 +200,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     return true;
                 }
                 let limit = {
-                    let session = &self.session;
+                    let handler = &self.handler;
                     let frame_left = self.decoder.frame_bytes_left();
-                    session
+                    handler
                         .deadlines
-                        .read_limit(session.hub.timeouts(), SCRATCH_BYTES, frame_left)
+                        .read_limit(handler.hub.timeouts(), SCRATCH_BYTES, frame_left)
                 };
                 let mut buf = ReadBuf::new(&mut scratch[..limit]);
                 match Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
                     Poll::Pending => return true,
                     Poll::Ready(Err(e)) => {
-                        self.session.end(Ending::Io(e.kind()));
+                        self.handler.session.io_failed(e.kind());
                         return true;
                     }
                     Poll::Ready(Ok(())) if buf.filled().is_empty() => {
-                        let ending = match self.session.phase() {
-                            Phase::CloseSent(code) => Ending::ServerClosed(code),
-                            _ => Ending::Dropped,
-                        };
-                        self.session.end(ending);
+                        self.handler.session.peer_gone();
                         return true;
                     }
                     Poll::Ready(Ok(())) => {
-                        let now = self.session.now();
-                        self.session.deadlines.read_at(self.session.hub.timeouts(), now);
+                        let handler = &mut self.handler;
+                        let now = handler.now();
+                        handler.deadlines.read_at(handler.hub.timeouts(), now);
                         let filled = buf.filled().len();
-                        if self.session.deadlines.charge_read(self.session.hub.timeouts(), filled) {
-                            self.session.throttling_starts();
+                        if handler.deadlines.charge_read(handler.hub.timeouts(), filled) {
+                            handler.throttling_starts();
                         }
                         self.ingest(&scratch[..filled]);
-                        if self.session.is_ended() || self.session.phase() == Phase::Replying {
+                        if !self.handler.session.reads() {
                             return true;
                         }
                     }
@@ -275,16 +239,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// Whether reading waits for a throttled connection's buckets; only
     /// while messages flow (a closing handshake is always read).
     fn read_paused(&mut self, cx: &Context<'_>) -> bool {
-        let session = &mut self.session;
-        if session.phase() != Phase::Open {
+        let handler = &mut self.handler;
+        if !handler.session.is_open() {
             return false;
         }
-        let now = session.now();
-        match session.deadlines.read_gate(session.hub.timeouts(), now) {
+        let now = handler.now();
+        match handler.deadlines.read_gate(handler.hub.timeouts(), now) {
             ReadGate::Open => false,
             ReadGate::Paused => true,
             ReadGate::PausedUntil(at) => {
-                session.hub.clock().wake_at(at, cx.waker().clone());
+                handler.hub.clock().wake_at(at, cx.waker().clone());
                 true
             }
         }
@@ -295,74 +259,75 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// is queued.
     fn send_ping(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         let mut sent = 0;
-        if self.session.batch.is_empty() {
+        if self.handler.session.is_written_out() {
             if let Poll::Ready(result) = Pin::new(&mut self.stream).poll_write(cx, PING) {
                 sent = result?;
-                let session = &self.session;
-                session
+                let handler = &self.handler;
+                handler
                     .hub
                     .metrics()
-                    .frames_out(session.endpoint(), usize::from(sent == PING.len()), sent);
+                    .frames_out(handler.endpoint(), usize::from(sent == PING.len()), sent);
             }
         }
         if sent < PING.len() {
-            self.session.batch.push_back(Bytes::from_static(&PING[sent..]));
+            self.handler
+                .session
+                .outgoing()
+                .push_back(Bytes::from_static(&PING[sent..]));
         }
         Ok(())
     }
 
     fn ingest(&mut self, bytes: &[u8]) {
-        let session = &mut self.session;
-        session.hub.metrics().bytes_in(session.endpoint(), bytes.len());
-        if let Err(error) = self.decoder.decode(bytes, &mut |event| session.on_event(event)) {
-            session.fail(error);
+        let handler = &mut self.handler;
+        handler.hub.metrics().bytes_in(handler.endpoint(), bytes.len());
+        if let Err(error) = self.decoder.decode(bytes, &mut |event| handler.on_event(event)) {
+            let action = handler.session.fail(error);
+            handler.apply(action);
         }
         // A message still arriving keeps its buffer until the next read:
         // that counts against the server-wide budget.
-        if let Err(over) = self.decoder.account(session.hub.incomplete_messages()) {
-            session.overloaded(over);
+        if let Err(over) = self.decoder.account(handler.hub.incomplete_messages()) {
+            handler.overloaded(over);
         }
     }
 
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let session = &mut self.session;
-        while !session.batch.is_empty() {
+        let handler = &mut self.handler;
+        while !handler.session.is_written_out() {
             let mut slices = [IoSlice::new(&[]); FRAMES_PER_WRITE];
             let mut count = 0;
-            for (i, frame) in session.batch.iter().take(FRAMES_PER_WRITE).enumerate() {
-                let skip = if i == 0 { session.written } else { 0 };
-                slices[i] = IoSlice::new(&frame[skip..]);
+            for (slice, bytes) in slices.iter_mut().zip(handler.session.unwritten()) {
+                *slice = IoSlice::new(bytes);
                 count += 1;
             }
             match Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..count]) {
                 Poll::Pending => {
-                    session.deadlines.write_stalled(session.now());
+                    handler.deadlines.write_stalled(handler.hub.clock().now());
                     return Poll::Pending;
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => {
-                    session.deadlines.write_progressed();
-                    let frames = session.advance(n);
-                    session.hub.metrics().frames_out(session.endpoint(), frames, n);
+                    handler.deadlines.write_progressed();
+                    let frames = handler.session.wrote(n);
+                    handler.hub.metrics().frames_out(handler.endpoint(), frames, n);
                 }
             }
         }
         match Pin::new(&mut self.stream).poll_flush(cx) {
             Poll::Pending => {
-                session.deadlines.write_stalled(session.now());
+                handler.deadlines.write_stalled(handler.now());
                 return Poll::Pending;
             }
             Poll::Ready(result) => result?,
         }
-        if session.phase() != Phase::Open {
-            session.closing().close_written = true;
-        }
+        handler.session.flushed();
         Poll::Ready(Ok(()))
     }
 }
 
-impl Session {
+impl Handler {
     /// The connection's number, for log lines.
     pub(crate) fn id(&self) -> u64 {
         self.id
@@ -398,69 +363,24 @@ impl Session {
         Poll::Pending
     }
 
-    fn phase(&self) -> Phase {
-        self.closing.as_ref().map_or(Phase::Open, |c| c.phase)
-    }
-
-    /// The closing state, made on first use.
-    fn closing(&mut self) -> &mut Closing {
-        self.closing.get_or_insert_with(Box::default)
-    }
-
-    /// Whether the connection is over outside the closing handshake.
-    fn is_ended(&self) -> bool {
-        self.closing.as_ref().is_some_and(|c| c.ending.is_some())
-    }
-
-    fn peer_close_code(&self) -> Option<u16> {
-        self.closing.as_ref().and_then(|c| c.peer_closed).flatten()
-    }
-
-    /// Gives back the queue space a past burst left behind (the batch and
-    /// the outbox keep their capacity once grown). Called when a ping is
-    /// due, once per ping interval: a connection that went quiet ends up
+    /// Gives back the queue space a past burst left behind (the write queue
+    /// and the outbox keep their capacity once grown). Called when a ping
+    /// is due, once per ping interval: a connection that went quiet ends up
     /// holding no queue memory, and a busy one pays one reallocation a
     /// minute.
     fn release_spare_capacity(&mut self) {
-        if self.batch.is_empty() {
-            self.batch = VecDeque::new();
-        }
+        self.session.release_spare_capacity();
         self.outbox.release_spare_capacity();
     }
 
     /// Keeps how the connection ended until the close line is logged.
     pub(crate) fn set_ending(&mut self, ending: Ending) {
-        self.closing().ending = Some(ending);
+        self.session.set_ending(ending);
     }
 
     /// How the connection ended (see `set_ending`).
     pub(crate) fn ending(&self) -> Option<&Ending> {
-        self.closing.as_ref().and_then(|c| c.ending.as_ref())
-    }
-
-    /// Ends the connection for a reason outside the closing handshake.
-    fn end(&mut self, ending: Ending) {
-        self.closing().ending.get_or_insert(ending);
-    }
-
-    /// The ending, once the connection has nothing more to do. A close we
-    /// started for a reason (`cause`) reports that reason however the
-    /// handshake then ends.
-    fn finished(&mut self) -> Option<Ending> {
-        let closing = self.closing.as_mut()?;
-        let done = match closing.phase {
-            _ if closing.ending.is_some() => closing.ending.take(),
-            Phase::CloseSent(code) if closing.close_written && closing.peer_closed.is_some() => {
-                Some(Ending::ServerClosed(code))
-            }
-            Phase::Replying if closing.close_written => Some(Ending::ClientClosed(closing.peer_closed.flatten())),
-            _ => None,
-        };
-        done.map(|ending| closing.cause.take().unwrap_or(ending))
-    }
-
-    fn timed_out(&mut self, ending: Ending) -> Ending {
-        self.closing.as_mut().and_then(|c| c.cause.take()).unwrap_or(ending)
+        self.session.ending()
     }
 
     fn endpoint(&self) -> crate::hub::Endpoint {
@@ -471,62 +391,43 @@ impl Session {
         }
     }
 
-    fn advance(&mut self, mut n: usize) -> usize {
-        let mut frames = 0;
-        while n > 0 {
-            let Some(front) = self.batch.front() else {
-                return frames;
-            };
-            let left = front.len() - self.written;
-            if n >= left {
-                n -= left;
-                self.batch.pop_front();
-                frames += 1;
-                self.written = 0;
-            } else {
-                self.written += n;
-                n = 0;
-            }
-        }
-        frames
-    }
-
-    /// Paces out any replay of a `wshub.v1` connection, once its batch is
-    /// written out; true while some replay is not over.
+    /// Paces out any replay of a `wshub.v1` connection, once its write
+    /// queue is written out; true while some replay is not over.
     fn continue_replays(&mut self) -> bool {
-        let ready = self.batch.is_empty() && self.phase() == Phase::Open;
+        let ready = self.session.is_written_out() && self.session.is_open();
         match &mut self.service {
             Service::Chat(session) if ready => session.continue_replays(),
             _ => false,
         }
     }
 
-    /// Moves queued frames into the batch, once it is written out; true if
-    /// it took anything, or left something to take once the batch is.
+    /// Moves queued frames into the write queue, once it is written out;
+    /// true if it took anything, or left something to take once the queue
+    /// is written out.
     ///
-    /// Taking only into an empty batch keeps what a client has not read
+    /// Taking only into an empty queue keeps what a client has not read
     /// within its outbox's bounds: frames wait in the outbox, where every
-    /// push is counted, instead of piling up in the batch behind a socket
-    /// that does not drain. That goes for the connection's own replies
-    /// (history, pongs) as much as for broadcasts: at most one outbox's
-    /// worth is in flight and one more queued.
+    /// push is counted, instead of piling up in the write queue behind a
+    /// socket that does not drain. That goes for the connection's own
+    /// replies (history, pongs) as much as for broadcasts: at most one
+    /// outbox's worth is in flight and one more queued.
     fn poll_outbox(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.is_ended() {
+        if self.session.is_ended() {
             return false;
         }
-        if self.phase() != Phase::Open {
+        if !self.session.is_open() {
             if self.outbox.poll_aborted(cx).is_ready() {
-                self.end(Ending::Aborted);
+                self.session.abort();
             }
             return false;
         }
-        if !self.batch.is_empty() {
+        if !self.session.is_written_out() {
             if let Some(request) = self.outbox.close_requested() {
                 self.on_close_request(request);
             }
             return true;
         }
-        match self.outbox.poll_take(cx, &mut self.batch) {
+        match self.outbox.poll_take(cx, self.session.outgoing()) {
             Poll::Pending => false,
             Poll::Ready(None) => true,
             Poll::Ready(Some(request)) => {
@@ -537,65 +438,63 @@ impl Session {
     }
 
     fn on_close_request(&mut self, request: CloseRequest) {
-        match request {
-            CloseRequest::Abort => self.end(Ending::Aborted),
-            CloseRequest::Graceful(code, reason) => self.send_close(code, reason),
+        let action = match request {
+            CloseRequest::Abort => {
+                self.session.abort();
+                return;
+            }
+            CloseRequest::Graceful(code, reason) => self.session.close(code, reason),
             CloseRequest::Evicted(code, reason) => {
                 self.hub.stats().evictions.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(conn = self.id, "evicting: {reason}");
-                // Keep only a partly written frame, so that the close frame
-                // after it is still framed correctly.
-                self.batch.truncate(usize::from(self.written > 0));
-                self.send_close(code, reason);
-                self.closing().cause = Some(Ending::Evicted(code));
+                self.session.evict(code, reason)
             }
-        }
+        };
+        self.apply(action);
     }
 
-    /// Queues our close frame after what is already queued; from now on only
-    /// the client's close matters.
-    fn send_close(&mut self, code: CloseCode, reason: &str) {
-        if self.phase() != Phase::Open {
-            return;
+    /// Carries out what the session asked for.
+    fn apply(&mut self, action: Action) {
+        match action {
+            Action::None => {}
+            Action::Deliver(message) => self.deliver(message),
+            Action::Queue(frame) => {
+                // An overflow evicts this connection through its outbox.
+                let _ = self.outbox.push(frame);
+            }
+            Action::Close => {
+                // Logged here for the decoder's errors and a malformed close
+                // frame alike.
+                if let Some(Ending::ProtocolViolation(error)) = self.session.cause() {
+                    tracing::warn!(
+                        conn = self.id,
+                        code = error.code.as_u16(),
+                        "closing connection: {}",
+                        error.reason
+                    );
+                }
+                // Replies already queued go out before the close frame.
+                self.outbox.drain_into(self.session.outgoing());
+                self.deadlines.closing(self.hub.timeouts(), self.now());
+            }
+            Action::Reply => self.deadlines.closing(self.hub.timeouts(), self.now()),
         }
-        self.outbox.drain_into(&mut self.batch);
-        self.batch.push_back(encode_close(code, reason));
-        self.closing().phase = Phase::CloseSent(code);
-        self.deadlines.closing(self.hub.timeouts(), self.now());
-    }
-
-    fn fail(&mut self, error: ProtocolError) {
-        if self.phase() != Phase::Open {
-            return;
-        }
-        tracing::warn!(
-            conn = self.id,
-            code = error.code.as_u16(),
-            "closing connection: {}",
-            error.reason
-        );
-        self.send_close(error.code, error.reason);
-        self.closing().cause = Some(Ending::ProtocolViolation(error));
     }
 
     /// Closes with 1013: this connection's unfinished message would take
     /// the server past `--max-incomplete-bytes` (the decoder dropped it).
     fn overloaded(&mut self, over: OverBudget) {
-        if self.phase() != Phase::Open {
-            return;
+        let action = self.session.overloaded();
+        if let Action::Close = action {
+            tracing::warn!(conn = self.id, code = 1013, "closing connection: {over}");
         }
-        tracing::warn!(conn = self.id, code = 1013, "closing connection: {over}");
-        self.send_close(CloseCode::TryAgainLater, OVER_BUDGET_REASON);
-        self.closing().cause = Some(Ending::Overloaded(OVER_BUDGET_REASON));
+        self.apply(action);
     }
 
     /// Closes with 1008 for `reason` (the close log line gives it).
     fn close_for_policy(&mut self, reason: &'static str) {
-        if self.phase() != Phase::Open {
-            return;
-        }
-        self.send_close(CloseCode::PolicyViolation, reason);
-        self.closing().cause = Some(Ending::PolicyViolation(reason));
+        let action = self.session.close_for_policy(reason);
+        self.apply(action);
     }
 
     /// A raw connection went over its rate: counted and logged once per
@@ -645,55 +544,32 @@ impl Session {
     }
 
     fn on_event(&mut self, event: Event) {
-        match event {
-            Event::Message(message) => {
-                self.hub.metrics().message_in(self.endpoint());
-                if self.phase() != Phase::Open {
-                    return;
-                }
-                tracing::debug!(conn = self.id, bytes = message.payload().len(), "message");
-                if !self.admit(&message) {
-                    return;
-                }
-                match &mut self.service {
-                    // An overflow evicts this connection through its outbox.
-                    Service::Echo => {
-                        let _ = self.outbox.push(frame_for(message.frame(), self.outbox.deflate()));
-                    }
-                    Service::Raw(membership) => {
-                        membership.publish_raw(&message);
-                    }
-                    Service::Chat(session) => {
-                        if let Err(give_up) = session.on_message(&message) {
-                            tracing::warn!(conn = self.id, "closing connection: {}", give_up.0);
-                            self.send_close(CloseCode::PolicyViolation, give_up.0);
-                            self.closing().cause = Some(Ending::PolicyViolation(give_up.0));
-                        }
-                    }
-                }
+        if let Event::Message(_) = event {
+            self.hub.metrics().message_in(self.endpoint());
+        }
+        let action = self.session.on_event(event);
+        self.apply(action);
+    }
+
+    /// Hands a message the session let through to the service.
+    fn deliver(&mut self, message: Message) {
+        tracing::debug!(conn = self.id, bytes = message.payload().len(), "message");
+        if !self.admit(&message) {
+            return;
+        }
+        match &mut self.service {
+            // An overflow evicts this connection through its outbox.
+            Service::Echo => {
+                let _ = self.outbox.push(frame_for(message.frame(), self.outbox.deflate()));
             }
-            Event::Ping(payload) => {
-                if self.phase() == Phase::Open {
-                    let _ = self.outbox.push(encode_frame(OpCode::Pong, &payload));
-                }
+            Service::Raw(membership) => {
+                membership.publish_raw(&message);
             }
-            Event::Pong => {}
-            Event::Close(code, _reason) => {
-                self.closing().peer_closed.get_or_insert(code);
-                if self.phase() == Phase::Open {
-                    let reply = match code {
-                        Some(code) => encode_close(CloseCode::from_u16(code), ""),
-                        None => encode_frame(OpCode::Close, b""),
-                    };
-                    self.batch.push_back(reply);
-                    self.closing().phase = Phase::Replying;
-                    self.deadlines.closing(self.hub.timeouts(), self.now());
+            Service::Chat(session) => {
+                if let Err(give_up) = session.on_message(&message) {
+                    tracing::warn!(conn = self.id, "closing connection: {}", give_up.0);
+                    self.close_for_policy(give_up.0);
                 }
-            }
-            Event::InvalidClose(error) => {
-                self.fail(error);
-                // The client has closed already; no second close will come.
-                self.closing().peer_closed.get_or_insert(None);
             }
         }
     }

@@ -9,18 +9,18 @@
 //! # Layout
 //! - `outbox`: the bounded outbound queue the hub pushes into.
 //! - `keepalive`: the ping, read, write and close deadlines on one timer.
-//! - `driver`: the poll loop over socket, outbox and timer.
+//! - `driver`: the poll loop over socket, outbox and timer: the I/O around
+//!   the protocol's [`Session`](crate::protocol::Session), which decides
+//!   the closing handshake and how the connection ended.
 //! - `task`: the connection's life as one exactly sized future.
-//! - `ending`: why a connection ended, for the close log line.
 
 mod driver;
-mod ending;
 mod keepalive;
 mod outbox;
 mod task;
 
+pub use crate::protocol::Ending;
 pub use driver::{Service, Setup};
-pub use ending::Ending;
 pub use keepalive::Timeouts;
 pub use outbox::{CloseRequest, Outbox, Rejected};
 pub use task::{ConnectionTask, Farewell};

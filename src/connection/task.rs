@@ -14,8 +14,8 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::driver::{Connection, Setup};
-use super::ending::Ending;
 use crate::hub::Registration;
+use crate::protocol::Ending;
 
 /// What is needed to say goodbye: the registration (dropped last, after
 /// the room membership) and the fields of the close log line.
@@ -41,7 +41,7 @@ impl Drop for Farewell {
 enum Stage {
     Running,
     /// Shutting the socket down (bounded by the write timeout), then
-    /// logging; the ending waits in the session meanwhile.
+    /// logging; the ending waits in the protocol session meanwhile.
     ShuttingDown,
     /// Ended without a closing handshake (shutdown ran out of time): only
     /// the log line is left.
@@ -92,10 +92,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for ConnectionTask<S> {
                         // The server closes TCP first after a close handshake
                         // (RFC 6455 7.1.1); bounded, since the peer may have
                         // stopped reading.
-                        this.connection.session.shutting_down();
+                        this.connection.handler.shutting_down();
                         Stage::ShuttingDown
                     };
-                    this.connection.session.set_ending(ending);
+                    this.connection.handler.set_ending(ending);
                 }
                 Stage::ShuttingDown | Stage::Aborted => {
                     if this.stage == Stage::ShuttingDown {
@@ -104,7 +104,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for ConnectionTask<S> {
                         if !shut
                             && this
                                 .connection
-                                .session
+                                .handler
                                 .poll_shutdown_bound(cx, registration)
                                 .is_pending()
                         {
@@ -112,9 +112,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for ConnectionTask<S> {
                         }
                     }
                     this.stage = Stage::Done;
-                    let session = &this.connection.session;
-                    if let Some(ending) = session.ending() {
-                        log_close(&this.farewell, session.id(), session.age(), ending);
+                    let handler = &this.connection.handler;
+                    if let Some(ending) = handler.ending() {
+                        log_close(&this.farewell, handler.id(), handler.age(), ending);
                     }
                     return Poll::Ready(());
                 }

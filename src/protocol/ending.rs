@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use crate::protocol::{CloseCode, ProtocolError};
+use super::close::CloseCode;
+use super::decoder::ProtocolError;
 
 /// How a connection ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
