@@ -67,6 +67,56 @@ async fn broadcast_mode_sees_no_loss_or_reordering() {
 }
 
 #[tokio::test]
+async fn several_generator_threads_add_up_to_one_clean_report() {
+    let server = start_server_with(test_config()).await;
+    let mut common = Common::new(server.url("/echo"));
+    common.threads = 3;
+    let report = echo::run(EchoOptions {
+        common,
+        connections: 10,
+        duration: Duration::from_millis(500),
+        ..EchoOptions::default()
+    })
+    .await
+    .expect("echo run on three threads");
+    assert_eq!(report.connections.opened, 10, "{report:?}");
+    assert!(report.messages > 0, "{report:?}");
+    assert_eq!(
+        (report.mismatches, report.unexpected, report.disconnects),
+        (0, 0, 0),
+        "{report:?}"
+    );
+    assert!(report.latency.count >= report.messages, "{report:?}");
+
+    // One sender in a closed loop (the latency-bound fan-out), its room spread over threads.
+    let mut common = Common::new(server.url("/ws"));
+    common.threads = 3;
+    let report = broadcast::run(BroadcastOptions {
+        common,
+        clients: 30,
+        senders: 1,
+        duration: Duration::from_millis(500),
+        drain: Duration::from_secs(5),
+        ..BroadcastOptions::default()
+    })
+    .await
+    .expect("one-sender broadcast run on three threads");
+    let room = &report.room;
+    assert_eq!(report.connections.opened, 30, "{report:?}");
+    assert_eq!((room.senders, room.pacing), (1, "closed-loop"), "{report:?}");
+    assert!(room.sent > 1, "the loop went round: {report:?}");
+    assert_eq!(room.deliveries, room.sent * 30, "{report:?}");
+    assert_eq!(room.latency.count, room.deliveries, "{report:?}");
+    assert_eq!(
+        (room.loss, room.order_violations, room.corrupt),
+        (0, 0, 0),
+        "{report:?}"
+    );
+    assert!(room.drained, "{report:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn conns_mode_opens_every_connection_and_reads_the_servers_memory() {
     let server = start_server_with(test_config()).await;
     let mut common = Common::new(server.url("/echo"));

@@ -12,6 +12,7 @@ use crate::payload::Format;
 use crate::procfs::CpuReport;
 use crate::report::Connections;
 use crate::room::{self, RoomPlan, RoomStats};
+use crate::threads::GeneratorThreads;
 
 /// Options of a broadcast run.
 #[derive(Debug, Clone)]
@@ -87,7 +88,8 @@ pub async fn run(opts: BroadcastOptions) -> anyhow::Result<BroadcastReport> {
         size: opts.size,
         format: opts.format,
     };
-    let outcome = room::run("broadcast", &opts.common, &plan).await?;
+    let threads = GeneratorThreads::start(opts.common.threads)?;
+    let outcome = room::run("broadcast", &opts.common, &plan, &threads).await?;
     Ok(BroadcastReport {
         mode: "broadcast",
         label: opts.common.label.clone(),

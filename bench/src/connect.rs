@@ -11,6 +11,7 @@ use crate::client::{self, ConnectOptions, WsConn};
 use crate::latency::{Clock, Latencies};
 use crate::progress::Progress;
 use crate::target::Target;
+use crate::threads::GeneratorThreads;
 
 /// Upgrades in flight at once by default: enough to keep a server's accept loop busy without
 /// overflowing its listen backlog.
@@ -36,17 +37,29 @@ pub struct Opened {
 
 /// Opens connections `first..first + count` to `target`, `concurrency` at a time.
 ///
-/// `options(i)` gives connection `i`'s options (its source address, buffer sizes). Failures are
-/// counted, not returned: a load test reports how many connections the server refused.
+/// `options(i)` gives connection `i`'s options (its source address, buffer sizes). Connection
+/// `i` is opened on `threads.for_connection(i)`, and its task must run there too: its socket
+/// belongs to that thread's reactor. Failures are counted, not returned: a load test reports
+/// how many connections the server refused.
 pub async fn open_many(
     target: &Arc<Target>,
     first: usize,
     count: usize,
     concurrency: usize,
     options: impl Fn(usize) -> ConnectOptions,
+    threads: &GeneratorThreads,
     progress: &Arc<Progress>,
 ) -> Opened {
-    open_spread(|_| target.clone(), first, count, concurrency, options, progress).await
+    open_spread(
+        |_| target.clone(),
+        first,
+        count,
+        concurrency,
+        options,
+        threads,
+        progress,
+    )
+    .await
 }
 
 /// Like [`open_many`], with connection `i` going to `target_of(i)` (clients spread over the
@@ -57,6 +70,7 @@ pub async fn open_spread(
     count: usize,
     concurrency: usize,
     options: impl Fn(usize) -> ConnectOptions,
+    threads: &GeneratorThreads,
     progress: &Arc<Progress>,
 ) -> Opened {
     let started = Instant::now();
@@ -69,13 +83,14 @@ pub async fn open_spread(
     loop {
         while next < end && set.len() < concurrency.max(1) {
             let (target, opts, i) = (target_of(next), options(next), next);
-            set.spawn(async move {
+            let connect = async move {
                 let t0 = clock.now_ns();
                 let result = tokio::time::timeout(CONNECT_TIMEOUT, client::connect(&target, &opts, i as u64))
                     .await
                     .unwrap_or_else(|_| Err(anyhow::anyhow!("connect timed out")));
                 (i, result, clock.now_ns() - t0)
-            });
+            };
+            set.spawn_on(connect, threads.for_connection(i));
             next += 1;
         }
         let Some(joined) = set.join_next().await else {

@@ -24,6 +24,7 @@ use crate::procfs::{self, CpuMeter};
 use crate::progress::{Progress, Reporter};
 use crate::report::{self, Connections};
 use crate::target::Target;
+use crate::threads::GeneratorThreads;
 
 /// Files the generator keeps for itself besides its sockets.
 const SPARE_FILES: u64 = 64;
@@ -114,6 +115,7 @@ pub async fn run(opts: ConnsOptions) -> anyhow::Result<ConnsReport> {
         "connection {last} at {per_ip} per source address is past 127.0.0.254"
     );
 
+    let threads = GeneratorThreads::start(opts.common.threads)?;
     let progress = Arc::new(Progress::default());
     progress.wanted.store(opts.connections as u64, Relaxed);
     let _reporter = Reporter::start("conns", progress.clone(), opts.common.progress);
@@ -135,6 +137,7 @@ pub async fn run(opts: ConnsOptions) -> anyhow::Result<ConnsReport> {
             source_ip: spread.then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i / per_ip) as u8))),
             ..base.clone()
         },
+        &threads,
         &progress,
     )
     .await;
@@ -146,8 +149,8 @@ pub async fn run(opts: ConnsOptions) -> anyhow::Result<ConnsReport> {
     let dropped = Arc::new(AtomicU64::new(0));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut holders = tokio::task::JoinSet::new();
-    for (_, conn) in opened.conns {
-        holders.spawn(hold(conn, stop_rx.clone(), dropped.clone()));
+    for (i, conn) in opened.conns {
+        holders.spawn_on(hold(conn, stop_rx.clone(), dropped.clone()), threads.for_connection(i));
     }
     tokio::time::sleep(opts.hold).await;
     let rss_after = pid.and_then(|p| procfs::status_kib(p, "VmRSS").ok());

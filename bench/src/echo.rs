@@ -20,6 +20,7 @@ use crate::procfs::{CpuMeter, CpuReport};
 use crate::progress::{Progress, Reporter};
 use crate::report::{self, Connections};
 use crate::target::Target;
+use crate::threads::GeneratorThreads;
 
 /// How long connections may take to return their last in-flight echoes after the run.
 const DRAIN: Duration = Duration::from_secs(2);
@@ -122,6 +123,7 @@ pub async fn run(opts: EchoOptions) -> anyhow::Result<EchoReport> {
         opts.format
     );
     let target = Arc::new(Target::resolve(&opts.common.url, opts.common.allow_remote).await?);
+    let threads = GeneratorThreads::start(opts.common.threads)?;
     let progress = Arc::new(Progress::default());
     progress.wanted.store(opts.connections as u64, Relaxed);
     let _reporter = Reporter::start("echo", progress.clone(), opts.common.progress);
@@ -137,6 +139,7 @@ pub async fn run(opts: EchoOptions) -> anyhow::Result<EchoReport> {
         opts.connections,
         DEFAULT_CONCURRENCY,
         |_| connect_opts.clone(),
+        &threads,
         &progress,
     )
     .await;
@@ -158,7 +161,7 @@ pub async fn run(opts: EchoOptions) -> anyhow::Result<EchoReport> {
             progress: progress.clone(),
             latency: latencies.recorder(),
         };
-        tasks.spawn(driver.run());
+        tasks.spawn_on(driver.run(), threads.for_connection(i));
     }
     tokio::time::sleep(opts.duration).await;
     totals.stop.store(true, Relaxed);

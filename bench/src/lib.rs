@@ -19,6 +19,7 @@
 //! - [`summary`]: turns a directory of JSON reports into a results file, a markdown table and an
 //!   SVG chart (used by `scripts/bench`).
 //! - [`chart`]: the SVG bar chart of a summary.
+//! - [`threads`]: `--threads N`, connections spread over N single-threaded runtimes.
 //! - Helpers: [`target`] (URL, loopback rule), [`connect`] (many connections at once),
 //!   [`payload`] (what a message carries), [`latency`], [`procfs`] (CPU and RSS),
 //!   [`progress`], [`options`], [`rng`].
@@ -33,6 +34,7 @@ pub mod conns;
 pub mod echo;
 pub mod latency;
 pub mod options;
+mod pacing;
 pub mod payload;
 pub mod procfs;
 pub mod progress;
@@ -42,6 +44,7 @@ mod room;
 pub mod slow;
 pub mod summary;
 pub mod target;
+pub mod threads;
 
 pub use broadcast::{BroadcastOptions, BroadcastReport};
 pub use conns::{ConnsOptions, ConnsReport};

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use wshub_bench::options::parse_duration;
+use wshub_bench::threads::MAX_THREADS;
 use wshub_bench::{
     broadcast, conns, echo, slow, summary, BroadcastOptions, Common, ConnsOptions, EchoOptions, Format, SlowOptions,
 };
@@ -111,7 +112,8 @@ struct CommonArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
-    /// Runtime threads (1: a current_thread runtime, the cheapest per message).
+    /// Generator threads, each a current_thread runtime with its share of the connections
+    /// (round robin, so senders too); 1 runs everything on one thread.
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// Allow a target that is not a loopback address.
@@ -183,6 +185,7 @@ impl CommonArgs {
             server_pid: self.server_pid,
             progress: !self.quiet,
             label: self.label.clone(),
+            threads: self.threads,
         }
     }
 }
@@ -216,21 +219,19 @@ fn start(cli: Cli) -> anyhow::Result<()> {
         | Mode::Slow { common, .. } => common.threads,
         Mode::Summarize { .. } => 1,
     };
-    anyhow::ensure!((1..=64).contains(&threads), "--threads must be 1 to 64");
+    anyhow::ensure!(
+        (1..=MAX_THREADS).contains(&threads),
+        "--threads must be 1 to {MAX_THREADS}"
+    );
     if let Mode::Echo { common, .. } | Mode::Conns { common, .. } | Mode::Slow { common, .. } = &cli.mode {
         anyhow::ensure!(
             !common.url.contains(','),
             "only broadcast accepts several comma-separated URLs"
         );
     }
-    let runtime = if threads == 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()?
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()?
-    };
+    // The coordinator's runtime; with --threads above 1 the connections run on threads of
+    // their own (wshub_bench::threads).
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(run(cli.mode))
 }
 

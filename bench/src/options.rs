@@ -30,6 +30,9 @@ pub struct Common {
     pub progress: bool,
     /// A name for the server under test, copied into the report (e.g. `wshub`, `uws`).
     pub label: Option<String>,
+    /// Generator threads the connections are spread over ([`crate::threads`]); 0 and 1 both
+    /// mean the caller's runtime.
+    pub threads: usize,
 }
 
 impl Common {

@@ -33,11 +33,13 @@ use crate::client::{ConnectOptions, Incoming, Message, WsConn};
 use crate::connect::{self, DEFAULT_CONCURRENCY};
 use crate::latency::{Clock, Latencies, LatencySummary, Recorder};
 use crate::options::{self, Common, MAX_BUSY_CONNECTIONS, MAX_MESSAGE_SIZE};
+use crate::pacing::Pacer;
 use crate::payload::{self, Format, Stamp, PROBE_SENDER};
 use crate::procfs::{CpuMeter, CpuReport};
 use crate::progress::{Progress, Reporter};
 use crate::report::{self, Connections};
 use crate::target::Target;
+use crate::threads::GeneratorThreads;
 
 /// How long every client has to receive a sync probe.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
@@ -209,7 +211,8 @@ pub(crate) struct RoomOutcome {
     pub connections: Connections,
     pub stats: RoomStats,
     pub cpu: CpuReport,
-    pub stalled: Vec<WsConn>,
+    /// `(connection index, connection)`.
+    pub stalled: Vec<(usize, WsConn)>,
 }
 
 /// Tells the reading clients to close, waits up to 2 s for them, then aborts the rest (their
@@ -272,8 +275,14 @@ pub fn node_of(id: usize, clients: usize, nodes: usize) -> usize {
     }
 }
 
-/// Runs a room: `plan.stalled` clients that never read plus `plan.clients` that do.
-pub(crate) async fn run(mode: &'static str, common: &Common, plan: &RoomPlan) -> anyhow::Result<RoomOutcome> {
+/// Runs a room: `plan.stalled` clients that never read plus `plan.clients` that do, spread over
+/// `threads` (which must outlive the stalled connections handed back).
+pub(crate) async fn run(
+    mode: &'static str,
+    common: &Common,
+    plan: &RoomPlan,
+    threads: &GeneratorThreads,
+) -> anyhow::Result<RoomOutcome> {
     plan.check()?;
     let urls = split_urls(&common.url);
     anyhow::ensure!(!urls.is_empty(), "no URL given");
@@ -334,6 +343,7 @@ pub(crate) async fn run(mode: &'static str, common: &Common, plan: &RoomPlan) ->
                 busy.clone()
             }
         },
+        threads,
         &progress,
     )
     .await;
@@ -392,10 +402,8 @@ pub(crate) async fn run(mode: &'static str, common: &Common, plan: &RoomPlan) ->
                 .get(node_of(id, plan.clients, nodes))
                 .map(Latencies::recorder),
         };
-        tasks.spawn(member.run());
+        tasks.spawn_on(member.run(), threads.for_connection(i));
     }
-    let stalled: Vec<WsConn> = stalled.into_iter().map(|(_, c)| c).collect();
-
     let sync_start = Instant::now();
     if !wait_until(SYNC_TIMEOUT, || shared.synced.load(Relaxed) >= readers).await {
         let synced = shared.synced.load(Relaxed);
@@ -555,12 +563,7 @@ impl Drop for Tally {
 
 /// What a sender is doing.
 struct SendState {
-    /// Next sequence number.
-    seq: u64,
-    /// Closed loop: the sequence number whose return we are waiting for.
-    awaiting: Option<u64>,
-    /// Rate pacing: when sending started.
-    start_ns: u64,
+    pacer: Pacer,
     scratch: Vec<u8>,
 }
 
@@ -591,9 +594,7 @@ impl Member {
         let mut ticker = tokio::time::interval(PROBE_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut state = SendState {
-            seq: 0,
-            awaiting: None,
-            start_ns: 0,
+            pacer: Pacer::new(self.shared.sender_rate),
             scratch: Vec::with_capacity(self.shared.size),
         };
         let (mut synced, mut stopped, mut drained) = (false, false, false);
@@ -612,20 +613,14 @@ impl Member {
                     phase = *self.phase.borrow_and_update();
                     match phase {
                         Phase::Run { start_ns } if self.sends => {
-                            state.start_ns = start_ns;
-                            match self.shared.sender_rate {
-                                None => {
-                                    state.awaiting = Some(state.seq);
-                                    self.send(&mut state);
-                                }
-                                Some(rate) => {
-                                    let period = Duration::from_secs_f64(1.0 / rate)
-                                        .max(Duration::from_millis(1));
-                                    ticker = tokio::time::interval(period);
-                                    ticker.set_missed_tick_behavior(
-                                        tokio::time::MissedTickBehavior::Delay,
-                                    );
-                                }
+                            for _ in 0..state.pacer.start(start_ns) {
+                                self.send(&mut state);
+                            }
+                            if let Some(rate) = self.shared.sender_rate {
+                                let period = Duration::from_secs_f64(1.0 / rate)
+                                    .max(Duration::from_millis(1));
+                                ticker = tokio::time::interval(period);
+                                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                             }
                         }
                         Phase::Done => return Ok(()),
@@ -716,10 +711,9 @@ impl Member {
         } else {
             *next = stamp.seq + 1;
         }
-        if stamp.sender == self.id && state.awaiting == Some(stamp.seq) {
-            state.awaiting = None;
-            if matches!(phase, Phase::Run { .. }) {
-                state.awaiting = Some(state.seq);
+        if stamp.sender == self.id {
+            let running = matches!(phase, Phase::Run { .. });
+            for _ in 0..state.pacer.on_own_receipt(stamp.seq, running) {
                 self.send(state);
             }
         }
@@ -736,14 +730,9 @@ impl Member {
         self.conn.queue(self.shared.format.kind(), &state.scratch);
     }
 
-    /// Rate pacing: sends what this sender is behind by (at most 1,000 at once).
+    /// Rate pacing: sends what this sender is behind by.
     fn send_due(&mut self, state: &mut SendState) {
-        let Some(rate) = self.shared.sender_rate else {
-            return;
-        };
-        let elapsed = self.shared.clock.now_ns().saturating_sub(state.start_ns) as f64 / 1e9;
-        let due = (elapsed * rate) as u64 + 1;
-        for _ in 0..due.saturating_sub(state.seq).min(1000) {
+        for _ in 0..state.pacer.due(self.shared.clock.now_ns()) {
             self.send(state);
         }
     }
@@ -751,10 +740,9 @@ impl Member {
     fn send(&mut self, state: &mut SendState) {
         let stamp = Stamp {
             sender: self.id,
-            seq: state.seq,
+            seq: state.pacer.next(),
             sent_ns: self.shared.clock.now_ns(),
         };
-        state.seq += 1;
         payload::encode(&mut state.scratch, self.shared.format, self.shared.size, stamp);
         self.conn.queue(self.shared.format.kind(), &state.scratch);
         self.shared.sent.fetch_add(1, Relaxed);

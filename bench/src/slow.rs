@@ -17,6 +17,7 @@ use crate::payload::Format;
 use crate::procfs::CpuReport;
 use crate::report::Connections;
 use crate::room::{self, RoomPlan, RoomStats};
+use crate::threads::GeneratorThreads;
 
 /// How long a stalled socket may stay quiet (after its backlog is read) before it is judged
 /// still open.
@@ -111,11 +112,13 @@ pub async fn run(opts: SlowOptions) -> anyhow::Result<SlowReport> {
         size: opts.size,
         format: opts.format,
     };
-    let outcome = room::run("slow", &opts.common, &plan).await?;
+    // Declared first, dropped last: the stalled sockets read below belong to these threads.
+    let threads = GeneratorThreads::start(opts.common.threads)?;
+    let outcome = room::run("slow", &opts.common, &plan, &threads).await?;
     let stalled = outcome.stalled.len();
     let mut checks = tokio::task::JoinSet::new();
-    for conn in outcome.stalled {
-        checks.spawn(how_it_ended(conn));
+    for (i, conn) in outcome.stalled {
+        checks.spawn_on(how_it_ended(conn), threads.for_connection(i));
     }
     let mut eviction = BTreeMap::new();
     let mut evicted = 0;

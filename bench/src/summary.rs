@@ -11,6 +11,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use crate::chart::{self, Panel};
+use crate::procfs::{threads_human, ThreadCpu};
 use crate::report::thousands;
 
 /// One column of the table: where its value is in which mode's report, and how to show it.
@@ -26,6 +27,17 @@ struct Metric {
     ratio: bool,
     /// Also drawn in the chart, under this title.
     chart: Option<&'static str>,
+    /// What the cell shows.
+    show: Show,
+}
+
+/// How a metric's value is shown.
+#[derive(Clone, Copy, PartialEq)]
+enum Show {
+    /// The number at `path`.
+    Number,
+    /// The list of threads at `path` (`cpu.server_threads`): the busiest ones' CPU %.
+    Threads,
 }
 
 const METRICS: &[Metric] = &[
@@ -38,6 +50,7 @@ const METRICS: &[Metric] = &[
         unit: "k",
         ratio: true,
         chart: Some("echo: messages/s (thousands, higher is better)"),
+        show: Show::Number,
     },
     Metric {
         title: "echo p99 ms",
@@ -48,6 +61,7 @@ const METRICS: &[Metric] = &[
         unit: "",
         ratio: false,
         chart: None,
+        show: Show::Number,
     },
     Metric {
         title: "echo msgs per server CPU-s",
@@ -58,6 +72,7 @@ const METRICS: &[Metric] = &[
         unit: "k",
         ratio: true,
         chart: Some("echo: messages per server CPU-second (thousands)"),
+        show: Show::Number,
     },
     Metric {
         title: "echo server / generator CPU %",
@@ -68,6 +83,7 @@ const METRICS: &[Metric] = &[
         unit: "",
         ratio: false,
         chart: None,
+        show: Show::Number,
     },
     Metric {
         title: "fan-out deliveries/s",
@@ -78,6 +94,7 @@ const METRICS: &[Metric] = &[
         unit: "k",
         ratio: true,
         chart: Some("broadcast: deliveries/s (thousands, higher is better)"),
+        show: Show::Number,
     },
     Metric {
         title: "fan-out p99 ms",
@@ -88,6 +105,7 @@ const METRICS: &[Metric] = &[
         unit: "",
         ratio: true,
         chart: Some("broadcast: p99 fan-out latency, ms (lower is better)"),
+        show: Show::Number,
     },
     Metric {
         title: "fan-out loss",
@@ -98,6 +116,62 @@ const METRICS: &[Metric] = &[
         unit: "",
         ratio: false,
         chart: None,
+        show: Show::Number,
+    },
+    Metric {
+        title: "fan-out per server CPU-s",
+        mode: "broadcast",
+        path: &["deliveries_per_server_cpu_sec"],
+        scale: 1e3,
+        decimals: 0,
+        unit: "k",
+        ratio: true,
+        chart: None,
+        show: Show::Number,
+    },
+    Metric {
+        title: "fan-out server threads, CPU %",
+        mode: "broadcast",
+        path: &["cpu", "server_threads"],
+        scale: 1.0,
+        decimals: 0,
+        unit: "",
+        ratio: false,
+        chart: None,
+        show: Show::Threads,
+    },
+    Metric {
+        title: "1-sender fan-out deliveries/s",
+        mode: ONE_SENDER,
+        path: &["deliveries_per_sec"],
+        scale: 1e3,
+        decimals: 0,
+        unit: "k",
+        ratio: true,
+        chart: Some("broadcast, one sender in a closed loop: deliveries/s (thousands, higher is better)"),
+        show: Show::Number,
+    },
+    Metric {
+        title: "1-sender fan-out p99 ms",
+        mode: ONE_SENDER,
+        path: &["latency", "p99_us"],
+        scale: 1e3,
+        decimals: 2,
+        unit: "",
+        ratio: true,
+        chart: None,
+        show: Show::Number,
+    },
+    Metric {
+        title: "1-sender per server CPU-s",
+        mode: ONE_SENDER,
+        path: &["deliveries_per_server_cpu_sec"],
+        scale: 1e3,
+        decimals: 0,
+        unit: "k",
+        ratio: true,
+        chart: None,
+        show: Show::Number,
     },
     Metric {
         title: "idle B/conn",
@@ -108,6 +182,7 @@ const METRICS: &[Metric] = &[
         unit: "",
         ratio: true,
         chart: Some("idle connections: server RSS per connection, bytes (lower is better)"),
+        show: Show::Number,
     },
     Metric {
         title: "idle conns open",
@@ -118,6 +193,7 @@ const METRICS: &[Metric] = &[
         unit: "",
         ratio: false,
         chart: None,
+        show: Show::Number,
     },
     Metric {
         title: "slow: healthy p99 ms",
@@ -128,6 +204,7 @@ const METRICS: &[Metric] = &[
         unit: "",
         ratio: true,
         chart: Some("slow consumers: healthy clients' p99 latency, ms (lower is better)"),
+        show: Show::Number,
     },
     Metric {
         title: "slow: p99 ×no-stall",
@@ -138,6 +215,7 @@ const METRICS: &[Metric] = &[
         unit: "",
         ratio: false,
         chart: None,
+        show: Show::Number,
     },
     Metric {
         title: "slow: healthy loss",
@@ -148,6 +226,7 @@ const METRICS: &[Metric] = &[
         unit: "",
         ratio: false,
         chart: None,
+        show: Show::Number,
     },
     Metric {
         title: "slow: evicted",
@@ -158,8 +237,13 @@ const METRICS: &[Metric] = &[
         unit: "",
         ratio: false,
         chart: None,
+        show: Show::Number,
     },
 ];
+
+/// The broadcast run with one sender in a closed loop (the latency-bound case), filed by
+/// `scripts/bench` under this mode next to the ten-sender `broadcast`.
+pub const ONE_SENDER: &str = "broadcast-1";
 
 /// Not a report's mode: the metric is the `slow` run's value divided by the `slow-base` run's
 /// (the same room and traffic without stalled readers).
@@ -205,14 +289,32 @@ pub fn summarize(runs: &Path, json_out: Option<&Path>, svg: Option<&Path>, basel
         }
         lookup(server, metric.mode, metric.path)
     };
+    let threads_of = |server: &str, metric: &Metric| -> Option<Vec<ThreadCpu>> {
+        let mut v = reports.get(server)?.get(metric.mode)?;
+        for key in metric.path {
+            v = v.get(key)?;
+        }
+        serde_json::from_value::<Vec<ThreadCpu>>(v.clone())
+            .ok()
+            .filter(|threads| !threads.is_empty())
+    };
+    let has_value = |server: &str, metric: &Metric| match metric.show {
+        Show::Number => value_of(server, metric).is_some(),
+        Show::Threads => threads_of(server, metric).is_some(),
+    };
+    // A column no server has a value for (a mode that was not run) is left out.
+    let shown: Vec<&Metric> = METRICS
+        .iter()
+        .filter(|metric| servers.iter().any(|server| has_value(server, metric)))
+        .collect();
 
     let mut table = String::new();
     let _ = write!(table, "| server |");
-    for metric in METRICS {
+    for metric in &shown {
         let _ = write!(table, " {} |", metric.title);
     }
     let _ = write!(table, "\n|---|");
-    for _ in METRICS {
+    for _ in &shown {
         let _ = write!(table, "---:|");
     }
     table.push('\n');
@@ -221,7 +323,14 @@ pub fn summarize(runs: &Path, json_out: Option<&Path>, svg: Option<&Path>, basel
         let _ = write!(table, "| {server} |");
         let mut row = serde_json::Map::new();
         row.insert("server".into(), json!(server));
-        for metric in METRICS {
+        for metric in &shown {
+            if metric.show == Show::Threads {
+                let threads = threads_of(server, metric);
+                let cell = threads.as_deref().map_or_else(|| "–".to_string(), threads_human);
+                let _ = write!(table, " {cell} |");
+                row.insert(metric.title.into(), json!({ "threads": threads }));
+                continue;
+            }
             let value = value_of(server, metric);
             let base = value_of(baseline, metric);
             let mut cell = match value {
@@ -274,7 +383,7 @@ pub fn summarize(runs: &Path, json_out: Option<&Path>, svg: Option<&Path>, basel
         std::fs::write(path, serde_json::to_string_pretty(&results)? + "\n")?;
     }
     if let Some(path) = svg {
-        let panels: Vec<Panel> = METRICS
+        let panels: Vec<Panel> = shown
             .iter()
             .filter_map(|metric| {
                 let title = metric.chart?;
@@ -314,6 +423,77 @@ mod tests {
             "evicted": 10,
             "healthy": { "loss": 0, "latency": { "p99_us": p99_us } },
         })
+    }
+
+    fn thread(name: &str, tid: u32, cpu_pct: f64) -> Value {
+        json!({ "name": name, "tid": tid, "cpu_secs": cpu_pct / 10.0, "cpu_pct": cpu_pct })
+    }
+
+    #[test]
+    fn worker_rows_compare_per_cpu_second_and_show_their_threads() {
+        let runs = std::env::temp_dir().join(format!("wshub-summary-workers-{}", std::process::id()));
+        std::fs::create_dir_all(&runs).unwrap();
+        let broadcast = |label: &str, mode: &str, per_cpu: f64, threads: Vec<Value>| {
+            json!({
+                "mode": mode,
+                "label": label,
+                "deliveries_per_sec": per_cpu,
+                "deliveries_per_server_cpu_sec": per_cpu,
+                "loss": 0,
+                "latency": { "p99_us": 2_000.0 },
+                "cpu": { "server_threads": threads },
+            })
+        };
+        let files = [
+            (
+                "wshub-broadcast",
+                broadcast(
+                    "wshub",
+                    "broadcast",
+                    2_000_000.0,
+                    vec![thread("wshub-worker-0", 7, 99.0)],
+                ),
+            ),
+            ("wshub-broadcast-1", broadcast("wshub", ONE_SENDER, 1_000_000.0, vec![])),
+            (
+                "wshub-2w-broadcast",
+                broadcast(
+                    "wshub-2w",
+                    "broadcast",
+                    1_900_000.0,
+                    vec![
+                        thread("wshub-worker-1", 9, 90.0),
+                        thread("wshub-worker-0", 8, 97.0),
+                        thread("tokio", 3, 0.4),
+                    ],
+                ),
+            ),
+        ];
+        for (name, report) in files {
+            std::fs::write(runs.join(format!("{name}.json")), report.to_string()).unwrap();
+        }
+        let table = summarize(&runs, None, None, "wshub").unwrap();
+        std::fs::remove_dir_all(&runs).unwrap();
+        let header = table.lines().next().unwrap();
+        assert!(
+            !header.contains("echo"),
+            "modes that were not run have no column: {header}"
+        );
+        assert!(header.contains("1-sender fan-out deliveries/s"), "{header}");
+        let row = table
+            .lines()
+            .find(|l| l.starts_with("| wshub-2w |"))
+            .expect("a wshub-2w row");
+        assert!(
+            row.contains("| 1900k (×0.95) |"),
+            "per server CPU-second against one worker: {row}"
+        );
+        assert!(row.contains("| wshub-worker-1 90 %, wshub-worker-0 97 % |"), "{row}");
+        let row = table.lines().find(|l| l.starts_with("| wshub |")).expect("a wshub row");
+        assert!(
+            row.contains("| 1000k |"),
+            "the one-sender run is in its own columns: {row}"
+        );
     }
 
     #[test]
