@@ -140,17 +140,22 @@ async fn conns_mode_opens_every_connection_and_reads_the_servers_memory() {
 #[tokio::test]
 async fn slow_mode_sees_stalled_readers_evicted_and_healthy_ones_unharmed() {
     let mut config = test_config();
-    config.max_queue_messages = 64;
+    // Room for a healthy reader on a loaded machine (it shares this thread with the server
+    // and the senders, and a rate-paced sender catches up after a stall in a burst): half a
+    // second of messages.
+    config.max_queue_messages = 512;
+    config.max_queue_bytes = 8 << 20;
     let server = start_server_with(config).await;
     // A stalled reader is evicted only once the kernel's buffers for it are full too (the
-    // server's send buffer grows to 4 MiB here), so the senders send 16 MiB in 16 KiB messages.
+    // server's send buffer grows to 4 MiB here) and then its queue (8 MiB), so the senders
+    // send 32 MiB in 16 KiB messages.
     let report = slow::run(SlowOptions {
         common: Common::new(server.url("/ws")),
         clients: 8,
         stalled: 2,
         senders: 1,
         rate: Some(1000.0),
-        duration: Duration::from_secs(1),
+        duration: Duration::from_secs(2),
         drain: Duration::from_secs(5),
         size: 16 * 1024,
         ..SlowOptions::default()
