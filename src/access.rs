@@ -103,6 +103,25 @@ impl Refusal {
     }
 }
 
+/// Each refusal counts under one `reason` label; two kinds of origin
+/// refusal share one, so the label set stays what operators already graph.
+impl From<&Refusal> for RefusedUpgrade {
+    fn from(refusal: &Refusal) -> Self {
+        match refusal {
+            Refusal::NotWebSocket => RefusedUpgrade::NotWebSocket,
+            Refusal::Version => RefusedUpgrade::Version,
+            Refusal::Key => RefusedUpgrade::Key,
+            Refusal::BadRoom => RefusedUpgrade::BadRoom,
+            Refusal::Origin | Refusal::UnknownHost => RefusedUpgrade::Origin,
+            Refusal::Full => RefusedUpgrade::Full,
+            Refusal::ShuttingDown => RefusedUpgrade::ShuttingDown,
+            Refusal::Token(rejection) => (*rejection).into(),
+            Refusal::TooManyFromAddress => RefusedUpgrade::TooManyFromAddress,
+            Refusal::NotFound => RefusedUpgrade::NotFound,
+        }
+    }
+}
+
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         if let Refusal::Token(rejection) = self {

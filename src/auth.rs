@@ -20,6 +20,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
+use crate::metrics::RefusedUpgrade;
 use crate::protocol::v1::{is_valid_nick, MAX_USER_BYTES};
 
 /// The prefix of the subprotocol value that carries a token.
@@ -160,6 +161,16 @@ impl IntoResponse for Rejection {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+/// A token refusal's `reason` label in `wshub_upgrades_refused_total`.
+impl From<Rejection> for RefusedUpgrade {
+    fn from(rejection: Rejection) -> Self {
+        match rejection {
+            Rejection::Unauthorized(_) => RefusedUpgrade::Unauthorized,
+            Rejection::ForbiddenRoom => RefusedUpgrade::ForbiddenRoom,
+        }
     }
 }
 

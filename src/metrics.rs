@@ -1,7 +1,7 @@
 //! Prometheus metrics, served as text at `GET /metrics`.
 //!
 //! # Why it is shaped like this
-//! - **One recorder per hub, not the global one.** Each [`Hub`] (so each
+//! - **One recorder per hub, not the global one.** Each hub (so each
 //!   [`Server`](crate::Server)) builds its own [`PrometheusRecorder`] and
 //!   keeps it here; nothing is installed with `metrics::set_global_recorder`.
 //!   Several servers in one process (the integration tests start dozens)
@@ -14,11 +14,15 @@
 //!   from the start, so they read 0 instead of being absent.
 //! - **Live values computed at scrape time.** Connections per endpoint,
 //!   rooms, queue depths, evictions and the history counters already exist
-//!   in the hub and the history store; [`Metrics::render`] copies them into
-//!   the recorder just before rendering, so they cost the hot path nothing.
-//! - **Not here (yet):** Redis state, because there is no Redis; history
-//!   write latency is registered only once the history writer records into
-//!   [`Metrics::history_commit_seconds`].
+//!   in the hub and the history store; the caller gathers them into a
+//!   [`Scrape`] and [`Metrics::render`] copies that into the recorder just
+//!   before rendering, so they cost the hot path nothing.
+//! - **Renders what it is handed.** This module names only the pure types
+//!   (`protocol`, `history`): the hub, the handshake and the log output
+//!   depend on it, never the other way round, and the modules that own
+//!   [`RefusedUpgrade`]'s sources (`access`, `auth`) convert into it.
+//! - **Registered late:** history write latency, only once the history
+//!   writer records into [`Metrics::history_commit_seconds`].
 //!
 //! The exporter is `metrics-exporter-prometheus` without its HTTP server:
 //! the route in `routes.rs` calls [`Metrics::render`]. Every series is
@@ -31,8 +35,8 @@ use std::time::Duration;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, SharedString};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
-use crate::connection::Ending;
-use crate::hub::{Endpoint, Hub};
+use crate::history::HistoryStats;
+use crate::protocol::{Ending, Endpoint};
 
 /// The `Content-Type` of the Prometheus text exposition format, which
 /// scrapers use to pick their parser.
@@ -183,33 +187,6 @@ impl RefusedUpgrade {
 
     fn index(self) -> usize {
         self as usize
-    }
-}
-
-impl From<&crate::access::Refusal> for RefusedUpgrade {
-    fn from(refusal: &crate::access::Refusal) -> Self {
-        use crate::access::Refusal;
-        match refusal {
-            Refusal::NotWebSocket => RefusedUpgrade::NotWebSocket,
-            Refusal::Version => RefusedUpgrade::Version,
-            Refusal::Key => RefusedUpgrade::Key,
-            Refusal::BadRoom => RefusedUpgrade::BadRoom,
-            Refusal::Origin | Refusal::UnknownHost => RefusedUpgrade::Origin,
-            Refusal::Full => RefusedUpgrade::Full,
-            Refusal::ShuttingDown => RefusedUpgrade::ShuttingDown,
-            Refusal::Token(rejection) => (*rejection).into(),
-            Refusal::TooManyFromAddress => RefusedUpgrade::TooManyFromAddress,
-            Refusal::NotFound => RefusedUpgrade::NotFound,
-        }
-    }
-}
-
-impl From<crate::auth::Rejection> for RefusedUpgrade {
-    fn from(rejection: crate::auth::Rejection) -> Self {
-        match rejection {
-            crate::auth::Rejection::Unauthorized(_) => RefusedUpgrade::Unauthorized,
-            crate::auth::Rejection::ForbiddenRoom => RefusedUpgrade::ForbiddenRoom,
-        }
     }
 }
 
@@ -650,27 +627,24 @@ impl Metrics {
         self.history_commit_seconds().record(elapsed.as_secs_f64());
     }
 
-    /// The Prometheus text for `GET /metrics`: copies the hub's live counts
-    /// and the history store's counters in, then renders every series.
-    pub fn render(&self, hub: &Hub) -> String {
-        let snapshot = hub.snapshot();
-        for (endpoint, live) in ENDPOINTS
-            .into_iter()
-            .zip([snapshot.echo, snapshot.chat, snapshot.protocol])
-        {
+    /// The Prometheus text for `GET /metrics`: copies the live values of
+    /// `scrape` in, then renders every series.
+    pub fn render(&self, scrape: &Scrape) -> String {
+        for (endpoint, live) in ENDPOINTS.into_iter().zip([
+            scrape.echo_connections,
+            scrape.chat_connections,
+            scrape.protocol_connections,
+        ]) {
             self.endpoint(endpoint).connections.set(live as f64);
         }
         let s = &self.inner.scraped;
-        s.rooms.set(snapshot.rooms as f64);
-        let (queued, longest) = hub.queue_depth();
-        s.queued_frames.set(queued as f64);
-        s.queued_frames_max.set(longest as f64);
-        let stats = hub.stats();
-        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-        s.evictions.absolute(load(&stats.evictions));
-        s.published.absolute(load(&stats.published));
-        s.delivered.absolute(load(&stats.delivered));
-        let history = hub.history().stats();
+        s.rooms.set(scrape.rooms as f64);
+        s.queued_frames.set(scrape.queued_frames as f64);
+        s.queued_frames_max.set(scrape.longest_queue_frames as f64);
+        s.evictions.absolute(scrape.evictions);
+        s.published.absolute(scrape.published);
+        s.delivered.absolute(scrape.delivered);
+        let history = &scrape.history;
         s.history_appended.absolute(history.appended);
         s.history_committed.absolute(history.committed);
         s.history_commits.absolute(history.commits);
@@ -679,17 +653,52 @@ impl Metrics {
         s.history_pending.set(history.pending as f64);
         s.history_memory_bytes.set(history.memory_bytes as f64);
         s.history_memory_dropped.absolute(history.memory_dropped);
-        let redis_up = hub.broker().cluster().is_some_and(|cluster| cluster.up);
-        s.redis_connected.set(if redis_up { 1.0 } else { 0.0 });
-        s.incomplete_bytes.set(hub.incomplete_messages().held() as f64);
-        s.log_lines_dropped.absolute(crate::logging::lines_dropped());
+        s.redis_connected.set(if scrape.redis_connected { 1.0 } else { 0.0 });
+        s.incomplete_bytes.set(scrape.incomplete_bytes as f64);
+        s.log_lines_dropped.absolute(scrape.log_lines_dropped);
         self.inner.handle.render()
     }
+}
+
+/// The live values one scrape copies in: numbers the hub, the history store
+/// and the log output already keep. The caller gathers them (`Hub::scrape`,
+/// then the route adds the log count), so that metrics depends on none of
+/// those modules and costs the hot path nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scrape {
+    /// Live `/echo` connections.
+    pub echo_connections: usize,
+    /// Live raw chat connections.
+    pub chat_connections: usize,
+    /// Live `wshub.v1` connections.
+    pub protocol_connections: usize,
+    /// Rooms with at least one member.
+    pub rooms: usize,
+    /// Frames waiting in all connections' outbound queues.
+    pub queued_frames: usize,
+    /// The longest single outbound queue, in frames.
+    pub longest_queue_frames: usize,
+    /// Connections evicted for an overflowing outbound queue, since start.
+    pub evictions: u64,
+    /// Messages published into rooms, since start.
+    pub published: u64,
+    /// Frames queued to room members by fan-out, since start.
+    pub delivered: u64,
+    /// The history store's counters.
+    pub history: HistoryStats,
+    /// Whether cross-node delivery through Redis is up (`false` without
+    /// Redis).
+    pub redis_connected: bool,
+    /// Bytes unfinished messages hold now.
+    pub incomplete_bytes: usize,
+    /// Log lines dropped since start: process-wide, one log output.
+    pub log_lines_dropped: u64,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::Hub;
     use crate::protocol::CloseCode;
 
     /// `name{labels} value` lines into (series, value).
@@ -732,7 +741,7 @@ mod tests {
     #[test]
     fn every_series_exists_from_the_start_at_zero() {
         let hub = hub();
-        let text = hub.metrics().render(&hub);
+        let text = hub.metrics().render(&hub.scrape());
         assert_eq!(value(&text, r#"wshub_connections{endpoint="echo"}"#), Some(0.0));
         assert_eq!(
             value(
@@ -765,11 +774,11 @@ mod tests {
     fn history_memory_is_exported_in_bytes() {
         let hub = hub();
         assert_eq!(
-            value(&hub.metrics().render(&hub), "wshub_history_memory_bytes"),
+            value(&hub.metrics().render(&hub.scrape()), "wshub_history_memory_bytes"),
             Some(0.0)
         );
         hub.history().append("r", "ann", &"x".repeat(1_000));
-        let text = hub.metrics().render(&hub);
+        let text = hub.metrics().render(&hub.scrape());
         let held = value(&text, "wshub_history_memory_bytes").expect("exported");
         assert!((1_003.0..2_000.0).contains(&held), "{held}");
         assert_eq!(value(&text, "wshub_history_memory_dropped_total"), Some(0.0));
@@ -789,7 +798,7 @@ mod tests {
         m.upgrade_refused(RefusedUpgrade::Full);
         m.upgrade_refused(&crate::access::Refusal::Origin);
         hub.stats().evictions.fetch_add(2, std::sync::atomic::Ordering::Relaxed);
-        let text = m.render(&hub);
+        let text = m.render(&hub.scrape());
         let v = |s: &str| value(&text, s).unwrap_or_else(|| panic!("{s} missing in\n{text}"));
         assert_eq!(v(r#"wshub_received_bytes_total{endpoint="echo"}"#), 100.0);
         assert_eq!(v(r#"wshub_messages_received_total{endpoint="echo"}"#), 1.0);
@@ -820,15 +829,15 @@ mod tests {
         let (a, b) = (hub(), hub());
         a.metrics().message_in(Endpoint::Echo);
         let series = r#"wshub_messages_received_total{endpoint="echo"}"#;
-        assert_eq!(value(&a.metrics().render(&a), series), Some(1.0));
-        assert_eq!(value(&b.metrics().render(&b), series), Some(0.0));
+        assert_eq!(value(&a.metrics().render(&a.scrape()), series), Some(1.0));
+        assert_eq!(value(&b.metrics().render(&b.scrape()), series), Some(0.0));
     }
 
     #[test]
     fn history_commit_latency_is_a_histogram_once_recorded() {
         let hub = hub();
         hub.metrics().history_commit(Duration::from_micros(700));
-        let text = hub.metrics().render(&hub);
+        let text = hub.metrics().render(&hub.scrape());
         assert!(
             text.contains("# TYPE wshub_history_commit_duration_seconds histogram"),
             "{text}"

@@ -202,6 +202,9 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
         )],
-        hub.metrics().render(hub),
+        hub.metrics().render(&crate::metrics::Scrape {
+            log_lines_dropped: crate::logging::lines_dropped(),
+            ..hub.scrape()
+        }),
     )
 }

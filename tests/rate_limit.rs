@@ -25,7 +25,7 @@ use wshub::Config;
 
 /// The server's Prometheus text, as `GET /metrics` renders it.
 async fn metrics_text(server: &TestServer) -> String {
-    server.hub.metrics().render(&server.hub)
+    server.hub.metrics().render(&server.hub.scrape())
 }
 
 /// The value of one series in `text`; a missing series fails the test.

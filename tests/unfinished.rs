@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// A sample of the server's `/metrics` text (`name{labels}` as rendered).
 fn metric(hub: &wshub::Hub, series: &str) -> f64 {
-    let text = hub.metrics().render(hub);
+    let text = hub.metrics().render(&hub.scrape());
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no series {series} in\n{text}"))

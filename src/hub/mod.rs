@@ -27,13 +27,14 @@ use crate::connection::{CloseRequest, Timeouts};
 pub(crate) use alarms::Clock;
 
 pub use crate::broker::RoomName;
+pub use crate::protocol::Endpoint;
 pub use member::{Member, Mode, Replay};
-pub use registry::{Endpoint, Registration, Ticket};
+pub use registry::{Registration, Ticket};
 pub use room::{Membership, Room};
 
 use crate::broker::Broker;
 use crate::history::History;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Scrape};
 use crate::protocol::IncompleteBudget;
 use crate::ratelimit::PerIpLimit;
 
@@ -341,6 +342,30 @@ impl Hub {
             protocol,
             rooms: lock(&self.inner.rooms).len(),
             evictions: self.inner.stats.evictions.load(Ordering::Relaxed),
+        }
+    }
+
+    /// What `GET /metrics` copies in at a scrape, all but the log count
+    /// (the hub does not own the log output: the route adds it). Walks
+    /// every connection for the queue depth, so scrape-time only.
+    pub fn scrape(&self) -> Scrape {
+        let snapshot = self.snapshot();
+        let (queued_frames, longest_queue_frames) = self.queue_depth();
+        let stats = self.stats();
+        Scrape {
+            echo_connections: snapshot.echo,
+            chat_connections: snapshot.chat,
+            protocol_connections: snapshot.protocol,
+            rooms: snapshot.rooms,
+            queued_frames,
+            longest_queue_frames,
+            evictions: stats.evictions.load(Ordering::Relaxed),
+            published: stats.published.load(Ordering::Relaxed),
+            delivered: stats.delivered.load(Ordering::Relaxed),
+            history: self.history().stats(),
+            redis_connected: self.broker().cluster().is_some_and(|cluster| cluster.up),
+            incomplete_bytes: self.incomplete_messages().held(),
+            log_lines_dropped: 0,
         }
     }
 

@@ -10,28 +10,7 @@ use tokio::sync::Notify;
 use super::alarms::{self, Alarm, Clock, Nudge, SweeperState};
 use super::{lock, Hub, WeakHub};
 use crate::connection::{CloseRequest, Outbox};
-
-/// Which service a connection uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `GET /echo`.
-    Echo,
-    /// `GET /ws` and `/ws/{room}`: raw chat.
-    Chat,
-    /// Any chat path with the `wshub.v1` subprotocol.
-    Protocol,
-}
-
-impl Endpoint {
-    /// The name used in logs and `/healthz`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Endpoint::Echo => "echo",
-            Endpoint::Chat => "chat",
-            Endpoint::Protocol => "protocol",
-        }
-    }
-}
+use crate::protocol::Endpoint;
 
 /// One live connection: its outbox (shutdown and metrics reach it there)
 /// and its alarm.

@@ -18,6 +18,7 @@
 //! - `session`: a connection's closing handshake, obliged replies and write
 //!   queue, as a state machine that returns what the driver must do.
 //! - `ending`: why a connection ended, for the close log line and metrics.
+//! - `endpoint`: which service a connection uses, the label of its counts.
 //! - `extensions`: `Sec-WebSocket-Extensions` negotiation.
 //! - [`v1`]: the `wshub.v1` JSON subprotocol's frames.
 
@@ -26,6 +27,7 @@ mod close;
 mod decoder;
 mod deflate;
 mod ending;
+mod endpoint;
 mod extensions;
 mod frame;
 mod session;
@@ -36,6 +38,7 @@ pub use close::CloseCode;
 pub use decoder::{Decoder, Event, Message, MessageKind, ProtocolError};
 pub use deflate::{frame_for, live_zlib_states, zlib_states_on_this_thread, DeflateParams};
 pub use ending::Ending;
+pub use endpoint::Endpoint;
 pub use extensions::negotiate;
 pub use frame::{encode_close, encode_frame, OpCode};
 pub use session::{Action, Session, Timeout};
