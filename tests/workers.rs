@@ -150,6 +150,7 @@ async fn tls_is_served_by_the_workers() {
     })
     .await
     .unwrap_or_else(|_| panic!("TLS connections all on one worker:\n{scrape}"));
+    drop(clients);
     server.shutdown().await;
 }
 
@@ -198,6 +199,7 @@ async fn a_room_reaches_its_members_on_every_worker() {
             assert_eq!(next_message(member).await, Message::text(text.clone()));
         }
     }
+    drop(members);
     server.shutdown().await;
 }
 
@@ -288,5 +290,6 @@ async fn healthz_and_metrics_count_the_whole_process() {
     assert_eq!(sample(r#"wshub_connections{endpoint="echo"}"#), WORKERS as f64);
     assert_eq!(sample(r#"wshub_connections{endpoint="chat"}"#), (2 * WORKERS) as f64);
     assert!(scrape.contains("# TYPE wshub_worker_connections gauge"), "{scrape}");
+    drop(clients);
     server.shutdown().await;
 }
