@@ -24,7 +24,6 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::broker::{Broker, BrokerConfig, BrokerError, LocalBroker, RedisBroker};
-use crate::chat::ChatLimits;
 use crate::config::Config;
 use crate::connection::{CloseRequest, Timeouts};
 use crate::history::{History, HistoryError};
@@ -32,6 +31,7 @@ use crate::hub::{Hub, HubConfig};
 use crate::metrics::{DroppedHttp, Metrics};
 use crate::origin::OriginPolicy;
 use crate::protocol::CloseCode;
+use crate::service::ChatLimits;
 use crate::tls::{self, TlsError};
 
 /// Time a client gets to send a complete request head (from the moment
