@@ -101,6 +101,30 @@ fn parse_size(text: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("'{text}' is too large"))
 }
 
+/// Most worker threads `--workers` accepts: far above any core count a
+/// single process is given, low enough that a typo (an extra zero) cannot
+/// start thousands of threads.
+pub const MAX_WORKERS: usize = 1024;
+
+/// The `--workers` default: the cores this process may run on (its CPU
+/// affinity and cgroup quota count, not the machine's total), at most
+/// [`MAX_WORKERS`].
+pub fn available_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(MAX_WORKERS)
+}
+
+fn parse_workers(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_WORKERS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "must be a number of threads from 1 to {MAX_WORKERS} (default: the cores available, {} here)",
+            available_workers()
+        )),
+    }
+}
+
 /// `--help` sections, in the order they first appear.
 const SERVER: &str = "Server";
 const TLS: &str = "TLS";
@@ -181,6 +205,12 @@ pub struct Cli {
         value_name = "ORIGIN"
     )]
     pub allowed_origins: Vec<String>,
+
+    /// Worker threads, each with its own runtime, that the connections (TLS, HTTP and WebSocket)
+    /// are spread over. Default: the cores this process may use; 1: one thread for everything
+    #[arg(help_heading = SERVER)]
+    #[arg(long, env = "WSHUB_WORKERS", value_name = "N", value_parser = parse_workers)]
+    pub workers: Option<usize>,
 
     /// PEM certificate chain: serve https and wss only (needs --tls-key)
     #[arg(help_heading = TLS)]
@@ -447,6 +477,15 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// TLS, when wanted: then the server speaks https and wss only.
     pub tls: Option<TlsSource>,
+    /// Worker threads the connections are spread over, each running its
+    /// own current-thread runtime; default: the cores available
+    /// ([`available_workers`]). 1 runs everything (accept, HTTP,
+    /// connections) on the runtime that calls [`Server::run`]; above 1,
+    /// that runtime only accepts (and talks to Redis). Each worker costs a
+    /// thread, its runtime and its 64 KiB read buffer.
+    ///
+    /// [`Server::run`]: crate::Server::run
+    pub workers: usize,
     /// Server ping period; default 54 s (90 % of the read timeout).
     pub ping_interval: Duration,
     /// Silence after which a client is closed; default 60 s.
@@ -670,6 +709,7 @@ impl Cli {
             port: self.port,
             allowed_origins: self.allowed_origins,
             tls,
+            workers: self.workers.unwrap_or_else(available_workers),
             ping_interval: self.ping_interval,
             read_timeout: self.read_timeout,
             write_timeout: self.write_timeout,
@@ -1022,6 +1062,23 @@ mod tests {
                 "--{id} has no --help section"
             );
         }
+    }
+
+    #[test]
+    fn workers_default_to_the_cores_available_and_are_bounded() {
+        assert_eq!(Config::default().workers, available_workers());
+        assert!(available_workers() >= 1);
+        let cli = Cli::load(["wshub", "--workers", "3"]).unwrap();
+        assert_eq!(cli.into_config().unwrap().workers, 3);
+        for refused in ["0", "1025", "many"] {
+            let err = Cli::load(["wshub", "--workers", refused]).unwrap_err().to_string();
+            assert!(err.contains("--workers") && err.contains("from 1 to 1024"), "{err}");
+        }
+        let (line, key, shown) = file_error("port = 9000\nworkers = 0\n");
+        assert_eq!((line, key.as_deref()), (Some(2), Some("workers")));
+        assert!(shown.contains("from 1 to 1024"), "{shown}");
+        let cli = load_file("workers = 2\n").unwrap();
+        assert_eq!(cli.into_config().unwrap().workers, 2);
     }
 
     #[test]

@@ -137,6 +137,7 @@ fn settings(config: &wshub::Config, log_filter: &str) -> String {
         ("bind", config.bind.to_string()),
         ("port", config.port.to_string()),
         ("tls", tls),
+        ("workers", config.workers.to_string()),
         ("allowed_origin", origins),
         ("jwt", jwt),
         ("ping_interval", duration(config.ping_interval)),
@@ -170,29 +171,18 @@ fn without_password(url: &str) -> String {
 
 fn run(config: wshub::Config, log_filter: &str) -> anyhow::Result<()> {
     // Current-thread runtimes, measured to give the best fan-out latency
-    // (see docs/architecture.md): one accepts and speaks HTTP, one runs the
-    // upgraded connections (`Server::with_connection_runtime` says why).
+    // (see docs/architecture.md): this one accepts (and, with one worker,
+    // serves everything); the server starts one per worker beside it.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let connections = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the connections' runtime")?;
-    let connection_runtime = connections.handle().clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let connection_thread = std::thread::Builder::new()
-        .name("wshub-connections".into())
-        .spawn(move || {
-            connections.block_on(async {
-                tokio::spawn(release_freed_memory());
-                let _ = stopped.await;
-            })
-        })
-        .context("cannot start the connections' thread")?;
-    let result = runtime.block_on(async {
-        tokio::spawn(release_freed_memory());
+    runtime.block_on(async {
+        if config.workers > 1 {
+            // The workers run their own (below); this thread accepts and
+            // talks to Redis.
+            tokio::spawn(release_freed_memory());
+        }
         tracing::info!(
             "starting wshub {} {}",
             env!("CARGO_PKG_VERSION"),
@@ -202,14 +192,10 @@ fn run(config: wshub::Config, log_filter: &str) -> anyhow::Result<()> {
         let server = Server::bind(config).await.context("start-up failed")?;
         let addr = server.local_addr();
         tracing::info!(%addr, "listening on {}", urls(addr, tls));
-        let server = server.with_connection_runtime(connection_runtime);
+        let server = server.with_worker_task(|| Box::pin(release_freed_memory()));
         server.run(shutdown_signal()).await.context("server failed")?;
         Ok(())
-    });
-    // The server has waited for its connections; the thread has nothing left.
-    drop(stop);
-    let _ = connection_thread.join();
-    result
+    })
 }
 
 /// Gives the pages this thread's allocator has freed back to the system,
@@ -274,9 +260,11 @@ mod tests {
     fn settings_read_like_flags() {
         let mut config = wshub::Config::default();
         config.tls = Some(wshub::TlsSource::SelfSigned);
+        config.workers = 3;
         let text = settings(&config, "info");
         for wanted in [
             "tls=self-signed",
+            "workers=3",
             "ping_interval=54s",
             "max_message_size=1MiB",
             "history=sqlite history_path=wshub.sqlite",

@@ -180,6 +180,8 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
         "history": if cluster.is_some() { "redis" } else { shared.hub.history().backend_name() },
         "rooms": snapshot.rooms,
         "evictions": snapshot.evictions,
+        // WebSocket connections on each worker thread (`--workers`).
+        "workers": shared.connections_per_worker(),
     });
     if let Some(cluster) = cluster {
         let down_since = cluster.down_since;
@@ -197,14 +199,31 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
 /// (see `docs/operations.md`, "Metrics").
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     let hub = &shared.hub;
+    let mut text = hub.metrics().render(&crate::metrics::Scrape {
+        log_lines_dropped: crate::logging::lines_dropped(),
+        ..hub.scrape()
+    });
+    append_worker_connections(&mut text, &shared.connections_per_worker());
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
         )],
-        hub.metrics().render(&crate::metrics::Scrape {
-            log_lines_dropped: crate::logging::lines_dropped(),
-            ..hub.scrape()
-        }),
+        text,
     )
+}
+
+/// `wshub_worker_connections{worker="i"}`: how the connections are spread
+/// over the workers (they add up to `wshub_connections`). Written here, not
+/// in the recorder: the server, not the hub, knows its workers.
+fn append_worker_connections(text: &mut String, per_worker: &[usize]) {
+    use std::fmt::Write;
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str("# HELP wshub_worker_connections WebSocket connections served by each worker thread.\n");
+    text.push_str("# TYPE wshub_worker_connections gauge\n");
+    for (worker, connections) in per_worker.iter().enumerate() {
+        let _ = writeln!(text, "wshub_worker_connections{{worker=\"{worker}\"}} {connections}");
+    }
 }

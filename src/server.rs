@@ -4,6 +4,12 @@
 //! sockets must be tracked for shutdown (axum does not, axum #3003), TLS is
 //! optional per configuration, and accept errors such as hitting the
 //! open-files limit must back off instead of ending the server.
+//!
+//! With `--workers` above 1 the accept loop hands each socket to a worker
+//! thread before any byte is read (`workers.rs`); with 1, everything runs
+//! on the runtime that calls [`Server::run`].
+
+mod workers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,6 +39,9 @@ use crate::origin::OriginPolicy;
 use crate::protocol::CloseCode;
 use crate::service::ChatLimits;
 use crate::tls::{self, TlsError};
+
+pub use workers::WorkerTask;
+pub(crate) use workers::{Counted, WorkerLoad};
 
 /// Time a client gets to send a complete request head (from the moment
 /// hyper starts waiting for it: after TCP accept or the TLS handshake, and
@@ -88,6 +97,15 @@ pub enum ServerError {
     /// The history store cannot be opened.
     #[error(transparent)]
     History(#[from] HistoryError),
+    /// A worker thread or its runtime could not be started (out of
+    /// threads or memory: try fewer `--workers`).
+    #[error("cannot start worker {index}: {source}")]
+    Workers {
+        /// The worker that failed to start.
+        index: usize,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 /// State shared by the routes, the upgrade and every connection.
@@ -104,9 +122,9 @@ pub struct Shared {
     pub(crate) auth: Option<crate::auth::Verifier>,
     /// Stops the Redis broker's tasks once connections are closed.
     pub(crate) broker_stop: CancellationToken,
-    /// Where upgraded plain connections run, when not on the accepting
-    /// runtime (see [`Server::with_connection_runtime`]).
-    pub(crate) connection_runtime: std::sync::OnceLock<tokio::runtime::Handle>,
+    /// What each worker carries, for placing sockets (one entry per
+    /// worker; unused with one).
+    pub(crate) worker_loads: Arc<[Arc<WorkerLoad>]>,
     /// Which refused handshakes were lately logged at warn.
     pub(crate) refusals: crate::access::RefusalLog,
 }
@@ -115,6 +133,12 @@ impl Shared {
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
     }
+
+    /// WebSocket connections on each worker, in worker order, as the hub
+    /// registers them (they add up to its count).
+    pub(crate) fn connections_per_worker(&self) -> Vec<usize> {
+        self.hub.connections_per_worker()
+    }
 }
 
 /// A bound, not yet running server.
@@ -122,6 +146,7 @@ pub struct Server {
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
+    worker_task: Option<WorkerTask>,
 }
 
 impl std::fmt::Debug for Server {
@@ -147,6 +172,8 @@ impl Server {
             .transpose()?;
         let history = History::open(config.history.clone())?;
         let addr = SocketAddr::new(config.bind, config.port);
+        // `Config` is built by hand by embedders: 0 means one.
+        let workers = config.workers.max(1);
         let listener = listen(addr).map_err(|source| ServerError::Bind { addr, source })?;
         let redis = match config.redis.clone() {
             None => None,
@@ -179,7 +206,7 @@ impl Server {
                     rate: config.rate,
                 },
                 max_incomplete_bytes: config.max_incomplete_bytes,
-                workers: 1,
+                workers,
                 broker,
             }),
             origins: OriginPolicy::new(&config.allowed_origins),
@@ -191,7 +218,7 @@ impl Server {
             chat_limits: config.chat,
             auth,
             broker_stop: CancellationToken::new(),
-            connection_runtime: std::sync::OnceLock::new(),
+            worker_loads: (0..workers).map(|_| Arc::default()).collect(),
             refusals: crate::access::RefusalLog::default(),
             config,
         });
@@ -202,22 +229,23 @@ impl Server {
             tracing::info!(node = broker.node(), "rooms shared through Redis");
             broker.first_attempt(Duration::from_secs(3)).await;
         }
-        Ok(Server { listener, tls, shared })
+        Ok(Server {
+            listener,
+            tls,
+            shared,
+            worker_task: None,
+        })
     }
 
-    /// Runs upgraded (plain TCP) connections on `runtime` instead of the one
-    /// that accepts and speaks HTTP.
+    /// Runs `task()` on every worker, beside its connections, until the
+    /// worker stops (with one worker: on the runtime that calls
+    /// [`Server::run`], until `run` returns).
     ///
-    /// Why: memory. A handshake makes some sixty short-lived allocations
-    /// (hyper, routing, headers); on the thread that also allocates the
-    /// connections' long-lived state, they end up on the same allocator
-    /// pages, and the freed ones cannot be given back while a live
-    /// connection shares the page. Allocators keep per-thread pages, so a
-    /// thread for HTTP and one for connections keeps idle connections
-    /// densely packed (measured in docs/benchmarks-notes.md). TLS
-    /// connections stay where their handshake ran.
-    pub fn with_connection_runtime(self, runtime: tokio::runtime::Handle) -> Self {
-        let _ = self.shared.connection_runtime.set(runtime);
+    /// Why: per-thread upkeep. The binary gives each thread's freed
+    /// allocator pages back to the system once a second, and mimalloc only
+    /// does that for the thread that asks.
+    pub fn with_worker_task(mut self, task: WorkerTask) -> Self {
+        self.worker_task = Some(task);
         self
     }
 
@@ -232,17 +260,42 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then closes every connection with
-    /// 1001 and waits for them up to the shutdown timeout.
+    /// 1001, waits for them up to the shutdown timeout, and stops the
+    /// workers.
+    ///
+    /// With more than one worker, starts them first: threads named
+    /// `wshub-worker-{i}`, each with a current-thread runtime; this runtime
+    /// then only accepts (and runs the Redis broker). With one, everything
+    /// runs here.
     ///
     /// # Errors
-    /// None today; the `Result` leaves room for failures while serving.
+    /// [`ServerError::Workers`] when a worker cannot be started.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        let Server { listener, tls, shared } = self;
+        let Server {
+            listener,
+            tls,
+            shared,
+            worker_task,
+        } = self;
         if shared.origins.allows_any() {
             tracing::warn!("--allowed-origin '*': any web page may open WebSockets here (cross-site WebSocket hijacking is possible)");
         }
-        let router = crate::routes::router(shared.clone());
-        let http_stop = CancellationToken::new();
+        let http = Http {
+            router: crate::routes::router(shared.clone()),
+            tls,
+            stop: CancellationToken::new(),
+            metrics: shared.hub.metrics().clone(),
+            tracker: shared.tracker.clone(),
+        };
+        let (mut workers, here) = if shared.worker_loads.len() > 1 {
+            let workers = workers::Workers::start(&shared.hub, &http, shared.worker_loads.clone(), worker_task)?;
+            (Some(workers), Vec::new())
+        } else {
+            // The one worker is this runtime: its tasks end with `run`.
+            let mut here = vec![tokio::spawn(shared.hub.worker_tasks(0))];
+            here.extend(worker_task.map(|task| tokio::spawn(task())));
+            (None, here)
+        };
         tokio::pin!(shutdown);
         let mut backoff = Duration::ZERO;
         loop {
@@ -254,28 +307,10 @@ impl Server {
                 Ok((stream, peer)) => {
                     backoff = Duration::ZERO;
                     let _ = stream.set_nodelay(true);
-                    let router = router.clone();
-                    let tls = tls.clone();
-                    let stop = http_stop.clone();
-                    let metrics = shared.hub.metrics().clone();
-                    shared.tracker.spawn(async move {
-                        match tls {
-                            None => serve_http(stream, peer, router, stop, metrics).await,
-                            Some(acceptor) => {
-                                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                    Ok(Ok(stream)) => serve_http(stream, peer, router, stop, metrics).await,
-                                    Ok(Err(e)) => {
-                                        metrics.http_dropped(DroppedHttp::TlsFailed);
-                                        tracing::debug!(%peer, "TLS handshake failed: {e}")
-                                    }
-                                    Err(_) => {
-                                        metrics.http_dropped(DroppedHttp::TlsTimeout);
-                                        tracing::debug!(%peer, "TLS handshake timed out after {HANDSHAKE_TIMEOUT:?}")
-                                    }
-                                }
-                            }
-                        }
-                    });
+                    match &mut workers {
+                        Some(workers) => workers.hand_over(stream, peer),
+                        None => http.serve(stream, peer),
+                    }
                 }
                 Err(e) if is_per_connection(&e) => {}
                 Err(e) => {
@@ -288,8 +323,65 @@ impl Server {
             }
         }
         drop(listener);
-        shutdown_connections(&shared, &http_stop).await;
+        shutdown_connections(&shared, &http.stop).await;
+        if let Some(workers) = workers {
+            workers.stop().await;
+        }
+        for task in here {
+            task.abort();
+        }
         Ok(())
+    }
+}
+
+/// What serving HTTP on an accepted socket needs; one per worker.
+#[derive(Clone)]
+pub(crate) struct Http {
+    router: axum::Router,
+    tls: Option<TlsAcceptor>,
+    /// Cancelled at shutdown: HTTP connections finish what they are doing.
+    stop: CancellationToken,
+    metrics: Metrics,
+    tracker: TaskTracker,
+}
+
+impl std::fmt::Debug for Http {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http")
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Http {
+    /// Completes TLS when configured, then serves HTTP/1.1 until the socket
+    /// upgrades or ends, on a task of the runtime this is called on.
+    fn serve(&self, stream: tokio::net::TcpStream, peer: SocketAddr) {
+        let Http {
+            router,
+            tls,
+            stop,
+            metrics,
+            ..
+        } = self.clone();
+        let serving = workers::serving_http();
+        self.tracker.spawn(async move {
+            let _serving = serving;
+            match tls {
+                None => serve_http(stream, peer, router, stop, metrics).await,
+                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => serve_http(stream, peer, router, stop, metrics).await,
+                    Ok(Err(e)) => {
+                        metrics.http_dropped(DroppedHttp::TlsFailed);
+                        tracing::debug!(%peer, "TLS handshake failed: {e}")
+                    }
+                    Err(_) => {
+                        metrics.http_dropped(DroppedHttp::TlsTimeout);
+                        tracing::debug!(%peer, "TLS handshake timed out after {HANDSHAKE_TIMEOUT:?}")
+                    }
+                },
+            }
+        });
     }
 }
 

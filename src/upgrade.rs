@@ -24,7 +24,7 @@ use crate::connection::{CloseRequest, ConnectionTask, Farewell, Outbox, Setup};
 use crate::hub::{Endpoint, Member, Mode, Replay, Ticket};
 use crate::protocol::v1::SUBPROTOCOL;
 use crate::protocol::{negotiate, CloseCode, DeflateParams};
-use crate::server::Shared;
+use crate::server::{Counted, Shared};
 use crate::service::{Echo, Identity, RawChat, Service, V1Session};
 
 /// The GUID every server appends to the client's key (RFC 6455 1.3).
@@ -73,8 +73,7 @@ pub fn upgrade(shared: &Arc<Shared>, peer: SocketAddr, mut request: Request, tar
     };
     // The connection joins its room (and is registered) before the 101
     // goes out: a raw client receives every message published after its
-    // handshake completes, however long the socket then takes to move to
-    // the connections' thread.
+    // handshake completes, however long its task then takes to start.
     let prepared = prepare(shared, ticket, peer, (target, deflate), admission);
     let on_upgrade = hyper::upgrade::on(&mut request);
     let task_shared = shared.clone();
@@ -146,32 +145,12 @@ pub fn accept_key(key: &[u8]) -> HeaderValue {
 }
 
 /// Takes the raw socket back from hyper (so no HTTP layer stays in between)
-/// and starts the connection's own task; this one then ends, so nothing of
-/// the upgrade stays alive.
+/// and starts the connection's own task, on this worker, where its
+/// handshake ran; this one then ends, so nothing of the upgrade stays
+/// alive.
 async fn run(shared: Arc<Shared>, prepared: Prepared, upgraded: Upgraded) {
     let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => {
-            let stream = parts.io.into_inner();
-            let Some(runtime) = shared.connection_runtime.get().cloned() else {
-                return launch(&shared, prepared, stream, parts.read_buf);
-            };
-            // Re-registered with the other runtime's reactor; the task and
-            // the socket's registration are then allocated on that thread.
-            let addr = prepared.farewell.addr;
-            let stream = match stream.into_std() {
-                Ok(stream) => stream,
-                Err(e) => return tracing::debug!(%addr, "cannot move the upgraded socket: {e}"),
-            };
-            let task_shared = shared.clone();
-            let move_in = async move {
-                match TcpStream::from_std(stream) {
-                    Ok(stream) => launch(&task_shared, prepared, stream, parts.read_buf),
-                    Err(e) => tracing::debug!(%addr, "cannot register the upgraded socket: {e}"),
-                }
-            };
-            shared.tracker.spawn_on(move_in, &runtime);
-            return;
-        }
+        Ok(parts) => return launch(&shared, prepared, parts.io.into_inner(), parts.read_buf),
         Err(upgraded) => upgraded,
     };
     match upgraded.downcast::<TokioIo<tokio_rustls::server::TlsStream<TcpStream>>>() {
@@ -259,7 +238,8 @@ fn prepare(shared: &Shared, ticket: Ticket, addr: SocketAddr, agreed: Agreed, ad
     }
 }
 
-/// Spawns the connection's task, on the runtime this runs on.
+/// Spawns the connection's task, on the runtime this runs on (its worker's,
+/// which it never leaves), counted on that worker.
 fn launch<S>(shared: &Shared, prepared: Prepared, stream: S, already_read: Bytes)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -268,9 +248,15 @@ where
     let endpoint = farewell.registration.endpoint();
     setup.hub.metrics().connection_opened(endpoint);
     tracing::info!(peer = %farewell.addr, conn = setup.id, endpoint = endpoint.as_str(), "connection opened");
-    shared
-        .tracker
-        .spawn(ConnectionTask::new(stream, already_read, setup, farewell));
+    let task = ConnectionTask::new(stream, already_read, setup, farewell);
+    match Counted::on_this_worker(task) {
+        Ok(counted) => {
+            shared.tracker.spawn(counted);
+        }
+        Err(task) => {
+            shared.tracker.spawn(task);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -284,9 +270,12 @@ mod tests {
     /// 384-byte cell, one byte more a 512-byte one.
     #[test]
     fn the_plain_connection_task_fits_a_384_byte_task_cell() {
-        type Spawned = tokio_util::task::task_tracker::TrackedFuture<ConnectionTask<TcpStream, Service>>;
+        type Spawned = tokio_util::task::task_tracker::TrackedFuture<Counted<ConnectionTask<TcpStream, Service>>>;
         let size = std::mem::size_of::<Spawned>();
         assert!(size <= 280, "the spawned connection future is {size} bytes");
+        let uncounted =
+            std::mem::size_of::<tokio_util::task::task_tracker::TrackedFuture<ConnectionTask<TcpStream, Service>>>();
+        assert_eq!(size, uncounted, "counting on a worker costs the task nothing");
     }
 
     #[test]

@@ -51,9 +51,11 @@ impl TestServer {
 /// memory (tests that need SQLite give a file of their own); shutdown waits
 /// 2 s rather than 5 s for clients the tests leave unanswered. Rate limits
 /// are off: many tests send far more than a person would (tests/rate_limit.rs
-/// turns them on).
+/// turns them on). One worker: everything on the test's runtime, so that a
+/// paused clock drives the server too (tests/workers.rs asks for more).
 pub fn test_config() -> Config {
     let mut config = Config::default();
+    config.workers = 1;
     config.rate = wshub::ratelimit::RateLimits::UNLIMITED;
     config.history.backend = wshub::history::Backend::Memory;
     config.bind = "127.0.0.1".parse().unwrap();
@@ -88,18 +90,8 @@ pub async fn start_server_with(config: Config) -> TestServer {
     start(Server::bind(config).await.expect("bind"))
 }
 
-/// As the binary runs it: upgraded connections on `runtime` (another
-/// thread's), HTTP on the caller's.
-pub async fn start_server_on(config: Config, runtime: tokio::runtime::Handle) -> TestServer {
-    start(
-        Server::bind(config)
-            .await
-            .expect("bind")
-            .with_connection_runtime(runtime),
-    )
-}
-
-fn start(server: Server) -> TestServer {
+/// Starts a server already bound (and set up by the test).
+pub fn start(server: Server) -> TestServer {
     let addr = server.local_addr();
     let hub = server.hub().clone();
     let (stop, stopped) = oneshot::channel::<()>();
