@@ -20,9 +20,9 @@ use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use thiserror::Error;
 
 use crate::auth::{AuthSource, Secret, TokenRules};
-use crate::chat::ChatLimits;
 use crate::history::{Backend, HistoryConfig};
 use crate::ratelimit::RateLimits;
+use crate::service::ChatLimits;
 
 /// Everything that can be wrong with the settings; start-up stops on any.
 #[derive(Debug, Error)]

@@ -11,6 +11,8 @@
 //! - [`server`]: listener, TLS, HTTP until the upgrade, shutdown.
 //! - `routes`, `upgrade`, `access`, `origin`, `web`: the HTTP surface.
 //! - [`connection`]: one socket's task: read, write, keepalive, close.
+//! - [`service`]: what a connection does with its messages: echo, the
+//!   seed's raw chat, the `wshub.v1` subprotocol.
 //! - [`protocol`]: the WebSocket wire format, without I/O.
 //! - [`hub`]: connections, rooms and fan-out.
 //! - [`auth`], [`ratelimit`]: tokens checked at the upgrade; message, byte
@@ -34,7 +36,6 @@
 mod access;
 pub mod auth;
 pub mod broker;
-pub mod chat;
 pub mod config;
 pub mod connection;
 pub mod history;
@@ -46,6 +47,7 @@ pub mod protocol;
 pub mod ratelimit;
 mod routes;
 pub mod server;
+pub mod service;
 pub mod tls;
 mod upgrade;
 mod web;

@@ -726,7 +726,7 @@ mod tests {
             max_connections: 10,
             history: history.clone(),
             join_history: 0,
-            timeouts: crate::connection::Timeouts {
+            timeouts: crate::hub::Timeouts {
                 ping_interval: std::time::Duration::from_secs(54),
                 read_timeout: std::time::Duration::from_secs(60),
                 write_timeout: std::time::Duration::from_secs(10),

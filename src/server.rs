@@ -30,7 +30,6 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::broker::{Broker, BrokerConfig, BrokerError, LocalBroker, RedisBroker};
-use crate::chat::ChatLimits;
 use crate::config::Config;
 use crate::connection::{CloseRequest, Timeouts};
 use crate::history::{History, HistoryError};
@@ -38,6 +37,7 @@ use crate::hub::{Hub, HubConfig};
 use crate::metrics::{DroppedHttp, Metrics};
 use crate::origin::OriginPolicy;
 use crate::protocol::CloseCode;
+use crate::service::ChatLimits;
 use crate::tls::{self, TlsError};
 
 pub use workers::WorkerTask;

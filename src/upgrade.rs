@@ -20,12 +20,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::access::{admit, refuse, Admission, Asked, Refusal};
-use crate::chat::{ChatSession, Identity};
-use crate::connection::{CloseRequest, ConnectionTask, Farewell, Outbox, Service, Setup};
+use crate::connection::{CloseRequest, ConnectionTask, Farewell, Outbox, Setup};
 use crate::hub::{Endpoint, Member, Mode, Replay, Ticket};
 use crate::protocol::v1::SUBPROTOCOL;
 use crate::protocol::{negotiate, CloseCode, DeflateParams};
 use crate::server::{Counted, Shared};
+use crate::service::{Echo, Identity, RawChat, Service, V1Session};
 
 /// The GUID every server appends to the client's key (RFC 6455 1.3).
 const ACCEPT_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -175,7 +175,7 @@ type Agreed = (Target, Option<DeflateParams>);
 /// Dropped, it leaves again (a handshake the client did not complete).
 #[derive(Debug)]
 struct Prepared {
-    setup: Setup,
+    setup: Setup<Service>,
     farewell: Farewell,
 }
 
@@ -207,20 +207,20 @@ fn prepare(shared: &Shared, ticket: Ticket, addr: SocketAddr, agreed: Agreed, ad
                 user,
                 nick_locked: authenticated,
             };
-            let mut session = ChatSession::new(hub.clone(), outbox.clone(), identity, shared.chat_limits);
+            let mut session = V1Session::new(hub.clone(), outbox.clone(), identity, shared.chat_limits);
             if let Some(rooms) = rooms {
                 session.restrict_rooms(rooms);
             }
-            Service::Chat(Box::new(session))
+            Service::V1(Box::new(session))
         }
         (_, Target::Chat(room)) => {
             let member = match token_nick {
                 Some(nick) => Member::new(outbox.clone(), Mode::Raw, nick).with_user(user),
                 None => Member::guest(outbox.clone(), id),
             };
-            Service::Raw(hub.join(&room, member, Replay::Nothing))
+            Service::Chat(RawChat::new(hub.join(&room, member, Replay::Nothing)))
         }
-        (_, Target::Echo) => Service::Echo,
+        (_, Target::Echo) => Service::Echo(Echo),
     };
     let setup = Setup {
         service,
@@ -270,10 +270,11 @@ mod tests {
     /// 384-byte cell, one byte more a 512-byte one.
     #[test]
     fn the_plain_connection_task_fits_a_384_byte_task_cell() {
-        type Spawned = tokio_util::task::task_tracker::TrackedFuture<Counted<ConnectionTask<TcpStream>>>;
+        type Spawned = tokio_util::task::task_tracker::TrackedFuture<Counted<ConnectionTask<TcpStream, Service>>>;
         let size = std::mem::size_of::<Spawned>();
         assert!(size <= 280, "the spawned connection future is {size} bytes");
-        let uncounted = std::mem::size_of::<tokio_util::task::task_tracker::TrackedFuture<ConnectionTask<TcpStream>>>();
+        let uncounted =
+            std::mem::size_of::<tokio_util::task::task_tracker::TrackedFuture<ConnectionTask<TcpStream, Service>>>();
         assert_eq!(size, uncounted, "counting on a worker costs the task nothing");
     }
 

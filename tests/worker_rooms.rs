@@ -90,7 +90,11 @@ async fn members_on_every_worker_see_one_order_and_catch_up_without_gaps() {
             .filter_map(|(_, text)| text.strip_prefix(&format!("{sender}:")))
             .map(|n| n.parse().unwrap())
             .collect();
-        assert_eq!(own, (0..MESSAGES_PER_SENDER).collect::<Vec<_>>(), "sender {sender} in order");
+        assert_eq!(
+            own,
+            (0..MESSAGES_PER_SENDER).collect::<Vec<_>>(),
+            "sender {sender} in order"
+        );
     }
     let texts: Vec<String> = first.iter().map(|(_, text)| text.clone()).collect();
     for task in raw_tasks {

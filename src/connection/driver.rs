@@ -4,7 +4,8 @@
 //! connection ends; this file reads the socket into the decoder, hands the
 //! decoder's events and the close requests to the session, carries out the
 //! actions it returns (a pong into the outbox, a message to the service, a
-//! close timer), and writes the session's queue out.
+//! close timer), and writes the session's queue out. The service is any
+//! [`Handler`], held inline.
 
 use std::cell::RefCell;
 use std::io::{self, IoSlice};
@@ -13,12 +14,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use super::handler::Handler;
 use super::keepalive::{Deadlines, Due, ReadGate};
-use super::outbox::{CloseRequest, Outbox};
-use crate::chat::ChatSession;
-use crate::hub::{Hub, Membership, Registration};
+use crate::hub::{CloseRequest, Outbox};
+use crate::hub::{Hub, Registration};
 use crate::metrics::RateAction;
-use crate::protocol::{frame_for, Action, Decoder, Ending, Event, Message, OverBudget, Session, Timeout};
+use crate::protocol::{Action, Decoder, Ending, Event, Message, OverBudget, Session, Timeout};
 use crate::ratelimit::Verdict;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -40,30 +41,18 @@ thread_local! {
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_BYTES].into_boxed_slice());
 }
 
-/// What a connection does with the messages it receives.
-#[derive(Debug)]
-pub enum Service {
-    /// Send each message back to its sender, unchanged.
-    Echo,
-    /// The seed's chat: publish each message, unchanged, to the room
-    /// joined (where the member's `guest-N` nickname is kept).
-    Raw(Membership),
-    /// The `wshub.v1` JSON subprotocol.
-    Chat(Box<ChatSession>),
-}
-
 /// The connection's state: socket, decoder and everything else.
-pub(crate) struct Connection<S> {
+pub(crate) struct Connection<S, H> {
     pub(crate) stream: S,
     decoder: Decoder,
-    pub(crate) handler: Handler,
+    pub(crate) core: Core<H>,
 }
 
 /// Everything but the socket and decoder, so decoder callbacks can borrow
 /// it: the protocol session, and what carries out its actions (the
 /// service, the outbox, the hub, the deadlines).
-pub(crate) struct Handler {
-    service: Service,
+pub(crate) struct Core<H> {
+    service: H,
     outbox: Arc<Outbox>,
     hub: Hub,
     /// Process-unique connection number, for log lines.
@@ -75,9 +64,9 @@ pub(crate) struct Handler {
 
 /// What a connection is attached to, besides its socket.
 #[derive(Debug)]
-pub struct Setup {
+pub struct Setup<H> {
     /// What to do with received messages.
-    pub service: Service,
+    pub service: H,
     /// The connection's outbound queue, already registered with the hub
     /// (and joined to its room, for chat).
     pub outbox: Arc<Outbox>,
@@ -92,22 +81,22 @@ pub struct Setup {
     pub expires_in: Option<std::time::Duration>,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin, H: Handler> Connection<S, H> {
     /// Builds the connection; `already_read` holds bytes that arrived with
     /// the upgrade request, and is decoded at once (not kept: it is a slice
     /// of hyper's read buffer, kilobytes that an idle connection must not
     /// hold).
-    pub(crate) fn new(stream: S, already_read: Bytes, setup: Setup) -> Self {
+    pub(crate) fn new(stream: S, already_read: Bytes, setup: Setup<H>) -> Self {
         let now = setup.hub.clock().now();
         // wshub.v1 clients can be told that a message was dropped for their
         // rate; raw ones cannot, so they are slowed down instead.
-        let throttles = !matches!(setup.service, Service::Chat(_));
+        let throttles = setup.service.throttles();
         let deadlines = Deadlines::new(setup.hub.timeouts(), now, throttles);
         let mut connection = Connection {
             stream,
             // The outbox carries what the handshake agreed on compression.
             decoder: Decoder::new(setup.max_message_size).with_deflate(setup.outbox.deflate().is_some()),
-            handler: Handler {
+            core: Core {
                 service: setup.service,
                 outbox: setup.outbox,
                 hub: setup.hub,
@@ -117,7 +106,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             },
         };
         if let Some(after) = setup.expires_in {
-            connection.handler.deadlines.expire_after(now, after);
+            connection.core.deadlines.expire_after(now, after);
         }
         if !already_read.is_empty() {
             connection.ingest(&already_read);
@@ -126,34 +115,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin, H: Handler> Connection<S, H> {
     /// Runs the connection until it ends; `registration` carries its alarm.
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>, registration: &Registration) -> Poll<Ending> {
         loop {
             let read_budget_left = self.poll_read(cx);
-            let took = self.handler.poll_outbox(cx);
+            let took = self.core.poll_outbox(cx);
             let write_blocked = match self.poll_write(cx) {
                 Poll::Ready(Ok(())) => false,
                 Poll::Ready(Err(e)) => {
-                    self.handler.session.io_failed(e.kind());
+                    self.core.session.io_failed(e.kind());
                     true
                 }
                 Poll::Pending => true,
             };
-            if let Some(ending) = self.handler.session.finished() {
+            if let Some(ending) = self.core.session.finished() {
                 return Poll::Ready(ending);
             }
-            if !write_blocked && self.handler.continue_replays() && self.handler.outbox.queued() > 0 {
+            if !write_blocked && self.core.continue_replays() && self.core.outbox.queued() > 0 {
                 // More of a replay was queued: take it.
                 continue;
             }
-            let now = self.handler.now();
-            let timeout = match self.handler.deadlines.due(self.handler.hub.timeouts(), now) {
+            let now = self.core.now();
+            let timeout = match self.core.deadlines.due(self.core.hub.timeouts(), now) {
                 Due::Nothing => None,
                 Due::Ping => {
-                    self.handler.release_spare_capacity();
+                    self.core.release_spare_capacity();
                     if let Err(e) = self.send_ping(cx) {
-                        self.handler.session.io_failed(e.kind());
+                        self.core.session.io_failed(e.kind());
                     }
                     continue;
                 }
@@ -161,12 +150,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Due::WriteTimeout => Some(Timeout::Write),
                 Due::CloseTimeout => Some(Timeout::Close),
                 Due::Expired => {
-                    self.handler.close_for_policy("token expired");
+                    self.core.close_for_policy("token expired");
                     continue;
                 }
             };
             if let Some(timeout) = timeout {
-                return Poll::Ready(self.handler.session.timed_out(timeout));
+                return Poll::Ready(self.core.session.timed_out(timeout));
             }
             if !read_budget_left {
                 // Let other connections run; come back at once.
@@ -178,7 +167,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 // that its waker gets registered.
                 continue;
             }
-            if let Some(at) = self.handler.deadlines.rearm(self.handler.hub.timeouts(), now) {
+            if let Some(at) = self.core.deadlines.rearm(self.core.hub.timeouts(), now) {
                 registration.arm(at, cx.waker());
             }
             return Poll::Pending;
@@ -188,7 +177,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// Reads and decodes what has arrived; false when the budget ran out
     /// with more possibly waiting.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.handler.session.reads() {
+        if !self.core.session.reads() {
             return true;
         }
         SCRATCH.with(|scratch| {
@@ -200,33 +189,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     return true;
                 }
                 let limit = {
-                    let handler = &self.handler;
+                    let core = &self.core;
                     let frame_left = self.decoder.frame_bytes_left();
-                    handler
-                        .deadlines
-                        .read_limit(handler.hub.timeouts(), SCRATCH_BYTES, frame_left)
+                    core.deadlines
+                        .read_limit(core.hub.timeouts(), SCRATCH_BYTES, frame_left)
                 };
                 let mut buf = ReadBuf::new(&mut scratch[..limit]);
                 match Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
                     Poll::Pending => return true,
                     Poll::Ready(Err(e)) => {
-                        self.handler.session.io_failed(e.kind());
+                        self.core.session.io_failed(e.kind());
                         return true;
                     }
                     Poll::Ready(Ok(())) if buf.filled().is_empty() => {
-                        self.handler.session.peer_gone();
+                        self.core.session.peer_gone();
                         return true;
                     }
                     Poll::Ready(Ok(())) => {
-                        let handler = &mut self.handler;
-                        let now = handler.now();
-                        handler.deadlines.read_at(handler.hub.timeouts(), now);
+                        let core = &mut self.core;
+                        let now = core.now();
+                        core.deadlines.read_at(core.hub.timeouts(), now);
                         let filled = buf.filled().len();
-                        if handler.deadlines.charge_read(handler.hub.timeouts(), filled) {
-                            handler.throttling_starts();
+                        if core.deadlines.charge_read(core.hub.timeouts(), filled) {
+                            core.throttling_starts();
                         }
                         self.ingest(&scratch[..filled]);
-                        if !self.handler.session.reads() {
+                        if !self.core.session.reads() {
                             return true;
                         }
                     }
@@ -239,16 +227,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// Whether reading waits for a throttled connection's buckets; only
     /// while messages flow (a closing handshake is always read).
     fn read_paused(&mut self, cx: &Context<'_>) -> bool {
-        let handler = &mut self.handler;
-        if !handler.session.is_open() {
+        let core = &mut self.core;
+        if !core.session.is_open() {
             return false;
         }
-        let now = handler.now();
-        match handler.deadlines.read_gate(handler.hub.timeouts(), now) {
+        let now = core.now();
+        match core.deadlines.read_gate(core.hub.timeouts(), now) {
             ReadGate::Open => false,
             ReadGate::Paused => true,
             ReadGate::PausedUntil(at) => {
-                handler.hub.clock().wake_at(at, cx.waker().clone());
+                core.hub.clock().wake_at(at, cx.waker().clone());
                 true
             }
         }
@@ -259,18 +247,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// is queued.
     fn send_ping(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         let mut sent = 0;
-        if self.handler.session.is_written_out() {
+        if self.core.session.is_written_out() {
             if let Poll::Ready(result) = Pin::new(&mut self.stream).poll_write(cx, PING) {
                 sent = result?;
-                let handler = &self.handler;
-                handler
-                    .hub
+                let core = &self.core;
+                core.hub
                     .metrics()
-                    .frames_out(handler.endpoint(), usize::from(sent == PING.len()), sent);
+                    .frames_out(core.endpoint(), usize::from(sent == PING.len()), sent);
             }
         }
         if sent < PING.len() {
-            self.handler
+            self.core
                 .session
                 .outgoing()
                 .push_back(Bytes::from_static(&PING[sent..]));
@@ -279,55 +266,55 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     fn ingest(&mut self, bytes: &[u8]) {
-        let handler = &mut self.handler;
-        handler.hub.metrics().bytes_in(handler.endpoint(), bytes.len());
-        if let Err(error) = self.decoder.decode(bytes, &mut |event| handler.on_event(event)) {
-            let action = handler.session.fail(error);
-            handler.apply(action);
+        let core = &mut self.core;
+        core.hub.metrics().bytes_in(core.endpoint(), bytes.len());
+        if let Err(error) = self.decoder.decode(bytes, &mut |event| core.on_event(event)) {
+            let action = core.session.fail(error);
+            core.apply(action);
         }
         // A message still arriving keeps its buffer until the next read:
         // that counts against the server-wide budget.
-        if let Err(over) = self.decoder.account(handler.hub.incomplete_messages()) {
-            handler.overloaded(over);
+        if let Err(over) = self.decoder.account(core.hub.incomplete_messages()) {
+            core.overloaded(over);
         }
     }
 
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let handler = &mut self.handler;
-        while !handler.session.is_written_out() {
+        let core = &mut self.core;
+        while !core.session.is_written_out() {
             let mut slices = [IoSlice::new(&[]); FRAMES_PER_WRITE];
             let mut count = 0;
-            for (slice, bytes) in slices.iter_mut().zip(handler.session.unwritten()) {
+            for (slice, bytes) in slices.iter_mut().zip(core.session.unwritten()) {
                 *slice = IoSlice::new(bytes);
                 count += 1;
             }
             match Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..count]) {
                 Poll::Pending => {
-                    handler.deadlines.write_stalled(handler.hub.clock().now());
+                    core.deadlines.write_stalled(core.hub.clock().now());
                     return Poll::Pending;
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => {
-                    handler.deadlines.write_progressed();
-                    let frames = handler.session.wrote(n);
-                    handler.hub.metrics().frames_out(handler.endpoint(), frames, n);
+                    core.deadlines.write_progressed();
+                    let frames = core.session.wrote(n);
+                    core.hub.metrics().frames_out(core.endpoint(), frames, n);
                 }
             }
         }
         match Pin::new(&mut self.stream).poll_flush(cx) {
             Poll::Pending => {
-                handler.deadlines.write_stalled(handler.now());
+                core.deadlines.write_stalled(core.now());
                 return Poll::Pending;
             }
             Poll::Ready(result) => result?,
         }
-        handler.session.flushed();
+        core.session.flushed();
         Poll::Ready(Ok(()))
     }
 }
 
-impl Handler {
+impl<H: Handler> Core<H> {
     /// The connection's number, for log lines.
     pub(crate) fn id(&self) -> u64 {
         self.id
@@ -383,22 +370,14 @@ impl Handler {
         self.session.ending()
     }
 
-    fn endpoint(&self) -> crate::hub::Endpoint {
-        match self.service {
-            Service::Echo => crate::hub::Endpoint::Echo,
-            Service::Raw(_) => crate::hub::Endpoint::Chat,
-            Service::Chat(_) => crate::hub::Endpoint::Protocol,
-        }
+    fn endpoint(&self) -> crate::protocol::Endpoint {
+        self.service.endpoint()
     }
 
-    /// Paces out any replay of a `wshub.v1` connection, once its write
-    /// queue is written out; true while some replay is not over.
+    /// Paces out any replay of the service, once the write queue is
+    /// written out; true while some replay is not over.
     fn continue_replays(&mut self) -> bool {
-        let ready = self.session.is_written_out() && self.session.is_open();
-        match &mut self.service {
-            Service::Chat(session) if ready => session.continue_replays(),
-            _ => false,
-        }
+        self.session.is_written_out() && self.session.is_open() && self.service.continue_replays()
     }
 
     /// Moves queued frames into the write queue, once it is written out;
@@ -507,20 +486,21 @@ impl Handler {
         );
     }
 
-    /// Holds a message to the rate limits. A `wshub.v1` message over them
-    /// is dropped (delivered nowhere, stored nowhere) and the client told;
-    /// a raw one is delivered and charged, and the connection's reads
-    /// pause until its buckets have paid for it. True: deliver it.
+    /// Holds a message to the rate limits. A message of a service that does
+    /// not throttle (`wshub.v1`) is dropped when over them (delivered
+    /// nowhere, stored nowhere) and the client told; a throttled (raw) one
+    /// is delivered and charged, and the connection's reads pause until its
+    /// buckets have paid for it. True: deliver it.
     fn admit(&mut self, message: &Message) -> bool {
         let timeouts = *self.hub.timeouts();
         let len = message.payload().len();
         let endpoint = self.endpoint();
-        let Service::Chat(session) = &mut self.service else {
+        if self.service.throttles() {
             if self.deadlines.charge_message(&timeouts) {
                 self.throttling_starts();
             }
             return true;
-        };
+        }
         let episode_starts = !self.deadlines.is_over_rate();
         let verdict = self.deadlines.admit(&timeouts, len);
         if verdict == Verdict::Pass {
@@ -528,7 +508,7 @@ impl Handler {
         }
         self.hub.stats().rate_limited.fetch_add(1, Ordering::Relaxed);
         self.hub.metrics().rate_limited(endpoint, RateAction::Dropped);
-        session.rate_limited(message);
+        self.service.rate_limited(message);
         if episode_starts {
             tracing::info!(
                 conn = self.id,
@@ -557,20 +537,9 @@ impl Handler {
         if !self.admit(&message) {
             return;
         }
-        match &mut self.service {
-            // An overflow evicts this connection through its outbox.
-            Service::Echo => {
-                let _ = self.outbox.push(frame_for(message.frame(), self.outbox.deflate()));
-            }
-            Service::Raw(membership) => {
-                membership.publish_raw(&message);
-            }
-            Service::Chat(session) => {
-                if let Err(give_up) = session.on_message(&message) {
-                    tracing::warn!(conn = self.id, "closing connection: {}", give_up.0);
-                    self.close_for_policy(give_up.0);
-                }
-            }
+        if let Err(give_up) = self.service.on_message(&message, &self.outbox) {
+            tracing::warn!(conn = self.id, "closing connection: {}", give_up.0);
+            self.close_for_policy(give_up.0);
         }
     }
 }

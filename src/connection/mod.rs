@@ -7,20 +7,24 @@
 //! checks its deadlines, until the socket and the outbox have nothing more.
 //!
 //! # Layout
-//! - `outbox`: the bounded outbound queue the hub pushes into.
+//! - the outbox, the bounded outbound queue the hub pushes into, is the
+//!   hub's ([`crate::hub::Outbox`]): re-exported here with [`Timeouts`].
 //! - `keepalive`: the ping, read, write and close deadlines on one timer.
+//! - `handler`: what the connection asks of its service ([`Handler`]);
+//!   the services themselves (echo, chat, `wshub.v1`) are the `service`
+//!   module's, which the connection does not know.
 //! - `driver`: the poll loop over socket, outbox and timer: the I/O around
 //!   the protocol's [`Session`](crate::protocol::Session), which decides
 //!   the closing handshake and how the connection ended.
 //! - `task`: the connection's life as one exactly sized future.
 
 mod driver;
+mod handler;
 mod keepalive;
-mod outbox;
 mod task;
 
+pub use crate::hub::{CloseRequest, Outbox, Rejected, Timeouts};
 pub use crate::protocol::Ending;
-pub use driver::{Service, Setup};
-pub use keepalive::Timeouts;
-pub use outbox::{CloseRequest, Outbox, Rejected};
+pub use driver::Setup;
+pub use handler::{GiveUp, Handler};
 pub use task::{ConnectionTask, Farewell};

@@ -14,6 +14,7 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::driver::{Connection, Setup};
+use super::handler::Handler;
 use crate::hub::Registration;
 use crate::protocol::Ending;
 
@@ -51,13 +52,13 @@ enum Stage {
 
 /// Runs one connection to its end, shuts its socket down and logs the
 /// close line (peer, endpoint, reason, code, duration).
-pub struct ConnectionTask<S> {
-    connection: Connection<S>,
+pub struct ConnectionTask<S, H> {
+    connection: Connection<S, H>,
     stage: Stage,
     farewell: Farewell,
 }
 
-impl<S> std::fmt::Debug for ConnectionTask<S> {
+impl<S, H> std::fmt::Debug for ConnectionTask<S, H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConnectionTask")
             .field("farewell", &self.farewell)
@@ -65,10 +66,10 @@ impl<S> std::fmt::Debug for ConnectionTask<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> ConnectionTask<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin, H: Handler> ConnectionTask<S, H> {
     /// Prepares the task; `already_read` holds bytes that came with the
     /// upgrade request.
-    pub fn new(stream: S, already_read: bytes::Bytes, setup: Setup, farewell: Farewell) -> Self {
+    pub fn new(stream: S, already_read: bytes::Bytes, setup: Setup<H>, farewell: Farewell) -> Self {
         ConnectionTask {
             connection: Connection::new(stream, already_read, setup),
             stage: Stage::Running,
@@ -77,7 +78,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ConnectionTask<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Future for ConnectionTask<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin, H: Handler + Unpin> Future for ConnectionTask<S, H> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -92,29 +93,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for ConnectionTask<S> {
                         // The server closes TCP first after a close handshake
                         // (RFC 6455 7.1.1); bounded, since the peer may have
                         // stopped reading.
-                        this.connection.handler.shutting_down();
+                        this.connection.core.shutting_down();
                         Stage::ShuttingDown
                     };
-                    this.connection.handler.set_ending(ending);
+                    this.connection.core.set_ending(ending);
                 }
                 Stage::ShuttingDown | Stage::Aborted => {
                     if this.stage == Stage::ShuttingDown {
                         let shut = Pin::new(&mut this.connection.stream).poll_shutdown(cx).is_ready();
                         let registration = &this.farewell.registration;
-                        if !shut
-                            && this
-                                .connection
-                                .handler
-                                .poll_shutdown_bound(cx, registration)
-                                .is_pending()
-                        {
+                        if !shut && this.connection.core.poll_shutdown_bound(cx, registration).is_pending() {
                             return Poll::Pending;
                         }
                     }
                     this.stage = Stage::Done;
-                    let handler = &this.connection.handler;
-                    if let Some(ending) = handler.ending() {
-                        log_close(&this.farewell, handler.id(), handler.age(), ending);
+                    let core = &this.connection.core;
+                    if let Some(ending) = core.ending() {
+                        log_close(&this.farewell, core.id(), core.age(), ending);
                     }
                     return Poll::Ready(());
                 }

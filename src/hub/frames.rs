@@ -4,8 +4,8 @@
 
 use bytes::Bytes;
 
+use super::Outbox;
 use crate::broker::ListedMember;
-use crate::connection::Outbox;
 use crate::history::Entry;
 use crate::protocol::v1::{ChatMessage, MemberCount, ServerFrame};
 use crate::protocol::{encode_frame, OpCode};

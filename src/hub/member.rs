@@ -7,8 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::frames::{history_chunk, history_frame, text_frame};
+use super::{Outbox, Rejected};
 use crate::broker::{ListedMember, MemberInfo, Replayed};
-use crate::connection::{Outbox, Rejected};
 use crate::history::Entry;
 use crate::protocol::frame_for;
 use crate::protocol::v1::ServerFrame;

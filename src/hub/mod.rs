@@ -12,25 +12,27 @@ mod deliver;
 pub(crate) mod frames;
 mod inbox;
 mod member;
+mod outbox;
 mod registry;
 mod room;
 #[cfg(test)]
 mod tests;
+mod timeouts;
 mod worker;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use crate::connection::{CloseRequest, Timeouts};
-
 pub(crate) use alarms::Clock;
 
 pub use crate::broker::RoomName;
 pub use crate::protocol::Endpoint;
 pub use member::{Member, Mode, Replay};
+pub use outbox::{CloseRequest, Outbox, Rejected};
 pub use registry::{Registration, Ticket};
 pub use room::{Membership, Room};
+pub use timeouts::Timeouts;
 
 use crate::broker::Broker;
 use crate::history::History;

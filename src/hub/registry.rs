@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 
 use super::alarms::{self, Alarm, Clock, Nudge, SweeperState};
 use super::{lock, Hub, WeakHub};
-use crate::connection::{CloseRequest, Outbox};
+use super::{CloseRequest, Outbox};
 use crate::protocol::Endpoint;
 
 /// One live connection: its outbox (shutdown and metrics reach it there)

@@ -9,8 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{Hub, HubConfig, Member, Mode, Replay};
+use super::{Outbox, Timeouts};
 use crate::broker::LocalBroker;
-use crate::connection::{Outbox, Timeouts};
 use crate::history::{Backend, History, HistoryConfig};
 
 const WORKERS: usize = 4;

@@ -1,5 +1,5 @@
-//! A `wshub.v1` connection's chat session: its nickname, its rooms, and
-//! what each request does.
+//! The `wshub.v1` service: a connection's chat session (its nickname, its
+//! rooms) and what each JSON request does.
 //!
 //! Bad requests get an error frame and the connection stays; a client
 //! that keeps sending them past `max_bad_requests` is closed with 1008.
@@ -8,9 +8,9 @@
 use std::sync::Arc;
 
 use crate::broker::Span;
-use crate::connection::Outbox;
+use crate::connection::{GiveUp, Handler};
 use crate::hub::frames::text_frame;
-use crate::hub::{Hub, Member, Membership, Mode, Replay};
+use crate::hub::{Endpoint, Hub, Member, Membership, Mode, Outbox, Replay};
 use crate::protocol::v1::{
     is_valid_nick, is_valid_ref, is_valid_room, parse_client_frame, ClientFrame, ErrorCode, ServerFrame, MAX_REF_BYTES,
     MAX_ROOM_CHARS, SUBPROTOCOL,
@@ -30,10 +30,6 @@ pub struct ChatLimits {
     pub max_history: usize,
 }
 
-/// Why a session gave up on its client: close with 1008 and this reason.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GiveUp(pub &'static str);
-
 /// Who a connection is: its starting nickname and, when it presented an
 /// access token, the token's user id and whether the name is the token's.
 #[derive(Debug, Clone)]
@@ -50,7 +46,7 @@ pub struct Identity {
 
 /// One `wshub.v1` connection's state.
 #[derive(Debug)]
-pub struct ChatSession {
+pub struct V1Session {
     hub: Hub,
     outbox: Arc<Outbox>,
     nick: Arc<str>,
@@ -65,7 +61,7 @@ pub struct ChatSession {
     replaying: bool,
 }
 
-impl ChatSession {
+impl V1Session {
     /// Starts a session and greets the client with `welcome`.
     pub fn new(hub: Hub, outbox: Arc<Outbox>, identity: Identity, limits: ChatLimits) -> Self {
         let Identity {
@@ -81,7 +77,7 @@ impl ChatSession {
             max_text_bytes: limits.max_text_bytes,
         };
         let _ = outbox.push(text_frame(&welcome));
-        ChatSession {
+        V1Session {
             hub,
             outbox,
             nick,
@@ -266,6 +262,30 @@ impl ChatSession {
         check_room(room)?;
         self.position(room)
             .ok_or_else(|| Refusal::new(ErrorCode::NotJoined, "join the room first", Some(room.to_owned())))
+    }
+}
+
+/// A `wshub.v1` client is told of each message dropped for its rate (with
+/// `rate_limited`), so it is not throttled.
+impl Handler for V1Session {
+    fn endpoint(&self) -> Endpoint {
+        Endpoint::Protocol
+    }
+
+    fn throttles(&self) -> bool {
+        false
+    }
+
+    fn on_message(&mut self, message: &Message, _outbox: &Outbox) -> Result<(), GiveUp> {
+        V1Session::on_message(self, message)
+    }
+
+    fn rate_limited(&mut self, message: &Message) {
+        V1Session::rate_limited(self, message);
+    }
+
+    fn continue_replays(&mut self) -> bool {
+        V1Session::continue_replays(self)
     }
 }
 
