@@ -33,24 +33,21 @@
 //! ```
 #![deny(missing_docs, missing_debug_implementations, unused_must_use)]
 
-mod access;
 pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod connection;
 pub mod history;
+mod http;
 pub mod hub;
 pub mod logging;
 pub mod metrics;
 mod origin;
 pub mod protocol;
 pub mod ratelimit;
-mod routes;
 pub mod server;
 pub mod service;
 pub mod tls;
-mod upgrade;
-mod web;
 
 pub use config::{Cli, Config, ConfigError, LogFormat, TlsSource};
 pub use hub::Hub;

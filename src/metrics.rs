@@ -796,7 +796,7 @@ mod tests {
         m.connection_closed(Endpoint::Echo, &Ending::Evicted(CloseCode::PolicyViolation));
         m.connection_closed(Endpoint::Echo, &Ending::Dropped);
         m.upgrade_refused(RefusedUpgrade::Full);
-        m.upgrade_refused(&crate::access::Refusal::Origin);
+        m.upgrade_refused(&crate::http::access::Refusal::Origin);
         hub.stats().evictions.fetch_add(2, std::sync::atomic::Ordering::Relaxed);
         let text = m.render(&hub.scrape());
         let v = |s: &str| value(&text, s).unwrap_or_else(|| panic!("{s} missing in\n{text}"));

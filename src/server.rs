@@ -33,15 +33,14 @@ use crate::broker::{Broker, BrokerConfig, BrokerError, LocalBroker, RedisBroker}
 use crate::config::Config;
 use crate::connection::{CloseRequest, Timeouts};
 use crate::history::{History, HistoryError};
+use crate::http::Shared;
 use crate::hub::{Hub, HubConfig};
 use crate::metrics::{DroppedHttp, Metrics};
 use crate::origin::OriginPolicy;
 use crate::protocol::CloseCode;
-use crate::service::ChatLimits;
 use crate::tls::{self, TlsError};
 
 pub use workers::WorkerTask;
-pub(crate) use workers::{Counted, WorkerLoad};
 
 /// Time a client gets to send a complete request head (from the moment
 /// hyper starts waiting for it: after TCP accept or the TLS handshake, and
@@ -106,39 +105,6 @@ pub enum ServerError {
         /// The OS error.
         source: std::io::Error,
     },
-}
-
-/// State shared by the routes, the upgrade and every connection.
-#[derive(Debug)]
-pub struct Shared {
-    pub(crate) config: Config,
-    pub(crate) hub: Hub,
-    pub(crate) origins: OriginPolicy,
-    pub(crate) tracker: TaskTracker,
-    pub(crate) shutting_down: AtomicBool,
-    pub(crate) next_connection_id: AtomicU64,
-    pub(crate) chat_limits: ChatLimits,
-    /// Token checks at the upgrade, when tokens are required.
-    pub(crate) auth: Option<crate::auth::Verifier>,
-    /// Stops the Redis broker's tasks once connections are closed.
-    pub(crate) broker_stop: CancellationToken,
-    /// What each worker carries, for placing sockets (one entry per
-    /// worker; unused with one).
-    pub(crate) worker_loads: Arc<[Arc<WorkerLoad>]>,
-    /// Which refused handshakes were lately logged at warn.
-    pub(crate) refusals: crate::access::RefusalLog,
-}
-
-impl Shared {
-    pub(crate) fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Acquire)
-    }
-
-    /// WebSocket connections on each worker, in worker order, as the hub
-    /// registers them (they add up to its count).
-    pub(crate) fn connections_per_worker(&self) -> Vec<usize> {
-        self.hub.connections_per_worker()
-    }
 }
 
 /// A bound, not yet running server.
@@ -219,7 +185,7 @@ impl Server {
             auth,
             broker_stop: CancellationToken::new(),
             worker_loads: (0..workers).map(|_| Arc::default()).collect(),
-            refusals: crate::access::RefusalLog::default(),
+            refusals: crate::http::access::RefusalLog::default(),
             config,
         });
         shared.hub.per_ip().set_max(shared.config.max_connections_per_ip);
@@ -281,7 +247,7 @@ impl Server {
             tracing::warn!("--allowed-origin '*': any web page may open WebSockets here (cross-site WebSocket hijacking is possible)");
         }
         let http = Http {
-            router: crate::routes::router(shared.clone()),
+            router: crate::http::routes::router(shared.clone()),
             tls,
             stop: CancellationToken::new(),
             metrics: shared.hub.metrics().clone(),
@@ -364,7 +330,7 @@ impl Http {
             metrics,
             ..
         } = self.clone();
-        let serving = workers::serving_http();
+        let serving = crate::http::placement::serving_http();
         self.tracker.spawn(async move {
             let _serving = serving;
             match tls {

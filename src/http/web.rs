@@ -19,8 +19,8 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use rust_embed::RustEmbed;
 
-use crate::access::{refuse, Refusal};
-use crate::server::Shared;
+use crate::http::access::{refuse, Refusal};
+use crate::http::Shared;
 
 #[derive(RustEmbed)]
 #[folder = "$OUT_DIR/web"]

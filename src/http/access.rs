@@ -17,13 +17,13 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use crate::auth::{Grant, Rejection};
+use crate::http::upgrade::Target;
+use crate::http::Shared;
 use crate::hub::{Endpoint, Ticket};
 use crate::metrics::RefusedUpgrade;
 use crate::origin::OriginDenied;
 use crate::protocol::v1::is_valid_room;
 use crate::ratelimit::IpSlot;
-use crate::server::Shared;
-use crate::upgrade::Target;
 
 /// Why a handshake was refused; each maps to one HTTP status, one
 /// `reason` label (metrics and `?check`) and one sentence for the body.

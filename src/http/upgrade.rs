@@ -19,12 +19,13 @@ use sha1::{Digest, Sha1};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::access::{admit, refuse, Admission, Asked, Refusal};
 use crate::connection::{CloseRequest, ConnectionTask, Farewell, Outbox, Setup};
+use crate::http::access::{admit, refuse, Admission, Asked, Refusal};
+use crate::http::placement::Counted;
+use crate::http::Shared;
 use crate::hub::{Endpoint, Member, Mode, Replay, Ticket};
 use crate::protocol::v1::SUBPROTOCOL;
 use crate::protocol::{negotiate, CloseCode, DeflateParams};
-use crate::server::{Counted, Shared};
 use crate::service::{Echo, Identity, RawChat, Service, V1Session};
 
 /// The GUID every server appends to the client's key (RFC 6455 1.3).

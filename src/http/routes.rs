@@ -12,14 +12,14 @@ use axum::routing::get;
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::access::{admit, Asked};
+use crate::http::access::{admit, Asked};
+use crate::http::upgrade::{offers_subprotocol, upgrade, Target};
+use crate::http::Shared;
 use crate::protocol::v1::SUBPROTOCOL;
-use crate::server::Shared;
-use crate::upgrade::{offers_subprotocol, upgrade, Target};
 
 /// The room behind `/ws`.
 pub const LOBBY: &str = "lobby";
-use crate::web;
+use crate::http::web;
 
 /// Builds the router over the server's shared state.
 pub fn router(shared: Arc<Shared>) -> Router {

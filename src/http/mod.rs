@@ -1,0 +1,55 @@
+//! The HTTP surface, up to the WebSocket upgrade: the routes, the upgrade
+//! itself, every refusal and its reason, the embedded page; and the state
+//! they share with every connection. The server (listener, TLS, workers)
+//! serves this; nothing here knows how sockets are accepted.
+
+pub(crate) mod access;
+pub(crate) mod placement;
+pub(crate) mod routes;
+pub(crate) mod upgrade;
+pub(crate) mod web;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::origin::OriginPolicy;
+use crate::service::ChatLimits;
+use placement::WorkerLoad;
+
+/// State shared by the routes, the upgrade and every connection.
+#[derive(Debug)]
+pub struct Shared {
+    pub(crate) config: Config,
+    pub(crate) hub: Hub,
+    pub(crate) origins: OriginPolicy,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) shutting_down: AtomicBool,
+    pub(crate) next_connection_id: AtomicU64,
+    pub(crate) chat_limits: ChatLimits,
+    /// Token checks at the upgrade, when tokens are required.
+    pub(crate) auth: Option<crate::auth::Verifier>,
+    /// Stops the Redis broker's tasks once connections are closed.
+    pub(crate) broker_stop: CancellationToken,
+    /// What each worker carries, for placing sockets (one entry per
+    /// worker; unused with one).
+    pub(crate) worker_loads: Arc<[Arc<WorkerLoad>]>,
+    /// Which refused handshakes were lately logged at warn.
+    pub(crate) refusals: access::RefusalLog,
+}
+
+impl Shared {
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// WebSocket connections on each worker, in worker order, as the hub
+    /// registers them (they add up to its count).
+    pub(crate) fn connections_per_worker(&self) -> Vec<usize> {
+        self.hub.connections_per_worker()
+    }
+}
