@@ -46,10 +46,4 @@ impl Shared {
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
     }
-
-    /// WebSocket connections on each worker, in worker order, as the hub
-    /// registers them (they add up to its count).
-    pub(crate) fn connections_per_worker(&self) -> Vec<usize> {
-        self.hub.connections_per_worker()
-    }
 }

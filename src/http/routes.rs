@@ -181,7 +181,7 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
         "rooms": snapshot.rooms,
         "evictions": snapshot.evictions,
         // WebSocket connections on each worker thread (`--workers`).
-        "workers": shared.connections_per_worker(),
+        "workers": shared.hub.connections_per_worker(),
     });
     if let Some(cluster) = cluster {
         let down_since = cluster.down_since;
@@ -203,7 +203,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         log_lines_dropped: crate::logging::lines_dropped(),
         ..hub.scrape()
     });
-    append_worker_connections(&mut text, &shared.connections_per_worker());
+    append_worker_connections(&mut text, &shared.hub.connections_per_worker());
     (
         [(
             header::CONTENT_TYPE,

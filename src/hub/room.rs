@@ -98,28 +98,20 @@ impl Room {
     /// waits in its inbox, else as one parcel per worker.
     fn fan_out(self: &Arc<Self>, hub: &Hub, order: &Order, forms: Forms) {
         let here = hub.current_worker();
-        let mut forms = Some(forms);
-        let last = order.members.iter().rposition(|&n| n > 0);
         for (worker, &count) in order.members.iter().enumerate() {
             if count == 0 {
                 continue;
             }
             let shard = &self.shards[worker];
-            // The last worker takes the frames themselves, the others a
-            // clone (reference counts, not bytes).
-            let forms = if Some(worker) == last {
-                forms.take().unwrap_or_default()
-            } else {
-                forms.clone().unwrap_or_default()
-            };
             if here == Some(worker) && shard.pending.load(Ordering::Acquire) == 0 {
                 self.push_to_members(hub, worker, &forms);
             } else {
                 shard.pending.fetch_add(1, Ordering::AcqRel);
                 hub.stats().parcels.fetch_add(1, Ordering::Relaxed);
+                // A clone of the frames is reference counts, not bytes.
                 hub.inbox(worker).push(Parcel {
                     room: self.clone(),
-                    forms,
+                    forms: forms.clone(),
                 });
             }
         }
@@ -170,9 +162,10 @@ impl Room {
     /// taken under the order lock, so nothing published meanwhile can slip
     /// between it and the live messages.
     pub(crate) fn insert(self: &Arc<Self>, hub: &Hub, member: Member, replay: Replay) -> (usize, usize) {
-        let worker = hub.current_worker().unwrap_or(0);
+        let here = hub.current_worker();
+        let worker = here.unwrap_or(0);
         let mut order = lock(&self.order);
-        if self.shards[worker].pending.load(Ordering::Acquire) > 0 && hub.current_worker() == Some(worker) {
+        if here.is_some() && self.shards[worker].pending.load(Ordering::Acquire) > 0 {
             // What was published before this join reaches the worker's
             // members before the joiner is one of them.
             hub.inbox(worker).drain(hub, worker);
