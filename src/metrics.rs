@@ -51,16 +51,12 @@ const COMMIT_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
-const ENDPOINTS: [Endpoint; 3] = [Endpoint::Echo, Endpoint::Chat, Endpoint::Protocol];
+const ENDPOINTS: [Endpoint; 4] = Endpoint::ALL;
 
-/// Index into per-endpoint arrays; a match, so no lookup.
+/// Index into per-endpoint arrays.
 #[inline]
 fn endpoint_index(endpoint: Endpoint) -> usize {
-    match endpoint {
-        Endpoint::Echo => 0,
-        Endpoint::Chat => 1,
-        Endpoint::Protocol => 2,
-    }
+    endpoint.index()
 }
 
 /// `reason` label values of `wshub_connections_closed_total`, one per
@@ -630,11 +626,7 @@ impl Metrics {
     /// The Prometheus text for `GET /metrics`: copies the live values of
     /// `scrape` in, then renders every series.
     pub fn render(&self, scrape: &Scrape) -> String {
-        for (endpoint, live) in ENDPOINTS.into_iter().zip([
-            scrape.echo_connections,
-            scrape.chat_connections,
-            scrape.protocol_connections,
-        ]) {
+        for (endpoint, live) in ENDPOINTS.into_iter().zip(scrape.connections) {
             self.endpoint(endpoint).connections.set(live as f64);
         }
         let s = &self.inner.scraped;
@@ -666,12 +658,8 @@ impl Metrics {
 /// those modules and costs the hot path nothing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Scrape {
-    /// Live `/echo` connections.
-    pub echo_connections: usize,
-    /// Live raw chat connections.
-    pub chat_connections: usize,
-    /// Live `wshub.v1` connections.
-    pub protocol_connections: usize,
+    /// Live connections of each endpoint, in [`Endpoint::index`] order.
+    pub connections: [usize; 4],
     /// Rooms with at least one member.
     pub rooms: usize,
     /// Frames waiting in all connections' outbound queues.
@@ -746,7 +734,7 @@ mod tests {
         assert_eq!(
             value(
                 &text,
-                r#"wshub_connections_closed_total{endpoint="protocol",reason="read_timeout"}"#
+                r#"wshub_connections_closed_total{endpoint="v1",reason="read_timeout"}"#
             ),
             Some(0.0)
         );
@@ -792,7 +780,7 @@ mod tests {
         m.message_in(Endpoint::Echo);
         m.frames_out(Endpoint::Chat, 2, 30);
         m.frames_out(Endpoint::Chat, 0, 5);
-        m.connection_closed(Endpoint::Protocol, &Ending::ClientClosed(Some(4000)));
+        m.connection_closed(Endpoint::V1, &Ending::ClientClosed(Some(4000)));
         m.connection_closed(Endpoint::Echo, &Ending::Evicted(CloseCode::PolicyViolation));
         m.connection_closed(Endpoint::Echo, &Ending::Dropped);
         m.upgrade_refused(RefusedUpgrade::Full);
@@ -805,7 +793,7 @@ mod tests {
         assert_eq!(v(r#"wshub_frames_sent_total{endpoint="chat"}"#), 2.0);
         assert_eq!(v(r#"wshub_sent_bytes_total{endpoint="chat"}"#), 35.0);
         assert_eq!(
-            v(r#"wshub_connections_closed_total{endpoint="protocol",reason="client_closed"}"#),
+            v(r#"wshub_connections_closed_total{endpoint="v1",reason="client_closed"}"#),
             1.0
         );
         assert_eq!(

@@ -141,10 +141,10 @@ async fn numbers_follow_connections_and_messages_and_gauges_return_to_zero() {
     let open = scrape(server.addr).await;
     assert_eq!(open.get(&connections("echo")), 2.0);
     assert_eq!(open.get(&connections("chat")), 1.0);
-    assert_eq!(open.get(&connections("protocol")), 1.0);
+    assert_eq!(open.get(&connections("v1")), 1.0);
     assert_eq!(open.get(&opened("echo")), 2.0);
     assert_eq!(open.get(&opened("chat")), 1.0);
-    assert_eq!(open.get(&opened("protocol")), 1.0);
+    assert_eq!(open.get(&opened("v1")), 1.0);
     assert_eq!(open.get("wshub_rooms"), 1.0);
     assert_eq!(open.get("wshub_room_messages_published_total"), 0.0);
 
@@ -175,7 +175,7 @@ async fn numbers_follow_connections_and_messages_and_gauges_return_to_zero() {
     drop((echo1, echo2, raw, chat));
     wait_for_connections(&server.hub, 0).await;
     let closed = scrape(server.addr).await;
-    for endpoint in ["echo", "chat", "protocol"] {
+    for endpoint in ["echo", "chat", "v1", "pusher"] {
         assert_eq!(closed.get(&connections(endpoint)), 0.0, "{endpoint}");
     }
     assert_eq!(closed.get("wshub_rooms"), 0.0);

@@ -427,18 +427,10 @@ async fn a_persisting_flood_is_closed_and_the_room_carries_on() {
 
     let metrics = metrics_text(&server).await;
     assert_eq!(
-        metric(
-            &metrics,
-            r#"wshub_rate_limited_total{endpoint="protocol",action="closed"}"#
-        ),
+        metric(&metrics, r#"wshub_rate_limited_total{endpoint="v1",action="closed"}"#),
         1.0
     );
-    assert!(
-        metric(
-            &metrics,
-            r#"wshub_rate_limited_total{endpoint="protocol",action="dropped"}"#
-        ) >= 100.0
-    );
+    assert!(metric(&metrics, r#"wshub_rate_limited_total{endpoint="v1",action="dropped"}"#) >= 100.0);
     server.shutdown().await;
 }
 

@@ -39,7 +39,13 @@ impl LocalBroker {
 impl Broker for LocalBroker {
     fn publish(&self, room: &RoomName, message: Publication<'_>) -> Ordered {
         match message.body {
-            Body::Text(text) => Ordered::Now(Some(self.history.append_by(room, message.nick, message.user, text))),
+            Body::Text(text) => Ordered::Now(Some(self.history.append_event(
+                room,
+                message.nick,
+                message.user,
+                message.event,
+                text,
+            ))),
             Body::Binary(_) => Ordered::Now(None),
         }
     }
@@ -94,6 +100,7 @@ mod tests {
             user: None,
             body: Body::Text(t),
             client_ref: None,
+            event: None,
         };
         let ids: Vec<u64> = ["a", "b", "c"]
             .into_iter()

@@ -45,6 +45,9 @@ pub struct Publication<'a> {
     pub body: Body<'a>,
     /// The sender's `ref`, echoed with the message (wshub.v1).
     pub client_ref: Option<&'a str>,
+    /// The event's name for an event published the Pusher way (see
+    /// [`Entry::event`]); `None` for a chat message.
+    pub event: Option<&'a Arc<str>>,
 }
 
 /// What a message holds.
@@ -89,6 +92,8 @@ pub enum Delivery {
         user: Option<Arc<str>>,
         /// The text.
         text: Arc<str>,
+        /// The event's name, if it is one.
+        event: Option<Arc<str>>,
         /// The sender's `ref`.
         client_ref: Option<String>,
     },

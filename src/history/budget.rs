@@ -55,7 +55,8 @@ const LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// What an entry costs the memory cap.
 pub(super) fn cost(entry: &Entry) -> usize {
-    entry.text.len() + entry.nick.len() + entry.user.as_ref().map_or(0, |user| user.len()) + ENTRY_OVERHEAD
+    let len = |s: &Option<std::sync::Arc<str>>| s.as_ref().map_or(0, |s| s.len());
+    entry.text.len() + entry.nick.len() + len(&entry.user) + len(&entry.event) + ENTRY_OVERHEAD
 }
 
 /// What an overflow frees down to: 15/16 of the cap.

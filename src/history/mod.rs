@@ -185,9 +185,14 @@ pub struct Entry {
     /// The sender's user id (its access token's `sub`), when it had one.
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "serialize_opt_arc_str")]
     pub user: Option<Arc<str>>,
-    /// What was said.
+    /// What was said: a chat message's text, or an event's data.
     #[serde(serialize_with = "serialize_arc_str")]
     pub text: Arc<str>,
+    /// The event's name, for an event published the Pusher way (through
+    /// the HTTP API); `None` for a chat message. Rooms are shared by every
+    /// protocol, so both kinds live in one history and one order.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "serialize_opt_arc_str")]
+    pub event: Option<Arc<str>>,
 }
 
 fn serialize_arc_str<S: serde::Serializer>(s: &Arc<str>, ser: S) -> Result<S::Ok, S::Error> {
@@ -494,6 +499,18 @@ impl History {
     /// [`History::append`] for a sender with a user id (a token's `sub`),
     /// stored with the message.
     pub fn append_by(&self, room: &str, nick: &str, user: Option<&Arc<str>>, text: &str) -> Entry {
+        self.append_event(room, nick, user, None, text)
+    }
+
+    /// [`History::append_by`] for a named event (see [`Entry::event`]).
+    pub fn append_event(
+        &self,
+        room: &str,
+        nick: &str,
+        user: Option<&Arc<str>>,
+        event: Option<&Arc<str>>,
+        text: &str,
+    ) -> Entry {
         let inner = &*self.inner;
         let now = inner.clock.now_ms();
         inner.appended.fetch_add(1, Ordering::Relaxed);
@@ -505,6 +522,7 @@ impl History {
                 nick: nick.into(),
                 user: user.cloned(),
                 text: text.into(),
+                event: event.cloned(),
             };
             let mut seq = None;
             if let Some(tx) = &inner.tx {

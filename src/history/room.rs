@@ -247,6 +247,7 @@ mod tests {
             nick: "n".into(),
             user: None,
             text: "t".into(),
+            event: None,
         }
     }
 

@@ -1,12 +1,13 @@
 //! The SQLite store: schema, the read connection, and the writer thread
 //! that group-commits appended entries off the hot path.
 //!
-//! # Schema (`PRAGMA user_version = 3`)
+//! # Schema (`PRAGMA user_version = 4`)
 //! ```sql
 //! CREATE TABLE messages (
 //!     room TEXT NOT NULL, id INTEGER NOT NULL, ts INTEGER NOT NULL,
 //!     nick TEXT NOT NULL, text TEXT NOT NULL,
 //!     user TEXT,                      -- the sender's token `sub`, NULL without one
+//!     event TEXT,                     -- an event's name (HTTP API), NULL for chat
 //!     PRIMARY KEY (room, id)
 //! ) WITHOUT ROWID;
 //! CREATE INDEX messages_by_ts ON messages (ts);
@@ -67,9 +68,9 @@ use super::room::Limits;
 use super::{Entry, HistoryError};
 
 /// The schema version this code writes and reads (1: `messages` only; 2
-/// adds `room_seq`; 3 adds `messages.user`; both made in place on an older
-/// file, whose messages then have no user).
-const SCHEMA_VERSION: i64 = 3;
+/// adds `room_seq`; 3 adds `messages.user`; 4 adds `messages.event`; each
+/// made in place on an older file, whose messages then have neither).
+const SCHEMA_VERSION: i64 = 4;
 
 /// Ids reserved ahead per room at first: a room asks for the next block
 /// when half of this is left, so it is at least half a block ahead of its
@@ -161,6 +162,7 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection, HistoryError> {
                  room TEXT NOT NULL, id INTEGER NOT NULL, ts INTEGER NOT NULL,
                  nick TEXT NOT NULL, text TEXT NOT NULL,
                  user TEXT,
+                 event TEXT,
                  PRIMARY KEY (room, id)
              ) WITHOUT ROWID;
              CREATE INDEX IF NOT EXISTS messages_by_ts ON messages (ts);
@@ -180,6 +182,15 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection, HistoryError> {
         )?;
         if has_user == 0 {
             tx.execute_batch("ALTER TABLE messages ADD COLUMN user TEXT")?;
+        }
+        // Version 4 adds `event` the same way (old rows are chat messages).
+        let has_event: i64 = tx.query_row(
+            "SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'event'",
+            [],
+            |row| row.get(0),
+        )?;
+        if has_event == 0 {
+            tx.execute_batch("ALTER TABLE messages ADD COLUMN event TEXT")?;
         }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()
@@ -305,11 +316,11 @@ impl Reader {
         newest: bool,
     ) -> rusqlite::Result<Vec<Entry>> {
         let sql = if newest {
-            "SELECT id, ts, nick, text, user FROM messages
+            "SELECT id, ts, nick, text, user, event FROM messages
              WHERE room = ?1 AND id >= ?2 AND id < ?3 AND ts >= ?4
              ORDER BY id DESC LIMIT ?5"
         } else {
-            "SELECT id, ts, nick, text, user FROM messages
+            "SELECT id, ts, nick, text, user, event FROM messages
              WHERE room = ?1 AND id >= ?2 AND id < ?3 AND ts >= ?4
              ORDER BY id LIMIT ?5"
         };
@@ -330,6 +341,7 @@ impl Reader {
                     nick: row.get::<_, String>(2)?.into(),
                     user: row.get::<_, Option<String>>(4)?.map(Arc::from),
                     text: row.get::<_, String>(3)?.into(),
+                    event: row.get::<_, Option<String>>(5)?.map(Arc::from),
                 })
             },
         )?;
@@ -617,8 +629,8 @@ impl Writer {
             // if a room's first-touch read failed; then a later write must
             // not wedge the writer on a key conflict.
             let mut insert = tx.prepare_cached(
-                "INSERT OR REPLACE INTO messages (room, id, ts, nick, text, user)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR REPLACE INTO messages (room, id, ts, nick, text, user, event)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             let mut newest: HashMap<&str, u64> = HashMap::new();
             for (_, _, room, e) in inserts {
@@ -628,7 +640,8 @@ impl Writer {
                     e.ts,
                     e.nick.as_ref(),
                     e.text.as_ref(),
-                    e.user.as_deref()
+                    e.user.as_deref(),
+                    e.event.as_deref()
                 ])?;
                 let last = newest.entry(room.as_ref()).or_insert(0);
                 *last = (*last).max(e.id);

@@ -520,6 +520,7 @@ fn entries_serialize_as_plain_json() {
         nick: "ann".into(),
         user: None,
         text: "hi \"there\"".into(),
+        event: None,
     };
     let json = serde_json::to_string(&entry).expect("serializes");
     assert_eq!(
@@ -686,7 +687,7 @@ fn an_old_file_without_reservations_is_upgraded_and_ids_continue() {
     let version: i64 = rusqlite::Connection::open(&path)
         .and_then(|c| c.query_row("PRAGMA user_version", [], |row| row.get(0)))
         .expect("version");
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     assert_eq!(seq_row(&path, "r").map(|row| row.0), Some(3));
 }
 
@@ -734,7 +735,42 @@ fn a_file_without_user_ids_gets_the_column_and_keeps_its_messages() {
     let version: i64 = rusqlite::Connection::open(&path)
         .and_then(|c| c.query_row("PRAGMA user_version", [], |row| row.get(0)))
         .expect("version");
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
+}
+
+#[test]
+fn event_names_are_kept_by_every_store_and_an_old_file_gets_the_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    let history = open(sqlite(&path));
+    history.append("r", "n", "before");
+    history.close();
+    // A version 3 file: `messages` without `event`.
+    rusqlite::Connection::open(&path)
+        .and_then(|c| c.execute_batch("ALTER TABLE messages DROP COLUMN event; PRAGMA user_version = 3;"))
+        .expect("a version 3 file");
+    let greet: Arc<str> = Arc::from("greet");
+    for (name, config) in [("memory", config(Backend::Memory)), ("sqlite", sqlite(&path))] {
+        let history = open(config);
+        let entry = history.append_event("r", "app", None, Some(&greet), r#"{"a":1}"#);
+        assert_eq!(entry.event.as_deref(), Some("greet"), "{name}");
+        history.append("r", "ann", "hi");
+        history.close();
+    }
+    let history = open(sqlite(&path));
+    let events: Vec<(String, Option<String>)> = match history.since("r", 0, 10) {
+        Since::Complete(entries) => entries
+            .iter()
+            .map(|e| (e.text.to_string(), e.event.as_deref().map(str::to_owned)))
+            .collect(),
+        other => panic!("{other:?}"),
+    };
+    let want = [
+        ("before".to_owned(), None),
+        (r#"{"a":1}"#.to_owned(), Some("greet".to_owned())),
+        ("hi".to_owned(), None),
+    ];
+    assert_eq!(events, want);
 }
 
 #[test]

@@ -173,7 +173,8 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
             "total": snapshot.connections,
             "echo": snapshot.echo,
             "chat": snapshot.chat,
-            "protocol": snapshot.protocol,
+            "v1": snapshot.v1,
+            "pusher": snapshot.pusher,
         },
         // With Redis, rooms' history is its streams: the local store is
         // not used for them.

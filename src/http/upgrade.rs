@@ -46,7 +46,7 @@ impl Target {
     pub fn endpoint(&self, offers_subprotocol: bool) -> Endpoint {
         match (self, offers_subprotocol) {
             (Target::Echo, _) => Endpoint::Echo,
-            (Target::Chat(_), true) => Endpoint::Protocol,
+            (Target::Chat(_), true) => Endpoint::V1,
             (Target::Chat(_), false) => Endpoint::Chat,
         }
     }
@@ -199,7 +199,7 @@ fn prepare(shared: &Shared, ticket: Ticket, addr: SocketAddr, agreed: Agreed, ad
         None => (None, None, None, None),
     };
     let service = match (endpoint, target) {
-        (Endpoint::Protocol, _) => {
+        (Endpoint::V1, _) => {
             // With tokens required the name is the token's (or, for a token
             // without `name` and `sub`, the guest name): locked either way,
             // so that no one can take a name the token did not give.

@@ -110,5 +110,6 @@ fn chat_message(entry: &Entry) -> ChatMessage {
         nick: entry.nick.to_string(),
         user: entry.user.as_deref().map(str::to_owned),
         text: entry.text.to_string(),
+        event: entry.event.as_deref().map(str::to_owned),
     }
 }

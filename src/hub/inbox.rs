@@ -30,6 +30,8 @@ pub(crate) struct Forms {
     pub(crate) raw: Option<Bytes>,
     /// For `wshub.v1` members; `None` skips them.
     pub(crate) json: Option<Bytes>,
+    /// For Pusher members; `None` skips them.
+    pub(crate) pusher: Option<Bytes>,
     /// The member (its connection number) that does not get it: a joiner is
     /// not told of its own arrival. 0: none.
     pub(crate) except: u64,

@@ -20,6 +20,17 @@ pub enum Mode {
     Raw,
     /// `wshub.v1` JSON frames, with presence events.
     Json,
+    /// Pusher Channels events (`GET /app/{key}`).
+    Pusher,
+    /// Pusher on a presence channel: counted among the channel's users.
+    PusherPresence,
+}
+
+impl Mode {
+    /// Whether it speaks Pusher.
+    pub fn is_pusher(self) -> bool {
+        matches!(self, Mode::Pusher | Mode::PusherPresence)
+    }
 }
 
 /// What a joining member receives before anything new.
@@ -131,6 +142,25 @@ impl Member {
             mode: Mode::Raw,
             nick: Nick::Guest(number),
             replay: None,
+        }
+    }
+
+    /// A Pusher subscriber: shown as `guest-N` like a raw member, or, on a
+    /// presence channel, as its user (`user_id`) whose nickname is its
+    /// `user_info` JSON: what the channel's other members are shown of it,
+    /// here and (through the broker's member lists) on other nodes.
+    pub fn pusher(outbox: Arc<Outbox>, number: u64, presence: Option<(Arc<str>, Arc<str>)>) -> Self {
+        match presence {
+            None => Member {
+                mode: Mode::Pusher,
+                ..Member::guest(outbox, number)
+            },
+            Some((user, info)) => Member {
+                outbox,
+                mode: Mode::PusherPresence,
+                nick: Nick::User(Arc::new(Identity { nick: info, user })),
+                replay: None,
+            },
         }
     }
 

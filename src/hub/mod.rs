@@ -13,6 +13,7 @@ pub(crate) mod frames;
 mod inbox;
 mod member;
 mod outbox;
+pub(crate) mod pusher;
 mod registry;
 mod room;
 #[cfg(test)]
@@ -31,7 +32,7 @@ pub use crate::protocol::Endpoint;
 pub use member::{Member, Mode, Replay};
 pub use outbox::{CloseRequest, Outbox, Rejected};
 pub use registry::{Registration, Ticket};
-pub use room::{Membership, Room};
+pub use room::{ChannelInfo, Membership, Room};
 pub use timeouts::Timeouts;
 
 use crate::broker::Broker;
@@ -123,7 +124,9 @@ pub struct HubSnapshot {
     /// Connections on the raw chat endpoints.
     pub chat: usize,
     /// Connections speaking `wshub.v1`.
-    pub protocol: usize,
+    pub v1: usize,
+    /// Connections speaking Pusher (`/app/{key}`).
+    pub pusher: usize,
     /// Rooms with at least one member.
     pub rooms: usize,
     /// Connections evicted as slow consumers since start.
@@ -295,6 +298,42 @@ impl Hub {
         }
     }
 
+    /// Publishes a named event into the room `name` (the Pusher HTTP API's
+    /// `events`): ordered and stored like any message, delivered to this
+    /// node's members in every form but to the connection numbered `except`
+    /// (0: none), and to other nodes' through the broker. A room without
+    /// members here exists only while the event is ordered, under the room
+    /// map's lock, so that nobody can join it meanwhile and miss the event
+    /// (it has no members to deliver to: the lock is held for the ordering
+    /// alone).
+    pub fn publish_event(&self, name: &str, sender: &Arc<str>, event: &Arc<str>, data: &str, except: u64) {
+        let rooms = lock(&self.inner.rooms);
+        if let Some(room) = rooms.get(name).cloned() {
+            drop(rooms);
+            room.publish_event(self, sender, event, data, except);
+            return;
+        }
+        let room = Arc::new(Room::new(RoomName::from(name), self.inner.workers));
+        room.publish_event(self, sender, event, data, except);
+        self.inner.broker.room_closed(room.name());
+        drop(rooms);
+    }
+
+    /// Every room with members on this node whose name starts with
+    /// `prefix`, with what the Pusher HTTP API tells of it.
+    pub fn channels(&self, prefix: &str) -> Vec<(RoomName, ChannelInfo)> {
+        let rooms: Vec<Arc<Room>> = lock(&self.inner.rooms)
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(_, room)| room.clone())
+            .collect();
+        rooms
+            .into_iter()
+            .map(|room| (room.name().clone(), room.channel_info()))
+            .filter(|(_, info)| info.subscriptions > 0)
+            .collect()
+    }
+
     /// The room called `name`, if it has members.
     pub fn room(&self, name: &str) -> Option<Arc<Room>> {
         lock(&self.inner.rooms).get(name).cloned()
@@ -336,12 +375,13 @@ impl Hub {
 
     /// Live counts for `/healthz`.
     pub fn snapshot(&self) -> HubSnapshot {
-        let (echo, chat, protocol) = self.inner.registry.counts();
+        let [echo, chat, v1, pusher] = self.inner.registry.counts();
         HubSnapshot {
-            connections: echo + chat + protocol,
+            connections: echo + chat + v1 + pusher,
             echo,
             chat,
-            protocol,
+            v1,
+            pusher,
             rooms: lock(&self.inner.rooms).len(),
             evictions: self.inner.stats.evictions.load(Ordering::Relaxed),
         }
@@ -355,9 +395,7 @@ impl Hub {
         let (queued_frames, longest_queue_frames) = self.queue_depth();
         let stats = self.stats();
         Scrape {
-            echo_connections: snapshot.echo,
-            chat_connections: snapshot.chat,
-            protocol_connections: snapshot.protocol,
+            connections: self.inner.registry.counts(),
             rooms: snapshot.rooms,
             queued_frames,
             longest_queue_frames,

@@ -43,9 +43,8 @@ pub(crate) struct Registry {
     /// Minimum milliseconds between sweeps.
     precision: u64,
     reserved: AtomicUsize,
-    echo: AtomicUsize,
-    chat: AtomicUsize,
-    protocol: AtomicUsize,
+    /// Live connections of each endpoint, in [`Endpoint::index`] order.
+    by_endpoint: [AtomicUsize; 4],
     max: usize,
 }
 
@@ -56,9 +55,7 @@ impl Registry {
             clock: Clock::new(),
             precision: u64::try_from(precision.as_millis()).unwrap_or(u64::MAX / 2).max(1),
             reserved: AtomicUsize::new(0),
-            echo: AtomicUsize::new(0),
-            chat: AtomicUsize::new(0),
-            protocol: AtomicUsize::new(0),
+            by_endpoint: Default::default(),
             max,
         }
     }
@@ -79,20 +76,18 @@ impl Registry {
     }
 
     fn counter(&self, endpoint: Endpoint) -> &AtomicUsize {
-        match endpoint {
-            Endpoint::Echo => &self.echo,
-            Endpoint::Chat => &self.chat,
-            Endpoint::Protocol => &self.protocol,
-        }
+        &self.by_endpoint[endpoint.index()]
     }
 
     pub(crate) fn count(&self) -> usize {
         self.reserved.load(Ordering::Acquire)
     }
 
-    pub(crate) fn counts(&self) -> (usize, usize, usize) {
-        let load = |counter: &AtomicUsize| counter.load(Ordering::Relaxed);
-        (load(&self.echo), load(&self.chat), load(&self.protocol))
+    /// Live connections of each endpoint, in [`Endpoint::index`] order.
+    pub(crate) fn counts(&self) -> [usize; 4] {
+        self.by_endpoint
+            .each_ref()
+            .map(|counter| counter.load(Ordering::Relaxed))
     }
 
     /// (total, longest) frames queued over all outboxes.

@@ -1,8 +1,10 @@
 //! A room: its members on every worker, fan-out in one order, presence.
 //!
-//! Members speak one of two modes. Raw members (the seed's `/ws`) get every
-//! frame verbatim; `wshub.v1` members get JSON. A publish encodes each form
-//! at most once and shares the bytes across members and workers.
+//! Members speak one of three protocols. Raw members (the seed's `/ws`) get
+//! every frame verbatim; `wshub.v1` members get its JSON; Pusher members
+//! get Pusher's envelope (see [`super::pusher`]). A publish encodes each
+//! form at most once, only when the room has members who want it, and
+//! shares the bytes across members and workers.
 //!
 //! A room is split per worker: each worker's members sit in that worker's
 //! [`Shard`], touched by that worker's thread (and briefly by a thread
@@ -24,9 +26,10 @@ use slab::Slab;
 use super::frames::{self, message_frame, presence_frame, text_frame};
 use super::inbox::{Forms, Parcel};
 use super::member::{Member, Mode, Replay, Replaying};
+use super::pusher::{self, Users};
 use super::Outbox;
 use super::{lock, Hub};
-use crate::broker::{Body, Delivery, ListedMember, Ordered, PresenceChange, Publication, RoomName, Span};
+use crate::broker::{Body, Delivery, ListedMember, MemberInfo, Ordered, PresenceChange, Publication, RoomName, Span};
 use crate::history::Entry;
 use crate::protocol::v1::ServerFrame;
 use crate::protocol::{encode_frame, Message, MessageKind, OpCode};
@@ -46,6 +49,10 @@ struct Order {
     members: Box<[u32]>,
     /// Raw members in all: a text's raw form is encoded only for them.
     raw: u32,
+    /// Pusher members in all: the Pusher form is encoded only for them.
+    pusher: u32,
+    /// A presence channel's users (its Pusher presence members').
+    users: Users,
     /// The last id delivered here (duplicates from the broker are dropped).
     last_delivered: u64,
 }
@@ -53,6 +60,11 @@ struct Order {
 impl Order {
     fn total(&self) -> usize {
         self.members.iter().map(|&n| n as usize).sum()
+    }
+
+    /// `wshub.v1` members in all.
+    fn json(&self) -> usize {
+        self.total() - self.raw as usize - self.pusher as usize
     }
 }
 
@@ -73,6 +85,8 @@ impl Room {
             order: Mutex::new(Order {
                 members: vec![0; workers].into_boxed_slice(),
                 raw: 0,
+                pusher: 0,
+                users: Users::default(),
                 last_delivered: 0,
             }),
             shards: (0..workers).map(|_| Shard::default()).collect(),
@@ -133,6 +147,7 @@ impl Room {
             let frame = match member.mode {
                 Mode::Raw => forms.raw.as_ref(),
                 Mode::Json => forms.json.as_ref(),
+                Mode::Pusher | Mode::PusherPresence => forms.pusher.as_ref(),
             };
             if let Some(frame) = frame {
                 if forms.except != 0 && member.conn() == forms.except {
@@ -149,6 +164,9 @@ impl Room {
 
     /// An event for `wshub.v1` members (presence), in the room's order.
     fn announce(self: &Arc<Self>, hub: &Hub, order: &Order, event: &ServerFrame, except: u64) {
+        if order.json() == 0 {
+            return;
+        }
         let forms = Forms {
             json: Some(text_frame(event)),
             except,
@@ -170,7 +188,8 @@ impl Room {
             // members before the joiner is one of them.
             hub.inbox(worker).drain(hub, worker);
         }
-        let json = member.mode == Mode::Json;
+        let mode = member.mode;
+        let json = mode == Mode::Json;
         let info = member.info();
         let outbox = member.outbox.clone();
         let mut member = member;
@@ -179,8 +198,13 @@ impl Room {
         }
         let key = self.shard(worker).insert(member);
         order.members[worker] += 1;
-        if !json {
-            order.raw += 1;
+        match mode {
+            Mode::Raw => order.raw += 1,
+            Mode::Pusher | Mode::PusherPresence => {
+                order.pusher += 1;
+                self.subscribed(hub, &mut order, &info, &outbox, mode == Mode::PusherPresence);
+            }
+            Mode::Json => {}
         }
         let joined = ServerFrame::Joined {
             room: self.name.to_string(),
@@ -212,6 +236,27 @@ impl Room {
             }
         }
         (worker, key)
+    }
+
+    /// A Pusher member is in: it gets `subscription_succeeded` (with the
+    /// channel's users on a presence channel, itself among them), and the
+    /// others hear of a user's first connection.
+    fn subscribed(self: &Arc<Self>, hub: &Hub, order: &mut Order, info: &MemberInfo, outbox: &Outbox, presence: bool) {
+        let user = info.user.as_ref().filter(|_| presence);
+        let Some(user) = user else {
+            let _ = outbox.push(pusher::subscription_succeeded(&self.name, None));
+            return;
+        };
+        let first = order.users.add(user, &info.nick);
+        let _ = outbox.push(pusher::subscription_succeeded(&self.name, Some(&order.users)));
+        if first {
+            let forms = Forms {
+                pusher: Some(pusher::member_added(&self.name, user, &info.nick)),
+                except: info.conn,
+                ..Forms::default()
+            };
+            self.fan_out(hub, order, forms);
+        }
     }
 
     /// The broker has fetched a joiner's replay: it is paced out from here
@@ -316,10 +361,22 @@ impl Room {
         let removed = self.shard(worker).try_remove(key);
         if let Some(member) = removed {
             order.members[worker] -= 1;
-            if member.mode == Mode::Raw {
-                order.raw -= 1;
-            }
             let info = member.info();
+            match member.mode {
+                Mode::Raw => order.raw -= 1,
+                Mode::Pusher | Mode::PusherPresence => {
+                    order.pusher -= 1;
+                    let user = info.user.as_ref().filter(|_| member.mode == Mode::PusherPresence);
+                    if let Some(user) = user.filter(|user| order.users.remove(user)) {
+                        let forms = Forms {
+                            pusher: Some(pusher::member_removed(&self.name, user)),
+                            ..Forms::default()
+                        };
+                        self.fan_out(hub, &order, forms);
+                    }
+                }
+                Mode::Json => {}
+            }
             hub.broker().left(&self.name, &info);
             let left = ServerFrame::Left {
                 room: self.name.to_string(),
@@ -383,9 +440,10 @@ impl Room {
             user: user.as_ref(),
             body,
             client_ref: None,
+            event: None,
         };
         let raw = Some(message.frame().clone());
-        self.order_and_deliver(hub, order, publication, raw);
+        self.order_and_deliver(hub, order, publication, raw, 0);
     }
 
     /// Publishes a message from a `wshub.v1` client: stored, then sent as
@@ -405,8 +463,63 @@ impl Room {
             user,
             body: Body::Text(text),
             client_ref: client_ref.as_deref(),
+            event: None,
         };
-        self.order_and_deliver(hub, order, publication, raw);
+        self.order_and_deliver(hub, order, publication, raw, 0);
+    }
+
+    /// Publishes a named event (the Pusher HTTP API's): stored and sent in
+    /// every form, except to the member whose connection number is `except`
+    /// (Pusher's `socket_id` exclusion; 0: none).
+    pub(crate) fn publish_event(
+        self: &Arc<Self>,
+        hub: &Hub,
+        sender: &Arc<str>,
+        event: &Arc<str>,
+        data: &str,
+        except: u64,
+    ) {
+        let order = lock(&self.order);
+        let publication = Publication {
+            nick: sender,
+            user: None,
+            body: Body::Text(data),
+            client_ref: None,
+            event: Some(event),
+        };
+        self.order_and_deliver(hub, order, publication, None, except);
+    }
+
+    /// Relays a Pusher client event (`frame`, encoded) to the room's other
+    /// Pusher members: not stored, not numbered, not sent to its sender
+    /// (member `key` of `worker`).
+    pub(crate) fn relay(self: &Arc<Self>, hub: &Hub, worker: usize, key: usize, frame: Bytes) {
+        let order = lock(&self.order);
+        let Some(except) = self.shard(worker).get(key).map(Member::conn) else {
+            return;
+        };
+        hub.stats().published.fetch_add(1, Ordering::Relaxed);
+        let forms = Forms {
+            pusher: Some(frame),
+            except,
+            ..Forms::message()
+        };
+        self.fan_out(hub, &order, forms);
+    }
+
+    /// What the Pusher HTTP API tells of the channel: its subscriptions (all
+    /// members, whatever protocol) and its users (presence channels).
+    pub fn channel_info(&self) -> ChannelInfo {
+        let order = lock(&self.order);
+        ChannelInfo {
+            subscriptions: order.total(),
+            users: order.users.len(),
+        }
+    }
+
+    /// A presence channel's user ids on this node.
+    pub fn user_ids(&self) -> Vec<Arc<str>> {
+        lock(&self.order).users.ids()
     }
 
     /// Has the broker order `publication` and delivers it now if it was
@@ -417,6 +530,7 @@ impl Room {
         mut order: MutexGuard<'_, Order>,
         publication: Publication<'_>,
         raw: Option<Bytes>,
+        except: u64,
     ) {
         let client_ref = publication.client_ref.map(str::to_owned);
         let text = match publication.body {
@@ -424,27 +538,43 @@ impl Room {
             Body::Binary(_) => None,
         };
         let (nick, user) = (publication.nick.clone(), publication.user.cloned());
+        let event = publication.event.cloned();
         let forms = match hub.broker().publish(&self.name, publication) {
             Ordered::Later => return,
-            Ordered::Now(entry) => {
-                let id = entry.as_ref().map_or(0, |e| e.id);
-                order.last_delivered = order.last_delivered.max(id);
-                let json = entry.map(|entry| message_frame(&self.name, &entry, client_ref, false));
-                Forms {
-                    id,
-                    raw,
-                    json,
-                    ..Forms::message()
-                }
+            Ordered::Now(Some(entry)) => {
+                order.last_delivered = order.last_delivered.max(entry.id);
+                self.entry_forms(&order, &entry, client_ref, raw)
             }
-            Ordered::LocalOnly => Forms {
+            Ordered::Now(None) => Forms {
                 raw,
-                json: text.map(|text| local_frame(&self.name, &nick, user.as_deref(), text, client_ref)),
                 ..Forms::message()
+            },
+            Ordered::LocalOnly => match text {
+                Some(text) => {
+                    let entry = local_entry(nick, user, event, Arc::from(text));
+                    self.entry_forms(&order, &entry, client_ref, raw)
+                }
+                None => Forms {
+                    raw,
+                    ..Forms::message()
+                },
             },
         };
         hub.stats().published.fetch_add(1, Ordering::Relaxed);
-        self.fan_out(hub, &order, forms);
+        self.fan_out(hub, &order, Forms { except, ..forms });
+    }
+
+    /// The forms of `entry` for the members the room has (`raw`: the raw
+    /// form when the caller has it already, the sender's own frame).
+    fn entry_forms(&self, order: &Order, entry: &Entry, client_ref: Option<String>, raw: Option<Bytes>) -> Forms {
+        let local = entry.id == 0;
+        Forms {
+            id: entry.id,
+            raw: raw.or_else(|| (order.raw > 0).then(|| encode_frame(OpCode::Text, entry.text.as_bytes()))),
+            json: (order.json() > 0).then(|| message_frame(&self.name, entry, client_ref, local)),
+            pusher: (order.pusher > 0).then(|| pusher::entry_frame(&self.name, entry)),
+            ..Forms::message()
+        }
     }
 
     /// A message the broker carried, for this node's members, in the room's
@@ -457,23 +587,15 @@ impl Room {
                     return;
                 }
                 order.last_delivered = entry.id;
-                Forms {
-                    id: entry.id,
-                    raw: (order.raw > 0).then(|| encode_frame(OpCode::Text, entry.text.as_bytes())),
-                    json: Some(message_frame(&self.name, &entry, client_ref, false)),
-                    ..Forms::message()
-                }
+                self.entry_forms(&order, &entry, client_ref, None)
             }
             Delivery::LocalText {
                 nick,
                 user,
+                event,
                 text,
                 client_ref,
-            } => Forms {
-                raw: (order.raw > 0).then(|| encode_frame(OpCode::Text, text.as_bytes())),
-                json: Some(local_frame(&self.name, &nick, user.as_deref(), &text, client_ref)),
-                ..Forms::message()
-            },
+            } => self.entry_forms(&order, &local_entry(nick, user, event, text), client_ref, None),
             Delivery::Binary(payload) => Forms {
                 raw: Some(encode_frame(OpCode::Binary, &payload)),
                 ..Forms::message()
@@ -557,16 +679,25 @@ impl Room {
 }
 
 /// A message delivered on this node only (the broker could not carry it):
-/// no id, not in the shared history, marked `local`.
-fn local_frame(room: &str, nick: &str, user: Option<&str>, text: &str, client_ref: Option<String>) -> Bytes {
-    let entry = Entry {
+/// id 0, not in the shared history (its `wshub.v1` form is marked `local`).
+fn local_entry(nick: Arc<str>, user: Option<Arc<str>>, event: Option<Arc<str>>, text: Arc<str>) -> Entry {
+    Entry {
         id: 0,
         ts: crate::history::clock::unix_millis(),
-        nick: Arc::from(nick),
-        user: user.map(Arc::from),
-        text: Arc::from(text),
-    };
-    message_frame(room, &entry, client_ref, true)
+        nick,
+        user,
+        text,
+        event,
+    }
+}
+
+/// A channel as the Pusher HTTP API describes it (this node's part).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelInfo {
+    /// Members, whatever protocol they speak.
+    pub subscriptions: usize,
+    /// Distinct users of a presence channel (0 on others).
+    pub users: usize,
 }
 
 /// A connection's place in a room; dropping it leaves the room.
@@ -609,6 +740,13 @@ impl Membership {
     /// Publishes a `wshub.v1` message (see [`Room::publish_text`]).
     pub fn publish_text(&self, nick: &Arc<str>, user: Option<&Arc<str>>, text: &str, client_ref: Option<String>) {
         self.room.publish_text(&self.hub, nick, user, text, client_ref);
+    }
+
+    /// Relays a Pusher client event to the room's other Pusher members
+    /// (see [`Room::relay`]).
+    pub fn relay(&self, frame: Bytes) {
+        let (worker, key) = self.place();
+        self.room.relay(&self.hub, worker, key, frame);
     }
 
     /// Sends more of this member's replay, if one is being paced out; true

@@ -284,3 +284,141 @@ fn message_ids(frame: &Bytes) -> Vec<u64> {
         _ => Vec::new(),
     }
 }
+
+/// The JSON text of each frame queued in `outbox` now.
+fn texts(outbox: &Outbox) -> Vec<serde_json::Value> {
+    let mut frames = Vec::new();
+    take(outbox, &mut frames);
+    frames
+        .iter()
+        .map(|frame| {
+            let start = if frame[1] & 0x7f == 126 { 4 } else { 2 };
+            serde_json::from_slice(&frame[start..])
+                .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&frame[start..]).into_owned()))
+        })
+        .collect()
+}
+
+fn events(outbox: &Outbox) -> Vec<String> {
+    texts(outbox)
+        .iter()
+        .map(|v| v["event"].as_str().or(v["type"].as_str()).unwrap_or("raw").to_owned())
+        .collect()
+}
+
+fn presence(user: &str, info: &str) -> Option<(Arc<str>, Arc<str>)> {
+    Some((Arc::from(user), Arc::from(info)))
+}
+
+/// Pusher presence: a user with two connections is one member, announced
+/// for its first connection and removed with its last; the others are
+/// told, the connection itself is not.
+#[test]
+fn a_presence_user_is_one_member_however_many_connections() {
+    let hub = hub(1);
+    let outbox = || Arc::new(Outbox::new(100, 1 << 20));
+    let (ann1, ann2, bo) = (outbox(), outbox(), outbox());
+    let a1 = hub.join(
+        "presence-x",
+        Member::pusher(ann1.clone(), 1, presence("ann", r#"{"n":"Ann"}"#)),
+        Replay::Nothing,
+    );
+    assert_eq!(events(&ann1), ["pusher_internal:subscription_succeeded"]);
+    let b = hub.join(
+        "presence-x",
+        Member::pusher(bo.clone(), 2, presence("bo", "null")),
+        Replay::Nothing,
+    );
+    let bo_frames = texts(&bo);
+    let data: serde_json::Value = serde_json::from_str(bo_frames[0]["data"].as_str().expect("data")).expect("JSON");
+    assert_eq!(data["presence"]["ids"], serde_json::json!(["ann", "bo"]));
+    assert_eq!(data["presence"]["hash"]["ann"], serde_json::json!({"n": "Ann"}));
+    assert_eq!(events(&ann1), ["pusher_internal:member_added"]);
+    let a2 = hub.join(
+        "presence-x",
+        Member::pusher(ann2.clone(), 3, presence("ann", r#"{"n":"Ann"}"#)),
+        Replay::Nothing,
+    );
+    assert_eq!(events(&ann2), ["pusher_internal:subscription_succeeded"]);
+    assert!(events(&bo).is_empty(), "a second connection of ann is no new member");
+    assert_eq!(hub.room("presence-x").expect("room").channel_info().users, 2);
+    assert_eq!(hub.room("presence-x").expect("room").channel_info().subscriptions, 3);
+    drop(a1);
+    assert!(
+        events(&bo).is_empty(),
+        "ann is still there through her second connection"
+    );
+    drop(a2);
+    let removed = texts(&bo);
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0]["event"], "pusher_internal:member_removed");
+    assert_eq!(removed[0]["data"], r#"{"user_id":"ann"}"#);
+    drop(b);
+    assert!(hub.room("presence-x").is_none());
+}
+
+/// A client event reaches the channel's other Pusher members, not its
+/// sender; an HTTP API event reaches every member in its own form, but the
+/// excluded connection, and is stored.
+#[test]
+fn events_reach_each_protocol_in_its_form_and_client_events_skip_the_sender() {
+    let hub = hub(1);
+    let outbox = || Arc::new(Outbox::new(100, 1 << 20));
+    let (p1, p2, raw, json) = (outbox(), outbox(), outbox(), outbox());
+    let m1 = hub.join("lobby", Member::pusher(p1.clone(), 1, None), Replay::Nothing);
+    let _m2 = hub.join("lobby", Member::pusher(p2.clone(), 2, None), Replay::Nothing);
+    let _r = hub.join("lobby", Member::guest(raw.clone(), 3), Replay::Nothing);
+    let _j = hub.join(
+        "lobby",
+        Member::new(json.clone(), Mode::Json, Arc::from("jo")),
+        Replay::Nothing,
+    );
+    for o in [&p1, &p2, &raw, &json] {
+        texts(o);
+    }
+    m1.relay(super::pusher::event_frame("lobby", "client-typing", "{}", None));
+    assert!(events(&p1).is_empty(), "not echoed to its sender");
+    assert_eq!(events(&p2), ["client-typing"]);
+    assert!(
+        texts(&raw).is_empty() && texts(&json).is_empty(),
+        "client events are Pusher's"
+    );
+
+    let (app, greet) = (Arc::from("app-id"), Arc::from("greet"));
+    hub.publish_event("lobby", &app, &greet, r#"{"hi":1}"#, super::member::outbox_id(&p2));
+    assert_eq!(
+        texts(&p1),
+        [serde_json::json!({"event": "greet", "channel": "lobby", "data": "{\"hi\":1}"})]
+    );
+    assert!(texts(&p2).is_empty(), "the excluded socket");
+    assert_eq!(texts(&raw), [serde_json::json!({"hi": 1})]);
+    let v1 = texts(&json);
+    assert_eq!(v1[0]["type"], "message");
+    assert_eq!(v1[0]["event"], "greet");
+    assert_eq!(v1[0]["text"], r#"{"hi":1}"#);
+    assert_eq!(hub.history().recent("lobby", 10).len(), 1, "stored, numbered");
+
+    // A chat message reaches Pusher members as the event `message`.
+    hub.room("lobby")
+        .expect("room")
+        .publish_text(&hub, &Arc::from("jo"), None, "hello", None);
+    let chat = texts(&p1);
+    assert_eq!(chat[0]["event"], super::pusher::CHAT_EVENT);
+    let data: serde_json::Value = serde_json::from_str(chat[0]["data"].as_str().expect("data")).expect("JSON");
+    assert_eq!(
+        (data["nick"].as_str(), data["text"].as_str(), data["id"].as_u64()),
+        (Some("jo"), Some("hello"), Some(2))
+    );
+}
+
+/// An event for a room without members here is stored (for catch-up) and
+/// leaves no room behind.
+#[test]
+fn an_event_for_an_empty_room_is_stored_and_leaves_no_room() {
+    let hub = hub(1);
+    hub.publish_event("quiet", &Arc::from("app"), &Arc::from("e"), "d", 0);
+    assert!(hub.room("quiet").is_none());
+    assert!(hub.channels("").is_empty());
+    let stored = hub.history().recent("quiet", 10);
+    assert_eq!((stored.len(), stored[0].event.as_deref()), (1, Some("e")));
+}

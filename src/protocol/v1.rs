@@ -89,8 +89,12 @@ pub struct ChatMessage {
     /// nicknames can repeat, user ids tell people apart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    /// The message.
+    /// The message (an event's data).
     pub text: String,
+    /// The event's name, for an event published the Pusher way (the HTTP
+    /// API); absent for a chat message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
 }
 
 /// A member in a presence list: a nickname (and user id, when known) and
@@ -469,6 +473,7 @@ mod tests {
                 nick: "ann".into(),
                 user: None,
                 text: "hi".into(),
+                event: None,
             },
             client_ref: None,
             local: false,
@@ -489,6 +494,7 @@ mod tests {
             nick: "Dana".into(),
             user: Some("u-42".into()),
             text: "hi".into(),
+            event: None,
         };
         assert_eq!(
             serde_json::to_string(&message).unwrap(),

@@ -269,7 +269,7 @@ impl V1Session {
 /// `rate_limited`), so it is not throttled.
 impl Handler for V1Session {
     fn endpoint(&self) -> Endpoint {
-        Endpoint::Protocol
+        Endpoint::V1
     }
 
     fn throttles(&self) -> bool {

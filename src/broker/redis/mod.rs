@@ -50,6 +50,7 @@ enum Command {
         nick: Arc<str>,
         user: Option<Arc<str>>,
         text: Arc<str>,
+        event: Option<Arc<str>>,
         client_ref: Option<String>,
     },
     /// Relay a raw binary frame's payload to raw members of every node.
@@ -238,6 +239,7 @@ impl Broker for RedisBroker {
                 nick: message.nick.clone(),
                 user: message.user.cloned(),
                 text: Arc::from(text),
+                event: message.event.cloned(),
                 client_ref: message.client_ref.map(str::to_owned),
             },
             Body::Binary(payload) => Command::PublishBinary {

@@ -142,6 +142,7 @@ fn add_to_pipeline(pipe: &mut redis::Pipeline, command: &Command, broker: &Redis
             nick,
             user,
             text,
+            event,
             client_ref,
         } => {
             pipe.cmd("EVAL")
@@ -156,6 +157,7 @@ fn add_to_pipeline(pipe: &mut redis::Pipeline, command: &Command, broker: &Redis
                 .arg(wire::message_channel(room))
                 .arg(client_ref.as_deref().unwrap_or(""))
                 .arg(user.as_deref().unwrap_or(""))
+                .arg(event.as_deref().unwrap_or(""))
                 .ignore();
         }
         Command::PublishBinary { room, payload } => {
@@ -198,12 +200,14 @@ fn fail(commands: Vec<Command>, hub: &dyn Deliver) {
                 nick,
                 user,
                 text,
+                event,
                 client_ref,
             } => hub.deliver(
                 &room,
                 Delivery::LocalText {
                     nick,
                     user,
+                    event,
                     text,
                     client_ref,
                 },
@@ -248,12 +252,14 @@ fn parse_entries(reply: StreamRangeReply) -> Vec<Entry> {
             let nick: String = item.get("nick")?;
             let user: Option<String> = item.get("user");
             let text: String = item.get("text")?;
+            let event: Option<String> = item.get("event");
             Some(Entry {
                 id,
                 ts,
                 nick: Arc::from(nick),
                 user: user.map(Arc::from),
                 text: Arc::from(text),
+                event: event.map(Arc::from),
             })
         })
         .collect()
@@ -436,6 +442,7 @@ fn dispatch(broker: &RedisBroker, hub: &dyn Deliver, channel: &str, payload: &[u
                     nick: Arc::from(message.nick),
                     user: message.user.map(Arc::from),
                     text: Arc::from(message.text),
+                    event: message.event.map(Arc::from),
                 };
                 let client_ref = message.client_ref;
                 hub.deliver(room, Delivery::Text { entry, client_ref });

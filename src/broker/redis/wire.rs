@@ -44,7 +44,8 @@ pub(super) fn presence_channel(room: &str) -> String {
 /// publish order are one order. Ids and timestamps travel as strings, as
 /// Lua's JSON encoder would print large numbers in exponent form. The
 /// sender's user id (`ARGV[7]`, empty for none) is a `user` field of the
-/// stream entry and of the published message only when there is one.
+/// stream entry and of the published message only when there is one; so is
+/// an event's name (`ARGV[8]`, an `event` field).
 pub(super) const PUBLISH_SCRIPT: &str = r#"
 local id = redis.call('INCR', KEYS[1])
 local fields = {'ts', ARGV[2], 'nick', ARGV[3], 'text', ARGV[4]}
@@ -53,6 +54,11 @@ if ARGV[7] ~= nil and ARGV[7] ~= '' then
   fields[#fields + 1] = 'user'
   fields[#fields + 1] = ARGV[7]
   message['user'] = ARGV[7]
+end
+if ARGV[8] ~= nil and ARGV[8] ~= '' then
+  fields[#fields + 1] = 'event'
+  fields[#fields + 1] = ARGV[8]
+  message['event'] = ARGV[8]
 end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], id .. '-1', unpack(fields))
 if ARGV[6] ~= '' then message['ref'] = ARGV[6] end
@@ -98,6 +104,8 @@ pub(super) struct WireMessage {
     #[serde(default)]
     pub user: Option<String>,
     pub text: String,
+    #[serde(default)]
+    pub event: Option<String>,
     #[serde(default, rename = "ref")]
     pub client_ref: Option<String>,
 }

@@ -1,0 +1,258 @@
+//! What a room sends its Pusher members (`GET /app/{key}`): events in
+//! Pusher's envelope, the subscription's answer, and presence changes.
+//!
+//! A Pusher channel is a room like any other, so a room's message reaches
+//! Pusher members in the same order as everyone else. An event published
+//! the Pusher way (the HTTP API) keeps its name and data; a chat message
+//! from a raw or `wshub.v1` client arrives as the event `message` whose
+//! data is the message as `wshub.v1` shows it (id, ts, nick, text).
+//!
+//! Presence channels keep their users here, under the room's order lock:
+//! Pusher counts a user once however many connections it has, so
+//! `member_added` goes out for a user's first connection and
+//! `member_removed` for its last.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::history::Entry;
+use crate::protocol::{encode_frame, OpCode};
+
+/// The event a chat message is to Pusher clients.
+pub const CHAT_EVENT: &str = "message";
+
+/// A presence channel's users on this node: each user's connections and the
+/// `user_info` its first connection gave.
+#[derive(Debug, Default)]
+pub(super) struct Users(BTreeMap<Arc<str>, User>);
+
+#[derive(Debug)]
+struct User {
+    connections: u32,
+    info: Arc<str>,
+}
+
+impl Users {
+    /// Counts a connection of `user`; true when it is the user's first.
+    pub(super) fn add(&mut self, user: &Arc<str>, info: &Arc<str>) -> bool {
+        let entry = self.0.entry(user.clone()).or_insert_with(|| User {
+            connections: 0,
+            info: info.clone(),
+        });
+        entry.connections += 1;
+        entry.connections == 1
+    }
+
+    /// Uncounts a connection of `user`; true when it was the user's last.
+    pub(super) fn remove(&mut self, user: &str) -> bool {
+        let Some(entry) = self.0.get_mut(user) else {
+            return false;
+        };
+        entry.connections -= 1;
+        if entry.connections == 0 {
+            self.0.remove(user);
+            return true;
+        }
+        false
+    }
+
+    /// Distinct users.
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The user ids, in order.
+    pub(super) fn ids(&self) -> Vec<Arc<str>> {
+        self.0.keys().cloned().collect()
+    }
+}
+
+/// `{"event", "channel", "data"}` as one text frame; `data` travels as
+/// the string it is (Pusher's clients parse it when it is JSON).
+pub(crate) fn event_frame(channel: &str, event: &str, data: &str, user_id: Option<&str>) -> Bytes {
+    #[derive(Serialize)]
+    struct Event<'a> {
+        event: &'a str,
+        channel: &'a str,
+        data: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user_id: Option<&'a str>,
+    }
+    let event = Event {
+        event,
+        channel,
+        data,
+        user_id,
+    };
+    text(&event)
+}
+
+/// A room's message as a Pusher event (see the module doc).
+pub(super) fn entry_frame(channel: &str, entry: &Entry) -> Bytes {
+    match &entry.event {
+        Some(event) => event_frame(channel, event, &entry.text, None),
+        None => {
+            #[derive(Serialize)]
+            struct Chat<'a> {
+                id: u64,
+                ts: i64,
+                nick: &'a str,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                user: Option<&'a str>,
+                text: &'a str,
+            }
+            let chat = Chat {
+                id: entry.id,
+                ts: entry.ts,
+                nick: &entry.nick,
+                user: entry.user.as_deref(),
+                text: &entry.text,
+            };
+            let data = serde_json::to_string(&chat).expect("a chat message serializes");
+            event_frame(channel, CHAT_EVENT, &data, entry.user.as_deref())
+        }
+    }
+}
+
+/// `pusher_internal:subscription_succeeded`, with the member list on a
+/// presence channel (`users`).
+pub(super) fn subscription_succeeded(channel: &str, users: Option<&Users>) -> Bytes {
+    let data = match users {
+        None => "{}".to_owned(),
+        Some(users) => {
+            #[derive(Serialize)]
+            struct Presence<'a> {
+                ids: Vec<&'a str>,
+                hash: BTreeMap<&'a str, &'a RawValue>,
+                count: usize,
+            }
+            let null = RawValue::NULL;
+            let hash = users
+                .0
+                .iter()
+                .map(|(id, user)| (&**id, raw_json(&user.info).unwrap_or(null)))
+                .collect();
+            let presence = Presence {
+                ids: users.0.keys().map(|id| &**id).collect(),
+                hash,
+                count: users.len(),
+            };
+            serde_json::json!({ "presence": presence }).to_string()
+        }
+    };
+    event_frame(channel, "pusher_internal:subscription_succeeded", &data, None)
+}
+
+/// `pusher_internal:member_added`.
+pub(super) fn member_added(channel: &str, user: &str, info: &str) -> Bytes {
+    #[derive(Serialize)]
+    struct Added<'a> {
+        user_id: &'a str,
+        user_info: &'a RawValue,
+    }
+    let added = Added {
+        user_id: user,
+        user_info: raw_json(info).unwrap_or(RawValue::NULL),
+    };
+    let data = serde_json::to_string(&added).expect("serializes");
+    event_frame(channel, "pusher_internal:member_added", &data, None)
+}
+
+/// `pusher_internal:member_removed`.
+pub(super) fn member_removed(channel: &str, user: &str) -> Bytes {
+    let data = serde_json::json!({ "user_id": user }).to_string();
+    event_frame(channel, "pusher_internal:member_removed", &data, None)
+}
+
+/// `info` as JSON to embed, if it is JSON (the session checked it was).
+fn raw_json(info: &str) -> Option<&RawValue> {
+    serde_json::from_str(info).ok()
+}
+
+fn text(value: &impl Serialize) -> Bytes {
+    let json = serde_json::to_string(value).expect("a Pusher frame serializes");
+    encode_frame(OpCode::Text, json.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(frame: &Bytes) -> serde_json::Value {
+        // The frame is a server frame: 2 or 4 header bytes, no mask.
+        let len = frame[1] & 0x7f;
+        let start = if len == 126 { 4 } else { 2 };
+        serde_json::from_slice(&frame[start..]).expect("JSON")
+    }
+
+    #[test]
+    fn a_user_counts_once_however_many_connections() {
+        let mut users = Users::default();
+        let (ann, info): (Arc<str>, Arc<str>) = (Arc::from("ann"), Arc::from(r#"{"name":"Ann"}"#));
+        assert!(users.add(&ann, &info));
+        assert!(!users.add(&ann, &info));
+        assert_eq!(users.len(), 1);
+        assert!(!users.remove("ann"));
+        assert!(users.remove("ann"));
+        assert_eq!(users.len(), 0);
+        assert!(!users.remove("ann"), "an unknown user is not removed twice");
+    }
+
+    #[test]
+    fn subscription_succeeded_lists_presence_as_pusher_does() {
+        let mut users = Users::default();
+        users.add(&Arc::from("2"), &Arc::from(r#"{"name":"Bo"}"#));
+        users.add(&Arc::from("1"), &Arc::from("null"));
+        let frame = json(&subscription_succeeded("presence-x", Some(&users)));
+        assert_eq!(frame["event"], "pusher_internal:subscription_succeeded");
+        let data: serde_json::Value = serde_json::from_str(frame["data"].as_str().expect("a string")).expect("JSON");
+        assert_eq!(
+            data,
+            serde_json::json!({"presence": {"ids": ["1", "2"], "hash": {"1": null, "2": {"name": "Bo"}}, "count": 2}})
+        );
+        let plain = json(&subscription_succeeded("x", None));
+        assert_eq!(plain["data"], "{}");
+    }
+
+    #[test]
+    fn an_event_keeps_its_data_as_a_string_and_chat_becomes_message() {
+        let event = Entry {
+            id: 3,
+            ts: 10,
+            nick: Arc::from("app"),
+            user: None,
+            text: Arc::from(r#"{"a":1}"#),
+            event: Some(Arc::from("greet")),
+        };
+        let frame = json(&entry_frame("lobby", &event));
+        assert_eq!(
+            frame,
+            serde_json::json!({"event": "greet", "channel": "lobby", "data": "{\"a\":1}"})
+        );
+        let chat = Entry {
+            event: None,
+            text: Arc::from("hi"),
+            nick: Arc::from("ann"),
+            ..event
+        };
+        let frame = json(&entry_frame("lobby", &chat));
+        assert_eq!(frame["event"], CHAT_EVENT);
+        let data: serde_json::Value = serde_json::from_str(frame["data"].as_str().expect("a string")).expect("JSON");
+        assert_eq!(
+            data,
+            serde_json::json!({"id": 3, "ts": 10, "nick": "ann", "text": "hi"})
+        );
+    }
+
+    #[test]
+    fn member_events_carry_the_user() {
+        let added = json(&member_added("presence-x", "7", r#"{"n":1}"#));
+        assert_eq!(added["data"], r#"{"user_id":"7","user_info":{"n":1}}"#);
+        let removed = json(&member_removed("presence-x", "7"));
+        assert_eq!(removed["data"], r#"{"user_id":"7"}"#);
+    }
+}
