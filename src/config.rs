@@ -405,7 +405,7 @@ pub struct Cli {
     pub node_id: Option<String>,
 
     /// A Pusher app, ID:KEY:SECRET, client events on (repeatable): clients connect to /app/KEY,
-    /// the HTTP API is /apps/ID. Every setting: [[apps]] in the --config file. Prefer the
+    /// the HTTP API is /apps/ID. Every setting: `[[apps]]` in the --config file. Prefer the
     /// variable: a flag shows in the process list
     #[arg(help_heading = PUSHER)]
     #[arg(
