@@ -309,7 +309,7 @@ mod tests {
             err.to_string(),
             "Invalid channel name 'a b': only A-Z a-z 0-9 _ - = @ , . ; are allowed"
         );
-        let reserved = parse(r##"{"event":"pusher:subscribe","data":{"channel":"#server-to-user-1"}}"##);
+        let reserved = parse(r##"{"event":"pusher:subscribe","data":{"channel":"#private-x"}}"##);
         assert!(matches!(
             reserved,
             Err(ParseError::InvalidChannel {
@@ -317,6 +317,12 @@ mod tests {
                 ..
             })
         ));
+        // What pusher-js subscribes to after a sign-in.
+        let user = parse(r##"{"event":"pusher:subscribe","data":{"auth":"","channel":"#server-to-user-ann"}}"##);
+        assert!(
+            matches!(&user, Ok(ClientMessage::Subscribe { channel, .. }) if channel == "#server-to-user-ann"),
+            "{user:?}"
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub use codes::{ErrorCode, Reconnect};
 pub use handshake::{check_protocol, MIN_PROTOCOL_VERSION};
 pub use names::{
     check_channel, check_client_event, check_event, ChannelKind, ChannelType, NameError, CLIENT_EVENT_PREFIX,
-    MAX_CHANNEL_CHARS, MAX_EVENT_CHARS,
+    MAX_CHANNEL_CHARS, MAX_EVENT_CHARS, USER_CHANNEL_PREFIX,
 };
 pub use server::PresenceMember;
 pub use socket_id::{InvalidSocketId, SocketId};

@@ -7,13 +7,16 @@
 //! and its prefix gives its kind: `private-`, `private-encrypted-`,
 //! `presence-`, or none (public), each optionally with `cache-` after it
 //! (`cache-`, `private-cache-`, `private-encrypted-cache-`,
-//! `presence-cache-`). Names starting with `#` (`#server-to-user-...`) are
-//! Pusher's own, and so is `server-to-user-`. Event names are at most 200
-//! characters; a client's must start with `client-`.
+//! `presence-cache-`). Names starting with `#` are Pusher's own, and so is
+//! `server-to-user-`; one of them is for clients: `#server-to-user-{id}`,
+//! which pusher-js subscribes to after `pusher:signin` to receive the
+//! events the HTTP API sends to user `{id}` (a user id is any text, so the
+//! alphabet does not apply there). Event names are at most 200 characters;
+//! a client's must start with `client-`.
 
 use thiserror::Error;
 
-/// Longest channel name, in characters (all ASCII).
+/// Longest channel name, in characters.
 pub const MAX_CHANNEL_CHARS: usize = 164;
 
 /// Longest event name, in characters.
@@ -35,7 +38,14 @@ pub enum ChannelKind {
     Encrypted,
     /// `presence-`: private, with a member list (`channel_data`).
     Presence,
+    /// `#server-to-user-{id}`: the events sent to one user; only a
+    /// connection signed in as that user may subscribe (no `auth`: the
+    /// sign-in is the proof).
+    User,
 }
+
+/// The prefix of a user's own channel.
+pub const USER_CHANNEL_PREFIX: &str = "#server-to-user-";
 
 /// A channel's kind and whether it is a cache channel (the last event is
 /// kept and sent to each new subscriber, `pusher:cache_miss` otherwise).
@@ -51,7 +61,9 @@ impl ChannelType {
     /// What `name`'s prefix says (the name is not checked: see
     /// [`check_channel`]).
     pub fn of(name: &str) -> ChannelType {
-        let (kind, rest) = if let Some(rest) = name.strip_prefix("private-encrypted-") {
+        let (kind, rest) = if name.starts_with(USER_CHANNEL_PREFIX) {
+            (ChannelKind::User, "")
+        } else if let Some(rest) = name.strip_prefix("private-encrypted-") {
             (ChannelKind::Encrypted, rest)
         } else if let Some(rest) = name.strip_prefix("private-") {
             (ChannelKind::Private, rest)
@@ -66,9 +78,18 @@ impl ChannelType {
         }
     }
 
-    /// Whether subscribing takes an `auth` (every kind but public).
+    /// Whether subscribing takes an `auth`: private, encrypted and
+    /// presence channels (a user channel takes the sign-in instead).
     pub fn needs_auth(self) -> bool {
-        self.kind != ChannelKind::Public
+        matches!(
+            self.kind,
+            ChannelKind::Private | ChannelKind::Encrypted | ChannelKind::Presence
+        )
+    }
+
+    /// The user whose channel `name` is (`#server-to-user-{id}`).
+    pub fn user_of(name: &str) -> Option<&str> {
+        name.strip_prefix(USER_CHANNEL_PREFIX).filter(|id| !id.is_empty())
     }
 
     /// Whether clients may trigger `client-` events here: private and
@@ -103,7 +124,8 @@ pub enum NameError {
     /// A channel name with a character outside `A-Z a-z 0-9 _ - = @ , . ;`.
     #[error("Invalid channel name '{0}': only A-Z a-z 0-9 _ - = @ , . ; are allowed")]
     InvalidChannel(String),
-    /// A channel name Pusher keeps for itself (`#...`, `server-to-user-...`).
+    /// A channel name Pusher keeps for itself (`#...`, `server-to-user-...`)
+    /// other than a user channel.
     #[error("Channel name '{0}' is reserved")]
     Reserved(String),
     /// A client event whose name does not start with `client-`.
@@ -114,11 +136,27 @@ pub enum NameError {
 /// Checks a channel name and tells its type.
 ///
 /// # Errors
-/// [`NameError`]: empty, too long, a character outside the alphabet, or
-/// reserved.
+/// [`NameError`]: empty, too long, a character outside the alphabet (a
+/// control character or no id in a user channel), or reserved.
 pub fn check_channel(name: &str) -> Result<ChannelType, NameError> {
     if name.is_empty() {
         return Err(NameError::Empty("channel"));
+    }
+    if let Some(user) = name.strip_prefix(USER_CHANNEL_PREFIX) {
+        // Any user id, as pusher-js puts it there, but not an empty one
+        // nor one that could break a log line.
+        if user.is_empty() || user.chars().any(char::is_control) {
+            return Err(NameError::InvalidChannel(name.to_owned()));
+        }
+        let len = name.chars().count();
+        if len > MAX_CHANNEL_CHARS {
+            return Err(NameError::TooLong {
+                what: "channel",
+                len,
+                max: MAX_CHANNEL_CHARS,
+            });
+        }
+        return Ok(ChannelType::of(name));
     }
     if name.starts_with('#') || name.starts_with("server-to-user-") {
         return Err(NameError::Reserved(name.to_owned()));
@@ -129,7 +167,7 @@ pub fn check_channel(name: &str) -> Result<ChannelType, NameError> {
     {
         return Err(NameError::InvalidChannel(name.to_owned()));
     }
-    // All ASCII from here: bytes are characters.
+    // All ASCII here: bytes are characters.
     if name.len() > MAX_CHANNEL_CHARS {
         return Err(NameError::TooLong {
             what: "channel",
@@ -225,7 +263,7 @@ mod tests {
         for bad in ["with space", "a:b", "a/b", "é", "a*", "tab\t", "a\"b"] {
             assert_eq!(check_channel(bad), Err(NameError::InvalidChannel(bad.into())), "{bad}");
         }
-        for reserved in ["#server-to-user-1", "server-to-user-1", "#x"] {
+        for reserved in ["server-to-user-1", "#x", "#server-to-user", "#private-x"] {
             assert_eq!(check_channel(reserved), Err(NameError::Reserved(reserved.into())));
         }
         let err = check_channel("a b").unwrap_err().to_string();
@@ -233,6 +271,34 @@ mod tests {
             err,
             "Invalid channel name 'a b': only A-Z a-z 0-9 _ - = @ , . ; are allowed"
         );
+    }
+
+    #[test]
+    fn a_users_channel_takes_any_user_id() {
+        for name in [
+            "#server-to-user-1",
+            "#server-to-user-ann@example.com",
+            "#server-to-user-a b+c/é",
+        ] {
+            let t = check_channel(name).unwrap();
+            assert_eq!((t.kind, t.cache), (User, false), "{name}");
+            assert!(!t.needs_auth() && !t.allows_client_events() && !t.is_presence());
+        }
+        assert_eq!(
+            ChannelType::user_of("#server-to-user-ann@example.com"),
+            Some("ann@example.com")
+        );
+        assert_eq!(ChannelType::user_of("#server-to-user-"), None);
+        assert_eq!(ChannelType::user_of("private-ann"), None);
+        for bad in ["#server-to-user-", "#server-to-user-a\nb"] {
+            assert_eq!(
+                check_channel(bad),
+                Err(NameError::InvalidChannel(bad.into())),
+                "{bad:?}"
+            );
+        }
+        let long = format!("#server-to-user-{}", "u".repeat(149));
+        assert!(matches!(check_channel(&long), Err(NameError::TooLong { len: 165, .. })));
     }
 
     #[test]
