@@ -690,6 +690,8 @@ impl Cli {
             max_text_bytes: self.max_text_size,
             max_bad_requests: self.max_bad_requests,
             max_history: self.history_max_messages,
+            // Set by the server, which knows the apps in the end.
+            signed_channels_reserved: false,
         };
         if let Some(url) = &self.redis {
             if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://")) {

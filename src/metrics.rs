@@ -147,9 +147,11 @@ pub enum RefusedUpgrade {
     TooManyFromAddress,
     /// An upgrade to a path that serves no WebSocket: 404.
     NotFound,
+    /// A raw room named as a Pusher signed channel: 403.
+    SignedChannel,
 }
 
-const REFUSALS: [RefusedUpgrade; 11] = [
+const REFUSALS: [RefusedUpgrade; 12] = [
     RefusedUpgrade::NotWebSocket,
     RefusedUpgrade::Version,
     RefusedUpgrade::Key,
@@ -161,6 +163,7 @@ const REFUSALS: [RefusedUpgrade; 11] = [
     RefusedUpgrade::ForbiddenRoom,
     RefusedUpgrade::TooManyFromAddress,
     RefusedUpgrade::NotFound,
+    RefusedUpgrade::SignedChannel,
 ];
 
 impl RefusedUpgrade {
@@ -178,6 +181,7 @@ impl RefusedUpgrade {
             RefusedUpgrade::ForbiddenRoom => "forbidden_room",
             RefusedUpgrade::TooManyFromAddress => "too_many_from_address",
             RefusedUpgrade::NotFound => "not_found",
+            RefusedUpgrade::SignedChannel => "signed_channel",
         }
     }
 

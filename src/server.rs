@@ -181,7 +181,15 @@ impl Server {
             // Clustered nodes number connections from a random start, so that the
             // `guest-N` nicknames of two nodes rarely collide.
             next_connection_id: AtomicU64::new(if config.redis.is_some() { random_start() } else { 1 }),
-            chat_limits: config.chat,
+            chat_limits: crate::service::ChatLimits {
+                signed_channels_reserved: !config.apps.is_empty(),
+                ..config.chat
+            },
+            apps: config.apps.clone(),
+            pusher_limits: crate::service::pusher::PusherLimits {
+                max_channels: config.chat.max_rooms,
+                max_bad_requests: config.chat.max_bad_requests,
+            },
             auth,
             broker_stop: CancellationToken::new(),
             worker_loads: (0..workers).map(|_| Arc::default()).collect(),

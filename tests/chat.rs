@@ -72,22 +72,11 @@ async fn healthz_counts_connections_per_endpoint() {
     let _echo1 = connect(&server.url("/echo")).await;
     let _echo2 = connect(&server.url("/echo")).await;
     wait_for_connections(&server.hub, 3).await;
-    let body = http_get(server.addr, "/healthz").await;
-    let json: serde_json::Value = serde_json::from_str(body.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let json = common::http_get(server.addr, "/healthz").await.json();
     assert_eq!(json["status"], "ok");
     assert_eq!(json["connections"]["echo"], 2);
     assert_eq!(json["connections"]["chat"], 1);
     assert_eq!(json["connections"]["total"], 3);
     assert_eq!(json["rooms"], 1);
     server.shutdown().await;
-}
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
 }

@@ -8,7 +8,6 @@ mod common;
 use std::process::Stdio;
 
 use common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn rss_bytes(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -31,12 +30,7 @@ async fn settled_rss_bytes(pid: u32) -> u64 {
 }
 
 async fn healthz_total(addr: std::net::SocketAddr) -> (u64, u64) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let json: serde_json::Value = serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let json = common::http_get(addr, "/healthz").await.json();
     (
         json["connections"]["total"].as_u64().unwrap(),
         json["rooms"].as_u64().unwrap(),

@@ -243,15 +243,7 @@ async fn wait_until_accepting(addr: SocketAddr) {
 
 /// One sample of `GET /metrics`.
 async fn metric(addr: SocketAddr, series: &str) -> f64 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(PATIENCE, stream.read_to_string(&mut response))
-        .await
-        .expect("metrics in time")
-        .unwrap();
+    let response = common::http_get(addr, "/metrics").await.body;
     response
         .lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())

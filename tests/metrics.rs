@@ -10,7 +10,6 @@ use std::net::SocketAddr;
 
 use common::*;
 use futures_util::SinkExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -34,25 +33,17 @@ impl Scrape {
     }
 }
 
-async fn http_get(addr: SocketAddr, path: &str, origin: Option<&str>) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let origin = origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{origin}Connection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(PATIENCE, stream.read_to_string(&mut response))
-        .await
-        .expect("response in time")
-        .unwrap();
-    response
+async fn http_get(addr: SocketAddr, path: &str, origin: Option<&str>) -> common::HttpResponse {
+    let headers: Vec<(&str, &str)> = origin.map(|o| ("Origin", o)).into_iter().collect();
+    common::http(addr, "GET", path, &headers, "").await
 }
 
 /// A tiny parser of the text exposition format: `# TYPE` lines and
 /// `series value` samples (no timestamps are rendered).
 async fn scrape_with_origin(addr: SocketAddr, origin: Option<&str>) -> Scrape {
     let response = http_get(addr, "/metrics", origin).await;
-    let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let (head, body) = (&response.head, &response.body);
+    assert_eq!(response.status, 200, "{head}");
     let mut samples = HashMap::new();
     let mut types = HashMap::new();
     for line in body.lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -219,7 +210,7 @@ async fn connection_hooks_count_traffic_endings_and_refusals() {
     wait_for_connections(&server.hub, 0).await;
     // A plain GET (426) and a foreign page (403).
     let plain = http_get(server.addr, "/echo", None).await;
-    assert!(plain.starts_with("HTTP/1.1 426"), "{plain}");
+    assert_eq!(plain.status, 426, "{plain:?}");
     assert_eq!(
         connect_with_origin(&server.url("/echo"), "https://evil.example")
             .await

@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// A browser's Accept on a navigation (Chromium's).
@@ -34,20 +33,9 @@ async fn upgrade_status(server: &TestServer, path: &str) -> u16 {
 
 /// A plain `GET path` with `headers`; the status line and the body.
 async fn get(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> (String, String) {
-    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", server.addr);
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(PATIENCE, stream.read_to_string(&mut response))
-        .await
-        .expect("an answer in time")
-        .unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    (head.lines().next().unwrap_or("").to_owned(), body.to_owned())
+    let response = common::http(server.addr, "GET", path, headers, "").await;
+    let status_line = response.head.lines().next().unwrap_or("").to_owned();
+    (status_line, response.body)
 }
 
 #[tokio::test]

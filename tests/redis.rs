@@ -392,25 +392,8 @@ async fn say_and_see(sender: usize, peers: &mut [&mut Peer], room: &str, text: &
 
 /// `GET /healthz`: the status code and the JSON body.
 async fn healthz(addr: std::net::SocketAddr) -> (u16, Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(PATIENCE, stream.read_to_string(&mut response))
-        .await
-        .expect("/healthz answers in time")
-        .unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
-    let code = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("a status code");
-    (
-        code,
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}")),
-    )
+    let response = common::http_get(addr, "/healthz").await;
+    (response.status, response.json())
 }
 
 /// Asks `/healthz` until `status` is `wanted` (within `limit`).

@@ -13,7 +13,6 @@ use common::redis::WshubProcess;
 use common::*;
 use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wshub::auth::{AuthSource, Secret};
 
 const SECRET: &str = "wshub test secret, thirty-two bytes or more";
@@ -42,24 +41,8 @@ async fn request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, String, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut text = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
-    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
-        text.push_str(&format!("Host: {addr}\r\n"));
-    }
-    for (name, value) in headers {
-        text.push_str(&format!("{name}: {value}\r\n"));
-    }
-    text.push_str("\r\n");
-    stream.write_all(text.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(PATIENCE, stream.read_to_string(&mut response))
-        .await
-        .expect("an answer in time")
-        .unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("a response head");
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status");
-    (status, head.to_ascii_lowercase(), body.to_owned())
+    let response = common::http(addr, method, path, headers, "").await;
+    (response.status, response.head, response.body)
 }
 
 /// `GET path` (with `?check`): the JSON verdict, after checking the

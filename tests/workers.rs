@@ -30,21 +30,8 @@ fn workers_config() -> wshub::Config {
     config
 }
 
-async fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(PATIENCE, stream.read_to_string(&mut response))
-        .await
-        .expect("response in time")
-        .unwrap();
-    let (_, body) = response.split_once("\r\n\r\n").expect("a head and a body");
-    body.to_owned()
-}
-
 async fn healthz(addr: SocketAddr) -> serde_json::Value {
-    serde_json::from_str(&http_get(addr, "/healthz").await).expect("JSON")
+    common::http_get(addr, "/healthz").await.json()
 }
 
 /// `/healthz`'s connections per worker, once they add up to `total` (a
@@ -278,7 +265,7 @@ async fn healthz_and_metrics_count_the_whole_process() {
     assert_eq!(health["connections"]["chat"], 2 * WORKERS, "{health}");
     assert_eq!(health["rooms"], 1, "one room, whichever workers its members are on");
 
-    let scrape = http_get(server.addr, "/metrics").await;
+    let scrape = common::http_get(server.addr, "/metrics").await.body;
     assert_eq!(worker_series(&scrape), per_worker);
     let sample = |series: &str| -> f64 {
         let line = scrape

@@ -22,6 +22,7 @@ use crate::http::Shared;
 use crate::hub::{Endpoint, Ticket};
 use crate::metrics::RefusedUpgrade;
 use crate::origin::OriginDenied;
+use crate::protocol::pusher::ChannelType;
 use crate::protocol::v1::is_valid_room;
 use crate::ratelimit::IpSlot;
 
@@ -44,6 +45,12 @@ pub enum Refusal {
     /// `/ws/{room}` with a name that is not 1-64 letters, digits, `-`, `_`, `.`.
     #[error("bad room name: use 1 to 64 letters, digits, '-', '_' or '.'")]
     BadRoom,
+    /// A raw room named as a Pusher private or presence channel, whose
+    /// members must show the app's signature.
+    #[error(
+        "rooms named private-* or presence-* are Pusher channels that need a signature: subscribe through /app/{{key}}"
+    )]
+    SignedChannel,
     /// The page's origin is not allowed.
     #[error("origin not allowed")]
     Origin,
@@ -72,7 +79,10 @@ impl Refusal {
             Refusal::NotWebSocket | Refusal::Version => StatusCode::UPGRADE_REQUIRED,
             Refusal::Key | Refusal::BadRoom => StatusCode::BAD_REQUEST,
             Refusal::NotFound => StatusCode::NOT_FOUND,
-            Refusal::Origin | Refusal::UnknownHost | Refusal::Token(Rejection::ForbiddenRoom) => StatusCode::FORBIDDEN,
+            Refusal::Origin
+            | Refusal::UnknownHost
+            | Refusal::SignedChannel
+            | Refusal::Token(Rejection::ForbiddenRoom) => StatusCode::FORBIDDEN,
             Refusal::Token(Rejection::Unauthorized(_)) => StatusCode::UNAUTHORIZED,
             Refusal::TooManyFromAddress => StatusCode::TOO_MANY_REQUESTS,
             Refusal::Full | Refusal::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
@@ -116,6 +126,7 @@ impl From<&Refusal> for RefusedUpgrade {
             Refusal::Full => RefusedUpgrade::Full,
             Refusal::ShuttingDown => RefusedUpgrade::ShuttingDown,
             Refusal::Token(rejection) => (*rejection).into(),
+            Refusal::SignedChannel => RefusedUpgrade::SignedChannel,
             Refusal::TooManyFromAddress => RefusedUpgrade::TooManyFromAddress,
             Refusal::NotFound => RefusedUpgrade::NotFound,
         }
@@ -184,6 +195,9 @@ pub(crate) fn admit(shared: &Shared, peer: SocketAddr, asked: &Asked<'_>) -> Res
         if !is_valid_room(room) {
             return Err(Refusal::BadRoom);
         }
+        if !shared.apps.is_empty() && ChannelType::of(room).needs_auth() {
+            return Err(Refusal::SignedChannel);
+        }
     }
     shared
         .origins
@@ -196,6 +210,9 @@ pub(crate) fn admit(shared: &Shared, peer: SocketAddr, asked: &Asked<'_>) -> Res
         return Err(Refusal::ShuttingDown);
     }
     let grant = match &shared.auth {
+        // A Pusher client proves itself per channel, with its backend's
+        // signature, not with a wshub token.
+        _ if asked.endpoint == Endpoint::Pusher => None,
         None => None,
         Some(verifier) => {
             let grant = match asked.token {

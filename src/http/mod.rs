@@ -5,6 +5,7 @@
 
 pub(crate) mod access;
 pub(crate) mod placement;
+pub(crate) mod pusher_api;
 pub(crate) mod routes;
 pub(crate) mod upgrade;
 pub(crate) mod web;
@@ -31,6 +32,9 @@ pub struct Shared {
     pub(crate) shutting_down: AtomicBool,
     pub(crate) next_connection_id: AtomicU64,
     pub(crate) chat_limits: ChatLimits,
+    /// The Pusher apps (none: no Pusher endpoint).
+    pub(crate) apps: crate::apps::Apps,
+    pub(crate) pusher_limits: crate::service::pusher::PusherLimits,
     /// Token checks at the upgrade, when tokens are required.
     pub(crate) auth: Option<crate::auth::Verifier>,
     /// Stops the Redis broker's tasks once connections are closed.

@@ -14,7 +14,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::http::access::{admit, Asked};
 use crate::http::upgrade::{offers_subprotocol, upgrade, Target};
-use crate::http::Shared;
+use crate::http::{pusher_api, Shared};
 use crate::protocol::v1::SUBPROTOCOL;
 
 /// The room behind `/ws`.
@@ -30,7 +30,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
             let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok());
             origin.to_str().is_ok_and(|o| policy.allows(Some(o), host))
         }));
-    Router::new()
+    let pusher = !shared.apps.is_empty();
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .fallback(get(web::serve))
         .layer(cors)
@@ -42,8 +43,16 @@ pub fn router(shared: Arc<Shared>) -> Router {
         // refused learns only that).
         .route("/echo", get(echo).options(check_preflight))
         .route("/ws", get(lobby).options(check_preflight))
-        .route("/ws/{room}", get(room).options(check_preflight))
-        .with_state(shared)
+        .route("/ws/{room}", get(room).options(check_preflight));
+    // With no app configured, no Pusher path exists (a 404, as before).
+    let router = if pusher {
+        router
+            .route("/app/{key}", get(pusher_app))
+            .merge(pusher_api::routes().layer(axum::extract::DefaultBodyLimit::max(pusher_api::MAX_BODY_BYTES)))
+    } else {
+        router
+    };
+    router.with_state(shared)
 }
 
 /// A WebSocket path: the upgrade, or, for `?check` without `Upgrade`,
@@ -146,6 +155,21 @@ async fn room(
     request: Request,
 ) -> Response {
     websocket(&shared, peer, request, Target::Chat(room))
+}
+
+/// `GET /app/{key}?protocol=7`: a Pusher client. An unknown key or version
+/// still gets its WebSocket, to be told why in Pusher's terms (`pusher:error`
+/// and a 4xxx close code that says whether to reconnect).
+async fn pusher_app(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(key): Path<String>,
+    request: Request,
+) -> Response {
+    let version = url::form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+        .find(|(name, _)| name == "protocol")
+        .map(|(_, value)| value.into_owned());
+    websocket(&shared, peer, request, Target::Pusher { key, version })
 }
 
 /// `GET /healthz`: live counts, where history is, and a status a load

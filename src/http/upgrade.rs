@@ -24,8 +24,10 @@ use crate::http::access::{admit, refuse, Admission, Asked, Refusal};
 use crate::http::placement::Counted;
 use crate::http::Shared;
 use crate::hub::{Endpoint, Member, Mode, Replay, Ticket};
+use crate::protocol::pusher::{check_protocol, ErrorCode};
 use crate::protocol::v1::SUBPROTOCOL;
 use crate::protocol::{negotiate, CloseCode, DeflateParams};
+use crate::service::pusher::{self, PusherSession, Tenant};
 use crate::service::{Echo, Identity, RawChat, Service, V1Session};
 
 /// The GUID every server appends to the client's key (RFC 6455 1.3).
@@ -38,6 +40,14 @@ pub enum Target {
     Echo,
     /// `/ws` (the room `lobby`) or `/ws/{room}`.
     Chat(String),
+    /// `/app/{key}`: Pusher, for the app with this key, in the protocol
+    /// version of the `protocol` query parameter.
+    Pusher {
+        /// The app key of the path.
+        key: String,
+        /// The `protocol` parameter, if there was one.
+        version: Option<String>,
+    },
 }
 
 impl Target {
@@ -46,6 +56,7 @@ impl Target {
     pub fn endpoint(&self, offers_subprotocol: bool) -> Endpoint {
         match (self, offers_subprotocol) {
             (Target::Echo, _) => Endpoint::Echo,
+            (Target::Pusher { .. }, _) => Endpoint::Pusher,
             (Target::Chat(_), true) => Endpoint::V1,
             (Target::Chat(_), false) => Endpoint::Chat,
         }
@@ -199,6 +210,22 @@ fn prepare(shared: &Shared, ticket: Ticket, addr: SocketAddr, agreed: Agreed, ad
         None => (None, None, None, None),
     };
     let service = match (endpoint, target) {
+        (_, Target::Pusher { key, version }) => {
+            let app = shared.apps.by_key(&key).ok_or(ErrorCode::AppDoesNotExist);
+            match app.and_then(|app| check_protocol(version.as_deref()).map(|_| app)) {
+                Ok(app) => {
+                    let conn = crate::hub::connection_number(&outbox);
+                    let tenant = Tenant::of(&shared.apps, app.clone());
+                    let session = PusherSession::new(hub.clone(), outbox.clone(), tenant, conn, shared.pusher_limits);
+                    Service::Pusher(Box::new(session))
+                }
+                Err(code) => {
+                    tracing::debug!(peer = %addr, key, "Pusher connection refused: {code}");
+                    pusher::refuse(&outbox, code);
+                    Service::Closing(Endpoint::Pusher)
+                }
+            }
+        }
         (Endpoint::V1, _) => {
             // With tokens required the name is the token's (or, for a token
             // without `name` and `sub`, the guest name): locked either way,

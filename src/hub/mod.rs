@@ -30,6 +30,12 @@ pub(crate) use alarms::Clock;
 pub use crate::broker::RoomName;
 pub use crate::protocol::Endpoint;
 pub use member::{Member, Mode, Replay};
+
+/// The number a connection is known by while it lives (what a room's
+/// events skip their own member by; Pusher socket ids are made from it).
+pub fn connection_number(outbox: &Arc<Outbox>) -> u64 {
+    member::outbox_id(outbox)
+}
 pub use outbox::{CloseRequest, Outbox, Rejected};
 pub use registry::{Registration, Ticket};
 pub use room::{ChannelInfo, Membership, Room};
@@ -317,6 +323,13 @@ impl Hub {
         room.publish_event(self, sender, event, data, except);
         self.inner.broker.room_closed(room.name());
         drop(rooms);
+    }
+
+    /// Tells every member of the room `name` on this node why (`frame`,
+    /// JSON text) and closes its connection (the Pusher HTTP API's
+    /// `terminate_connections`); how many there were.
+    pub fn close_members(&self, name: &str, frame: &str, close: CloseRequest) -> usize {
+        self.room(name).map_or(0, |room| room.close_members(frame, close))
     }
 
     /// Every room with members on this node whose name starts with

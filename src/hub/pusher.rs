@@ -20,6 +20,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::history::Entry;
+use crate::protocol::pusher::server::{self, PresenceMember};
 use crate::protocol::{encode_frame, OpCode};
 
 /// The event a chat message is to Pusher clients.
@@ -74,21 +75,7 @@ impl Users {
 /// `{"event", "channel", "data"}` as one text frame; `data` travels as
 /// the string it is (Pusher's clients parse it when it is JSON).
 pub(crate) fn event_frame(channel: &str, event: &str, data: &str, user_id: Option<&str>) -> Bytes {
-    #[derive(Serialize)]
-    struct Event<'a> {
-        event: &'a str,
-        channel: &'a str,
-        data: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        user_id: Option<&'a str>,
-    }
-    let event = Event {
-        event,
-        channel,
-        data,
-        user_id,
-    };
-    text(&event)
+    text(&server::event(channel, event, data, user_id))
 }
 
 /// A room's message as a Pusher event (see the module doc).
@@ -121,60 +108,36 @@ pub(super) fn entry_frame(channel: &str, entry: &Entry) -> Bytes {
 /// `pusher_internal:subscription_succeeded`, with the member list on a
 /// presence channel (`users`).
 pub(super) fn subscription_succeeded(channel: &str, users: Option<&Users>) -> Bytes {
-    let data = match users {
-        None => "{}".to_owned(),
-        Some(users) => {
-            #[derive(Serialize)]
-            struct Presence<'a> {
-                ids: Vec<&'a str>,
-                hash: BTreeMap<&'a str, &'a RawValue>,
-                count: usize,
-            }
-            let null = RawValue::NULL;
-            let hash = users
-                .0
-                .iter()
-                .map(|(id, user)| (&**id, raw_json(&user.info).unwrap_or(null)))
-                .collect();
-            let presence = Presence {
-                ids: users.0.keys().map(|id| &**id).collect(),
-                hash,
-                count: users.len(),
-            };
-            serde_json::json!({ "presence": presence }).to_string()
-        }
+    let Some(users) = users else {
+        return text(&server::subscription_succeeded(channel));
     };
-    event_frame(channel, "pusher_internal:subscription_succeeded", &data, None)
+    let members: Vec<PresenceMember<'_>> = users
+        .0
+        .iter()
+        .map(|(id, user)| PresenceMember {
+            user_id: id,
+            user_info: raw_json(&user.info),
+        })
+        .collect();
+    text(&server::presence_subscription_succeeded(channel, &members))
 }
 
 /// `pusher_internal:member_added`.
 pub(super) fn member_added(channel: &str, user: &str, info: &str) -> Bytes {
-    #[derive(Serialize)]
-    struct Added<'a> {
-        user_id: &'a str,
-        user_info: &'a RawValue,
-    }
-    let added = Added {
-        user_id: user,
-        user_info: raw_json(info).unwrap_or(RawValue::NULL),
-    };
-    let data = serde_json::to_string(&added).expect("serializes");
-    event_frame(channel, "pusher_internal:member_added", &data, None)
+    text(&server::member_added(channel, user, raw_json(info)))
 }
 
 /// `pusher_internal:member_removed`.
 pub(super) fn member_removed(channel: &str, user: &str) -> Bytes {
-    let data = serde_json::json!({ "user_id": user }).to_string();
-    event_frame(channel, "pusher_internal:member_removed", &data, None)
+    text(&server::member_removed(channel, user))
 }
 
-/// `info` as JSON to embed, if it is JSON (the session checked it was).
-fn raw_json(info: &str) -> Option<&RawValue> {
-    serde_json::from_str(info).ok()
+/// `info` as JSON to embed (the session checked it is JSON; `null` else).
+fn raw_json(info: &str) -> &RawValue {
+    serde_json::from_str(info).unwrap_or(RawValue::NULL)
 }
 
-fn text(value: &impl Serialize) -> Bytes {
-    let json = serde_json::to_string(value).expect("a Pusher frame serializes");
+fn text(json: &str) -> Bytes {
     encode_frame(OpCode::Text, json.as_bytes())
 }
 

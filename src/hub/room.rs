@@ -27,8 +27,7 @@ use super::frames::{self, message_frame, presence_frame, text_frame};
 use super::inbox::{Forms, Parcel};
 use super::member::{Member, Mode, Replay, Replaying};
 use super::pusher::{self, Users};
-use super::Outbox;
-use super::{lock, Hub};
+use super::{lock, CloseRequest, Hub, Outbox};
 use crate::broker::{Body, Delivery, ListedMember, MemberInfo, Ordered, PresenceChange, Publication, RoomName, Span};
 use crate::history::Entry;
 use crate::protocol::v1::ServerFrame;
@@ -517,6 +516,28 @@ impl Room {
         }
     }
 
+    /// Sends every member on this node `frame` (JSON text), then asks its
+    /// connection to close; how many there were.
+    pub(crate) fn close_members(&self, frame: &str, close: CloseRequest) -> usize {
+        let outboxes: Vec<Arc<Outbox>> = {
+            let _order = lock(&self.order);
+            (0..self.shards.len())
+                .flat_map(|worker| {
+                    self.shard(worker)
+                        .iter()
+                        .map(|(_, m)| m.outbox.clone())
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let bytes = encode_frame(OpCode::Text, frame.as_bytes());
+        for outbox in &outboxes {
+            let _ = outbox.push(bytes.clone());
+            outbox.request_close(close.clone());
+        }
+        outboxes.len()
+    }
+
     /// A presence channel's user ids on this node.
     pub fn user_ids(&self) -> Vec<Arc<str>> {
         lock(&self.order).users.ids()
@@ -692,7 +713,7 @@ fn local_entry(nick: Arc<str>, user: Option<Arc<str>>, event: Option<Arc<str>>, 
 }
 
 /// A channel as the Pusher HTTP API describes it (this node's part).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ChannelInfo {
     /// Members, whatever protocol they speak.
     pub subscriptions: usize,

@@ -9,9 +9,11 @@
 //! - `echo`: `GET /echo`.
 //! - `chat`: the seed's raw chat on `GET /ws`.
 //! - `v1`: the `wshub.v1` JSON subprotocol on `GET /ws`.
+//! - `pusher/`: the Pusher Channels protocol on `GET /app/{key}`.
 
 pub mod chat;
 pub mod echo;
+pub mod pusher;
 pub mod v1;
 
 pub use chat::RawChat;
@@ -35,6 +37,11 @@ pub enum Service {
     Chat(RawChat),
     /// The `wshub.v1` JSON subprotocol.
     V1(Box<V1Session>),
+    /// The Pusher Channels protocol.
+    Pusher(Box<pusher::PusherSession>),
+    /// A connection told why it cannot start, its close already asked
+    /// for: what it sends meanwhile is ignored.
+    Closing(Endpoint),
 }
 
 impl Handler for Service {
@@ -43,6 +50,8 @@ impl Handler for Service {
             Service::Echo(echo) => echo.endpoint(),
             Service::Chat(chat) => chat.endpoint(),
             Service::V1(session) => Handler::endpoint(&**session),
+            Service::Pusher(session) => Handler::endpoint(&**session),
+            Service::Closing(endpoint) => *endpoint,
         }
     }
 
@@ -51,6 +60,8 @@ impl Handler for Service {
             Service::Echo(echo) => echo.throttles(),
             Service::Chat(chat) => chat.throttles(),
             Service::V1(session) => session.throttles(),
+            Service::Pusher(session) => session.throttles(),
+            Service::Closing(_) => true,
         }
     }
 
@@ -59,6 +70,8 @@ impl Handler for Service {
             Service::Echo(echo) => echo.on_message(message, outbox),
             Service::Chat(chat) => chat.on_message(message, outbox),
             Service::V1(session) => Handler::on_message(&mut **session, message, outbox),
+            Service::Pusher(session) => Handler::on_message(&mut **session, message, outbox),
+            Service::Closing(_) => Ok(()),
         }
     }
 
@@ -67,6 +80,8 @@ impl Handler for Service {
             Service::Echo(echo) => echo.rate_limited(message),
             Service::Chat(chat) => chat.rate_limited(message),
             Service::V1(session) => Handler::rate_limited(&mut **session, message),
+            Service::Pusher(session) => Handler::rate_limited(&mut **session, message),
+            Service::Closing(_) => {}
         }
     }
 
@@ -75,6 +90,8 @@ impl Handler for Service {
             Service::Echo(echo) => echo.continue_replays(),
             Service::Chat(chat) => chat.continue_replays(),
             Service::V1(session) => Handler::continue_replays(&mut **session),
+            Service::Pusher(session) => Handler::continue_replays(&mut **session),
+            Service::Closing(_) => false,
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::broker::Span;
 use crate::connection::{GiveUp, Handler};
 use crate::hub::frames::text_frame;
 use crate::hub::{Endpoint, Hub, Member, Membership, Mode, Outbox, Replay};
+use crate::protocol::pusher::ChannelType;
 use crate::protocol::v1::{
     is_valid_nick, is_valid_ref, is_valid_room, parse_client_frame, ClientFrame, ErrorCode, ServerFrame, MAX_REF_BYTES,
     MAX_ROOM_CHARS, SUBPROTOCOL,
@@ -28,6 +29,10 @@ pub struct ChatLimits {
     pub max_bad_requests: u32,
     /// Most messages one `history` request returns.
     pub max_history: usize,
+    /// Rooms named as Pusher's signed channels (`private-*`, `presence-*`)
+    /// are closed to `wshub.v1` clients: with apps configured, their
+    /// members must show the app's signature.
+    pub signed_channels_reserved: bool,
 }
 
 /// Who a connection is: its starting nickname and, when it presented an
@@ -176,6 +181,10 @@ impl V1Session {
         match request {
             ClientFrame::Join { room, since } => {
                 check_room(&room)?;
+                if self.limits.signed_channels_reserved && ChannelType::of(&room).needs_auth() {
+                    let text = "a Pusher private or presence channel: subscribe through /app/{key} with its signature";
+                    return Err(Refusal::new(ErrorCode::ForbiddenRoom, text, Some(room)));
+                }
                 if let Some(allowed) = &self.allowed_rooms {
                     if !allowed.iter().any(|r| **r == *room) {
                         let text = "your access token does not allow this room";

@@ -1,0 +1,336 @@
+//! The Pusher Channels service (`GET /app/{key}`, protocol 7): what
+//! pusher-js, Laravel Echo and every other Pusher client speak, on the same
+//! hub as raw and `wshub.v1` clients.
+//!
+//! A connection is greeted with its socket id, then subscribes to channels:
+//! public ones freely, `private-` and `presence-` ones with the signature
+//! the application's backend gave it (HMAC-SHA256 with the app's secret, so
+//! wshub never calls the backend). Each channel is a hub room. Client
+//! events (`client-*`) go to the channel's other Pusher members, on private
+//! and presence channels only, when the app allows them, at a bounded rate.
+//! A connection that signs in (`pusher:signin`) is its user's: events sent
+//! to the user reach it, and terminating the user closes it.
+//!
+//! Bad requests get `pusher:error` or `pusher:subscription_error` and the
+//! connection stays; one that keeps sending them is closed. Close codes
+//! are Pusher's (4000-4299), so a client knows whether to reconnect.
+//!
+//! # Layout
+//! - `socket_id`: the ids, and how one turns back into a connection.
+//! - `subscribe`: who may subscribe to what, and presence data.
+//! - `tenant`: an app's channels as hub rooms.
+
+pub mod socket_id;
+mod subscribe;
+mod tenant;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+use tokio::time::Instant;
+
+use crate::connection::{GiveUp, Handler};
+use crate::hub::{CloseRequest, Hub, Membership, Outbox, Replay};
+use crate::protocol::pusher::{server, ChannelType, ClientMessage, ErrorCode, SocketId};
+use crate::protocol::{encode_frame, Endpoint, Message, MessageKind, OpCode};
+
+pub use tenant::Tenant;
+
+/// Seconds of silence after which a Pusher client pings (we tell it in
+/// `connection_established`); the server's own WebSocket pings and read
+/// deadline keep the connection alive either way.
+pub const ACTIVITY_TIMEOUT_SECS: u64 = 120;
+
+/// Per-connection limits of the Pusher service.
+#[derive(Debug, Clone, Copy)]
+pub struct PusherLimits {
+    /// Channels one connection may be subscribed to at once.
+    pub max_channels: usize,
+    /// Bad requests tolerated before closing.
+    pub max_bad_requests: u32,
+}
+
+/// One channel a connection is subscribed to.
+#[derive(Debug)]
+struct Subscription {
+    /// The channel's name as the client knows it.
+    channel: Box<str>,
+    kind: ChannelType,
+    /// The user on a presence channel (client events carry it).
+    user: Option<Arc<str>>,
+    membership: Membership,
+}
+
+/// One Pusher connection's state.
+#[derive(Debug)]
+pub struct PusherSession {
+    hub: Hub,
+    tenant: Tenant,
+    outbox: Arc<Outbox>,
+    socket_id: Box<str>,
+    subscriptions: Vec<Subscription>,
+    /// The user id it signed in as (`pusher:signin`).
+    user: Option<Box<str>>,
+    bad_requests: u32,
+    limits: PusherLimits,
+    /// Client events in the current one-second window, and when it began.
+    client_events: (u32, Option<Instant>),
+}
+
+/// Tells a connection that cannot start why (`pusher:error`), then closes
+/// it with the code, as Pusher servers do after the upgrade.
+pub fn refuse(outbox: &Outbox, code: ErrorCode) {
+    let _ = outbox.push(text(&server::error(Some(code.code()), code.message())));
+    outbox.request_close(CloseRequest::Graceful(code.close_code(), code.message()));
+}
+
+impl PusherSession {
+    /// Starts a session for connection `conn` and greets the client with
+    /// `pusher:connection_established`.
+    pub fn new(hub: Hub, outbox: Arc<Outbox>, tenant: Tenant, conn: u64, limits: PusherLimits) -> Self {
+        let socket_id = socket_id::of(conn);
+        let _ = outbox.push(text(&server::connection_established(socket_id, ACTIVITY_TIMEOUT_SECS)));
+        PusherSession {
+            hub,
+            tenant,
+            outbox,
+            socket_id: socket_id.to_string().into(),
+            subscriptions: Vec::new(),
+            user: None,
+            bad_requests: 0,
+            limits,
+            client_events: (0, None),
+        }
+    }
+
+    /// Handles one message from the client.
+    ///
+    /// # Errors
+    /// [`GiveUp`] when the client has sent too many bad requests.
+    pub fn on_message(&mut self, message: &Message) -> Result<(), GiveUp> {
+        if message.kind() == MessageKind::Binary {
+            return self.bad_request(None, "Binary frames are not part of the Pusher protocol");
+        }
+        // A request is an event name, a channel and data: anything far
+        // larger than the largest event is refused unread.
+        let largest = self.tenant.app.max_event_bytes.saturating_mul(6).saturating_add(4096);
+        if message.payload().len() > largest {
+            let message = format!("Message over {largest} bytes");
+            return self.bad_request(Some(ErrorCode::ClientEventRateLimit), &message);
+        }
+        let parsed = std::str::from_utf8(message.payload())
+            .map_err(|_| crate::protocol::pusher::ParseError::InvalidJson)
+            .and_then(crate::protocol::pusher::parse);
+        match parsed {
+            Ok(request) => self.handle(request),
+            Err(e) => self.bad_request(None, &e.to_string()),
+        }
+    }
+
+    fn handle(&mut self, request: ClientMessage) -> Result<(), GiveUp> {
+        match request {
+            ClientMessage::Ping => {
+                let _ = self.outbox.push(text(&server::pong()));
+                Ok(())
+            }
+            ClientMessage::Pong => Ok(()),
+            ClientMessage::Subscribe {
+                channel,
+                auth,
+                channel_data,
+                since: _,
+            } => self.subscribe(channel, auth.as_deref(), channel_data.as_deref()),
+            ClientMessage::Unsubscribe { channel } => {
+                // Unsubscribing from a channel one is not in is no error
+                // (pusher-js unsubscribes on its own after a failure).
+                self.subscriptions.retain(|s| *s.channel != *channel);
+                Ok(())
+            }
+            ClientMessage::ClientEvent { event, channel, data } => self.client_event(&event, &channel, &data),
+            ClientMessage::Signin { auth, user_data } => self.signin(&auth, &user_data),
+        }
+    }
+
+    fn subscribe(&mut self, channel: String, auth: Option<&str>, channel_data: Option<&str>) -> Result<(), GiveUp> {
+        if self.subscriptions.iter().any(|s| *s.channel == *channel) {
+            // Already ours (pusher-js resubscribes after its own
+            // reconnects): nothing to do, and no error.
+            return Ok(());
+        }
+        if self.subscriptions.len() >= self.limits.max_channels {
+            let message = format!("At most {} channels per connection", self.limits.max_channels);
+            let _ = self.outbox.push(text(&server::subscription_error(
+                &channel,
+                "LimitReached",
+                &message,
+                400,
+            )));
+            return Ok(());
+        }
+        let request = subscribe::Request {
+            channel: &channel,
+            auth,
+            channel_data,
+            socket_id: &self.socket_id,
+            signed_in: self.user.as_deref(),
+        };
+        match subscribe::admit(&self.tenant.app, &request) {
+            Ok(admitted) => {
+                let member = admitted.member(self.outbox.clone(), self.connection_number());
+                let membership = self.hub.join(&self.tenant.room(&channel), member, Replay::Nothing);
+                self.subscriptions.push(Subscription {
+                    channel: channel.into(),
+                    kind: admitted.kind,
+                    user: admitted.user,
+                    membership,
+                });
+                Ok(())
+            }
+            Err(refusal) => {
+                tracing::debug!(app = %self.tenant.app.id, %channel, "subscription refused: {}", refusal.error);
+                let frame = server::subscription_error(&channel, refusal.kind, &refusal.error, refusal.status);
+                let _ = self.outbox.push(text(&frame));
+                self.count_bad_request()
+            }
+        }
+    }
+
+    fn client_event(&mut self, event: &str, channel: &str, data: &RawValue) -> Result<(), GiveUp> {
+        if !self.tenant.app.client_events {
+            return self.bad_request(None, "Client events are not enabled for this app");
+        }
+        let Some(index) = self.subscriptions.iter().position(|s| *s.channel == *channel) else {
+            return self.bad_request(None, &format!("Not subscribed to {channel}"));
+        };
+        if !self.subscriptions[index].kind.allows_client_events() {
+            let message = "Client events are allowed on private and presence channels only (not encrypted ones)";
+            return self.bad_request(None, message);
+        }
+        let max = self.tenant.app.max_event_bytes;
+        if data.get().len() > max {
+            return self.bad_request(
+                Some(ErrorCode::ClientEventRateLimit),
+                &format!("Event data over {max} bytes"),
+            );
+        }
+        if !self.take_client_event() {
+            let code = ErrorCode::ClientEventRateLimit;
+            let _ = self
+                .outbox
+                .push(text(&server::error(Some(code.code()), code.message())));
+            return Ok(());
+        }
+        let subscription = &self.subscriptions[index];
+        let user = subscription.user.as_deref();
+        let frame = text(&server::client_event(channel, event, data, user));
+        subscription.membership.relay(frame);
+        Ok(())
+    }
+
+    /// `pusher:signin`: the backend's signature over this socket and the
+    /// user data makes the connection its user's. A bad one closes it with
+    /// 4009, as Pusher does.
+    fn signin(&mut self, auth: &str, user_data: &str) -> Result<(), GiveUp> {
+        let credentials = self.tenant.app.credentials();
+        let user = match credentials.verify_user_auth(&self.socket_id, user_data, auth) {
+            Ok(()) => subscribe::signed_in_user(user_data),
+            Err(e) => Err(e.to_string()),
+        };
+        match user {
+            Ok(user) => {
+                self.user = Some(user.into());
+                let _ = self.outbox.push(text(&server::signin_success(user_data)));
+                Ok(())
+            }
+            Err(why) => {
+                tracing::debug!(app = %self.tenant.app.id, "signin refused: {why}");
+                let code = ErrorCode::Unauthorized;
+                let _ = self.outbox.push(text(&server::error(
+                    Some(code.code()),
+                    &format!("Signin failed: {why}"),
+                )));
+                self.outbox
+                    .request_close(CloseRequest::Graceful(code.close_code(), "signin failed"));
+                Ok(())
+            }
+        }
+    }
+
+    /// One more client event in this second's window, if the app's rate
+    /// allows it (0: no limit).
+    fn take_client_event(&mut self) -> bool {
+        let limit = self.tenant.app.max_client_events_per_second;
+        if limit == 0 {
+            return true;
+        }
+        let now = Instant::now();
+        let (count, start) = &mut self.client_events;
+        if start.is_none_or(|start| now.duration_since(start) >= Duration::from_secs(1)) {
+            *start = Some(now);
+            *count = 0;
+        }
+        if *count >= limit {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn connection_number(&self) -> u64 {
+        crate::hub::connection_number(&self.outbox)
+    }
+
+    fn bad_request(&mut self, code: Option<ErrorCode>, message: &str) -> Result<(), GiveUp> {
+        tracing::debug!(app = %self.tenant.app.id, "bad Pusher request: {message}");
+        let _ = self
+            .outbox
+            .push(text(&server::error(code.map(ErrorCode::code), message)));
+        self.count_bad_request()
+    }
+
+    fn count_bad_request(&mut self) -> Result<(), GiveUp> {
+        self.bad_requests += 1;
+        if self.bad_requests > self.limits.max_bad_requests {
+            return Err(GiveUp("too many bad requests"));
+        }
+        Ok(())
+    }
+}
+
+/// A Pusher client is told (`pusher:error`) of each message dropped for
+/// its rate, so it is not throttled.
+impl Handler for PusherSession {
+    fn endpoint(&self) -> Endpoint {
+        Endpoint::Pusher
+    }
+
+    fn throttles(&self) -> bool {
+        false
+    }
+
+    fn on_message(&mut self, message: &Message, _outbox: &Outbox) -> Result<(), GiveUp> {
+        PusherSession::on_message(self, message)
+    }
+
+    fn rate_limited(&mut self, _message: &Message) {
+        let code = ErrorCode::ClientEventRateLimit;
+        let frame = server::error(Some(code.code()), "Over the rate limit: message dropped, slow down");
+        let _ = self.outbox.push(text(&frame));
+    }
+}
+
+/// The socket id a client gave, as the connection it names here (0: none,
+/// or not one of this node's).
+pub fn excluded_connection(socket_id: &str) -> u64 {
+    socket_id
+        .parse::<SocketId>()
+        .ok()
+        .and_then(socket_id::connection)
+        .unwrap_or(0)
+}
+
+fn text(json: &str) -> Bytes {
+    encode_frame(OpCode::Text, json.as_bytes())
+}

@@ -1,0 +1,532 @@
+//! The Pusher endpoint over real sockets, checked against Pusher's rules
+//! written out here (signatures computed in the test with the app's
+//! secret, frames read as JSON): greeting, versions and unknown keys,
+//! public, private and presence channels, client events, the HTTP API and
+//! its signatures, and one hub shared with raw and `wshub.v1` clients.
+//! (tests/pusher/ runs the real pusher-js, Laravel Echo and server SDKs.)
+
+mod common;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::{connect, expect_close, next_message, send_text, start_server_with, test_config, Client, TestServer};
+use hmac::{Hmac, Mac};
+use md5::{Digest, Md5};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use tokio_tungstenite::tungstenite::Message;
+
+const APP_ID: &str = "app-id";
+const KEY: &str = "app-key";
+const SECRET: &str = "app-secret";
+
+fn hmac_hex(secret: &str, text: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key size");
+    mac.update(text.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+async fn pusher_server() -> TestServer {
+    let mut config = test_config();
+    // As `--app ID:KEY:SECRET` makes it: client events on.
+    let app = wshub::apps::App::from_spec(&format!("{APP_ID}:{KEY}:{SECRET}")).expect("valid spec");
+    config.apps = wshub::apps::Apps::new(vec![app]).expect("valid app");
+    start_server_with(config).await
+}
+
+async fn recv_json(client: &mut Client) -> Value {
+    match next_message(client).await {
+        Message::Text(text) => serde_json::from_str(&text).expect("JSON"),
+        other => panic!("expected a text frame, got {other:?}"),
+    }
+}
+
+/// The frame's `data`, parsed (Pusher sends it as a JSON string).
+fn data(frame: &Value) -> Value {
+    match &frame["data"] {
+        Value::String(s) => serde_json::from_str(s).unwrap_or(Value::String(s.clone())),
+        other => other.clone(),
+    }
+}
+
+/// Connects a Pusher client and returns it with its socket id.
+async fn pusher_client(server: &TestServer) -> (Client, String) {
+    let mut client = connect(&server.url(&format!("/app/{KEY}?protocol=7&client=js&version=8.4.0"))).await;
+    let hello = recv_json(&mut client).await;
+    assert_eq!(hello["event"], "pusher:connection_established");
+    let socket_id = data(&hello)["socket_id"].as_str().expect("socket_id").to_owned();
+    (client, socket_id)
+}
+
+async fn subscribe(client: &mut Client, channel: &str, auth: Option<String>, channel_data: Option<&str>) -> Value {
+    let mut payload = json!({ "channel": channel });
+    if let Some(auth) = auth {
+        payload["auth"] = auth.into();
+    }
+    if let Some(channel_data) = channel_data {
+        payload["channel_data"] = channel_data.into();
+    }
+    send_text(
+        client,
+        &json!({ "event": "pusher:subscribe", "data": payload }).to_string(),
+    )
+    .await;
+    recv_json(client).await
+}
+
+fn channel_auth(socket_id: &str, channel: &str, channel_data: Option<&str>) -> String {
+    let text = match channel_data {
+        Some(data) => format!("{socket_id}:{channel}:{data}"),
+        None => format!("{socket_id}:{channel}"),
+    };
+    format!("{KEY}:{}", hmac_hex(SECRET, &text))
+}
+
+/// A signed HTTP API request, as the `pusher` SDKs make it; the status and
+/// the JSON body of the answer.
+async fn api(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    query: &[(&str, &str)],
+    body: &str,
+    at: u64,
+) -> (u16, Value) {
+    let mut params: Vec<(String, String)> = query.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    params.push(("auth_key".into(), KEY.into()));
+    params.push(("auth_timestamp".into(), at.to_string()));
+    params.push(("auth_version".into(), "1.0".into()));
+    if !body.is_empty() {
+        params.push(("body_md5".into(), hex::encode(Md5::digest(body.as_bytes()))));
+    }
+    params.sort();
+    let query_string = params
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let signature = hmac_hex(SECRET, &format!("{method}\n{path}\n{query_string}"));
+    let target = format!("{path}?{query_string}&auth_signature={signature}");
+    raw_http(server, method, &target, body).await
+}
+
+async fn raw_http(server: &TestServer, method: &str, target: &str, body: &str) -> (u16, Value) {
+    let headers = [("Content-Type", "application/json")];
+    let response = common::http(server.addr, method, target, &headers, body).await;
+    (
+        response.status,
+        serde_json::from_str(&response.body).unwrap_or(Value::Null),
+    )
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
+async fn trigger(server: &TestServer, event: Value) -> (u16, Value) {
+    api(
+        server,
+        "POST",
+        &format!("/apps/{APP_ID}/events"),
+        &[],
+        &event.to_string(),
+        now(),
+    )
+    .await
+}
+
+/// Nothing arrives for a moment (after what was expected).
+async fn quiet(client: &mut Client) {
+    use futures_util::StreamExt;
+    let got = tokio::time::timeout(std::time::Duration::from_millis(300), client.next()).await;
+    assert!(got.is_err(), "unexpected frame: {got:?}");
+}
+
+#[tokio::test]
+async fn a_client_is_greeted_with_a_socket_id_and_answered_pings() {
+    let server = pusher_server().await;
+    let (mut client, socket_id) = pusher_client(&server).await;
+    let (a, b) = socket_id.split_once('.').expect("two numbers");
+    assert!(a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit()), "{socket_id}");
+    send_text(&mut client, r#"{"event":"pusher:ping","data":{}}"#).await;
+    assert_eq!(recv_json(&mut client).await["event"], "pusher:pong");
+    let (_other, other_id) = pusher_client(&server).await;
+    assert_ne!(socket_id, other_id);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unknown_key_or_version_is_told_then_closed_with_pushers_code() {
+    let server = pusher_server().await;
+    for (path, code) in [
+        ("/app/nope?protocol=7".to_owned(), 4001),
+        (format!("/app/{KEY}"), 4008),
+        (format!("/app/{KEY}?protocol=3"), 4007),
+    ] {
+        let mut client = connect(&server.url(&path)).await;
+        let error = recv_json(&mut client).await;
+        assert_eq!(error["event"], "pusher:error", "{path}");
+        assert_eq!(data(&error)["code"], code, "{path}");
+        assert_eq!(expect_close(&mut client).await, code, "{path}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_public_channel_gets_http_api_events_except_the_excluded_socket() {
+    let server = pusher_server().await;
+    let (mut a, a_id) = pusher_client(&server).await;
+    let (mut b, _) = pusher_client(&server).await;
+    for client in [&mut a, &mut b] {
+        let ok = subscribe(client, "news", None, None).await;
+        assert_eq!(ok["event"], "pusher_internal:subscription_succeeded");
+        assert_eq!(ok["channel"], "news");
+    }
+    let (status, body) = trigger(
+        &server,
+        json!({"name": "headline", "data": "{\"t\":1}", "channels": ["news"]}),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({})));
+    for client in [&mut a, &mut b] {
+        let event = recv_json(client).await;
+        assert_eq!(
+            event,
+            json!({"event": "headline", "channel": "news", "data": "{\"t\":1}"})
+        );
+    }
+    let event =
+        json!({"name": "second", "data": "x", "channel": "news", "socket_id": a_id, "info": "subscription_count"});
+    let (status, body) = trigger(&server, event).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"channels": {"news": {"subscription_count": 2}}}))
+    );
+    assert_eq!(recv_json(&mut b).await["event"], "second");
+    quiet(&mut a).await;
+    // Unsubscribed, a client gets nothing more.
+    send_text(&mut b, r#"{"event":"pusher:unsubscribe","data":{"channel":"news"}}"#).await;
+    // The unsubscribe is handled before the next event: ping for a barrier.
+    send_text(&mut b, r#"{"event":"pusher:ping","data":{}}"#).await;
+    assert_eq!(recv_json(&mut b).await["event"], "pusher:pong");
+    trigger(&server, json!({"name": "third", "data": "x", "channel": "news"})).await;
+    assert_eq!(recv_json(&mut a).await["event"], "third");
+    quiet(&mut b).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_private_channel_needs_the_backends_signature_for_this_socket() {
+    let server = pusher_server().await;
+    let (mut a, a_id) = pusher_client(&server).await;
+    let (mut b, b_id) = pusher_client(&server).await;
+    let ok = subscribe(
+        &mut a,
+        "private-room",
+        Some(channel_auth(&a_id, "private-room", None)),
+        None,
+    )
+    .await;
+    assert_eq!(ok["event"], "pusher_internal:subscription_succeeded");
+    // Another socket's signature, a forged one, none at all.
+    for auth in [
+        Some(channel_auth(&a_id, "private-room", None)),
+        Some(format!("{KEY}:{}", "0".repeat(64))),
+        None,
+    ] {
+        let refused = subscribe(&mut b, "private-room", auth, None).await;
+        assert_eq!(refused["event"], "pusher:subscription_error");
+        assert_eq!(data(&refused)["status"], 401);
+        assert_eq!(data(&refused)["type"], "AuthError");
+    }
+    // b is not a member: a's client event reaches nobody, b gets nothing.
+    let ok = subscribe(
+        &mut b,
+        "private-room",
+        Some(channel_auth(&b_id, "private-room", None)),
+        None,
+    )
+    .await;
+    assert_eq!(ok["event"], "pusher_internal:subscription_succeeded");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_events_reach_the_others_on_private_channels_only() {
+    let server = pusher_server().await;
+    let (mut a, a_id) = pusher_client(&server).await;
+    let (mut b, b_id) = pusher_client(&server).await;
+    for (client, id) in [(&mut a, &a_id), (&mut b, &b_id)] {
+        subscribe(
+            client,
+            "private-chat",
+            Some(channel_auth(id, "private-chat", None)),
+            None,
+        )
+        .await;
+        subscribe(client, "lobby", None, None).await;
+    }
+    send_text(
+        &mut a,
+        r#"{"event":"client-typing","channel":"private-chat","data":{"who":"a"}}"#,
+    )
+    .await;
+    let event = recv_json(&mut b).await;
+    assert_eq!(
+        event,
+        json!({"event": "client-typing", "channel": "private-chat", "data": {"who": "a"}})
+    );
+    quiet(&mut a).await;
+    // On a public channel: refused with an error, relayed to nobody.
+    send_text(&mut a, r#"{"event":"client-typing","channel":"lobby","data":{}}"#).await;
+    assert_eq!(recv_json(&mut a).await["event"], "pusher:error");
+    quiet(&mut b).await;
+    server.shutdown().await;
+}
+
+/// Over the app's rate (here 3 a second), a client event is refused with
+/// 4301 and relayed to nobody; those within it arrive in order. (Timing
+/// only decides how many of a burst of 20 fit: at least 3, and never all
+/// of them unless 20 sends took seconds.)
+#[tokio::test]
+async fn client_events_over_the_rate_are_refused_with_4301() {
+    let mut app = wshub::apps::App::from_spec(&format!("{APP_ID}:{KEY}:{SECRET}")).expect("valid spec");
+    app.max_client_events_per_second = 3;
+    let mut config = test_config();
+    config.apps = wshub::apps::Apps::new(vec![app]).expect("valid app");
+    let server = start_server_with(config).await;
+    let (mut a, a_id) = pusher_client(&server).await;
+    let (mut b, b_id) = pusher_client(&server).await;
+    for (client, id) in [(&mut a, &a_id), (&mut b, &b_id)] {
+        subscribe(
+            client,
+            "private-chat",
+            Some(channel_auth(id, "private-chat", None)),
+            None,
+        )
+        .await;
+    }
+    const BURST: u32 = 20;
+    for n in 0..BURST {
+        send_text(
+            &mut a,
+            &format!(r#"{{"event":"client-n","channel":"private-chat","data":{{"n":{n}}}}}"#),
+        )
+        .await;
+    }
+    send_text(&mut a, r#"{"event":"pusher:ping","data":{}}"#).await;
+    let mut refused = 0;
+    loop {
+        let frame = recv_json(&mut a).await;
+        if frame["event"] == "pusher:pong" {
+            break;
+        }
+        assert_eq!(
+            (frame["event"].as_str(), data(&frame)["code"].as_u64()),
+            (Some("pusher:error"), Some(4301))
+        );
+        refused += 1;
+    }
+    assert!((1..=BURST - 3).contains(&refused), "{refused} refused");
+    for n in 0..BURST - refused {
+        assert_eq!(data(&recv_json(&mut b).await)["n"], n);
+    }
+    quiet(&mut b).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn presence_lists_users_once_and_announces_first_and_last_connections() {
+    let server = pusher_server().await;
+    let channel = "presence-team";
+    let join = |id: &str, user: &str| {
+        let data = json!({"user_id": user, "user_info": {"name": user}}).to_string();
+        (channel_auth(id, channel, Some(&data)), data)
+    };
+    let (mut ann, ann_id) = pusher_client(&server).await;
+    let (auth, info) = join(&ann_id, "ann");
+    let ok = subscribe(&mut ann, channel, Some(auth), Some(&info)).await;
+    assert_eq!(data(&ok)["presence"]["count"], 1);
+    let (mut bo, bo_id) = pusher_client(&server).await;
+    let (auth, info) = join(&bo_id, "bo");
+    let ok = subscribe(&mut bo, channel, Some(auth), Some(&info)).await;
+    assert_eq!(data(&ok)["presence"]["ids"], json!(["ann", "bo"]));
+    assert_eq!(data(&ok)["presence"]["hash"]["ann"], json!({"name": "ann"}));
+    let added = recv_json(&mut ann).await;
+    assert_eq!(added["event"], "pusher_internal:member_added");
+    assert_eq!(data(&added), json!({"user_id": "bo", "user_info": {"name": "bo"}}));
+    // Ann's second tab: no new member.
+    let (mut ann2, ann2_id) = pusher_client(&server).await;
+    let (auth, info) = join(&ann2_id, "ann");
+    let ok = subscribe(&mut ann2, channel, Some(auth), Some(&info)).await;
+    assert_eq!(data(&ok)["presence"]["count"], 2);
+    quiet(&mut bo).await;
+    let path = format!("/apps/{APP_ID}/channels/{channel}/users");
+    let (status, users) = api(&server, "GET", &path, &[], "", now()).await;
+    assert_eq!((status, users), (200, json!({"users": [{"id": "ann"}, {"id": "bo"}]})));
+    let path = format!("/apps/{APP_ID}/channels/{channel}");
+    let (_, info) = api(
+        &server,
+        "GET",
+        &path,
+        &[("info", "user_count,subscription_count")],
+        "",
+        now(),
+    )
+    .await;
+    assert_eq!(
+        info,
+        json!({"occupied": true, "user_count": 2, "subscription_count": 3})
+    );
+    drop(ann);
+    quiet(&mut bo).await;
+    drop(ann2);
+    let removed = recv_json(&mut bo).await;
+    assert_eq!(removed["event"], "pusher_internal:member_removed");
+    assert_eq!(data(&removed), json!({"user_id": "ann"}));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_http_api_refuses_bad_signatures_old_timestamps_and_oversized_events_and_publishes_nothing() {
+    let server = pusher_server().await;
+    let (mut a, _) = pusher_client(&server).await;
+    subscribe(&mut a, "news", None, None).await;
+    let path = format!("/apps/{APP_ID}/events");
+    let event = json!({"name": "e", "data": "d", "channel": "news"}).to_string();
+    // Signed 700 s ago: outside the 600 s window.
+    let (status, body) = api(&server, "POST", &path, &[], &event, now() - 700).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error"].is_string(), "a JSON reason: {body}");
+    // A forged signature.
+    let md5 = hex::encode(Md5::digest(event.as_bytes()));
+    let target = format!(
+        "{path}?auth_key={KEY}&auth_timestamp={}&auth_version=1.0&body_md5={md5}&auth_signature={}",
+        now(),
+        "0".repeat(64)
+    );
+    assert_eq!(raw_http(&server, "POST", &target, &event).await.0, 401);
+    // An unknown app.
+    let (status, _) = api(&server, "POST", "/apps/other/events", &[], &event, now()).await;
+    assert_eq!(status, 404);
+    // Too large, too many channels, a bad name.
+    let big = json!({"name": "e", "data": "x".repeat(10 * 1024 + 1), "channel": "news"});
+    assert_eq!(trigger(&server, big).await.0, 413);
+    let channels: Vec<String> = (0..101).map(|n| format!("c{n}")).collect();
+    assert_eq!(
+        trigger(&server, json!({"name": "e", "data": "d", "channels": channels}))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        trigger(&server, json!({"name": "e", "data": "d", "channel": "bad name"}))
+            .await
+            .0,
+        400
+    );
+    quiet(&mut a).await;
+    // And a good one still goes through.
+    assert_eq!(api(&server, "POST", &path, &[], &event, now()).await.0, 200);
+    assert_eq!(recv_json(&mut a).await["event"], "e");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn channels_are_listed_by_prefix_with_their_counts() {
+    let server = pusher_server().await;
+    let (mut a, a_id) = pusher_client(&server).await;
+    subscribe(&mut a, "news", None, None).await;
+    subscribe(&mut a, "private-x", Some(channel_auth(&a_id, "private-x", None)), None).await;
+    let path = format!("/apps/{APP_ID}/channels");
+    let (status, all) = api(&server, "GET", &path, &[("info", "subscription_count")], "", now()).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        all,
+        json!({"channels": {"news": {"subscription_count": 1}, "private-x": {"subscription_count": 1}}})
+    );
+    let (_, private) = api(&server, "GET", &path, &[("filter_by_prefix", "private-")], "", now()).await;
+    assert_eq!(private, json!({"channels": {"private-x": {}}}));
+    let (status, _) = api(&server, "GET", &path, &[("info", "user_count")], "", now()).await;
+    assert_eq!(status, 400, "user_count needs the presence- prefix");
+    let (_, empty) = api(&server, "GET", &format!("{path}/nobody"), &[], "", now()).await;
+    assert_eq!(empty, json!({"occupied": false}));
+    server.shutdown().await;
+}
+
+/// One hub: an HTTP API event reaches Pusher, `wshub.v1` and raw members of
+/// the room, each in its own form; a `wshub.v1` message reaches the Pusher
+/// subscriber as the event `message`; private channels stay closed to
+/// raw clients.
+#[tokio::test]
+async fn pusher_v1_and_raw_clients_share_rooms() {
+    let server = pusher_server().await;
+    let (mut pusher, _) = pusher_client(&server).await;
+    subscribe(&mut pusher, "lobby", None, None).await;
+    let mut raw = connect(&server.url("/ws")).await;
+    let mut v1 = common::ChatClient::connect(&server).await;
+    v1.join("lobby", None).await;
+    common::wait_for_connections(&server.hub, 3).await;
+    trigger(
+        &server,
+        json!({"name": "news", "data": "{\"a\":1}", "channel": "lobby"}),
+    )
+    .await;
+    assert_eq!(recv_json(&mut pusher).await["event"], "news");
+    assert_eq!(next_message(&mut raw).await, Message::text("{\"a\":1}"));
+    let (room, message) = v1.next_chat().await;
+    assert_eq!(
+        (room.as_str(), message.text.as_str(), message.event.as_deref()),
+        ("lobby", "{\"a\":1}", Some("news"))
+    );
+    v1.say("lobby", "hello from v1").await;
+    let chat = recv_json(&mut pusher).await;
+    assert_eq!(chat["event"], "message");
+    assert_eq!(data(&chat)["text"], "hello from v1");
+    // A raw client cannot open a signed channel's room.
+    let refused = tokio_tungstenite::connect_async(server.url("/ws/private-x")).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+        other => panic!("expected 403, got {other:?}"),
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_frames_get_an_error_and_leave_others_alone() {
+    let server = pusher_server().await;
+    let (mut a, _) = pusher_client(&server).await;
+    let (mut b, _) = pusher_client(&server).await;
+    subscribe(&mut b, "news", None, None).await;
+    send_text(&mut a, "{not json").await;
+    assert_eq!(recv_json(&mut a).await["event"], "pusher:error");
+    send_text(&mut a, r#"{"event":"pusher:subscribe","data":{"channel":"bad name"}}"#).await;
+    // The parser refuses a bad channel name before any subscription.
+    let refused = recv_json(&mut a).await;
+    assert_eq!(refused["event"], "pusher:error", "{refused}");
+    assert!(
+        data(&refused)["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("bad name")),
+        "{refused}"
+    );
+    trigger(&server, json!({"name": "still", "data": "d", "channel": "news"})).await;
+    assert_eq!(recv_json(&mut b).await["event"], "still");
+    // The connection is still served.
+    send_text(&mut a, r#"{"event":"pusher:ping","data":{}}"#).await;
+    assert_eq!(recv_json(&mut a).await["event"], "pusher:pong");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_apps_there_is_no_pusher_endpoint() {
+    let server = start_server_with(test_config()).await;
+    match tokio_tungstenite::connect_async(server.url(&format!("/app/{KEY}?protocol=7"))).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 404),
+        other => panic!("expected 404, got {other:?}"),
+    }
+    server.shutdown().await;
+}
