@@ -38,7 +38,8 @@ impl Mode {
 pub enum Replay {
     /// Nothing (raw members).
     Nothing,
-    /// The latest messages, up to the hub's `join_history`.
+    /// The latest messages, up to the hub's `join_history`; for a Pusher
+    /// member (a cache channel's), the last one or `pusher:cache_miss`.
     Recent,
     /// Everything after this id (catch-up after a reconnect).
     Since(u64),

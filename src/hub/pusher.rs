@@ -132,6 +132,16 @@ pub(super) fn member_removed(channel: &str, user: &str) -> Bytes {
     text(&server::member_removed(channel, user))
 }
 
+/// A cache channel's last message for a new subscriber, or
+/// `pusher:cache_miss` when it has none.
+pub(super) fn push_cached(channel: &str, outbox: &super::Outbox, replayed: &crate::broker::Replayed) {
+    let frame = match replayed.entries.last() {
+        Some(entry) => entry_frame(channel, entry),
+        None => text(&server::cache_miss(channel)),
+    };
+    let _ = outbox.push(frame);
+}
+
 /// `info` as JSON to embed (the session checked it is JSON; `null` else).
 fn raw_json(info: &str) -> &RawValue {
     serde_json::from_str(info).unwrap_or(RawValue::NULL)

@@ -202,6 +202,9 @@ impl Room {
             Mode::Pusher | Mode::PusherPresence => {
                 order.pusher += 1;
                 self.subscribed(hub, &mut order, &info, &outbox, mode == Mode::PusherPresence);
+                if replay == Replay::Recent {
+                    self.send_cached(hub, &outbox);
+                }
             }
             Mode::Json => {}
         }
@@ -255,6 +258,17 @@ impl Room {
                 ..Forms::default()
             };
             self.fan_out(hub, order, forms);
+        }
+    }
+
+    /// A Pusher cache channel's answer to a subscriber: the room's last
+    /// message, or `pusher:cache_miss`. Taken under the order lock, like a
+    /// replay, so it is older than anything that arrives after it.
+    fn send_cached(self: &Arc<Self>, hub: &Hub, outbox: &Arc<Outbox>) {
+        let (name, reply) = (self.name.clone(), outbox.clone());
+        let then = Box::new(move |replayed: crate::broker::Replayed| pusher::push_cached(&name, &reply, &replayed));
+        if let Ok(replayed) = hub.broker().replay(&self.name, Span::Latest(1), then) {
+            pusher::push_cached(&self.name, outbox, &replayed);
         }
     }
 

@@ -179,7 +179,14 @@ impl PusherSession {
         match subscribe::admit(&self.tenant.app, &request) {
             Ok(admitted) => {
                 let member = admitted.member(self.outbox.clone(), self.connection_number());
-                let membership = self.hub.join(&self.tenant.room(&channel), member, Replay::Nothing);
+                // A cache channel's subscriber gets its last event (see
+                // `hub::pusher`), the others nothing from the past.
+                let replay = if admitted.kind.cache {
+                    Replay::Recent
+                } else {
+                    Replay::Nothing
+                };
+                let membership = self.hub.join(&self.tenant.room(&channel), member, replay);
                 self.subscriptions.push(Subscription {
                     channel: channel.into(),
                     kind: admitted.kind,
