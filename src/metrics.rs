@@ -727,6 +727,7 @@ mod tests {
             max_incomplete_bytes: 1 << 20,
             workers: 1,
             broker: std::sync::Arc::new(crate::broker::LocalBroker::new(history.clone())),
+            room_events: std::sync::Arc::new(crate::hub::Unheard),
         })
     }
 

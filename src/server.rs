@@ -174,6 +174,7 @@ impl Server {
                 max_incomplete_bytes: config.max_incomplete_bytes,
                 workers,
                 broker,
+                room_events: Arc::new(crate::hub::Unheard),
             }),
             origins: OriginPolicy::new(&config.allowed_origins),
             tracker: TaskTracker::new(),

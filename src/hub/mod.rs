@@ -9,6 +9,7 @@
 
 mod alarms;
 mod deliver;
+mod events;
 pub(crate) mod frames;
 mod inbox;
 mod member;
@@ -29,6 +30,7 @@ pub(crate) use alarms::Clock;
 
 pub use crate::broker::RoomName;
 pub use crate::protocol::Endpoint;
+pub use events::{RoomEvents, Unheard};
 pub use member::{Member, Mode, Replay};
 
 /// The number a connection is known by while it lives (what a room's
@@ -83,6 +85,9 @@ pub struct HubConfig {
     /// What orders rooms' messages and carries them to every member: a
     /// [`crate::broker::LocalBroker`] on the history, or Redis.
     pub broker: Arc<dyn Broker>,
+    /// Who hears of rooms' comings and goings (the Pusher webhooks), or
+    /// [`Unheard`].
+    pub room_events: Arc<dyn RoomEvents>,
 }
 
 #[derive(Debug)]
@@ -95,6 +100,7 @@ struct Inner {
     timeouts: Timeouts,
     metrics: Metrics,
     broker: Arc<dyn Broker>,
+    room_events: Arc<dyn RoomEvents>,
     /// One per worker: parcels of rooms' messages from other threads.
     inboxes: Box<[Arc<inbox::Inbox>]>,
     /// Connections per client address (`--max-connections-per-ip`).
@@ -157,6 +163,7 @@ impl Hub {
                 join_history: config.join_history,
                 timeouts: config.timeouts,
                 broker: config.broker,
+                room_events: config.room_events,
                 inboxes: (0..workers).map(|_| Arc::default()).collect(),
                 metrics,
                 per_ip: PerIpLimit::new(0),
@@ -281,7 +288,8 @@ impl Hub {
             None => {
                 let name = RoomName::from(name);
                 let room = Arc::new(Room::new(name.clone(), self.inner.workers));
-                rooms.insert(name, room.clone());
+                rooms.insert(name.clone(), room.clone());
+                self.inner.room_events.occupied(&name);
                 room
             }
         };
@@ -300,8 +308,14 @@ impl Hub {
             if rooms.get(room.name()).is_some_and(|r| Arc::ptr_eq(r, room)) {
                 rooms.remove(room.name());
                 self.inner.broker.room_closed(room.name());
+                self.inner.room_events.vacated(room.name());
             }
         }
+    }
+
+    /// Who hears of rooms' comings and goings.
+    pub(crate) fn room_events(&self) -> &dyn RoomEvents {
+        &*self.inner.room_events
     }
 
     /// Publishes a named event into the room `name` (the Pusher HTTP API's

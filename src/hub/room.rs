@@ -252,6 +252,7 @@ impl Room {
         let first = order.users.add(user, &info.nick);
         let _ = outbox.push(pusher::subscription_succeeded(&self.name, Some(&order.users)));
         if first {
+            hub.room_events().user_added(&self.name, user);
             let forms = Forms {
                 pusher: Some(pusher::member_added(&self.name, user, &info.nick)),
                 except: info.conn,
@@ -381,6 +382,7 @@ impl Room {
                     order.pusher -= 1;
                     let user = info.user.as_ref().filter(|_| member.mode == Mode::PusherPresence);
                     if let Some(user) = user.filter(|user| order.users.remove(user)) {
+                        hub.room_events().user_removed(&self.name, user);
                         let forms = Forms {
                             pusher: Some(pusher::member_removed(&self.name, user)),
                             ..Forms::default()

@@ -40,6 +40,7 @@ fn hub_with_history(workers: usize, join_history: usize) -> Hub {
         max_incomplete_bytes: 1 << 20,
         workers,
         broker: Arc::new(LocalBroker::new(history)),
+        room_events: Arc::new(super::Unheard),
     })
 }
 
