@@ -19,6 +19,7 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use thiserror::Error;
 
+use crate::apps::{App, Apps};
 use crate::auth::{AuthSource, Secret, TokenRules};
 use crate::history::{Backend, HistoryConfig};
 use crate::ratelimit::RateLimits;
@@ -132,6 +133,7 @@ const AUTH: &str = "Auth (JWT access tokens)";
 const LIMITS: &str = "Limits";
 const HISTORY: &str = "History";
 const SCALE_OUT: &str = "Scale-out (Redis)";
+const PUSHER: &str = "Pusher (apps)";
 const LOGGING: &str = "Logging";
 
 /// Shown after the options by `--help`.
@@ -143,6 +145,7 @@ Examples:
   wshub --tls-self-signed                      quick local wss (browsers will warn)
   WSHUB_JWT_SECRET=... wshub                   every WebSocket needs a token signed with the secret
   wshub --redis redis://127.0.0.1:6379/0       rooms shared by every node on that Redis
+  WSHUB_APPS=app-id:app-key:app-secret wshub   Pusher clients on ws://localhost:8080/app/app-key
   wshub --config /etc/wshub.toml               options from a file (flags and WSHUB_* override it)
   wshub --log-level wshub=debug,info --log-format json
 
@@ -401,6 +404,25 @@ pub struct Cli {
     #[arg(long, env = "WSHUB_NODE_ID")]
     pub node_id: Option<String>,
 
+    /// A Pusher app, ID:KEY:SECRET, client events on (repeatable): clients connect to /app/KEY,
+    /// the HTTP API is /apps/ID. Every setting: `[[apps]]` in the --config file. Prefer the
+    /// variable: a flag shows in the process list
+    #[arg(help_heading = PUSHER)]
+    #[arg(
+        long = "app",
+        env = "WSHUB_APPS",
+        value_delimiter = ',',
+        value_name = "ID:KEY:SECRET",
+        hide_env_values = true
+    )]
+    pub apps: Vec<String>,
+
+    /// The `--config` file's `[[apps]]` tables, validated one by one (set
+    /// by [`Cli::load`]; skipped while `WSHUB_APPS` is set, as any file
+    /// entry whose variable is).
+    #[arg(skip)]
+    pub file_apps: Vec<App>,
+
     /// Log filter: error, warn, info, debug, trace, or directives like wshub=debug,info. Without
     /// the flag or WSHUB_LOG_LEVEL, RUST_LOG is used (before the file's value)
     #[arg(help_heading = LOGGING)]
@@ -533,6 +555,10 @@ pub struct Config {
     pub redis: Option<String>,
     /// This node's name in the cluster; generated when `None`.
     pub node_id: Option<String>,
+    /// Pusher apps (`--app`, `WSHUB_APPS`, the file's `[[apps]]`): the
+    /// file's and the flags' together. Empty (the default): no Pusher
+    /// endpoint.
+    pub apps: Apps,
 }
 
 impl Default for Config {
@@ -565,8 +591,9 @@ impl Cli {
         let (matches, mut cli) = match first.config.clone() {
             None => (matches, first),
             Some(path) => {
-                let matches = merge_file(&path, args)?;
-                let cli = Cli::from_arg_matches(&matches)?;
+                let (matches, apps) = merge_file(&path, args)?;
+                let mut cli = Cli::from_arg_matches(&matches)?;
+                cli.file_apps = apps;
                 (matches, cli)
             }
         };
@@ -699,6 +726,11 @@ impl Cli {
             self.rate_bytes as u64,
             self.max_message_size,
         );
+        let mut apps = self.file_apps;
+        for spec in &self.apps {
+            apps.push(App::from_spec(spec).map_err(|e| ConfigError::Inconsistent(format!("--app: {e}")))?);
+        }
+        let apps = Apps::new(apps).map_err(|e| ConfigError::Inconsistent(format!("--app and [[apps]]: {e}")))?;
         let tls = match (self.tls_cert, self.tls_key, self.tls_self_signed) {
             (Some(cert), Some(key), _) => Some(TlsSource::Files { cert, key }),
             (_, _, true) => Some(TlsSource::SelfSigned),
@@ -729,6 +761,7 @@ impl Cli {
             max_connections_per_ip: self.max_connections_per_ip,
             redis: self.redis,
             node_id: self.node_id,
+            apps,
         })
     }
 }
@@ -739,8 +772,8 @@ fn rust_log() -> Option<String> {
 }
 
 /// Parses the command line with the `--config` file's entries placed
-/// before the real flags (later flags win).
-fn merge_file(path: &std::path::Path, args: Vec<OsString>) -> Result<clap::ArgMatches, ConfigError> {
+/// before the real flags (later flags win), and reads its `[[apps]]`.
+fn merge_file(path: &std::path::Path, args: Vec<OsString>) -> Result<(clap::ArgMatches, Vec<App>), ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::FileUnreadable {
         path: path.to_owned(),
         source,
@@ -752,13 +785,14 @@ fn merge_file(path: &std::path::Path, args: Vec<OsString>) -> Result<clap::ArgMa
         message: problem.message,
     };
     let entries = file_to_args(&text).map_err(invalid)?;
+    let apps = file_apps(&text).map_err(invalid)?;
     let mut merged = Vec::with_capacity(args.len() + entries.len() * 2);
     merged.extend(args.first().cloned());
     for entry in &entries {
         merged.extend(entry.args.iter().cloned());
     }
     merged.extend(args.into_iter().skip(1));
-    Cli::command().try_get_matches_from(merged).map_err(|e| {
+    let matches = Cli::command().try_get_matches_from(merged).map_err(|e| {
         // A value clap refuses came from the file (the command line alone
         // parsed): name the entry it came from.
         let entry = invalid_long_name(&e).and_then(|long| entries.iter().find(|entry| entry.long == long));
@@ -767,7 +801,39 @@ fn merge_file(path: &std::path::Path, args: Vec<OsString>) -> Result<clap::ArgMa
             key: entry.map(|entry| entry.key.clone()),
             message: clap_message(&e),
         })
-    })
+    })?;
+    Ok((matches, apps))
+}
+
+/// The file's `[[apps]]` tables, each checked, unless `WSHUB_APPS` is set
+/// (the variable wins over the file, as for every option).
+fn file_apps(text: &str) -> Result<Vec<App>, FileProblem> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        #[serde(default)]
+        apps: Vec<toml::Spanned<App>>,
+    }
+    if std::env::var_os("WSHUB_APPS").is_some() {
+        return Ok(Vec::new());
+    }
+    let file: File = toml::from_str(text).map_err(|e| FileProblem {
+        line: e.span().map(|span| line_at(text, span.start)),
+        key: Some("apps".into()),
+        message: e.message().to_owned(),
+    })?;
+    file.apps
+        .into_iter()
+        .map(|app| {
+            let line = line_at(text, app.span().start);
+            let app = app.into_inner();
+            app.validate().map_err(|e| FileProblem {
+                line: Some(line),
+                key: Some("apps".into()),
+                message: e.to_string(),
+            })?;
+            Ok(app)
+        })
+        .collect()
 }
 
 /// What is wrong with the file, and where.
@@ -841,6 +907,9 @@ fn file_to_args(text: &str) -> Result<Vec<FileEntry>, FileProblem> {
     let command = Cli::command();
     let mut entries = Vec::new();
     for (key, value) in table {
+        if key == "apps" {
+            continue; // [[apps]] tables: file_apps
+        }
         let line = line_of_key(text, &key);
         let problem = |message: String| FileProblem {
             line,
@@ -1050,7 +1119,17 @@ mod tests {
     #[test]
     fn help_is_grouped_by_topic_with_examples() {
         let help = Cli::command().render_long_help().to_string();
-        for heading in [SERVER, TLS, AUTH, LIMITS, HISTORY, SCALE_OUT, LOGGING, "Examples:"] {
+        for heading in [
+            SERVER,
+            TLS,
+            AUTH,
+            LIMITS,
+            HISTORY,
+            SCALE_OUT,
+            PUSHER,
+            LOGGING,
+            "Examples:",
+        ] {
             assert!(help.contains(heading), "{heading} missing:\n{help}");
         }
         assert!(!help.to_lowercase().contains("seed"), "{help}");
@@ -1092,5 +1171,124 @@ mod tests {
         let cli = Cli::try_parse_from(["wshub", "--history-max-bytes", "0"]).unwrap();
         let err = cli.into_config().unwrap_err().to_string();
         assert!(err.contains("--history-max-bytes"), "{err}");
+    }
+
+    #[test]
+    fn no_pusher_app_is_configured_by_default() {
+        assert!(Config::default().apps.is_empty());
+    }
+
+    #[test]
+    fn apps_from_flags_have_client_events_on() {
+        let cli = Cli::try_parse_from(["wshub", "--app", "1:key-one:s1", "--app", "2:key-two:s:2"]).unwrap();
+        let apps = cli.into_config().unwrap().apps;
+        assert_eq!(apps.len(), 2);
+        let two = apps.by_key("key-two").unwrap();
+        assert_eq!((two.id.as_str(), two.secret.as_str()), ("2", "s:2"));
+        assert!(two.client_events);
+        assert_eq!(apps.by_id("1").unwrap().key, "key-one");
+    }
+
+    #[test]
+    fn a_bad_app_flag_is_named_without_its_secret() {
+        for (spec, needle) in [
+            ("1:key", "'1:…' must be ID:KEY:SECRET"),
+            ("bad id:k:hunter2", "app id 'bad id' must be 1 to 64 of"),
+            ("1:k/x:hunter2", "key 'k/x' must be"),
+            ("1:k:", "'1:k:…' must be ID:KEY:SECRET"),
+        ] {
+            let cli = Cli::try_parse_from(["wshub", "--app", spec]).unwrap();
+            let err = cli.into_config().unwrap_err().to_string();
+            assert!(err.contains("--app: ") && err.contains(needle), "{spec}: {err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+        let cli = Cli::try_parse_from(["wshub", "--app", "1:a:s", "--app", "1:b:s"]).unwrap();
+        let err = cli.into_config().unwrap_err().to_string();
+        assert!(err.contains("two apps have the id '1'"), "{err}");
+    }
+
+    /// One test for every source of apps, as `WSHUB_APPS` is the process's.
+    #[test]
+    fn apps_come_from_the_file_the_flags_and_the_variable() {
+        let file = r#"port = 9000
+
+[[apps]]
+id = "shop"
+key = "shop-key"
+secret = "shop-secret"
+client_events = true
+max_connections = 500
+max-client-events-per-second = 5
+max_event_bytes = 20480
+max_channels_per_event = 10
+
+[[apps.webhooks]]
+url = "https://shop.example/pusher/webhooks"
+event_types = ["channel_occupied", "channel_vacated"]
+
+[[apps.webhooks]]
+url = "http://127.0.0.1:9999/all"
+
+[[apps]]
+id = "blog"
+key = "blog-key"
+secret = "blog-secret"
+"#;
+        let cli = load_file(file).unwrap();
+        assert_eq!(cli.port, 9000, "other keys still apply");
+        let apps = cli.into_config().unwrap().apps;
+        let shop = apps.by_id("shop").unwrap();
+        assert!(shop.client_events);
+        assert_eq!(shop.max_connections, Some(500));
+        assert_eq!(shop.max_client_events_per_second, 5);
+        assert_eq!((shop.max_event_bytes, shop.max_channels_per_event), (20480, 10));
+        assert_eq!(shop.webhooks.len(), 2);
+        assert_eq!(shop.webhooks[0].event_types, ["channel_occupied", "channel_vacated"]);
+        assert!(shop.webhooks[1].wants("member_added"));
+        let blog = apps.by_key("blog-key").unwrap();
+        assert!(!blog.client_events, "Pusher's default in the file");
+        assert_eq!(blog.max_event_bytes, 10 * 1024);
+
+        // Flags add to the file's apps, as for every list.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wshub.toml");
+        std::fs::write(&path, file).unwrap();
+        let config = path.to_str().unwrap();
+        let cli = Cli::load(["wshub", "--config", config, "--app", "cli:cli-key:s"]).unwrap();
+        assert_eq!(cli.into_config().unwrap().apps.len(), 3);
+        let cli = Cli::load(["wshub", "--config", config, "--app", "other:shop-key:s"]).unwrap();
+        let err = cli.into_config().unwrap_err().to_string();
+        assert!(
+            err.contains("apps 'shop' and 'other' have the same key 'shop-key'"),
+            "{err}"
+        );
+
+        // A bad app in the file is named with its line.
+        let (line, key, shown) = file_error("[[apps]]\nid = \"shop\"\nkey = \"shop key\"\nsecret = \"hunter2\"\n");
+        assert_eq!((line, key.as_deref()), (Some(1), Some("apps")));
+        assert!(shown.contains("app 'shop': key 'shop key' must be"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let (line, key, shown) =
+            file_error("port = 9000\n[[apps]]\nid = \"a\"\nkey = \"b\"\nsecret = \"c\"\nclient_event = true\n");
+        assert_eq!(key.as_deref(), Some("apps"));
+        assert!(line.is_some_and(|line| line >= 2), "{line:?}");
+        assert!(shown.contains("unknown field `client_event`"), "{shown}");
+        let (_, _, shown) = file_error("[[apps]]\nid = \"a\"\nkey = \"b\"\n");
+        assert!(shown.contains("missing field `secret`"), "{shown}");
+        let (_, _, shown) =
+            file_error("[[apps]]\nid = \"a\"\nkey = \"b\"\nsecret = \"c\"\n[[apps.webhooks]]\nurl = \"nope\"\n");
+        assert!(
+            shown.contains("app 'a': webhook url 'nope' must be an http:// or https:// URL"),
+            "{shown}"
+        );
+
+        // WSHUB_APPS wins over the file, as every variable does.
+        std::env::set_var("WSHUB_APPS", "env-1:env-key-1:s1,env-2:env-key-2:s2");
+        let loaded = Cli::load(["wshub", "--config", config]);
+        std::env::remove_var("WSHUB_APPS");
+        let apps = loaded.unwrap().into_config().unwrap().apps;
+        let ids: Vec<&str> = apps.iter().map(|app| app.id.as_str()).collect();
+        assert_eq!(ids, ["env-1", "env-2"]);
+        assert!(apps.by_key("env-key-2").unwrap().client_events);
     }
 }

@@ -15,6 +15,8 @@
 //!   seed's raw chat, the `wshub.v1` subprotocol.
 //! - [`protocol`]: the WebSocket wire format, without I/O.
 //! - [`hub`]: connections, rooms and fan-out.
+//! - [`apps`]: Pusher apps (keys, secrets, limits, webhooks) and their
+//!   signatures.
 //! - [`auth`], [`ratelimit`]: tokens checked at the upgrade; message, byte
 //!   and per-address limits.
 //! - [`broker`]: rooms across nodes through Redis.
@@ -35,6 +37,7 @@
 //! ```
 #![deny(missing_docs, missing_debug_implementations, unused_must_use)]
 
+pub mod apps;
 pub mod auth;
 pub mod broker;
 pub mod config;

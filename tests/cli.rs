@@ -35,6 +35,7 @@ fn bad_flags_are_named() {
     fails_with(&["--allowed-origin", "example.com"], 2, "--allowed-origin");
     fails_with(&["--no-such-flag"], 2, "--no-such-flag");
     fails_with(&["--tls-cert", "x.pem"], 2, "--tls-key");
+    fails_with(&["--app", "bad id:key:secret"], 2, "--app: app id 'bad id'");
 }
 
 #[test]
@@ -365,6 +366,8 @@ fn help_lists_every_option_with_its_default() {
         "--config",
         "[env: WSHUB_PORT=]",
         "--log-buffer-lines",
+        "--app <ID:KEY:SECRET>",
+        "[env: WSHUB_APPS]",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
     }
@@ -377,6 +380,7 @@ fn help_lists_every_option_with_its_default() {
         "\nLimits:\n",
         "\nHistory:\n",
         "\nScale-out (Redis):\n",
+        "\nPusher (apps):\n",
         "\nLogging:\n",
         "\nExamples:\n",
     ] {

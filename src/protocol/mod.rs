@@ -21,6 +21,7 @@
 //! - `endpoint`: which service a connection uses, the label of its counts.
 //! - `extensions`: `Sec-WebSocket-Extensions` negotiation.
 //! - [`v1`]: the `wshub.v1` JSON subprotocol's frames.
+//! - [`pusher`]: the Pusher Channels protocol's messages, names and codes.
 
 mod budget;
 mod close;
@@ -30,6 +31,7 @@ mod ending;
 mod endpoint;
 mod extensions;
 mod frame;
+pub mod pusher;
 mod session;
 pub mod v1;
 
