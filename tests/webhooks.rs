@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -73,20 +73,16 @@ impl Post {
 }
 
 fn verifies(secret: &str, body: &[u8], signature: &str) -> bool {
-    let Some(bytes) = unhex(signature) else { return false };
+    // Lowercase, as Pusher's SDKs compare the hex text.
+    if signature.bytes().any(|b| b.is_ascii_uppercase()) {
+        return false;
+    }
+    let Ok(bytes) = hex::decode(signature) else {
+        return false;
+    };
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(body);
     mac.verify_slice(&bytes).is_ok()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || text.bytes().any(|b| b.is_ascii_uppercase()) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
 }
 
 #[derive(Clone)]
@@ -195,17 +191,23 @@ impl Running {
     }
 }
 
-/// Log lines written on this thread (the test's runtime, the webhooks'
-/// tasks included) while the guard lives.
-fn capture_logs() -> (tracing::subscriber::DefaultGuard, Arc<Mutex<Vec<u8>>>) {
-    let logs = Arc::new(Mutex::new(Vec::new()));
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_writer(move || LogWriter(writer.clone()))
-        .finish();
-    (tracing::subscriber::set_default(subscriber), logs)
+/// Every log line of this test binary. One global subscriber, not one per
+/// test: tracing caches per call site whether anyone listens, and a
+/// thread-local subscriber set while another test's thread decides that can
+/// miss lines. Tests pick their own lines out by their receiver's URL.
+fn captured_logs() -> &'static Mutex<Vec<u8>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || LogWriter(writer.clone()))
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        logs
+    })
 }
 
 struct LogWriter(Arc<Mutex<Vec<u8>>>);
@@ -220,11 +222,12 @@ impl std::io::Write for LogWriter {
     }
 }
 
-/// The warnings captured, one a line.
-fn warnings(logs: &Mutex<Vec<u8>>) -> Vec<String> {
-    let text = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+/// The warnings logged about the target at `url`, one a line.
+fn warnings_about(url: &str) -> Vec<String> {
+    let text = String::from_utf8(captured_logs().lock().unwrap().clone()).unwrap();
+    let url = format!("url={url} ");
     text.lines()
-        .filter(|l| l.contains(" WARN "))
+        .filter(|l| l.contains(" WARN ") && l.contains(&url))
         .map(str::to_owned)
         .collect()
 }
@@ -413,7 +416,7 @@ async fn a_500_or_a_429_is_retried_after_the_backoff_and_not_sent_again_once_del
 
 #[tokio::test(start_paused = true)]
 async fn a_backend_that_keeps_failing_is_given_up_after_the_last_retry_counted_and_logged() {
-    let (_guard, logs) = capture_logs();
+    captured_logs();
     let mut receiver = Receiver::start(vec![], 503).await;
     let running = Running::start(
         WebhooksConfig::default(),
@@ -440,7 +443,7 @@ async fn a_backend_that_keeps_failing_is_given_up_after_the_last_retry_counted_a
         (stats.delivered, stats.retries, stats.failed, stats.dropped),
         (0, 5, 2, 0)
     );
-    let warned = warnings(&logs);
+    let warned = warnings_about(&receiver.url("/"));
     assert_eq!(warned.len(), 1, "one line for the batch given up: {warned:?}");
     for part in ["app_id=app-id", "HTTP 503", "events=2", "attempts=6", "given up"] {
         assert!(warned[0].contains(part), "{part} in {}", warned[0]);
@@ -493,7 +496,7 @@ async fn a_backend_that_does_not_answer_in_time_is_retried() {
 
 #[tokio::test(start_paused = true)]
 async fn a_4xx_is_refused_for_good_without_retries_and_logged() {
-    let (_guard, logs) = capture_logs();
+    captured_logs();
     let mut receiver = Receiver::start(vec![], 400).await;
     let running = Running::start(
         WebhooksConfig::default(),
@@ -505,7 +508,7 @@ async fn a_4xx_is_refused_for_good_without_retries_and_logged() {
     let stats = running.stop().await;
     assert!(receiver.rest().is_empty(), "one POST only");
     assert_eq!((stats.delivered, stats.retries, stats.failed), (0, 0, 1));
-    let warned = warnings(&logs);
+    let warned = warnings_about(&receiver.url("/"));
     assert_eq!(warned.len(), 1, "{warned:?}");
     let url = format!("url={}", receiver.url("/"));
     for part in ["app_id=app-id", &url, "HTTP 400", "events=1"] {
@@ -515,7 +518,7 @@ async fn a_4xx_is_refused_for_good_without_retries_and_logged() {
 
 #[tokio::test]
 async fn a_full_queue_drops_counts_and_logs_without_blocking_the_sender() {
-    let (_guard, logs) = capture_logs();
+    captured_logs();
     let (go, wait) = oneshot::channel();
     let mut receiver = Receiver::start(vec![Reply::After(wait)], 200).await;
     let mut config = WebhooksConfig::default();
@@ -535,7 +538,7 @@ async fn a_full_queue_drops_counts_and_logs_without_blocking_the_sender() {
         (4, 6),
         "four queued, the other six dropped"
     );
-    let warned = warnings(&logs);
+    let warned = warnings_about(&receiver.url("/"));
     assert_eq!(warned.len(), 1, "a burst of drops is one line: {warned:?}");
     for part in ["app_id=app-id", "queue is full", "dropped_so_far=1"] {
         assert!(warned[0].contains(part), "{part} in {}", warned[0]);

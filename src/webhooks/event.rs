@@ -289,6 +289,11 @@ mod tests {
     }
 
     #[test]
+    fn the_kinds_are_the_names_the_app_configuration_accepts() {
+        assert_eq!(EventKind::ALL.map(EventKind::as_str), crate::apps::WEBHOOK_EVENTS);
+    }
+
+    #[test]
     fn kinds_parse_from_their_names_and_nothing_else() {
         for kind in EventKind::ALL {
             assert_eq!(kind.as_str().parse::<EventKind>(), Ok(kind));

@@ -1,6 +1,8 @@
 //! `X-Pusher-Signature`: the hex HMAC-SHA256 of a webhook's body, keyed
 //! with the app's secret, so that the backend can tell wshub's POSTs from
-//! anyone else's.
+//! anyone else's. The same signature as
+//! [`Credentials::webhook_signature`](crate::apps::signature::Credentials::webhook_signature),
+//! with the key schedule computed once per target rather than per POST.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -20,7 +22,7 @@ impl Signer {
     pub(crate) fn sign(&self, body: &[u8]) -> String {
         let mut mac = self.0.clone();
         mac.update(body);
-        hex(&mac.finalize().into_bytes())
+        hex::encode(mac.finalize().into_bytes())
     }
 }
 
@@ -28,16 +30,6 @@ impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Signer(..)")
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(DIGITS[usize::from(byte >> 4)] as char);
-        out.push(DIGITS[usize::from(byte & 0xf)] as char);
-    }
-    out
 }
 
 #[cfg(test)]

@@ -5,8 +5,9 @@ use std::fmt;
 use http::header::HeaderValue;
 use http::Uri;
 
-use super::event::{Event, EventKind};
+use super::event::{Event, EventKind, UnknownEventKind};
 use super::WebhookError;
+use crate::apps::Apps;
 
 /// One webhook endpoint of one app: every event of the kinds it asks for
 /// is POSTed there, signed with the app's secret.
@@ -29,6 +30,31 @@ pub struct Target {
 }
 
 impl Target {
+    /// One target per webhook of every app in `apps`.
+    ///
+    /// # Errors
+    /// An `event_types` name that is not an [`EventKind`] (the apps'
+    /// validation refuses those first).
+    pub fn for_apps(apps: &Apps) -> Result<Vec<Target>, UnknownEventKind> {
+        let mut targets = Vec::new();
+        for app in apps.iter() {
+            for webhook in &app.webhooks {
+                targets.push(Target {
+                    app_id: app.id.clone(),
+                    key: app.key.clone(),
+                    secret: app.secret.clone(),
+                    url: webhook.url.clone(),
+                    event_types: webhook
+                        .event_types
+                        .iter()
+                        .map(|name| name.parse())
+                        .collect::<Result<_, _>>()?,
+                });
+            }
+        }
+        Ok(targets)
+    }
+
     /// The kinds this target gets, one bit each (see [`EventKind::bit`]).
     pub(crate) fn kinds(&self) -> u8 {
         if self.event_types.is_empty() {
@@ -109,6 +135,33 @@ mod tests {
             url: url.into(),
             event_types,
         }
+    }
+
+    #[test]
+    fn every_webhook_of_every_app_becomes_a_target_with_its_filter() {
+        use crate::apps::{App, WebhookConfig};
+        let mut one = App::new("one", "key-one", "secret-one");
+        one.webhooks.push(WebhookConfig::new("http://127.0.0.1:1/all"));
+        let mut members = WebhookConfig::new("https://backend.example/members");
+        members.event_types = vec!["member_added".into(), "member_removed".into()];
+        one.webhooks.push(members);
+        let two = App::new("two", "key-two", "secret-two");
+        let targets = Target::for_apps(&Apps::new([one, two]).unwrap()).unwrap();
+        assert_eq!(targets.len(), 2, "the app without webhooks has no target");
+        assert_eq!(
+            (
+                targets[0].app_id.as_str(),
+                targets[0].key.as_str(),
+                targets[0].secret.as_str()
+            ),
+            ("one", "key-one", "secret-one")
+        );
+        assert!(targets[0].event_types.is_empty());
+        assert_eq!(targets[1].url, "https://backend.example/members");
+        assert_eq!(
+            targets[1].event_types,
+            [EventKind::MemberAdded, EventKind::MemberRemoved]
+        );
     }
 
     #[test]
