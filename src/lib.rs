@@ -23,6 +23,8 @@
 //! - [`metrics`]: Prometheus metrics for `GET /metrics`, one recorder per hub.
 //! - [`logging`]: the binary's log output, which drops (and counts) lines
 //!   rather than stall the server when nobody reads it.
+//! - [`webhooks`]: signed, batched, retried POSTs to an app's backend (Pusher
+//!   webhooks), never in a connection's way.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -51,6 +53,7 @@ pub mod ratelimit;
 pub mod server;
 pub mod service;
 pub mod tls;
+pub mod webhooks;
 
 pub use config::{Cli, Config, ConfigError, LogFormat, TlsSource};
 pub use hub::Hub;
