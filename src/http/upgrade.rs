@@ -216,7 +216,7 @@ fn prepare(shared: &Shared, ticket: Ticket, addr: SocketAddr, agreed: Agreed, ad
                 Ok(app) => {
                     let conn = crate::hub::connection_number(&outbox);
                     let tenant = Tenant::of(&shared.apps, app.clone());
-                    let session = PusherSession::new(hub.clone(), outbox.clone(), tenant, conn, shared.pusher_limits);
+                    let session = PusherSession::new(hub.clone(), outbox.clone(), tenant, conn, &shared.pusher);
                     Service::Pusher(Box::new(session))
                 }
                 Err(code) => {

@@ -20,6 +20,9 @@ pub trait RoomEvents: Send + Sync + std::fmt::Debug {
 
     /// A presence user's last connection left `room`.
     fn user_removed(&self, room: &str, user: &str);
+
+    /// A subscriber of the cache channel `room` found nothing to replay.
+    fn cache_missed(&self, room: &str);
 }
 
 /// Nobody listens.
@@ -34,4 +37,6 @@ impl RoomEvents for Unheard {
     fn user_added(&self, _room: &str, _user: &str) {}
 
     fn user_removed(&self, _room: &str, _user: &str) {}
+
+    fn cache_missed(&self, _room: &str) {}
 }

@@ -433,6 +433,7 @@ impl Hub {
             redis_connected: self.broker().cluster().is_some_and(|cluster| cluster.up),
             incomplete_bytes: self.incomplete_messages().held(),
             log_lines_dropped: 0,
+            webhooks: Default::default(),
         }
     }
 

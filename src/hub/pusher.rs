@@ -134,10 +134,13 @@ pub(super) fn member_removed(channel: &str, user: &str) -> Bytes {
 
 /// A cache channel's last message for a new subscriber, or
 /// `pusher:cache_miss` when it has none.
-pub(super) fn push_cached(channel: &str, outbox: &super::Outbox, replayed: &crate::broker::Replayed) {
+pub(super) fn push_cached(hub: &super::Hub, channel: &str, outbox: &super::Outbox, replayed: &crate::broker::Replayed) {
     let frame = match replayed.entries.last() {
         Some(entry) => entry_frame(channel, entry),
-        None => text(&server::cache_miss(channel)),
+        None => {
+            hub.room_events().cache_missed(channel);
+            text(&server::cache_miss(channel))
+        }
     };
     let _ = outbox.push(frame);
 }

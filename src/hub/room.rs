@@ -266,10 +266,12 @@ impl Room {
     /// message, or `pusher:cache_miss`. Taken under the order lock, like a
     /// replay, so it is older than anything that arrives after it.
     fn send_cached(self: &Arc<Self>, hub: &Hub, outbox: &Arc<Outbox>) {
-        let (name, reply) = (self.name.clone(), outbox.clone());
-        let then = Box::new(move |replayed: crate::broker::Replayed| pusher::push_cached(&name, &reply, &replayed));
+        let (later, name, reply) = (hub.clone(), self.name.clone(), outbox.clone());
+        let then = Box::new(move |replayed: crate::broker::Replayed| {
+            pusher::push_cached(&later, &name, &reply, &replayed);
+        });
         if let Ok(replayed) = hub.broker().replay(&self.name, Span::Latest(1), then) {
-            pusher::push_cached(&self.name, outbox, &replayed);
+            pusher::push_cached(hub, &self.name, outbox, &replayed);
         }
     }
 

@@ -20,6 +20,7 @@
 //! - `subscribe`: who may subscribe to what, and presence data.
 //! - `tenant`: an app's channels as hub rooms.
 
+mod hooks;
 pub mod socket_id;
 mod subscribe;
 mod tenant;
@@ -35,7 +36,9 @@ use crate::connection::{GiveUp, Handler};
 use crate::hub::{CloseRequest, Hub, Membership, Outbox, Replay};
 use crate::protocol::pusher::{server, ChannelType, ClientMessage, ErrorCode, SocketId};
 use crate::protocol::{encode_frame, Endpoint, Message, MessageKind, OpCode};
+use crate::webhooks::{self, EventKind, Webhooks};
 
+pub use hooks::Hooks;
 pub use tenant::Tenant;
 
 /// Seconds of silence after which a Pusher client pings (we tell it in
@@ -50,6 +53,15 @@ pub struct PusherLimits {
     pub max_channels: usize,
     /// Bad requests tolerated before closing.
     pub max_bad_requests: u32,
+}
+
+/// What every Pusher connection of a server shares.
+#[derive(Debug, Clone)]
+pub struct PusherContext {
+    /// Per-connection limits.
+    pub limits: PusherLimits,
+    /// Where the apps' webhooks go (`client_event` is sent from here).
+    pub webhooks: Webhooks,
 }
 
 /// One channel a connection is subscribed to.
@@ -68,6 +80,7 @@ struct Subscription {
 pub struct PusherSession {
     hub: Hub,
     tenant: Tenant,
+    webhooks: Webhooks,
     outbox: Arc<Outbox>,
     socket_id: Box<str>,
     subscriptions: Vec<Subscription>,
@@ -89,18 +102,19 @@ pub fn refuse(outbox: &Outbox, code: ErrorCode) {
 impl PusherSession {
     /// Starts a session for connection `conn` and greets the client with
     /// `pusher:connection_established`.
-    pub fn new(hub: Hub, outbox: Arc<Outbox>, tenant: Tenant, conn: u64, limits: PusherLimits) -> Self {
+    pub fn new(hub: Hub, outbox: Arc<Outbox>, tenant: Tenant, conn: u64, context: &PusherContext) -> Self {
         let socket_id = socket_id::of(conn);
         let _ = outbox.push(text(&server::connection_established(socket_id, ACTIVITY_TIMEOUT_SECS)));
         PusherSession {
             hub,
             tenant,
+            webhooks: context.webhooks.clone(),
             outbox,
             socket_id: socket_id.to_string().into(),
             subscriptions: Vec::new(),
             user: None,
             bad_requests: 0,
-            limits,
+            limits: context.limits,
             client_events: (0, None),
         }
     }
@@ -233,6 +247,12 @@ impl PusherSession {
         let user = subscription.user.as_deref();
         let frame = text(&server::client_event(channel, event, data, user));
         subscription.membership.relay(frame);
+        let app = &self.tenant.app.id;
+        if self.webhooks.wants(app, EventKind::ClientEvent) {
+            let user = user.map(str::to_owned);
+            let hook = webhooks::Event::client_event(channel, event, data.get(), &*self.socket_id, user);
+            self.webhooks.send(app, hook);
+        }
         Ok(())
     }
 
