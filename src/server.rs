@@ -210,6 +210,7 @@ impl Server {
                     max_bad_requests: config.chat.max_bad_requests,
                 },
                 webhooks: webhooks.clone(),
+                tenants: crate::service::pusher::Tenants::new(&config.apps),
             },
             webhook_stop,
             webhook_task: std::sync::Mutex::new(webhook_task),

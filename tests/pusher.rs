@@ -530,3 +530,38 @@ async fn without_apps_there_is_no_pusher_endpoint() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_app_over_its_connection_quota_closes_with_4004() {
+    let mut app = wshub::apps::App::from_spec(&format!("{APP_ID}:{KEY}:{SECRET}")).expect("valid spec");
+    app.max_connections = Some(1);
+    let mut config = test_config();
+    config.apps = wshub::apps::Apps::new(vec![app]).expect("valid app");
+    let server = start_server_with(config).await;
+    let (first, _) = pusher_client(&server).await;
+    let mut second = connect(&server.url(&format!("/app/{KEY}?protocol=7"))).await;
+    let error = recv_json(&mut second).await;
+    assert_eq!(
+        (error["event"].as_str(), data(&error)["code"].as_u64()),
+        (Some("pusher:error"), Some(4004))
+    );
+    assert_eq!(expect_close(&mut second).await, 4004);
+    // The slot comes back when the first one leaves.
+    drop((first, second));
+    common::wait_for_connections(&server.hub, 0).await;
+    let (_third, _) = pusher_client(&server).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn wshub_v1_clients_cannot_join_signed_channels() {
+    let server = pusher_server().await;
+    let mut v1 = common::ChatClient::connect(&server).await;
+    v1.send(&wshub::protocol::v1::ClientFrame::Join {
+        room: "presence-team".into(),
+        since: None,
+    })
+    .await;
+    assert_eq!(v1.next_error().await, wshub::protocol::v1::ErrorCode::ForbiddenRoom);
+    server.shutdown().await;
+}

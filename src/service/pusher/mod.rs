@@ -39,7 +39,7 @@ use crate::protocol::{encode_frame, Endpoint, Message, MessageKind, OpCode};
 use crate::webhooks::{self, EventKind, Webhooks};
 
 pub use hooks::Hooks;
-pub use tenant::Tenant;
+pub use tenant::{AppSlot, Tenant, Tenants};
 
 /// Seconds of silence after which a Pusher client pings (we tell it in
 /// `connection_established`); the server's own WebSocket pings and read
@@ -62,6 +62,8 @@ pub struct PusherContext {
     pub limits: PusherLimits,
     /// Where the apps' webhooks go (`client_event` is sent from here).
     pub webhooks: Webhooks,
+    /// The apps.
+    pub tenants: Tenants,
 }
 
 /// One channel a connection is subscribed to.
@@ -80,6 +82,8 @@ struct Subscription {
 pub struct PusherSession {
     hub: Hub,
     tenant: Tenant,
+    /// Counts the connection against its app's quota while it lives.
+    _slot: AppSlot,
     webhooks: Webhooks,
     outbox: Arc<Outbox>,
     socket_id: Box<str>,
@@ -102,12 +106,14 @@ pub fn refuse(outbox: &Outbox, code: ErrorCode) {
 impl PusherSession {
     /// Starts a session for connection `conn` and greets the client with
     /// `pusher:connection_established`.
-    pub fn new(hub: Hub, outbox: Arc<Outbox>, tenant: Tenant, conn: u64, context: &PusherContext) -> Self {
+    pub fn new(hub: Hub, outbox: Arc<Outbox>, admitted: (Tenant, AppSlot), conn: u64, context: &PusherContext) -> Self {
+        let (tenant, slot) = admitted;
         let socket_id = socket_id::of(conn);
         let _ = outbox.push(text(&server::connection_established(socket_id, ACTIVITY_TIMEOUT_SECS)));
         PusherSession {
             hub,
             tenant,
+            _slot: slot,
             webhooks: context.webhooks.clone(),
             outbox,
             socket_id: socket_id.to_string().into(),
