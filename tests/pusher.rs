@@ -195,7 +195,7 @@ async fn a_public_channel_gets_http_api_events_except_the_excluded_socket() {
         let event = recv_json(client).await;
         assert_eq!(
             event,
-            json!({"event": "headline", "channel": "news", "data": "{\"t\":1}"})
+            json!({"event": "headline", "channel": "news", "data": "{\"t\":1}", "id": 1})
         );
     }
     let event =
@@ -563,5 +563,45 @@ async fn wshub_v1_clients_cannot_join_signed_channels() {
     })
     .await;
     assert_eq!(v1.next_error().await, wshub::protocol::v1::ErrorCode::ForbiddenRoom);
+    server.shutdown().await;
+}
+
+/// wshub's extension: each stored event carries its `id`, and a subscribe
+/// with `since` gets what came after it, then the live events, with no
+/// gap and no duplicate (plain pusher-js neither sends `since` nor sees
+/// `id`).
+#[tokio::test]
+async fn a_subscribe_with_since_catches_up_then_goes_live() {
+    let server = pusher_server().await;
+    for n in 1..=3 {
+        trigger(
+            &server,
+            json!({"name": "tick", "data": n.to_string(), "channel": "news"}),
+        )
+        .await;
+    }
+    let (mut late, _) = pusher_client(&server).await;
+    send_text(
+        &mut late,
+        r#"{"event":"pusher:subscribe","data":{"channel":"news","since":1}}"#,
+    )
+    .await;
+    assert_eq!(
+        recv_json(&mut late).await["event"],
+        "pusher_internal:subscription_succeeded"
+    );
+    for n in 2..=3u64 {
+        let missed = recv_json(&mut late).await;
+        assert_eq!(
+            (missed["event"].as_str(), missed["id"].as_u64()),
+            (Some("tick"), Some(n)),
+            "{missed}"
+        );
+        assert_eq!(missed["data"], n.to_string());
+    }
+    trigger(&server, json!({"name": "tick", "data": "4", "channel": "news"})).await;
+    let live = recv_json(&mut late).await;
+    assert_eq!((live["id"].as_u64(), live["data"].as_str()), (Some(4), Some("4")));
+    quiet(&mut late).await;
     server.shutdown().await;
 }

@@ -189,10 +189,12 @@ impl Room {
         }
         let mode = member.mode;
         let json = mode == Mode::Json;
+        // A Pusher member replays only when it asks to catch up (`since`).
+        let replays = json || (mode.is_pusher() && matches!(replay, Replay::Since(_)));
         let info = member.info();
         let outbox = member.outbox.clone();
         let mut member = member;
-        if json {
+        if replays {
             member.replay = Some(Replaying::fetching());
         }
         let key = self.shard(worker).insert(member);
@@ -216,8 +218,8 @@ impl Room {
         self.announce(hub, &order, &joined, info.conn);
         let broker = hub.broker();
         broker.joined(&self.name, &info);
-        if json {
-            if broker.cluster().is_some_and(|cluster| !cluster.up) {
+        if replays {
+            if json && broker.cluster().is_some_and(|cluster| !cluster.up) {
                 let _ = outbox.push(text_frame(&ServerFrame::cross_node_interrupted()));
             }
             let span = match replay {
@@ -232,7 +234,7 @@ impl Room {
             if let Ok(replayed) = broker.replay(&self.name, span, then) {
                 let mut members = self.shard(worker);
                 if let Some(replay) = members.get_mut(key).and_then(|m| m.replay.as_mut()) {
-                    replay.fetched(&outbox, &self.name, replayed);
+                    replay.fetched(&outbox, &self.name, mode, replayed);
                 }
                 self.pace_replay(&order, worker, &mut members, key);
             }
@@ -282,11 +284,11 @@ impl Room {
         let order = lock(&self.order);
         let mut members = self.shard(worker);
         let Some(member) = members.get_mut(key) else { return };
-        let outbox = member.outbox.clone();
+        let (outbox, mode) = (member.outbox.clone(), member.mode);
         let Some(replay) = member.replay.as_mut().filter(|r| r.fetching) else {
             return;
         };
-        replay.fetched(&outbox, &self.name, replayed);
+        replay.fetched(&outbox, &self.name, mode, replayed);
         self.pace_replay(&order, worker, &mut members, key);
     }
 
@@ -303,10 +305,12 @@ impl Room {
             return true;
         }
         let mut replay = member.replay.take().expect("checked above");
-        let listed = replay.members.take();
-        let list = listed.unwrap_or_else(|| self.list_members(order, Some((worker, members))));
+        if member.mode == Mode::Json {
+            let listed = replay.members.take();
+            let list = listed.unwrap_or_else(|| self.list_members(order, Some((worker, members))));
+            let _ = members[key].outbox.push(presence_frame(&self.name, list));
+        }
         let member = &members[key];
-        let _ = member.outbox.push(presence_frame(&self.name, list));
         for frame in replay.into_backlog() {
             let _ = member
                 .outbox

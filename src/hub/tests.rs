@@ -389,7 +389,7 @@ fn events_reach_each_protocol_in_its_form_and_client_events_skip_the_sender() {
     hub.publish_event("lobby", &app, &greet, r#"{"hi":1}"#, super::member::outbox_id(&p2));
     assert_eq!(
         texts(&p1),
-        [serde_json::json!({"event": "greet", "channel": "lobby", "data": "{\"hi\":1}"})]
+        [serde_json::json!({"event": "greet", "channel": "lobby", "data": "{\"hi\":1}", "id": 1})]
     );
     assert!(texts(&p2).is_empty(), "the excluded socket");
     assert_eq!(texts(&raw), [serde_json::json!({"hi": 1})]);

@@ -92,6 +92,8 @@ pub struct PusherSession {
     user: Option<Box<str>>,
     bad_requests: u32,
     limits: PusherLimits,
+    /// Some channel's catch-up may still be being paced out.
+    replaying: bool,
     /// Client events in the current one-second window, and when it began.
     client_events: (u32, Option<Instant>),
 }
@@ -121,6 +123,7 @@ impl PusherSession {
             user: None,
             bad_requests: 0,
             limits: context.limits,
+            replaying: false,
             client_events: (0, None),
         }
     }
@@ -160,8 +163,8 @@ impl PusherSession {
                 channel,
                 auth,
                 channel_data,
-                since: _,
-            } => self.subscribe(channel, auth.as_deref(), channel_data.as_deref()),
+                since,
+            } => self.subscribe(channel, auth.as_deref(), channel_data.as_deref(), since),
             ClientMessage::Unsubscribe { channel } => {
                 // Unsubscribing from a channel one is not in is no error
                 // (pusher-js unsubscribes on its own after a failure).
@@ -173,7 +176,13 @@ impl PusherSession {
         }
     }
 
-    fn subscribe(&mut self, channel: String, auth: Option<&str>, channel_data: Option<&str>) -> Result<(), GiveUp> {
+    fn subscribe(
+        &mut self,
+        channel: String,
+        auth: Option<&str>,
+        channel_data: Option<&str>,
+        since: Option<u64>,
+    ) -> Result<(), GiveUp> {
         if self.subscriptions.iter().any(|s| *s.channel == *channel) {
             // Already ours (pusher-js resubscribes after its own
             // reconnects): nothing to do, and no error.
@@ -199,13 +208,15 @@ impl PusherSession {
         match subscribe::admit(&self.tenant.app, &request) {
             Ok(admitted) => {
                 let member = admitted.member(self.outbox.clone(), self.connection_number());
+                // `since` (wshub's extension): what was missed, then live.
                 // A cache channel's subscriber gets its last event (see
                 // `hub::pusher`), the others nothing from the past.
-                let replay = if admitted.kind.cache {
-                    Replay::Recent
-                } else {
-                    Replay::Nothing
+                let replay = match since {
+                    Some(after) => Replay::Since(after),
+                    None if admitted.kind.cache => Replay::Recent,
+                    None => Replay::Nothing,
                 };
+                self.replaying |= since.is_some();
                 let membership = self.hub.join(&self.tenant.room(&channel), member, replay);
                 self.subscriptions.push(Subscription {
                     channel: channel.into(),
@@ -345,6 +356,17 @@ impl Handler for PusherSession {
 
     fn on_message(&mut self, message: &Message, _outbox: &Outbox) -> Result<(), GiveUp> {
         PusherSession::on_message(self, message)
+    }
+
+    fn continue_replays(&mut self) -> bool {
+        if self.replaying {
+            let mut left = false;
+            for subscription in &self.subscriptions {
+                left |= subscription.membership.continue_replay();
+            }
+            self.replaying = left;
+        }
+        self.replaying
     }
 
     fn rate_limited(&mut self, _message: &Message) {
