@@ -68,7 +68,8 @@ impl Tenant {
     }
 
     /// The app's live connections.
-    pub fn connections(&self) -> usize {
+    #[cfg(test)]
+    fn connections(&self) -> usize {
         self.connections.load(Ordering::Acquire)
     }
 
