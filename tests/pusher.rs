@@ -605,3 +605,86 @@ async fn a_subscribe_with_since_catches_up_then_goes_live() {
     quiet(&mut late).await;
     server.shutdown().await;
 }
+
+/// The app's webhooks, to a real receiver on 127.0.0.1: signed with the
+/// secret, and telling of a channel occupied, its subscription count, a
+/// presence member, and the channel vacated.
+#[tokio::test]
+async fn webhooks_tell_the_backend_of_channels_and_members() {
+    use axum::http::HeaderMap;
+    let (posts, mut received) = tokio::sync::mpsc::unbounded_channel::<(HeaderMap, String)>();
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let posts = posts.clone();
+            async move {
+                let _ = posts.send((headers, body));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hook_addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let mut app = wshub::apps::App::from_spec(&format!("{APP_ID}:{KEY}:{SECRET}")).expect("valid spec");
+    let mut hook = wshub::apps::WebhookConfig::new(format!("http://{hook_addr}/hook"));
+    hook.event_types = [
+        "channel_occupied",
+        "channel_vacated",
+        "member_added",
+        "member_removed",
+        "subscription_count",
+    ]
+    .map(String::from)
+    .to_vec();
+    app.webhooks = vec![hook];
+    let mut config = test_config();
+    config.apps = wshub::apps::Apps::new(vec![app]).expect("valid app");
+    let server = start_server_with(config).await;
+
+    let (mut ann, ann_id) = pusher_client(&server).await;
+    let channel_data = json!({"user_id": "ann"}).to_string();
+    let auth = channel_auth(&ann_id, "presence-room", Some(&channel_data));
+    subscribe(&mut ann, "presence-room", Some(auth), Some(&channel_data)).await;
+    drop(ann);
+    let mut names = Vec::new();
+    while !names
+        .iter()
+        .any(|(name, _): &(String, Value)| name == "channel_vacated")
+    {
+        let (headers, body) = tokio::time::timeout(common::PATIENCE, received.recv())
+            .await
+            .expect("a webhook in time")
+            .expect("receiver open");
+        assert_eq!(headers["x-pusher-key"], KEY);
+        assert_eq!(
+            headers["x-pusher-signature"].to_str().expect("ASCII"),
+            hmac_hex(SECRET, &body)
+        );
+        let payload: Value = serde_json::from_str(&body).expect("JSON");
+        assert!(payload["time_ms"].as_u64().is_some(), "{payload}");
+        for event in payload["events"].as_array().expect("events") {
+            names.push((event["name"].as_str().expect("name").to_owned(), event.clone()));
+        }
+    }
+    let order: Vec<&str> = names.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        order,
+        [
+            "channel_occupied",
+            "member_added",
+            "subscription_count",
+            "member_removed",
+            "subscription_count",
+            "channel_vacated"
+        ],
+        "{names:?}"
+    );
+    assert_eq!(
+        names[1].1,
+        json!({"name": "member_added", "channel": "presence-room", "user_id": "ann"})
+    );
+    assert_eq!(names[2].1["subscription_count"], 1);
+    assert_eq!(names[4].1["subscription_count"], 0);
+    server.shutdown().await;
+}

@@ -23,6 +23,10 @@ pub trait RoomEvents: Send + Sync + std::fmt::Debug {
 
     /// A subscriber of the cache channel `room` found nothing to replay.
     fn cache_missed(&self, room: &str);
+
+    /// `room` now has `count` members on this node (after a join or a
+    /// leave).
+    fn subscription_count(&self, room: &str, count: usize);
 }
 
 /// Nobody listens.
@@ -39,4 +43,6 @@ impl RoomEvents for Unheard {
     fn user_removed(&self, _room: &str, _user: &str) {}
 
     fn cache_missed(&self, _room: &str) {}
+
+    fn subscription_count(&self, _room: &str, _count: usize) {}
 }

@@ -210,6 +210,7 @@ impl Room {
             }
             Mode::Json => {}
         }
+        hub.room_events().subscription_count(&self.name, order.total());
         let joined = ServerFrame::Joined {
             room: self.name.to_string(),
             nick: info.nick.to_string(),
@@ -398,6 +399,7 @@ impl Room {
                 }
                 Mode::Json => {}
             }
+            hub.room_events().subscription_count(&self.name, order.total());
             hub.broker().left(&self.name, &info);
             let left = ServerFrame::Left {
                 room: self.name.to_string(),

@@ -56,9 +56,15 @@ impl Target {
     }
 
     /// The kinds this target gets, one bit each (see [`EventKind::bit`]).
+    /// Without a list, every kind but `subscription_count`, which comes
+    /// with every join and leave and is asked for by name, as Pusher's
+    /// subscription counting is switched on per app.
     pub(crate) fn kinds(&self) -> u8 {
         if self.event_types.is_empty() {
-            EventKind::ALL.iter().fold(0, |bits, kind| bits | kind.bit())
+            EventKind::ALL
+                .iter()
+                .filter(|kind| **kind != EventKind::SubscriptionCount)
+                .fold(0, |bits, kind| bits | kind.bit())
         } else {
             self.event_types.iter().fold(0, |bits, kind| bits | kind.bit())
         }

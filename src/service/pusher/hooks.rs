@@ -74,6 +74,14 @@ impl RoomEvents for Hooks {
     fn cache_missed(&self, room: &str) {
         self.send(room, EventKind::CacheMiss, |channel| Event::CacheMiss { channel });
     }
+
+    fn subscription_count(&self, room: &str, count: usize) {
+        let subscription_count = count as u64;
+        self.send(room, EventKind::SubscriptionCount, |channel| Event::SubscriptionCount {
+            channel,
+            subscription_count,
+        });
+    }
 }
 
 #[cfg(test)]
