@@ -27,7 +27,7 @@ use crate::hub::CloseRequest;
 use crate::protocol::pusher::{
     check_channel, check_event, server, ChannelType, ErrorCode, SocketId, USER_CHANNEL_PREFIX,
 };
-use crate::service::pusher::{excluded_connection, Tenant};
+use crate::service::pusher::{excluded_socket, Tenant};
 
 /// Events in one `batch_events` request (Pusher's limit).
 const MAX_BATCH: usize = 10;
@@ -149,8 +149,8 @@ impl Event {
 
     /// Publishes the event into each of `channels`.
     fn publish(&self, shared: &Shared, tenant: &Tenant, channels: &[&str]) {
-        // A socket id of another node's names no connection here.
-        let except = self.socket_id.as_deref().map_or(0, excluded_connection);
+        // Any node's socket id: the node that made it leaves it out.
+        let except = self.socket_id.as_deref().map_or(0, excluded_socket);
         let sender: Arc<str> = Arc::from(tenant.app.id.as_str());
         let name: Arc<str> = Arc::from(self.name.as_str());
         for channel in channels {

@@ -16,6 +16,7 @@ mod outbox;
 pub(crate) mod pusher;
 mod registry;
 mod room;
+pub mod sealed;
 #[cfg(test)]
 mod tests;
 mod timeouts;
@@ -306,8 +307,9 @@ impl Hub {
 
     /// Publishes a named event into the room `name` (the Pusher HTTP API's
     /// `events`): ordered and stored like any message, delivered to this
-    /// node's members in every form but to the connection numbered `except`
-    /// (0: none), and to other nodes' through the broker. A room without
+    /// node's members in every form but to the connection whose sealed name
+    /// is `except` ([`sealed`]; 0: none), and to other nodes' through the
+    /// broker (which carries `except` along: its own node leaves it out). A room without
     /// members here exists only while the event is ordered, under the room
     /// map's lock, so that nobody can join it meanwhile and miss the event
     /// (it has no members to deliver to: the lock is held for the ordering
