@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::pusher::{pusher_client, recv_json, subscribe, trigger, with_app};
+use common::pusher::{api, pusher_client, recv_json, subscribe, trigger, with_app, APP_ID};
 use common::redis::RedisServer;
 use common::*;
 use serde_json::json;
@@ -128,6 +128,50 @@ async fn a_client_event_on_a_reaches_members_on_both_nodes_but_its_sender() {
         200
     );
     assert_eq!(recv_json(&mut bob).await["event"], "end");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn channel_counts_are_the_clusters_from_either_node() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis.url(), "a").await;
+    let b = node(&redis.url(), "b").await;
+    let channel = "presence-team";
+    // u1 on both nodes (counted once), u2 on B.
+    let mut clients = Vec::new();
+    for (server, user) in [(&a, "u1"), (&b, "u1"), (&b, "u2")] {
+        let (mut client, id) = pusher_client(server).await;
+        let channel_data = json!({"user_id": user, "user_info": {}}).to_string();
+        let ok = subscribe(&mut client, &id, channel, Some(&channel_data)).await;
+        assert_eq!(ok["event"], "pusher_internal:subscription_succeeded", "{ok}");
+        clients.push(client);
+    }
+    let path = format!("/apps/{APP_ID}/channels/{channel}");
+    let query = [("info", "user_count,subscription_count")];
+    let cluster = json!({"occupied": true, "user_count": 2, "subscription_count": 3});
+    for server in [&a, &b] {
+        // A join counts once its node's pipeline has recorded it in Redis.
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let (status, body) = api(server, "GET", &path, &query, "").await;
+            assert_eq!(status, 200);
+            if body == cluster {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{} said {body}", server.addr);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // The info of an event published through A counts B's members too.
+    let event = json!({"name": "e", "data": "x", "channel": channel, "info": "user_count,subscription_count"});
+    let (status, body) = trigger(&a, event).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"channels": {channel: {"user_count": 2, "subscription_count": 3}}})
+    );
+    drop(clients);
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -354,6 +354,26 @@ impl Hub {
         lock(&self.inner.rooms).get(name).cloned()
     }
 
+    /// What the Pusher HTTP API tells of room `name`: the cluster's counts
+    /// when the broker knows the room's members on every node (every
+    /// member counts as a subscription, each user id once), else this
+    /// node's. With Redis, a join or leave counts once the broker's
+    /// pipeline has recorded it (the next round trip at most).
+    pub async fn cluster_channel_info(&self, name: &str) -> ChannelInfo {
+        let local = || self.room(name).map(|room| room.channel_info()).unwrap_or_default();
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let then = Box::new(move |listed| {
+            let _ = answer.send(listed);
+        });
+        if !self.inner.broker.members(&RoomName::from(name), then) {
+            return local();
+        }
+        match answered.await {
+            Ok(Some(listed)) => ChannelInfo::of_members(&listed),
+            _ => local(),
+        }
+    }
+
     /// Asks every connection to close (shutdown sends 1001 this way).
     pub fn close_all(&self, request: CloseRequest) {
         self.inner.registry.close_all(request);

@@ -780,6 +780,17 @@ pub struct ChannelInfo {
     pub users: usize,
 }
 
+impl ChannelInfo {
+    /// The counts of a member list (the cluster's, from the broker).
+    pub(crate) fn of_members(listed: &[ListedMember]) -> ChannelInfo {
+        let users: std::collections::BTreeSet<&str> = listed.iter().filter_map(|m| m.user.as_deref()).collect();
+        ChannelInfo {
+            subscriptions: listed.iter().map(|m| m.connections).sum(),
+            users: users.len(),
+        }
+    }
+}
+
 /// A connection's place in a room; dropping it leaves the room.
 #[derive(Debug)]
 pub struct Membership {
