@@ -163,6 +163,12 @@ async fn channel_counts_are_the_clusters_from_either_node() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+    // Either node lists both users, u1 once.
+    for server in [&a, &b] {
+        let users_path = format!("{path}/users");
+        let (status, body) = api(server, "GET", &users_path, &[], "").await;
+        assert_eq!((status, body), (200, json!({"users": [{"id": "u1"}, {"id": "u2"}]})));
+    }
     // The info of an event published through A counts B's members too.
     let event = json!({"name": "e", "data": "x", "channel": channel, "info": "user_count,subscription_count"});
     let (status, body) = trigger(&a, event).await;

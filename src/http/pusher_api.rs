@@ -340,11 +340,7 @@ async fn users(
     if !presence {
         return Err(ApiError::bad("Users are listed for presence channels only"));
     }
-    let ids = shared
-        .hub
-        .room(&tenant.room(&channel))
-        .map(|room| room.user_ids())
-        .unwrap_or_default();
+    let ids = shared.hub.cluster_user_ids(&tenant.room(&channel)).await;
     let users: Vec<serde_json::Value> = ids.iter().map(|id| serde_json::json!({ "id": &**id })).collect();
     Ok(Json(serde_json::json!({ "users": users })).into_response())
 }

@@ -354,23 +354,39 @@ impl Hub {
         lock(&self.inner.rooms).get(name).cloned()
     }
 
+    /// A presence channel's user ids, in order: the cluster's when the
+    /// broker knows the room's members on every node, else this node's.
+    pub async fn cluster_user_ids(&self, name: &str) -> Vec<Arc<str>> {
+        match self.cluster_members(name).await {
+            Some(listed) => {
+                let ids: std::collections::BTreeSet<&str> = listed.iter().filter_map(|m| m.user.as_deref()).collect();
+                ids.into_iter().map(Arc::from).collect()
+            }
+            None => self.room(name).map(|room| room.user_ids()).unwrap_or_default(),
+        }
+    }
+
+    /// The room's members on every node, when the broker knows them.
+    async fn cluster_members(&self, name: &str) -> Option<Vec<crate::broker::ListedMember>> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let then = Box::new(move |listed| {
+            let _ = answer.send(listed);
+        });
+        if !self.inner.broker.members(&RoomName::from(name), then) {
+            return None;
+        }
+        answered.await.ok().flatten()
+    }
+
     /// What the Pusher HTTP API tells of room `name`: the cluster's counts
     /// when the broker knows the room's members on every node (every
     /// member counts as a subscription, each user id once), else this
     /// node's. With Redis, a join or leave counts once the broker's
     /// pipeline has recorded it (the next round trip at most).
     pub async fn cluster_channel_info(&self, name: &str) -> ChannelInfo {
-        let local = || self.room(name).map(|room| room.channel_info()).unwrap_or_default();
-        let (answer, answered) = tokio::sync::oneshot::channel();
-        let then = Box::new(move |listed| {
-            let _ = answer.send(listed);
-        });
-        if !self.inner.broker.members(&RoomName::from(name), then) {
-            return local();
-        }
-        match answered.await {
-            Ok(Some(listed)) => ChannelInfo::of_members(&listed),
-            _ => local(),
+        match self.cluster_members(name).await {
+            Some(listed) => ChannelInfo::of_members(&listed),
+            None => self.room(name).map(|room| room.channel_info()).unwrap_or_default(),
         }
     }
 
