@@ -19,7 +19,7 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use thiserror::Error;
 
-use crate::apps::{App, Apps};
+use crate::apps::{App, Apps, WebhookConfig};
 use crate::auth::{AuthSource, Secret, TokenRules};
 use crate::history::{Backend, HistoryConfig};
 use crate::ratelimit::RateLimits;
@@ -417,6 +417,17 @@ pub struct Cli {
     )]
     pub apps: Vec<String>,
 
+    /// A webhook URL for the apps of --app and WSHUB_APPS (repeatable): each gets every webhook
+    /// event, signed with its secret. Per-app URLs and event filters: `[[apps.webhooks]]`
+    #[arg(help_heading = PUSHER)]
+    #[arg(
+        long = "webhook-url",
+        env = "WSHUB_WEBHOOK_URLS",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    pub webhook_urls: Vec<String>,
+
     /// The `--config` file's `[[apps]]` tables, validated one by one (set
     /// by [`Cli::load`]; skipped while `WSHUB_APPS` is set, as any file
     /// entry whose variable is).
@@ -729,8 +740,15 @@ impl Cli {
             self.max_message_size,
         );
         let mut apps = self.file_apps;
+        if !self.webhook_urls.is_empty() && self.apps.is_empty() {
+            return Err(ConfigError::Inconsistent(
+                "--webhook-url is for the apps of --app (or WSHUB_APPS); give one, or use [[apps.webhooks]]".into(),
+            ));
+        }
         for spec in &self.apps {
-            apps.push(App::from_spec(spec).map_err(|e| ConfigError::Inconsistent(format!("--app: {e}")))?);
+            let mut app = App::from_spec(spec).map_err(|e| ConfigError::Inconsistent(format!("--app: {e}")))?;
+            app.webhooks = self.webhook_urls.iter().map(WebhookConfig::new).collect();
+            apps.push(app);
         }
         let apps = Apps::new(apps).map_err(|e| ConfigError::Inconsistent(format!("--app and [[apps]]: {e}")))?;
         let tls = match (self.tls_cert, self.tls_key, self.tls_self_signed) {

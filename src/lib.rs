@@ -9,20 +9,28 @@
 //! # Layout
 //! - [`config`]: flags, `WSHUB_*` variables, TOML file; the seed's defaults.
 //! - [`server`]: listener, TLS, HTTP until the upgrade, shutdown.
-//! - `routes`, `upgrade`, `access`, `origin`, `web`: the HTTP surface.
-//! - [`connection`]: one socket's task: read, write, keepalive, close.
-//! - [`service`]: what a connection does with its messages: echo, the
-//!   seed's raw chat, the `wshub.v1` subprotocol.
+//! - `http` (routes, the upgrade, refusals, the page, the Pusher HTTP API),
+//!   `origin`: the HTTP surface.
+//! - `connection`: one socket's task: read, write, keepalive, close.
+//! - `service`: what a connection does with its messages: echo, the
+//!   seed's raw chat, the `wshub.v1` subprotocol, Pusher Channels.
 //! - [`protocol`]: the WebSocket wire format, without I/O.
 //! - [`hub`]: connections, rooms and fan-out.
+//!
+//! The crate's public surface is what an embedder and the tests use:
+//! [`Config`], [`Server`], [`Hub`] and the wire types of [`protocol`];
+//! the connection, its services, the broker and the metrics stay inside.
 //! - [`apps`]: Pusher apps (keys, secrets, limits, webhooks) and their
 //!   signatures.
 //! - [`auth`], [`ratelimit`]: tokens checked at the upgrade; message, byte
 //!   and per-address limits.
-//! - [`broker`]: rooms across nodes through Redis.
-//! - [`metrics`]: Prometheus metrics for `GET /metrics`, one recorder per hub.
+//! - `broker`: what orders rooms' messages: in this process, or across
+//!   nodes through Redis.
+//! - `metrics`: Prometheus metrics for `GET /metrics`, one recorder per hub.
 //! - [`logging`]: the binary's log output, which drops (and counts) lines
 //!   rather than stall the server when nobody reads it.
+//! - [`webhooks`]: signed, batched, retried POSTs to an app's backend (Pusher
+//!   webhooks), never in a connection's way.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -37,20 +45,21 @@
 
 pub mod apps;
 pub mod auth;
-pub mod broker;
+pub(crate) mod broker;
 pub mod config;
-pub mod connection;
+pub(crate) mod connection;
 pub mod history;
 mod http;
 pub mod hub;
 pub mod logging;
-pub mod metrics;
+pub(crate) mod metrics;
 mod origin;
 pub mod protocol;
 pub mod ratelimit;
 pub mod server;
-pub mod service;
-pub mod tls;
+pub(crate) mod service;
+pub(crate) mod tls;
+pub mod webhooks;
 
 pub use config::{Cli, Config, ConfigError, LogFormat, TlsSource};
 pub use hub::Hub;

@@ -274,6 +274,11 @@ struct Scraped {
     incomplete_bytes: Gauge,
     /// Process-wide, not per hub: there is one log output.
     log_lines_dropped: Counter,
+    webhook_delivered: Counter,
+    webhook_dropped: Counter,
+    webhook_failed: Counter,
+    webhook_retries: Counter,
+    webhook_queued: Gauge,
 }
 
 struct Inner {
@@ -477,6 +482,21 @@ const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "Log lines dropped because the log output (stderr) did not keep up; the server never waits for it.",
     ),
     (
+        "wshub_webhook_events_total",
+        Kind::Counter,
+        "Pusher webhook events by outcome: delivered (a 2xx), dropped (a full queue, or after shutdown began), failed (retries used up, refused, or unsent at the flush timeout).",
+    ),
+    (
+        "wshub_webhook_retries_total",
+        Kind::Counter,
+        "Webhook POSTs retried after a 5xx, a 429, a connection error or a timeout.",
+    ),
+    (
+        "wshub_webhook_queued_events",
+        Kind::Gauge,
+        "Webhook events waiting in the targets' queues, at scrape time.",
+    ),
+    (
         HISTORY_COMMIT_SECONDS,
         Kind::Histogram,
         "Time one history transaction takes to commit.",
@@ -532,6 +552,11 @@ impl Metrics {
             redis_connected: r.gauge("wshub_redis_connected", &[]),
             incomplete_bytes: r.gauge("wshub_incomplete_message_bytes", &[]),
             log_lines_dropped: r.counter("wshub_log_lines_dropped_total", &[]),
+            webhook_delivered: r.counter("wshub_webhook_events_total", &[("outcome", "delivered")]),
+            webhook_dropped: r.counter("wshub_webhook_events_total", &[("outcome", "dropped")]),
+            webhook_failed: r.counter("wshub_webhook_events_total", &[("outcome", "failed")]),
+            webhook_retries: r.counter("wshub_webhook_retries_total", &[]),
+            webhook_queued: r.gauge("wshub_webhook_queued_events", &[]),
         };
         Metrics {
             inner: Arc::new(Inner {
@@ -652,6 +677,12 @@ impl Metrics {
         s.redis_connected.set(if scrape.redis_connected { 1.0 } else { 0.0 });
         s.incomplete_bytes.set(scrape.incomplete_bytes as f64);
         s.log_lines_dropped.absolute(scrape.log_lines_dropped);
+        let hooks = &scrape.webhooks;
+        s.webhook_delivered.absolute(hooks.delivered);
+        s.webhook_dropped.absolute(hooks.dropped);
+        s.webhook_failed.absolute(hooks.failed);
+        s.webhook_retries.absolute(hooks.retries);
+        s.webhook_queued.set(hooks.queued as f64);
         self.inner.handle.render()
     }
 }
@@ -685,6 +716,8 @@ pub struct Scrape {
     pub incomplete_bytes: usize,
     /// Log lines dropped since start: process-wide, one log output.
     pub log_lines_dropped: u64,
+    /// The webhooks' counters (the server adds them: the hub has none).
+    pub webhooks: crate::webhooks::WebhookStats,
 }
 
 #[cfg(test)]
@@ -727,6 +760,7 @@ mod tests {
             max_incomplete_bytes: 1 << 20,
             workers: 1,
             broker: std::sync::Arc::new(crate::broker::LocalBroker::new(history.clone())),
+            room_events: std::sync::Arc::new(crate::hub::Unheard),
         })
     }
 

@@ -29,6 +29,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use tokio::task::JoinHandle;
+
+use crate::apps::Apps;
 use crate::broker::{Broker, BrokerConfig, BrokerError, LocalBroker, RedisBroker};
 use crate::config::Config;
 use crate::connection::{CloseRequest, Timeouts};
@@ -39,6 +42,7 @@ use crate::metrics::{DroppedHttp, Metrics};
 use crate::origin::OriginPolicy;
 use crate::protocol::CloseCode;
 use crate::tls::{self, TlsError};
+use crate::webhooks::{Target, Webhooks, WebhooksConfig};
 
 pub use workers::WorkerTask;
 
@@ -96,6 +100,9 @@ pub enum ServerError {
     /// The history store cannot be opened.
     #[error(transparent)]
     History(#[from] HistoryError),
+    /// An app's webhook settings are unusable (a URL, an event type).
+    #[error("webhooks: {0}")]
+    Webhooks(String),
     /// A worker thread or its runtime could not be started (out of
     /// threads or memory: try fewer `--workers`).
     #[error("cannot start worker {index}: {source}")]
@@ -156,6 +163,16 @@ impl Server {
                 Some(RedisBroker::create(broker_config)?)
             }
         };
+        let webhook_stop = CancellationToken::new();
+        let (webhooks, webhook_task) = start_webhooks(&config.apps, &webhook_stop)?;
+        let room_events: Arc<dyn crate::hub::RoomEvents> = if config.apps.is_empty() {
+            Arc::new(crate::hub::Unheard)
+        } else {
+            Arc::new(crate::service::pusher::Hooks::new(
+                config.apps.clone(),
+                webhooks.clone(),
+            ))
+        };
         let broker: Arc<dyn Broker> = match &redis {
             Some(redis) => Arc::new(redis.broker().clone()),
             None => Arc::new(LocalBroker::new(history.clone())),
@@ -174,6 +191,7 @@ impl Server {
                 max_incomplete_bytes: config.max_incomplete_bytes,
                 workers,
                 broker,
+                room_events,
             }),
             origins: OriginPolicy::new(&config.allowed_origins),
             tracker: TaskTracker::new(),
@@ -186,10 +204,16 @@ impl Server {
                 ..config.chat
             },
             apps: config.apps.clone(),
-            pusher_limits: crate::service::pusher::PusherLimits {
-                max_channels: config.chat.max_rooms,
-                max_bad_requests: config.chat.max_bad_requests,
+            pusher: crate::service::pusher::PusherContext {
+                limits: crate::service::pusher::PusherLimits {
+                    max_channels: config.chat.max_rooms,
+                    max_bad_requests: config.chat.max_bad_requests,
+                },
+                webhooks: webhooks.clone(),
+                tenants: crate::service::pusher::Tenants::new(&config.apps),
             },
+            webhook_stop,
+            webhook_task: std::sync::Mutex::new(webhook_task),
             auth,
             broker_stop: CancellationToken::new(),
             worker_loads: (0..workers).map(|_| Arc::default()).collect(),
@@ -383,7 +407,27 @@ async fn shutdown_connections(shared: &Shared, http_stop: &CancellationToken) {
     // Last: connections' leave events have been queued to Redis by now.
     tokio::time::sleep(Duration::from_millis(50)).await;
     shared.broker_stop.cancel();
+    // The connections' last webhooks (vacated, member_removed) are queued:
+    // sent now, within the webhooks' own flush timeout.
+    shared.webhook_stop.cancel();
+    let flushing = shared.webhook_task.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(task) = flushing {
+        let _ = tokio::time::timeout(WebhooksConfig::default().flush_timeout + Duration::from_secs(1), task).await;
+    }
     tracing::info!("shutdown complete");
+}
+
+/// Starts the apps' webhooks, when some app has any.
+fn start_webhooks(apps: &Apps, stop: &CancellationToken) -> Result<(Webhooks, Option<JoinHandle<()>>), ServerError> {
+    if apps.iter().all(|app| app.webhooks.is_empty()) {
+        return Ok((Webhooks::disabled(), None));
+    }
+    let targets = Target::for_apps(apps).map_err(|e| ServerError::Webhooks(e.to_string()))?;
+    let count = targets.len();
+    let (webhooks, task) = crate::webhooks::start(WebhooksConfig::default(), targets, stop.clone())
+        .map_err(|e| ServerError::Webhooks(e.to_string()))?;
+    tracing::info!(targets = count, "webhooks on");
+    Ok((webhooks, Some(task)))
 }
 
 /// Errors that concern one incoming connection, not the listener.

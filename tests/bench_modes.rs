@@ -174,3 +174,74 @@ async fn slow_mode_sees_stalled_readers_evicted_and_healthy_ones_unharmed() {
     assert_eq!(healthy.disconnects, 0, "{report:?}");
     server.shutdown().await;
 }
+
+/// wshub with the Pusher peers' app: client events on and, as on the peers, not rate-limited.
+async fn pusher_server() -> common::TestServer {
+    let mut config = test_config();
+    let mut app = wshub::apps::App::from_spec("app-id:app-key:app-secret").expect("valid spec");
+    app.max_client_events_per_second = 0;
+    config.apps = wshub::apps::Apps::new(vec![app]).expect("valid app");
+    start_server_with(config).await
+}
+
+#[tokio::test]
+async fn pusher_fanout_modes_deliver_every_event_to_every_subscriber() {
+    use wshub_bench::pusher::fanout::{self, FanoutOptions, Publisher};
+    let server = pusher_server().await;
+    for publisher in [Publisher::Api, Publisher::Client] {
+        let report = fanout::run(FanoutOptions {
+            common: Common::new(server.url("")),
+            publisher,
+            subscribers: 20,
+            window: 2,
+            duration: Duration::from_millis(500),
+            ..FanoutOptions::default()
+        })
+        .await
+        .expect("fan-out run");
+        assert_eq!(report.subscribers, 20, "{report:?}");
+        assert!(report.published > 0, "{report:?}");
+        assert_eq!(report.deliveries, report.published * 20, "{report:?}");
+        assert_eq!(report.loss, 0, "{report:?}");
+        assert_eq!(report.mismatched, 0, "{report:?}");
+        assert_eq!(report.stalls, 0, "{report:?}");
+        assert_eq!(report.publish_errors, 0, "{report:?}");
+        assert_eq!(report.latency.count, report.deliveries, "{report:?}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn pusher_api_and_idle_modes_report_clean_counts() {
+    use wshub_bench::pusher::{api, idle};
+    let server = pusher_server().await;
+    let report = api::run(api::ApiOptions {
+        common: Common::new(server.url("")),
+        http_connections: 2,
+        subscribers: 3,
+        duration: Duration::from_millis(300),
+        ..api::ApiOptions::default()
+    })
+    .await
+    .expect("HTTP API run");
+    assert!(report.published > 0, "{report:?}");
+    assert_eq!(report.errors, 0, "{report:?}");
+    assert_eq!(report.loss, 0, "{report:?}");
+    assert_eq!(report.deliveries, report.published * 3, "{report:?}");
+
+    let mut common = Common::new(server.url(""));
+    common.server_pid = Some(std::process::id());
+    let report = idle::run(idle::IdleOptions {
+        common,
+        connections: 50,
+        channels: 5,
+        hold: Duration::from_millis(200),
+        ..idle::IdleOptions::default()
+    })
+    .await
+    .expect("idle run");
+    assert_eq!(report.subscribed, 50, "{report:?}");
+    assert_eq!(report.dropped, 0, "{report:?}");
+    assert!(report.server_rss_after_kib.is_some(), "{report:?}");
+    server.shutdown().await;
+}

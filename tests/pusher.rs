@@ -195,7 +195,7 @@ async fn a_public_channel_gets_http_api_events_except_the_excluded_socket() {
         let event = recv_json(client).await;
         assert_eq!(
             event,
-            json!({"event": "headline", "channel": "news", "data": "{\"t\":1}"})
+            json!({"event": "headline", "channel": "news", "data": "{\"t\":1}", "id": 1})
         );
     }
     let event =
@@ -528,5 +528,163 @@ async fn without_apps_there_is_no_pusher_endpoint() {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 404),
         other => panic!("expected 404, got {other:?}"),
     }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_app_over_its_connection_quota_closes_with_4004() {
+    let mut app = wshub::apps::App::from_spec(&format!("{APP_ID}:{KEY}:{SECRET}")).expect("valid spec");
+    app.max_connections = Some(1);
+    let mut config = test_config();
+    config.apps = wshub::apps::Apps::new(vec![app]).expect("valid app");
+    let server = start_server_with(config).await;
+    let (first, _) = pusher_client(&server).await;
+    let mut second = connect(&server.url(&format!("/app/{KEY}?protocol=7"))).await;
+    let error = recv_json(&mut second).await;
+    assert_eq!(
+        (error["event"].as_str(), data(&error)["code"].as_u64()),
+        (Some("pusher:error"), Some(4004))
+    );
+    assert_eq!(expect_close(&mut second).await, 4004);
+    // The slot comes back when the first one leaves.
+    drop((first, second));
+    common::wait_for_connections(&server.hub, 0).await;
+    let (_third, _) = pusher_client(&server).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn wshub_v1_clients_cannot_join_signed_channels() {
+    let server = pusher_server().await;
+    let mut v1 = common::ChatClient::connect(&server).await;
+    v1.send(&wshub::protocol::v1::ClientFrame::Join {
+        room: "presence-team".into(),
+        since: None,
+    })
+    .await;
+    assert_eq!(v1.next_error().await, wshub::protocol::v1::ErrorCode::ForbiddenRoom);
+    server.shutdown().await;
+}
+
+/// wshub's extension: each stored event carries its `id`, and a subscribe
+/// with `since` gets what came after it, then the live events, with no
+/// gap and no duplicate (plain pusher-js neither sends `since` nor sees
+/// `id`).
+#[tokio::test]
+async fn a_subscribe_with_since_catches_up_then_goes_live() {
+    let server = pusher_server().await;
+    for n in 1..=3 {
+        trigger(
+            &server,
+            json!({"name": "tick", "data": n.to_string(), "channel": "news"}),
+        )
+        .await;
+    }
+    let (mut late, _) = pusher_client(&server).await;
+    send_text(
+        &mut late,
+        r#"{"event":"pusher:subscribe","data":{"channel":"news","since":1}}"#,
+    )
+    .await;
+    assert_eq!(
+        recv_json(&mut late).await["event"],
+        "pusher_internal:subscription_succeeded"
+    );
+    for n in 2..=3u64 {
+        let missed = recv_json(&mut late).await;
+        assert_eq!(
+            (missed["event"].as_str(), missed["id"].as_u64()),
+            (Some("tick"), Some(n)),
+            "{missed}"
+        );
+        assert_eq!(missed["data"], n.to_string());
+    }
+    trigger(&server, json!({"name": "tick", "data": "4", "channel": "news"})).await;
+    let live = recv_json(&mut late).await;
+    assert_eq!((live["id"].as_u64(), live["data"].as_str()), (Some(4), Some("4")));
+    quiet(&mut late).await;
+    server.shutdown().await;
+}
+
+/// The app's webhooks, to a real receiver on 127.0.0.1: signed with the
+/// secret, and telling of a channel occupied, its subscription count, a
+/// presence member, and the channel vacated.
+#[tokio::test]
+async fn webhooks_tell_the_backend_of_channels_and_members() {
+    use axum::http::HeaderMap;
+    let (posts, mut received) = tokio::sync::mpsc::unbounded_channel::<(HeaderMap, String)>();
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let posts = posts.clone();
+            async move {
+                let _ = posts.send((headers, body));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hook_addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let mut app = wshub::apps::App::from_spec(&format!("{APP_ID}:{KEY}:{SECRET}")).expect("valid spec");
+    let mut hook = wshub::apps::WebhookConfig::new(format!("http://{hook_addr}/hook"));
+    hook.event_types = [
+        "channel_occupied",
+        "channel_vacated",
+        "member_added",
+        "member_removed",
+        "subscription_count",
+    ]
+    .map(String::from)
+    .to_vec();
+    app.webhooks = vec![hook];
+    let mut config = test_config();
+    config.apps = wshub::apps::Apps::new(vec![app]).expect("valid app");
+    let server = start_server_with(config).await;
+
+    let (mut ann, ann_id) = pusher_client(&server).await;
+    let channel_data = json!({"user_id": "ann"}).to_string();
+    let auth = channel_auth(&ann_id, "presence-room", Some(&channel_data));
+    subscribe(&mut ann, "presence-room", Some(auth), Some(&channel_data)).await;
+    drop(ann);
+    let mut names = Vec::new();
+    while !names
+        .iter()
+        .any(|(name, _): &(String, Value)| name == "channel_vacated")
+    {
+        let (headers, body) = tokio::time::timeout(common::PATIENCE, received.recv())
+            .await
+            .expect("a webhook in time")
+            .expect("receiver open");
+        assert_eq!(headers["x-pusher-key"], KEY);
+        assert_eq!(
+            headers["x-pusher-signature"].to_str().expect("ASCII"),
+            hmac_hex(SECRET, &body)
+        );
+        let payload: Value = serde_json::from_str(&body).expect("JSON");
+        assert!(payload["time_ms"].as_u64().is_some(), "{payload}");
+        for event in payload["events"].as_array().expect("events") {
+            names.push((event["name"].as_str().expect("name").to_owned(), event.clone()));
+        }
+    }
+    let order: Vec<&str> = names.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        order,
+        [
+            "channel_occupied",
+            "member_added",
+            "subscription_count",
+            "member_removed",
+            "subscription_count",
+            "channel_vacated"
+        ],
+        "{names:?}"
+    );
+    assert_eq!(
+        names[1].1,
+        json!({"name": "member_added", "channel": "presence-room", "user_id": "ann"})
+    );
+    assert_eq!(names[2].1["subscription_count"], 1);
+    assert_eq!(names[4].1["subscription_count"], 0);
     server.shutdown().await;
 }

@@ -214,7 +214,7 @@ async fn hold(mut conn: WsConn, mut stop: watch::Receiver<bool>, dropped: Arc<At
 }
 
 /// 90 % of the ephemeral port range (`ip_local_port_range`), at most 60,000.
-fn default_per_source_ip() -> usize {
+pub(crate) fn default_per_source_ip() -> usize {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|text| {
@@ -228,7 +228,7 @@ fn default_per_source_ip() -> usize {
 
 /// Raises the soft open-files limit towards the hard one, and fails early when `needed` files
 /// are still more than allowed: better than thousands of `EMFILE` failures mid-run.
-fn ensure_file_limit(needed: u64) -> anyhow::Result<()> {
+pub(crate) fn ensure_file_limit(needed: u64) -> anyhow::Result<()> {
     // SAFETY: getrlimit/setrlimit read and write the struct we pass.
     unsafe {
         let mut limit: libc::rlimit = std::mem::zeroed();

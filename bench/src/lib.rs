@@ -14,6 +14,8 @@
 //! - [`broadcast`]: fan-out in one chat room (on one server, or spread over the nodes of a
 //!   cluster); loss and order checked per sender.
 //! - [`conns`]: many idle connections; the server's memory per connection.
+//! - [`pusher`]: the Pusher Channels modes (fan-out through the HTTP API or a client event,
+//!   HTTP API publishes, idle subscribed connections), for wshub, soketi and sockudo alike.
 //! - [`slow`]: stalled readers in a busy room; does the server evict them, do others suffer.
 //! - [`report`]: shared report parts and the human-readable summaries.
 //! - [`summary`]: turns a directory of JSON reports into a results file, a markdown table and an
@@ -38,6 +40,7 @@ mod pacing;
 pub mod payload;
 pub mod procfs;
 pub mod progress;
+pub mod pusher;
 pub mod report;
 pub mod rng;
 mod room;

@@ -7,6 +7,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use wshub_bench::options::parse_duration;
+use wshub_bench::pusher::api::ApiOptions;
+use wshub_bench::pusher::fanout::{FanoutOptions, Publisher};
+use wshub_bench::pusher::idle::IdleOptions;
+use wshub_bench::pusher::{self, AppCreds};
 use wshub_bench::threads::MAX_THREADS;
 use wshub_bench::{
     broadcast, conns, echo, slow, summary, BroadcastOptions, Common, ConnsOptions, EchoOptions, Format, SlowOptions,
@@ -86,6 +90,58 @@ enum Mode {
         #[arg(short, long, default_value_t = 100.0)]
         rate: f64,
     },
+    /// Pusher fan-out published through the signed HTTP API: N subscribers of a public channel.
+    PusherFanoutApi {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        fanout: FanoutArgs,
+    },
+    /// Pusher fan-out by a client event on a private channel, from one more subscriber.
+    PusherFanoutClient {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        fanout: FanoutArgs,
+    },
+    /// Signed HTTP API publishes per second over K keep-alive connections.
+    PusherApi {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        app: AppArgs,
+        /// Keep-alive HTTP connections, each a closed loop.
+        #[arg(short = 'k', long, default_value_t = 4)]
+        http_connections: usize,
+        /// Subscribers of the channel (they count deliveries).
+        #[arg(long, default_value_t = 5)]
+        subscribers: usize,
+        /// Publishing time.
+        #[arg(short, long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Time after publishing for the last deliveries.
+        #[arg(long, default_value = "2s", value_parser = parse_duration)]
+        drain: Duration,
+        /// Bytes of each event's data (at least 48).
+        #[arg(short, long, default_value_t = 64)]
+        size: usize,
+    },
+    /// Idle Pusher connections, each subscribed; server RSS per connection.
+    PusherIdle {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        app: AppArgs,
+        /// Connections.
+        #[arg(short, long, default_value_t = 1000)]
+        connections: usize,
+        /// Channels they are spread over (round robin).
+        #[arg(long, default_value_t = 1)]
+        channels: usize,
+        /// How long to hold them once subscribed.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        hold: Duration,
+    },
     /// Combine JSON reports (`--json` output files) into results, a markdown table and a chart.
     Summarize {
         /// Directory of report files (*.json), one run each, labelled with --label.
@@ -161,6 +217,47 @@ struct RoomArgs {
     payload: PayloadArgs,
 }
 
+#[derive(Args, Debug)]
+struct AppArgs {
+    /// Pusher app id (the HTTP API's /apps/ID).
+    #[arg(long, default_value = "app-id")]
+    app_id: String,
+    /// Pusher app key (the WebSocket's /app/KEY).
+    #[arg(long, default_value = "app-key")]
+    app_key: String,
+    /// Pusher app secret (signs channel auth and HTTP API requests).
+    #[arg(long, default_value = "app-secret")]
+    app_secret: String,
+}
+
+impl AppArgs {
+    fn creds(&self) -> AppCreds {
+        AppCreds {
+            id: self.app_id.clone(),
+            key: self.app_key.clone(),
+            secret: self.app_secret.clone(),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct FanoutArgs {
+    #[command(flatten)]
+    app: AppArgs,
+    /// Subscribers that receive.
+    #[arg(short = 'n', long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Events in flight (1: each publish waits for the previous event to reach everyone).
+    #[arg(short, long, default_value_t = 1)]
+    window: usize,
+    /// Publishing time.
+    #[arg(short, long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Bytes of each event's data (at least 48).
+    #[arg(short, long, default_value_t = 64)]
+    size: usize,
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug)]
 enum FormatArg {
     Binary,
@@ -216,14 +313,25 @@ fn start(cli: Cli) -> anyhow::Result<()> {
         Mode::Echo { common, .. }
         | Mode::Broadcast { common, .. }
         | Mode::Conns { common, .. }
-        | Mode::Slow { common, .. } => common.threads,
+        | Mode::Slow { common, .. }
+        | Mode::PusherFanoutApi { common, .. }
+        | Mode::PusherFanoutClient { common, .. }
+        | Mode::PusherApi { common, .. }
+        | Mode::PusherIdle { common, .. } => common.threads,
         Mode::Summarize { .. } => 1,
     };
     anyhow::ensure!(
         (1..=MAX_THREADS).contains(&threads),
         "--threads must be 1 to {MAX_THREADS}"
     );
-    if let Mode::Echo { common, .. } | Mode::Conns { common, .. } | Mode::Slow { common, .. } = &cli.mode {
+    if let Mode::Echo { common, .. }
+    | Mode::Conns { common, .. }
+    | Mode::Slow { common, .. }
+    | Mode::PusherFanoutApi { common, .. }
+    | Mode::PusherFanoutClient { common, .. }
+    | Mode::PusherApi { common, .. }
+    | Mode::PusherIdle { common, .. } = &cli.mode
+    {
         anyhow::ensure!(
             !common.url.contains(','),
             "only broadcast accepts several comma-separated URLs"
@@ -308,8 +416,62 @@ async fn run(mode: Mode) -> anyhow::Result<()> {
             .await?;
             print_report(common.json, &report, || report.human())
         }
+        Mode::PusherFanoutApi { common, fanout } => run_fanout(common, fanout, Publisher::Api).await,
+        Mode::PusherFanoutClient { common, fanout } => run_fanout(common, fanout, Publisher::Client).await,
+        Mode::PusherApi {
+            common,
+            app,
+            http_connections,
+            subscribers,
+            duration,
+            drain,
+            size,
+        } => {
+            let report = pusher::api::run(ApiOptions {
+                common: common.common(),
+                app: app.creds(),
+                http_connections,
+                subscribers,
+                duration,
+                drain,
+                size,
+            })
+            .await?;
+            print_report(common.json, &report, || report.human())
+        }
+        Mode::PusherIdle {
+            common,
+            app,
+            connections,
+            channels,
+            hold,
+        } => {
+            let report = pusher::idle::run(IdleOptions {
+                common: common.common(),
+                app: app.creds(),
+                connections,
+                channels,
+                hold,
+            })
+            .await?;
+            print_report(common.json, &report, || report.human())
+        }
         Mode::Summarize { .. } => unreachable!("handled before the runtime starts"),
     }
+}
+
+async fn run_fanout(common: CommonArgs, fanout: FanoutArgs, publisher: Publisher) -> anyhow::Result<()> {
+    let report = pusher::fanout::run(FanoutOptions {
+        common: common.common(),
+        app: fanout.app.creds(),
+        publisher,
+        subscribers: fanout.subscribers,
+        window: fanout.window,
+        duration: fanout.duration,
+        size: fanout.size,
+    })
+    .await?;
+    print_report(common.json, &report, || report.human())
 }
 
 fn print_report<R: Serialize>(json: bool, report: &R, human: impl FnOnce() -> String) -> anyhow::Result<()> {

@@ -239,6 +239,138 @@ const METRICS: &[Metric] = &[
         chart: None,
         show: Show::Number,
     },
+    Metric {
+        title: "API fan-out deliveries/s",
+        mode: "pusher-fanout-api",
+        path: &["deliveries_per_sec"],
+        scale: 1e3,
+        decimals: 0,
+        unit: "k",
+        ratio: true,
+        chart: None,
+        show: Show::Number,
+    },
+    Metric {
+        title: "API fan-out p99 ms",
+        mode: "pusher-fanout-api",
+        path: &["latency", "p99_us"],
+        scale: 1e3,
+        decimals: 2,
+        unit: "",
+        ratio: true,
+        chart: None,
+        show: Show::Number,
+    },
+    Metric {
+        title: "API fan-out loss",
+        mode: "pusher-fanout-api",
+        path: &["loss"],
+        scale: 1.0,
+        decimals: 0,
+        unit: "",
+        ratio: false,
+        chart: None,
+        show: Show::Number,
+    },
+    Metric {
+        title: "API fan-out per server CPU-s",
+        mode: "pusher-fanout-api",
+        path: &["deliveries_per_server_cpu_sec"],
+        scale: 1e3,
+        decimals: 0,
+        unit: "k",
+        ratio: true,
+        chart: None,
+        show: Show::Number,
+    },
+    Metric {
+        title: "client fan-out deliveries/s",
+        mode: "pusher-fanout-client",
+        path: &["deliveries_per_sec"],
+        scale: 1e3,
+        decimals: 0,
+        unit: "k",
+        ratio: true,
+        chart: None,
+        show: Show::Number,
+    },
+    Metric {
+        title: "client fan-out p99 ms",
+        mode: "pusher-fanout-client",
+        path: &["latency", "p99_us"],
+        scale: 1e3,
+        decimals: 2,
+        unit: "",
+        ratio: true,
+        chart: None,
+        show: Show::Number,
+    },
+    Metric {
+        title: "client fan-out loss",
+        mode: "pusher-fanout-client",
+        path: &["loss"],
+        scale: 1.0,
+        decimals: 0,
+        unit: "",
+        ratio: false,
+        chart: None,
+        show: Show::Number,
+    },
+    Metric {
+        title: "API publishes/s",
+        mode: "pusher-api",
+        path: &["publishes_per_sec"],
+        scale: 1e3,
+        decimals: 1,
+        unit: "k",
+        ratio: true,
+        chart: None,
+        show: Show::Number,
+    },
+    Metric {
+        title: "API p99 ms",
+        mode: "pusher-api",
+        path: &["latency", "p99_us"],
+        scale: 1e3,
+        decimals: 2,
+        unit: "",
+        ratio: true,
+        chart: None,
+        show: Show::Number,
+    },
+    Metric {
+        title: "API publishes per server CPU-s",
+        mode: "pusher-api",
+        path: &["publishes_per_server_cpu_sec"],
+        scale: 1e3,
+        decimals: 1,
+        unit: "k",
+        ratio: true,
+        chart: None,
+        show: Show::Number,
+    },
+    Metric {
+        title: "Pusher idle B/conn",
+        mode: "pusher-idle",
+        path: &["server_rss_per_conn_bytes"],
+        scale: 1.0,
+        decimals: 0,
+        unit: "",
+        ratio: true,
+        chart: None,
+        show: Show::Number,
+    },
+    Metric {
+        title: "Pusher idle subscribed",
+        mode: "pusher-idle",
+        path: &["subscribed"],
+        scale: 1.0,
+        decimals: 0,
+        unit: "",
+        ratio: false,
+        chart: None,
+        show: Show::Number,
+    },
 ];
 
 /// The broadcast run with one sender in a closed loop (the latency-bound case), filed by
@@ -494,6 +626,35 @@ mod tests {
             row.contains("| 1000k |"),
             "the one-sender run is in its own columns: {row}"
         );
+    }
+
+    #[test]
+    fn pusher_runs_make_a_table_of_their_own() {
+        let runs = std::env::temp_dir().join(format!("wshub-summary-pusher-{}", std::process::id()));
+        std::fs::create_dir_all(&runs).unwrap();
+        for (label, per_sec) in [("wshub", 300_000.0), ("soketi", 100_000.0)] {
+            let report = json!({
+                "mode": "pusher-fanout-api",
+                "label": label,
+                "deliveries_per_sec": per_sec,
+                "loss": 0,
+                "latency": { "p99_us": 2_000.0 },
+            });
+            std::fs::write(runs.join(format!("{label}-pusher-fanout-api.json")), report.to_string()).unwrap();
+        }
+        let table = summarize(&runs, None, None, "wshub").unwrap();
+        std::fs::remove_dir_all(&runs).unwrap();
+        let header = table.lines().next().unwrap();
+        assert!(header.contains("API fan-out deliveries/s"), "{header}");
+        assert!(
+            !header.contains("echo") && !header.contains("client fan-out"),
+            "{header}"
+        );
+        let row = table
+            .lines()
+            .find(|l| l.starts_with("| soketi |"))
+            .expect("a soketi row");
+        assert!(row.contains("| 100k (×0.33) |"), "{row}");
     }
 
     #[test]

@@ -110,7 +110,10 @@ impl WebhookConfig {
 
     /// Whether this endpoint wants `event` (one of [`WEBHOOK_EVENTS`]).
     pub fn wants(&self, event: &str) -> bool {
-        self.event_types.is_empty() || self.event_types.iter().any(|e| e == event)
+        if self.event_types.is_empty() {
+            return event != "subscription_count";
+        }
+        self.event_types.iter().any(|e| e == event)
     }
 }
 
@@ -477,6 +480,10 @@ mod tests {
         assert!(app.webhooks[0].wants("channel_occupied"));
         assert!(!app.webhooks[0].wants("member_added"));
         assert!(WebhookConfig::new("http://h/").wants("member_added"), "empty: all");
+        assert!(
+            !WebhookConfig::new("http://h/").wants("subscription_count"),
+            "but subscription_count, asked for by name"
+        );
     }
 
     #[test]

@@ -23,8 +23,7 @@ mod handler;
 mod keepalive;
 mod task;
 
-pub use crate::hub::{CloseRequest, Outbox, Rejected, Timeouts};
-pub use crate::protocol::Ending;
+pub use crate::hub::{CloseRequest, Outbox, Timeouts};
 pub use driver::Setup;
 pub use handler::{GiveUp, Handler};
 pub use task::{ConnectionTask, Farewell};

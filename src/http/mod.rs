@@ -34,7 +34,12 @@ pub struct Shared {
     pub(crate) chat_limits: ChatLimits,
     /// The Pusher apps (none: no Pusher endpoint).
     pub(crate) apps: crate::apps::Apps,
-    pub(crate) pusher_limits: crate::service::pusher::PusherLimits,
+    pub(crate) pusher: crate::service::pusher::PusherContext,
+    /// Ends the webhooks' batch windows at shutdown (after the
+    /// connections, so that their last events still go out), and the task
+    /// that then flushes them.
+    pub(crate) webhook_stop: CancellationToken,
+    pub(crate) webhook_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Token checks at the upgrade, when tokens are required.
     pub(crate) auth: Option<crate::auth::Verifier>,
     /// Stops the Redis broker's tasks once connections are closed.

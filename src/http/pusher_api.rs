@@ -74,9 +74,10 @@ fn authenticate(
     uri: &Uri,
     body: &[u8],
 ) -> Result<(Tenant, QueryParams), ApiError> {
-    let Some(app) = shared.apps.by_id(app_id) else {
+    let Some(tenant) = shared.pusher.tenants.by_id(app_id) else {
         return Err(ApiError(StatusCode::NOT_FOUND, format!("Unknown app {app_id}")));
     };
+    let app = &tenant.app;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -87,7 +88,7 @@ fn authenticate(
         body,
     };
     match app.credentials().verify_request(&request, now) {
-        Ok(params) => Ok((Tenant::of(&shared.apps, app.clone()), params)),
+        Ok(params) => Ok((tenant.clone(), params)),
         Err(e) => {
             tracing::debug!(app = app_id, path = uri.path(), "HTTP API request refused: {e}");
             Err(ApiError(

@@ -226,6 +226,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     let hub = &shared.hub;
     let mut text = hub.metrics().render(&crate::metrics::Scrape {
         log_lines_dropped: crate::logging::lines_dropped(),
+        webhooks: shared.pusher.webhooks.stats(),
         ..hub.scrape()
     });
     append_worker_connections(&mut text, &shared.hub.connections_per_worker());

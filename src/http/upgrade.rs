@@ -27,7 +27,7 @@ use crate::hub::{Endpoint, Member, Mode, Replay, Ticket};
 use crate::protocol::pusher::{check_protocol, ErrorCode};
 use crate::protocol::v1::SUBPROTOCOL;
 use crate::protocol::{negotiate, CloseCode, DeflateParams};
-use crate::service::pusher::{self, PusherSession, Tenant};
+use crate::service::pusher::{self, PusherSession};
 use crate::service::{Echo, Identity, RawChat, Service, V1Session};
 
 /// The GUID every server appends to the client's key (RFC 6455 1.3).
@@ -211,12 +211,16 @@ fn prepare(shared: &Shared, ticket: Ticket, addr: SocketAddr, agreed: Agreed, ad
     };
     let service = match (endpoint, target) {
         (_, Target::Pusher { key, version }) => {
-            let app = shared.apps.by_key(&key).ok_or(ErrorCode::AppDoesNotExist);
-            match app.and_then(|app| check_protocol(version.as_deref()).map(|_| app)) {
-                Ok(app) => {
+            let tenant = shared.pusher.tenants.by_key(&key).ok_or(ErrorCode::AppDoesNotExist);
+            let admitted = tenant.and_then(|tenant| {
+                check_protocol(version.as_deref())?;
+                let slot = tenant.admit().ok_or(ErrorCode::OverConnectionQuota)?;
+                Ok((tenant.clone(), slot))
+            });
+            match admitted {
+                Ok(admitted) => {
                     let conn = crate::hub::connection_number(&outbox);
-                    let tenant = Tenant::of(&shared.apps, app.clone());
-                    let session = PusherSession::new(hub.clone(), outbox.clone(), tenant, conn, shared.pusher_limits);
+                    let session = PusherSession::new(hub.clone(), outbox.clone(), admitted, conn, &shared.pusher);
                     Service::Pusher(Box::new(session))
                 }
                 Err(code) => {

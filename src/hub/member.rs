@@ -100,12 +100,16 @@ impl Replaying {
     /// The fetched history takes over; the `history_truncated` notice (when
     /// retention dropped part of what was asked) goes out at once, as does
     /// an empty `history` frame (which still says "this is all").
-    pub(super) fn fetched(&mut self, outbox: &Outbox, room: &str, replayed: Replayed) {
+    pub(super) fn fetched(&mut self, outbox: &Outbox, room: &str, mode: Mode, replayed: Replayed) {
         if let Some(first_available) = replayed.truncated {
-            let _ = outbox.push(text_frame(&ServerFrame::history_truncated(room, first_available)));
+            let notice = match mode {
+                Mode::Pusher | Mode::PusherPresence => super::pusher::history_truncated(room, first_available),
+                Mode::Json | Mode::Raw => text_frame(&ServerFrame::history_truncated(room, first_available)),
+            };
+            let _ = outbox.push(notice);
         }
         self.newest = replayed.entries.last().map_or(0, |e| e.id);
-        if replayed.entries.is_empty() {
+        if replayed.entries.is_empty() && mode == Mode::Json {
             let _ = outbox.push(history_frame(room, &[]));
         }
         self.rest = replayed.entries.into();
@@ -243,6 +247,19 @@ impl Member {
         };
         if replay.fetching {
             return false;
+        }
+        if self.mode.is_pusher() {
+            // Pusher has no batch frame: one event a stored message, each
+            // sent while the outbox has room.
+            while let Some(entry) = replay.rest.front() {
+                let frame = super::pusher::entry_frame(room, entry);
+                if !self.outbox.has_room_for(frame.len()) {
+                    return false;
+                }
+                replay.rest.pop_front();
+                let _ = self.outbox.push(frame);
+            }
+            return true;
         }
         while !replay.rest.is_empty() {
             let (count, bytes) = history_chunk(replay.rest.iter());

@@ -9,6 +9,7 @@
 
 mod alarms;
 mod deliver;
+mod events;
 pub(crate) mod frames;
 mod inbox;
 mod member;
@@ -30,6 +31,7 @@ pub(crate) use alarms::Clock;
 
 pub use crate::broker::RoomName;
 pub use crate::protocol::Endpoint;
+pub use events::{RoomEvents, Unheard};
 pub use member::{Member, Mode, Replay};
 
 /// The number a connection is known by while it lives (what a room's
@@ -84,6 +86,9 @@ pub struct HubConfig {
     /// What orders rooms' messages and carries them to every member: a
     /// [`crate::broker::LocalBroker`] on the history, or Redis.
     pub broker: Arc<dyn Broker>,
+    /// Who hears of rooms' comings and goings (the Pusher webhooks), or
+    /// [`Unheard`].
+    pub room_events: Arc<dyn RoomEvents>,
 }
 
 #[derive(Debug)]
@@ -96,6 +101,7 @@ struct Inner {
     timeouts: Timeouts,
     metrics: Metrics,
     broker: Arc<dyn Broker>,
+    room_events: Arc<dyn RoomEvents>,
     /// One per worker: parcels of rooms' messages from other threads.
     inboxes: Box<[Arc<inbox::Inbox>]>,
     /// Connections per client address (`--max-connections-per-ip`).
@@ -158,6 +164,7 @@ impl Hub {
                 join_history: config.join_history,
                 timeouts: config.timeouts,
                 broker: config.broker,
+                room_events: config.room_events,
                 inboxes: (0..workers).map(|_| Arc::default()).collect(),
                 metrics,
                 per_ip: PerIpLimit::new(0),
@@ -282,7 +289,8 @@ impl Hub {
             None => {
                 let name = RoomName::from(name);
                 let room = Arc::new(Room::new(name.clone(), self.inner.workers));
-                rooms.insert(name, room.clone());
+                rooms.insert(name.clone(), room.clone());
+                self.inner.room_events.occupied(&name);
                 room
             }
         };
@@ -301,8 +309,14 @@ impl Hub {
             if rooms.get(room.name()).is_some_and(|r| Arc::ptr_eq(r, room)) {
                 rooms.remove(room.name());
                 self.inner.broker.room_closed(room.name());
+                self.inner.room_events.vacated(room.name());
             }
         }
+    }
+
+    /// Who hears of rooms' comings and goings.
+    pub(crate) fn room_events(&self) -> &dyn RoomEvents {
+        &*self.inner.room_events
     }
 
     /// Publishes a named event into the room `name` (the Pusher HTTP API's
@@ -457,6 +471,7 @@ impl Hub {
             redis_connected: self.broker().cluster().is_some_and(|cluster| cluster.up),
             incomplete_bytes: self.incomplete_messages().held(),
             log_lines_dropped: 0,
+            webhooks: Default::default(),
         }
     }
 

@@ -78,10 +78,12 @@ pub(crate) fn event_frame(channel: &str, event: &str, data: &str, user_id: Optio
     text(&server::event(channel, event, data, user_id))
 }
 
-/// A room's message as a Pusher event (see the module doc).
+/// A room's message as a Pusher event (see the module doc): Pusher's
+/// envelope, and, when it is numbered, its `id` (wshub's extension: what a
+/// client gives as `since` to catch up; pusher-js ignores it).
 pub(super) fn entry_frame(channel: &str, entry: &Entry) -> Bytes {
     match &entry.event {
-        Some(event) => event_frame(channel, event, &entry.text, None),
+        Some(event) => stored_frame(channel, event, &entry.text, None, entry.id),
         None => {
             #[derive(Serialize)]
             struct Chat<'a> {
@@ -100,9 +102,38 @@ pub(super) fn entry_frame(channel: &str, entry: &Entry) -> Bytes {
                 text: &entry.text,
             };
             let data = serde_json::to_string(&chat).expect("a chat message serializes");
-            event_frame(channel, CHAT_EVENT, &data, entry.user.as_deref())
+            stored_frame(channel, CHAT_EVENT, &data, entry.user.as_deref(), entry.id)
         }
     }
+}
+
+/// An event with its id (none when 0: not stored).
+fn stored_frame(channel: &str, event: &str, data: &str, user_id: Option<&str>, id: u64) -> Bytes {
+    #[derive(Serialize)]
+    struct Stored<'a> {
+        event: &'a str,
+        channel: &'a str,
+        data: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user_id: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+    }
+    let frame = Stored {
+        event,
+        channel,
+        data,
+        user_id,
+        id: (id > 0).then_some(id),
+    };
+    text(&serde_json::to_string(&frame).expect("a Pusher event serializes"))
+}
+
+/// `wshub:history_truncated`: a catch-up asked for more than history still
+/// holds; `first_available` is where it starts.
+pub(super) fn history_truncated(channel: &str, first_available: u64) -> Bytes {
+    let data = serde_json::json!({ "first_available": first_available }).to_string();
+    event_frame(channel, "wshub:history_truncated", &data, None)
 }
 
 /// `pusher_internal:subscription_succeeded`, with the member list on a
@@ -134,10 +165,13 @@ pub(super) fn member_removed(channel: &str, user: &str) -> Bytes {
 
 /// A cache channel's last message for a new subscriber, or
 /// `pusher:cache_miss` when it has none.
-pub(super) fn push_cached(channel: &str, outbox: &super::Outbox, replayed: &crate::broker::Replayed) {
+pub(super) fn push_cached(hub: &super::Hub, channel: &str, outbox: &super::Outbox, replayed: &crate::broker::Replayed) {
     let frame = match replayed.entries.last() {
         Some(entry) => entry_frame(channel, entry),
-        None => text(&server::cache_miss(channel)),
+        None => {
+            hub.room_events().cache_missed(channel);
+            text(&server::cache_miss(channel))
+        }
     };
     let _ = outbox.push(frame);
 }
@@ -204,7 +238,7 @@ mod tests {
         let frame = json(&entry_frame("lobby", &event));
         assert_eq!(
             frame,
-            serde_json::json!({"event": "greet", "channel": "lobby", "data": "{\"a\":1}"})
+            serde_json::json!({"event": "greet", "channel": "lobby", "data": "{\"a\":1}", "id": 3})
         );
         let chat = Entry {
             event: None,

@@ -189,10 +189,12 @@ impl Room {
         }
         let mode = member.mode;
         let json = mode == Mode::Json;
+        // A Pusher member replays only when it asks to catch up (`since`).
+        let replays = json || (mode.is_pusher() && matches!(replay, Replay::Since(_)));
         let info = member.info();
         let outbox = member.outbox.clone();
         let mut member = member;
-        if json {
+        if replays {
             member.replay = Some(Replaying::fetching());
         }
         let key = self.shard(worker).insert(member);
@@ -208,6 +210,7 @@ impl Room {
             }
             Mode::Json => {}
         }
+        hub.room_events().subscription_count(&self.name, order.total());
         let joined = ServerFrame::Joined {
             room: self.name.to_string(),
             nick: info.nick.to_string(),
@@ -216,8 +219,8 @@ impl Room {
         self.announce(hub, &order, &joined, info.conn);
         let broker = hub.broker();
         broker.joined(&self.name, &info);
-        if json {
-            if broker.cluster().is_some_and(|cluster| !cluster.up) {
+        if replays {
+            if json && broker.cluster().is_some_and(|cluster| !cluster.up) {
                 let _ = outbox.push(text_frame(&ServerFrame::cross_node_interrupted()));
             }
             let span = match replay {
@@ -232,7 +235,7 @@ impl Room {
             if let Ok(replayed) = broker.replay(&self.name, span, then) {
                 let mut members = self.shard(worker);
                 if let Some(replay) = members.get_mut(key).and_then(|m| m.replay.as_mut()) {
-                    replay.fetched(&outbox, &self.name, replayed);
+                    replay.fetched(&outbox, &self.name, mode, replayed);
                 }
                 self.pace_replay(&order, worker, &mut members, key);
             }
@@ -252,6 +255,7 @@ impl Room {
         let first = order.users.add(user, &info.nick);
         let _ = outbox.push(pusher::subscription_succeeded(&self.name, Some(&order.users)));
         if first {
+            hub.room_events().user_added(&self.name, user);
             let forms = Forms {
                 pusher: Some(pusher::member_added(&self.name, user, &info.nick)),
                 except: info.conn,
@@ -265,10 +269,12 @@ impl Room {
     /// message, or `pusher:cache_miss`. Taken under the order lock, like a
     /// replay, so it is older than anything that arrives after it.
     fn send_cached(self: &Arc<Self>, hub: &Hub, outbox: &Arc<Outbox>) {
-        let (name, reply) = (self.name.clone(), outbox.clone());
-        let then = Box::new(move |replayed: crate::broker::Replayed| pusher::push_cached(&name, &reply, &replayed));
+        let (later, name, reply) = (hub.clone(), self.name.clone(), outbox.clone());
+        let then = Box::new(move |replayed: crate::broker::Replayed| {
+            pusher::push_cached(&later, &name, &reply, &replayed);
+        });
         if let Ok(replayed) = hub.broker().replay(&self.name, Span::Latest(1), then) {
-            pusher::push_cached(&self.name, outbox, &replayed);
+            pusher::push_cached(hub, &self.name, outbox, &replayed);
         }
     }
 
@@ -279,11 +285,11 @@ impl Room {
         let order = lock(&self.order);
         let mut members = self.shard(worker);
         let Some(member) = members.get_mut(key) else { return };
-        let outbox = member.outbox.clone();
+        let (outbox, mode) = (member.outbox.clone(), member.mode);
         let Some(replay) = member.replay.as_mut().filter(|r| r.fetching) else {
             return;
         };
-        replay.fetched(&outbox, &self.name, replayed);
+        replay.fetched(&outbox, &self.name, mode, replayed);
         self.pace_replay(&order, worker, &mut members, key);
     }
 
@@ -300,10 +306,12 @@ impl Room {
             return true;
         }
         let mut replay = member.replay.take().expect("checked above");
-        let listed = replay.members.take();
-        let list = listed.unwrap_or_else(|| self.list_members(order, Some((worker, members))));
+        if member.mode == Mode::Json {
+            let listed = replay.members.take();
+            let list = listed.unwrap_or_else(|| self.list_members(order, Some((worker, members))));
+            let _ = members[key].outbox.push(presence_frame(&self.name, list));
+        }
         let member = &members[key];
-        let _ = member.outbox.push(presence_frame(&self.name, list));
         for frame in replay.into_backlog() {
             let _ = member
                 .outbox
@@ -381,6 +389,7 @@ impl Room {
                     order.pusher -= 1;
                     let user = info.user.as_ref().filter(|_| member.mode == Mode::PusherPresence);
                     if let Some(user) = user.filter(|user| order.users.remove(user)) {
+                        hub.room_events().user_removed(&self.name, user);
                         let forms = Forms {
                             pusher: Some(pusher::member_removed(&self.name, user)),
                             ..Forms::default()
@@ -390,6 +399,7 @@ impl Room {
                 }
                 Mode::Json => {}
             }
+            hub.room_events().subscription_count(&self.name, order.total());
             hub.broker().left(&self.name, &info);
             let left = ServerFrame::Left {
                 room: self.name.to_string(),

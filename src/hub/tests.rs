@@ -40,6 +40,7 @@ fn hub_with_history(workers: usize, join_history: usize) -> Hub {
         max_incomplete_bytes: 1 << 20,
         workers,
         broker: Arc::new(LocalBroker::new(history)),
+        room_events: Arc::new(super::Unheard),
     })
 }
 
@@ -399,7 +400,7 @@ fn events_reach_each_protocol_in_its_form_and_client_events_skip_the_sender() {
     );
     assert_eq!(
         texts(&p1),
-        [serde_json::json!({"event": "greet", "channel": "lobby", "data": "{\"hi\":1}"})]
+        [serde_json::json!({"event": "greet", "channel": "lobby", "data": "{\"hi\":1}", "id": 1})]
     );
     assert!(texts(&p2).is_empty(), "the excluded socket");
     assert_eq!(texts(&raw), [serde_json::json!({"hi": 1})]);

@@ -20,6 +20,7 @@
 //! - `subscribe`: who may subscribe to what, and presence data.
 //! - `tenant`: an app's channels as hub rooms.
 
+mod hooks;
 pub mod socket_id;
 mod subscribe;
 mod tenant;
@@ -35,8 +36,10 @@ use crate::connection::{GiveUp, Handler};
 use crate::hub::{CloseRequest, Hub, Membership, Outbox, Replay};
 use crate::protocol::pusher::{server, ChannelType, ClientMessage, ErrorCode, SocketId};
 use crate::protocol::{encode_frame, Endpoint, Message, MessageKind, OpCode};
+use crate::webhooks::{self, EventKind, Webhooks};
 
-pub use tenant::Tenant;
+pub use hooks::Hooks;
+pub use tenant::{AppSlot, Tenant, Tenants};
 
 /// Seconds of silence after which a Pusher client pings (we tell it in
 /// `connection_established`); the server's own WebSocket pings and read
@@ -50,6 +53,17 @@ pub struct PusherLimits {
     pub max_channels: usize,
     /// Bad requests tolerated before closing.
     pub max_bad_requests: u32,
+}
+
+/// What every Pusher connection of a server shares.
+#[derive(Debug, Clone)]
+pub struct PusherContext {
+    /// Per-connection limits.
+    pub limits: PusherLimits,
+    /// Where the apps' webhooks go (`client_event` is sent from here).
+    pub webhooks: Webhooks,
+    /// The apps.
+    pub tenants: Tenants,
 }
 
 /// One channel a connection is subscribed to.
@@ -68,6 +82,9 @@ struct Subscription {
 pub struct PusherSession {
     hub: Hub,
     tenant: Tenant,
+    /// Counts the connection against its app's quota while it lives.
+    _slot: AppSlot,
+    webhooks: Webhooks,
     outbox: Arc<Outbox>,
     socket_id: Box<str>,
     subscriptions: Vec<Subscription>,
@@ -75,6 +92,8 @@ pub struct PusherSession {
     user: Option<Box<str>>,
     bad_requests: u32,
     limits: PusherLimits,
+    /// Some channel's catch-up may still be being paced out.
+    replaying: bool,
     /// Client events in the current one-second window, and when it began.
     client_events: (u32, Option<Instant>),
 }
@@ -89,18 +108,22 @@ pub fn refuse(outbox: &Outbox, code: ErrorCode) {
 impl PusherSession {
     /// Starts a session for connection `conn` and greets the client with
     /// `pusher:connection_established`.
-    pub fn new(hub: Hub, outbox: Arc<Outbox>, tenant: Tenant, conn: u64, limits: PusherLimits) -> Self {
+    pub fn new(hub: Hub, outbox: Arc<Outbox>, admitted: (Tenant, AppSlot), conn: u64, context: &PusherContext) -> Self {
+        let (tenant, slot) = admitted;
         let socket_id = socket_id::of(conn);
         let _ = outbox.push(text(&server::connection_established(socket_id, ACTIVITY_TIMEOUT_SECS)));
         PusherSession {
             hub,
             tenant,
+            _slot: slot,
+            webhooks: context.webhooks.clone(),
             outbox,
             socket_id: socket_id.to_string().into(),
             subscriptions: Vec::new(),
             user: None,
             bad_requests: 0,
-            limits,
+            limits: context.limits,
+            replaying: false,
             client_events: (0, None),
         }
     }
@@ -140,8 +163,8 @@ impl PusherSession {
                 channel,
                 auth,
                 channel_data,
-                since: _,
-            } => self.subscribe(channel, auth.as_deref(), channel_data.as_deref()),
+                since,
+            } => self.subscribe(channel, auth.as_deref(), channel_data.as_deref(), since),
             ClientMessage::Unsubscribe { channel } => {
                 // Unsubscribing from a channel one is not in is no error
                 // (pusher-js unsubscribes on its own after a failure).
@@ -153,7 +176,13 @@ impl PusherSession {
         }
     }
 
-    fn subscribe(&mut self, channel: String, auth: Option<&str>, channel_data: Option<&str>) -> Result<(), GiveUp> {
+    fn subscribe(
+        &mut self,
+        channel: String,
+        auth: Option<&str>,
+        channel_data: Option<&str>,
+        since: Option<u64>,
+    ) -> Result<(), GiveUp> {
         if self.subscriptions.iter().any(|s| *s.channel == *channel) {
             // Already ours (pusher-js resubscribes after its own
             // reconnects): nothing to do, and no error.
@@ -179,13 +208,15 @@ impl PusherSession {
         match subscribe::admit(&self.tenant.app, &request) {
             Ok(admitted) => {
                 let member = admitted.member(self.outbox.clone(), self.connection_number());
+                // `since` (wshub's extension): what was missed, then live.
                 // A cache channel's subscriber gets its last event (see
                 // `hub::pusher`), the others nothing from the past.
-                let replay = if admitted.kind.cache {
-                    Replay::Recent
-                } else {
-                    Replay::Nothing
+                let replay = match since {
+                    Some(after) => Replay::Since(after),
+                    None if admitted.kind.cache => Replay::Recent,
+                    None => Replay::Nothing,
                 };
+                self.replaying |= since.is_some();
                 let membership = self.hub.join(&self.tenant.room(&channel), member, replay);
                 self.subscriptions.push(Subscription {
                     channel: channel.into(),
@@ -234,6 +265,12 @@ impl PusherSession {
         subscription
             .membership
             .relay(&server::client_event(channel, event, data, user));
+        let app = &self.tenant.app.id;
+        if self.webhooks.wants(app, EventKind::ClientEvent) {
+            let user = user.map(str::to_owned);
+            let hook = webhooks::Event::client_event(channel, event, data.get(), &*self.socket_id, user);
+            self.webhooks.send(app, hook);
+        }
         Ok(())
     }
 
@@ -320,6 +357,17 @@ impl Handler for PusherSession {
 
     fn on_message(&mut self, message: &Message, _outbox: &Outbox) -> Result<(), GiveUp> {
         PusherSession::on_message(self, message)
+    }
+
+    fn continue_replays(&mut self) -> bool {
+        if self.replaying {
+            let mut left = false;
+            for subscription in &self.subscriptions {
+                left |= subscription.membership.continue_replay();
+            }
+            self.replaying = left;
+        }
+        self.replaying
     }
 
     fn rate_limited(&mut self, _message: &Message) {

@@ -24,15 +24,14 @@ pub fn sealed_name(id: SocketId) -> Option<u64> {
     Some((id.first << 32) | id.second)
 }
 
-/// The connection `id` names, if it is of this process's making (another
-/// node's ids name no connection here).
-pub fn connection(id: SocketId) -> Option<u64> {
-    sealed::open(sealed_name(id)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The connection `id` names here, as a node opens an exclusion.
+    fn connection(id: SocketId) -> Option<u64> {
+        sealed::open(sealed_name(id)?)
+    }
 
     #[test]
     fn an_id_turns_back_into_its_connection() {
