@@ -46,7 +46,7 @@ impl Broker for LocalBroker {
                 message.event,
                 text,
             ))),
-            Body::Binary(_) => Ordered::Now(None),
+            Body::Binary(_) | Body::Signal(_) => Ordered::Now(None),
         }
     }
 
@@ -101,6 +101,7 @@ mod tests {
             body: Body::Text(t),
             client_ref: None,
             event: None,
+            except: 0,
         };
         let ids: Vec<u64> = ["a", "b", "c"]
             .into_iter()

@@ -48,6 +48,10 @@ pub struct Publication<'a> {
     /// The event's name for an event published the Pusher way (see
     /// [`Entry::event`]); `None` for a chat message.
     pub event: Option<&'a Arc<str>>,
+    /// The sealed name of a connection not to deliver it to (0: none):
+    /// opaque to the broker, which carries it to every node; only the
+    /// hub of the connection's own node opens it (`hub::sealed`).
+    pub except: u64,
 }
 
 /// What a message holds.
@@ -57,6 +61,9 @@ pub enum Body<'a> {
     Text(&'a str),
     /// A raw client's binary frame: relayed, not stored.
     Binary(&'a [u8]),
+    /// A text payload for the room's Pusher members only (a client event),
+    /// relayed unread: not stored, not numbered.
+    Signal(&'a [u8]),
 }
 
 /// Where a publication was ordered, and so when the hub delivers it.
@@ -82,6 +89,8 @@ pub enum Delivery {
         entry: Entry,
         /// The sender's `ref`.
         client_ref: Option<String>,
+        /// The sealed name of a connection left out (0: none).
+        except: u64,
     },
     /// A text message the broker could not order after all (Redis failed
     /// the pipeline): this node only, without an id.
@@ -96,9 +105,18 @@ pub enum Delivery {
         event: Option<Arc<str>>,
         /// The sender's `ref`.
         client_ref: Option<String>,
+        /// The sealed name of a connection left out (0: none).
+        except: u64,
     },
     /// A raw binary payload.
     Binary(Bytes),
+    /// A text payload for Pusher members (see [`Body::Signal`]).
+    Signal {
+        /// The payload, as its sender's node encoded it.
+        payload: Bytes,
+        /// The sealed name of its sender's connection, left out (0: none).
+        except: u64,
+    },
 }
 
 /// A member as the broker knows it: enough to list and announce it.

@@ -23,11 +23,11 @@ use serde::Deserialize;
 use crate::apps::request::QueryParams;
 use crate::apps::{ApiRequest, App};
 use crate::http::Shared;
-use crate::hub::CloseRequest;
+use crate::hub::{ChannelInfo, CloseRequest};
 use crate::protocol::pusher::{
     check_channel, check_event, server, ChannelType, ErrorCode, SocketId, USER_CHANNEL_PREFIX,
 };
-use crate::service::pusher::{excluded_connection, Tenant};
+use crate::service::pusher::{excluded_socket, Tenant};
 
 /// Events in one `batch_events` request (Pusher's limit).
 const MAX_BATCH: usize = 10;
@@ -150,8 +150,8 @@ impl Event {
 
     /// Publishes the event into each of `channels`.
     fn publish(&self, shared: &Shared, tenant: &Tenant, channels: &[&str]) {
-        // A socket id of another node's names no connection here.
-        let except = self.socket_id.as_deref().map_or(0, excluded_connection);
+        // Any node's socket id: the node that made it leaves it out.
+        let except = self.socket_id.as_deref().map_or(0, excluded_socket);
         let sender: Arc<str> = Arc::from(tenant.app.id.as_str());
         let name: Arc<str> = Arc::from(self.name.as_str());
         for channel in channels {
@@ -162,12 +162,13 @@ impl Event {
     }
 
     /// The `info` attributes asked for, per channel.
-    fn info(&self, shared: &Shared, tenant: &Tenant, channels: &[&str]) -> Option<serde_json::Value> {
+    async fn info(&self, shared: &Shared, tenant: &Tenant, channels: &[&str]) -> Option<serde_json::Value> {
         let attributes = Attributes::parse(self.info.as_deref()?);
-        let described: serde_json::Map<String, serde_json::Value> = channels
-            .iter()
-            .map(|channel| ((*channel).to_owned(), describe(shared, tenant, channel, attributes)))
-            .collect();
+        let mut described = serde_json::Map::new();
+        for channel in channels {
+            let info = describe(shared, tenant, channel, attributes).await;
+            described.insert((*channel).to_owned(), info);
+        }
         Some(serde_json::Value::Object(described))
     }
 }
@@ -194,12 +195,16 @@ impl Attributes {
 }
 
 /// A channel's attributes (this node's counts).
-fn describe(shared: &Shared, tenant: &Tenant, channel: &str, attributes: Attributes) -> serde_json::Value {
-    let info = shared
-        .hub
-        .room(&tenant.room(channel))
-        .map(|room| room.channel_info())
-        .unwrap_or_default();
+async fn describe(shared: &Shared, tenant: &Tenant, channel: &str, attributes: Attributes) -> serde_json::Value {
+    describe_info(
+        shared.hub.cluster_channel_info(&tenant.room(channel)).await,
+        channel,
+        attributes,
+    )
+}
+
+/// The attributes asked for of a channel whose counts are `info`.
+fn describe_info(info: ChannelInfo, channel: &str, attributes: Attributes) -> serde_json::Value {
     let mut described = serde_json::Map::new();
     if attributes.user_count && ChannelType::of(channel).is_presence() {
         described.insert("user_count".into(), info.users.into());
@@ -225,7 +230,7 @@ async fn events(
     let event: Event = parse_json(&body)?;
     let channels = event.validate(&tenant.app)?;
     event.publish(&shared, &tenant, &channels);
-    let body = match event.info(&shared, &tenant, &channels) {
+    let body = match event.info(&shared, &tenant, &channels).await {
         Some(info) => serde_json::json!({ "channels": info }),
         None => serde_json::json!({}),
     };
@@ -262,6 +267,7 @@ async fn batch_events(
         event.publish(&shared, &tenant, channels);
         let info = event
             .info(&shared, &tenant, channels)
+            .await
             .and_then(|info| info.get(channels[0]).cloned());
         any_info |= info.is_some();
         infos.push(info.unwrap_or_else(|| serde_json::json!({})));
@@ -298,7 +304,8 @@ async fn channels(
         if ChannelType::of(channel).kind == crate::protocol::pusher::ChannelKind::User {
             continue;
         }
-        listed.insert(channel.to_owned(), describe(&shared, &tenant, channel, attributes));
+        let info = describe(&shared, &tenant, channel, attributes).await;
+        listed.insert(channel.to_owned(), info);
     }
     Ok(Json(serde_json::json!({ "channels": listed })).into_response())
 }
@@ -315,11 +322,9 @@ async fn channel(
     if attributes.user_count && !kind.is_presence() {
         return Err(ApiError::bad("user_count is only for presence channels"));
     }
-    let occupied = shared
-        .hub
-        .room(&tenant.room(&channel))
-        .is_some_and(|room| room.channel_info().subscriptions > 0);
-    let mut body = describe(&shared, &tenant, &channel, attributes);
+    let info = shared.hub.cluster_channel_info(&tenant.room(&channel)).await;
+    let occupied = info.subscriptions > 0;
+    let mut body = describe_info(info, &channel, attributes);
     body["occupied"] = occupied.into();
     Ok(Json(body).into_response())
 }
@@ -336,11 +341,7 @@ async fn users(
     if !presence {
         return Err(ApiError::bad("Users are listed for presence channels only"));
     }
-    let ids = shared
-        .hub
-        .room(&tenant.room(&channel))
-        .map(|room| room.user_ids())
-        .unwrap_or_default();
+    let ids = shared.hub.cluster_user_ids(&tenant.room(&channel)).await;
     let users: Vec<serde_json::Value> = ids.iter().map(|id| serde_json::json!({ "id": &**id })).collect();
     Ok(Json(serde_json::json!({ "users": users })).into_response())
 }

@@ -17,6 +17,7 @@ mod outbox;
 pub(crate) mod pusher;
 mod registry;
 mod room;
+pub mod sealed;
 #[cfg(test)]
 mod tests;
 mod timeouts;
@@ -320,8 +321,9 @@ impl Hub {
 
     /// Publishes a named event into the room `name` (the Pusher HTTP API's
     /// `events`): ordered and stored like any message, delivered to this
-    /// node's members in every form but to the connection numbered `except`
-    /// (0: none), and to other nodes' through the broker. A room without
+    /// node's members in every form but to the connection whose sealed name
+    /// is `except` ([`sealed`]; 0: none), and to other nodes' through the
+    /// broker (which carries `except` along: its own node leaves it out). A room without
     /// members here exists only while the event is ordered, under the room
     /// map's lock, so that nobody can join it meanwhile and miss the event
     /// (it has no members to deliver to: the lock is held for the ordering
@@ -364,6 +366,42 @@ impl Hub {
     /// The room called `name`, if it has members.
     pub fn room(&self, name: &str) -> Option<Arc<Room>> {
         lock(&self.inner.rooms).get(name).cloned()
+    }
+
+    /// A presence channel's user ids, in order: the cluster's when the
+    /// broker knows the room's members on every node, else this node's.
+    pub async fn cluster_user_ids(&self, name: &str) -> Vec<Arc<str>> {
+        match self.cluster_members(name).await {
+            Some(listed) => {
+                let ids: std::collections::BTreeSet<&str> = listed.iter().filter_map(|m| m.user.as_deref()).collect();
+                ids.into_iter().map(Arc::from).collect()
+            }
+            None => self.room(name).map(|room| room.user_ids()).unwrap_or_default(),
+        }
+    }
+
+    /// The room's members on every node, when the broker knows them.
+    async fn cluster_members(&self, name: &str) -> Option<Vec<crate::broker::ListedMember>> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let then = Box::new(move |listed| {
+            let _ = answer.send(listed);
+        });
+        if !self.inner.broker.members(&RoomName::from(name), then) {
+            return None;
+        }
+        answered.await.ok().flatten()
+    }
+
+    /// What the Pusher HTTP API tells of room `name`: the cluster's counts
+    /// when the broker knows the room's members on every node (every
+    /// member counts as a subscription, each user id once), else this
+    /// node's. With Redis, a join or leave counts once the broker's
+    /// pipeline has recorded it (the next round trip at most).
+    pub async fn cluster_channel_info(&self, name: &str) -> ChannelInfo {
+        match self.cluster_members(name).await {
+            Some(listed) => ChannelInfo::of_members(&listed),
+            None => self.room(name).map(|room| room.channel_info()).unwrap_or_default(),
+        }
     }
 
     /// Asks every connection to close (shutdown sends 1001 this way).

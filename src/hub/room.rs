@@ -464,9 +464,10 @@ impl Room {
             body,
             client_ref: None,
             event: None,
+            except: 0,
         };
         let raw = Some(message.frame().clone());
-        self.order_and_deliver(hub, order, publication, raw, 0);
+        self.order_and_deliver(hub, order, publication, raw);
     }
 
     /// Publishes a message from a `wshub.v1` client: stored, then sent as
@@ -487,13 +488,14 @@ impl Room {
             body: Body::Text(text),
             client_ref: client_ref.as_deref(),
             event: None,
+            except: 0,
         };
-        self.order_and_deliver(hub, order, publication, raw, 0);
+        self.order_and_deliver(hub, order, publication, raw);
     }
 
     /// Publishes a named event (the Pusher HTTP API's): stored and sent in
-    /// every form, except to the member whose connection number is `except`
-    /// (Pusher's `socket_id` exclusion; 0: none).
+    /// every form, except to the connection whose sealed name is `except`
+    /// (Pusher's `socket_id` exclusion, on whichever node it is; 0: none).
     pub(crate) fn publish_event(
         self: &Arc<Self>,
         hub: &Hub,
@@ -509,21 +511,34 @@ impl Room {
             body: Body::Text(data),
             client_ref: None,
             event: Some(event),
+            except,
         };
-        self.order_and_deliver(hub, order, publication, None, except);
+        self.order_and_deliver(hub, order, publication, None);
     }
 
-    /// Relays a Pusher client event (`frame`, encoded) to the room's other
-    /// Pusher members: not stored, not numbered, not sent to its sender
-    /// (member `key` of `worker`).
-    pub(crate) fn relay(self: &Arc<Self>, hub: &Hub, worker: usize, key: usize, frame: Bytes) {
+    /// Relays a Pusher client event (`json`, the frame's text) to the
+    /// room's other Pusher members on every node: not stored, not
+    /// numbered, not sent to its sender (member `key` of `worker`, whose
+    /// sealed name travels with it so that its own node leaves it out).
+    pub(crate) fn relay(self: &Arc<Self>, hub: &Hub, worker: usize, key: usize, json: &str) {
         let order = lock(&self.order);
         let Some(except) = self.shard(worker).get(key).map(Member::conn) else {
             return;
         };
+        let publication = Publication {
+            nick: &self.name,
+            user: None,
+            body: Body::Signal(json.as_bytes()),
+            client_ref: None,
+            event: None,
+            except: super::sealed::seal(except),
+        };
+        if let Ordered::Later = hub.broker().publish(&self.name, publication) {
+            return;
+        }
         hub.stats().published.fetch_add(1, Ordering::Relaxed);
         let forms = Forms {
-            pusher: Some(frame),
+            pusher: Some(encode_frame(OpCode::Text, json.as_bytes())),
             except,
             ..Forms::message()
         };
@@ -575,12 +590,12 @@ impl Room {
         mut order: MutexGuard<'_, Order>,
         publication: Publication<'_>,
         raw: Option<Bytes>,
-        except: u64,
     ) {
+        let except = excluded_here(publication.except);
         let client_ref = publication.client_ref.map(str::to_owned);
         let text = match publication.body {
             Body::Text(text) => Some(text),
-            Body::Binary(_) => None,
+            Body::Binary(_) | Body::Signal(_) => None,
         };
         let (nick, user) = (publication.nick.clone(), publication.user.cloned());
         let event = publication.event.cloned();
@@ -627,12 +642,19 @@ impl Room {
     pub(crate) fn deliver(self: &Arc<Self>, hub: &Hub, delivery: Delivery) {
         let mut order = lock(&self.order);
         let forms = match delivery {
-            Delivery::Text { entry, client_ref } => {
+            Delivery::Text {
+                entry,
+                client_ref,
+                except,
+            } => {
                 if entry.id <= order.last_delivered {
                     return;
                 }
                 order.last_delivered = entry.id;
-                self.entry_forms(&order, &entry, client_ref, None)
+                Forms {
+                    except: excluded_here(except),
+                    ..self.entry_forms(&order, &entry, client_ref, None)
+                }
             }
             Delivery::LocalText {
                 nick,
@@ -640,11 +662,25 @@ impl Room {
                 event,
                 text,
                 client_ref,
-            } => self.entry_forms(&order, &local_entry(nick, user, event, text), client_ref, None),
+                except,
+            } => Forms {
+                except: excluded_here(except),
+                ..self.entry_forms(&order, &local_entry(nick, user, event, text), client_ref, None)
+            },
             Delivery::Binary(payload) => Forms {
                 raw: Some(encode_frame(OpCode::Binary, &payload)),
                 ..Forms::message()
             },
+            Delivery::Signal { payload, except } => {
+                if order.pusher == 0 {
+                    return;
+                }
+                Forms {
+                    pusher: Some(encode_frame(OpCode::Text, &payload)),
+                    except: excluded_here(except),
+                    ..Forms::message()
+                }
+            }
         };
         hub.stats().published.fetch_add(1, Ordering::Relaxed);
         self.fan_out(hub, &order, forms);
@@ -723,6 +759,15 @@ impl Room {
     }
 }
 
+/// The connection of this node that a sealed name (0: none) leaves out; 0
+/// when it is another node's.
+fn excluded_here(sealed: u64) -> u64 {
+    match sealed {
+        0 => 0,
+        sealed => super::sealed::open(sealed).unwrap_or(0),
+    }
+}
+
 /// A message delivered on this node only (the broker could not carry it):
 /// id 0, not in the shared history (its `wshub.v1` form is marked `local`).
 fn local_entry(nick: Arc<str>, user: Option<Arc<str>>, event: Option<Arc<str>>, text: Arc<str>) -> Entry {
@@ -743,6 +788,17 @@ pub struct ChannelInfo {
     pub subscriptions: usize,
     /// Distinct users of a presence channel (0 on others).
     pub users: usize,
+}
+
+impl ChannelInfo {
+    /// The counts of a member list (the cluster's, from the broker).
+    pub(crate) fn of_members(listed: &[ListedMember]) -> ChannelInfo {
+        let users: std::collections::BTreeSet<&str> = listed.iter().filter_map(|m| m.user.as_deref()).collect();
+        ChannelInfo {
+            subscriptions: listed.iter().map(|m| m.connections).sum(),
+            users: users.len(),
+        }
+    }
 }
 
 /// A connection's place in a room; dropping it leaves the room.
@@ -787,11 +843,11 @@ impl Membership {
         self.room.publish_text(&self.hub, nick, user, text, client_ref);
     }
 
-    /// Relays a Pusher client event to the room's other Pusher members
-    /// (see [`Room::relay`]).
-    pub fn relay(&self, frame: Bytes) {
+    /// Relays a Pusher client event (its frame's JSON) to the room's other
+    /// Pusher members (see [`Room::relay`]).
+    pub fn relay(&self, json: &str) {
         let (worker, key) = self.place();
-        self.room.relay(&self.hub, worker, key, frame);
+        self.room.relay(&self.hub, worker, key, json);
     }
 
     /// Sends more of this member's replay, if one is being paced out; true

@@ -377,7 +377,12 @@ fn events_reach_each_protocol_in_its_form_and_client_events_skip_the_sender() {
     for o in [&p1, &p2, &raw, &json] {
         texts(o);
     }
-    m1.relay(super::pusher::event_frame("lobby", "client-typing", "{}", None));
+    m1.relay(&crate::protocol::pusher::server::event(
+        "lobby",
+        "client-typing",
+        "{}",
+        None,
+    ));
     assert!(events(&p1).is_empty(), "not echoed to its sender");
     assert_eq!(events(&p2), ["client-typing"]);
     assert!(
@@ -386,7 +391,13 @@ fn events_reach_each_protocol_in_its_form_and_client_events_skip_the_sender() {
     );
 
     let (app, greet) = (Arc::from("app-id"), Arc::from("greet"));
-    hub.publish_event("lobby", &app, &greet, r#"{"hi":1}"#, super::member::outbox_id(&p2));
+    hub.publish_event(
+        "lobby",
+        &app,
+        &greet,
+        r#"{"hi":1}"#,
+        super::sealed::seal(super::member::outbox_id(&p2)),
+    );
     assert_eq!(
         texts(&p1),
         [serde_json::json!({"event": "greet", "channel": "lobby", "data": "{\"hi\":1}", "id": 1})]

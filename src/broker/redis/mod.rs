@@ -52,9 +52,16 @@ enum Command {
         text: Arc<str>,
         event: Option<Arc<str>>,
         client_ref: Option<String>,
+        except: u64,
     },
     /// Relay a raw binary frame's payload to raw members of every node.
     PublishBinary { room: RoomName, payload: Bytes },
+    /// Relay a text payload to Pusher members of every node.
+    PublishSignal {
+        room: RoomName,
+        payload: Bytes,
+        except: u64,
+    },
     /// A local member joined a room: record it for presence, tell others.
     Joined { room: RoomName, member: MemberInfo },
     /// A local member left a room.
@@ -83,6 +90,7 @@ impl std::fmt::Debug for Command {
         let (kind, room) = match self {
             Command::Publish { room, .. } => ("publish", room),
             Command::PublishBinary { room, .. } => ("publish binary", room),
+            Command::PublishSignal { room, .. } => ("publish signal", room),
             Command::Joined { room, .. } => ("joined", room),
             Command::Left { room, .. } => ("left", room),
             Command::Replay { room, .. } => ("replay", room),
@@ -241,10 +249,16 @@ impl Broker for RedisBroker {
                 text: Arc::from(text),
                 event: message.event.cloned(),
                 client_ref: message.client_ref.map(str::to_owned),
+                except: message.except,
             },
             Body::Binary(payload) => Command::PublishBinary {
                 room: room.clone(),
                 payload: Bytes::copy_from_slice(payload),
+            },
+            Body::Signal(payload) => Command::PublishSignal {
+                room: room.clone(),
+                payload: Bytes::copy_from_slice(payload),
+                except: message.except,
             },
         };
         if self.send(command) {

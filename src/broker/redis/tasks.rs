@@ -144,6 +144,7 @@ fn add_to_pipeline(pipe: &mut redis::Pipeline, command: &Command, broker: &Redis
             text,
             event,
             client_ref,
+            except,
         } => {
             pipe.cmd("EVAL")
                 .arg(wire::PUBLISH_SCRIPT)
@@ -158,12 +159,23 @@ fn add_to_pipeline(pipe: &mut redis::Pipeline, command: &Command, broker: &Redis
                 .arg(client_ref.as_deref().unwrap_or(""))
                 .arg(user.as_deref().unwrap_or(""))
                 .arg(event.as_deref().unwrap_or(""))
+                .arg(if *except == 0 {
+                    String::new()
+                } else {
+                    except.to_string()
+                })
                 .ignore();
         }
         Command::PublishBinary { room, payload } => {
             pipe.cmd("PUBLISH")
                 .arg(wire::binary_channel(room))
                 .arg(&payload[..])
+                .ignore();
+        }
+        Command::PublishSignal { room, payload, except } => {
+            pipe.cmd("PUBLISH")
+                .arg(wire::signal_channel(room))
+                .arg(wire::signal_message(*except, payload))
                 .ignore();
         }
         Command::Joined { room, member } | Command::Left { room, member } => {
@@ -202,6 +214,7 @@ fn fail(commands: Vec<Command>, hub: &dyn Deliver) {
                 text,
                 event,
                 client_ref,
+                except,
             } => hub.deliver(
                 &room,
                 Delivery::LocalText {
@@ -210,9 +223,13 @@ fn fail(commands: Vec<Command>, hub: &dyn Deliver) {
                     event,
                     text,
                     client_ref,
+                    except,
                 },
             ),
             Command::PublishBinary { room, payload } => hub.deliver(&room, Delivery::Binary(payload)),
+            Command::PublishSignal { room, payload, except } => {
+                hub.deliver(&room, Delivery::Signal { payload, except })
+            }
             Command::Replay { then, .. } | Command::History { then, .. } => then(Replayed::default()),
             Command::Members { then, .. } => then(None),
             Command::Joined { .. } | Command::Left { .. } => {}
@@ -445,12 +462,31 @@ fn dispatch(broker: &RedisBroker, hub: &dyn Deliver, channel: &str, payload: &[u
                     event: message.event.map(Arc::from),
                 };
                 let client_ref = message.client_ref;
-                hub.deliver(room, Delivery::Text { entry, client_ref });
+                let except = message.except.and_then(|e| e.parse().ok()).unwrap_or(0);
+                hub.deliver(
+                    room,
+                    Delivery::Text {
+                        entry,
+                        client_ref,
+                        except,
+                    },
+                );
             }
             Err(e) => tracing::warn!(channel, "unreadable message from Redis: {e}"),
         }
     } else if let Some(room) = wire::room_of(channel, "wshub:bin:") {
         hub.deliver(room, Delivery::Binary(bytes::Bytes::copy_from_slice(payload)));
+    } else if let Some(room) = wire::room_of(channel, "wshub:sig:") {
+        match wire::parse_signal(payload) {
+            Some((except, payload)) => hub.deliver(
+                room,
+                Delivery::Signal {
+                    payload: bytes::Bytes::copy_from_slice(payload),
+                    except,
+                },
+            ),
+            None => tracing::warn!(channel, "unreadable signal from Redis"),
+        }
     } else if let Some(room) = wire::room_of(channel, "wshub:presence:") {
         if let Ok(event) = serde_json::from_slice::<WirePresence>(payload) {
             if event.node != broker.node() {
@@ -508,6 +544,7 @@ async fn restore(client: &Client, broker: &RedisBroker, hub: &dyn Deliver) -> Re
                 Delivery::Text {
                     entry,
                     client_ref: None,
+                    except: 0,
                 },
             );
         }

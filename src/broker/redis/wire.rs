@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Channel patterns every node subscribes to.
-pub(super) const PATTERNS: [&str; 3] = ["wshub:msg:*", "wshub:bin:*", "wshub:presence:*"];
+pub(super) const PATTERNS: [&str; 4] = ["wshub:msg:*", "wshub:bin:*", "wshub:sig:*", "wshub:presence:*"];
 
 /// Nodes and their last heartbeat (unix ms), a sorted set.
 pub(super) const NODES: &str = "wshub:nodes";
@@ -35,6 +35,25 @@ pub(super) fn binary_channel(room: &str) -> String {
     format!("wshub:bin:{room}")
 }
 
+pub(super) fn signal_channel(room: &str) -> String {
+    format!("wshub:sig:{room}")
+}
+
+/// A signal as published: the sealed name of the connection to leave out
+/// (8 bytes, big-endian; 0: none), then the payload as it is.
+pub(super) fn signal_message(except: u64, payload: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(8 + payload.len());
+    message.extend_from_slice(&except.to_be_bytes());
+    message.extend_from_slice(payload);
+    message
+}
+
+/// The connection left out and the payload of a published signal.
+pub(super) fn parse_signal(message: &[u8]) -> Option<(u64, &[u8])> {
+    let (except, payload) = message.split_first_chunk::<8>()?;
+    Some((u64::from_be_bytes(*except), payload))
+}
+
 pub(super) fn presence_channel(room: &str) -> String {
     format!("wshub:presence:{room}")
 }
@@ -45,7 +64,10 @@ pub(super) fn presence_channel(room: &str) -> String {
 /// Lua's JSON encoder would print large numbers in exponent form. The
 /// sender's user id (`ARGV[7]`, empty for none) is a `user` field of the
 /// stream entry and of the published message only when there is one; so is
-/// an event's name (`ARGV[8]`, an `event` field).
+/// an event's name (`ARGV[8]`, an `event` field). A connection to leave
+/// out (`ARGV[9]`, its sealed name in decimal, empty for none) is an
+/// `except` field of the published message only: live delivery skips it,
+/// history does not.
 pub(super) const PUBLISH_SCRIPT: &str = r#"
 local id = redis.call('INCR', KEYS[1])
 local fields = {'ts', ARGV[2], 'nick', ARGV[3], 'text', ARGV[4]}
@@ -62,6 +84,7 @@ if ARGV[8] ~= nil and ARGV[8] ~= '' then
 end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], id .. '-1', unpack(fields))
 if ARGV[6] ~= '' then message['ref'] = ARGV[6] end
+if ARGV[9] ~= nil and ARGV[9] ~= '' then message['except'] = ARGV[9] end
 redis.call('PUBLISH', ARGV[5], cjson.encode(message))
 return id
 "#;
@@ -108,6 +131,9 @@ pub(super) struct WireMessage {
     pub event: Option<String>,
     #[serde(default, rename = "ref")]
     pub client_ref: Option<String>,
+    /// A connection's sealed name in decimal (see `Publication::except`).
+    #[serde(default)]
+    pub except: Option<String>,
 }
 
 /// A presence event.
@@ -135,6 +161,16 @@ mod tests {
         assert_eq!(seq_key("lobby"), "wshub:{lobby}:seq");
         assert_eq!(log_key("lobby"), "wshub:{lobby}:log");
         assert_eq!(room_of(&message_channel("a.b"), "wshub:msg:"), Some("a.b"));
+    }
+
+    #[test]
+    fn a_signal_carries_its_exclusion_before_the_payload() {
+        let message = signal_message(0x0102_0304_0506_0708, b"{\"event\":\"client-x\"}");
+        assert_eq!(
+            parse_signal(&message),
+            Some((0x0102_0304_0506_0708, &b"{\"event\":\"client-x\"}"[..]))
+        );
+        assert_eq!(parse_signal(b"short"), None);
     }
 
     #[test]

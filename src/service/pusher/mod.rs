@@ -262,8 +262,9 @@ impl PusherSession {
         }
         let subscription = &self.subscriptions[index];
         let user = subscription.user.as_deref();
-        let frame = text(&server::client_event(channel, event, data, user));
-        subscription.membership.relay(frame);
+        subscription
+            .membership
+            .relay(&server::client_event(channel, event, data, user));
         let app = &self.tenant.app.id;
         if self.webhooks.wants(app, EventKind::ClientEvent) {
             let user = user.map(str::to_owned);
@@ -376,13 +377,14 @@ impl Handler for PusherSession {
     }
 }
 
-/// The socket id a client gave, as the connection it names here (0: none,
-/// or not one of this node's).
-pub fn excluded_connection(socket_id: &str) -> u64 {
+/// The socket id a client gave, as the sealed name of the connection to
+/// leave out (0: none), which travels to every node and which only the
+/// node that made it opens (see [`crate::hub::sealed`]).
+pub fn excluded_socket(socket_id: &str) -> u64 {
     socket_id
         .parse::<SocketId>()
         .ok()
-        .and_then(socket_id::connection)
+        .and_then(socket_id::sealed_name)
         .unwrap_or(0)
 }
 

@@ -1,0 +1,96 @@
+//! A connection's sealed name: its number put through a keyed, invertible
+//! mix, which only the process that made it can open.
+//!
+//! Pusher's `socket_id` is this name written as two numbers, and the HTTP
+//! API of any node may be handed one to leave out of an event. With
+//! several nodes the name travels through the broker as it is, and every
+//! node opens it with its own key: the node that made it gets the
+//! connection back, the others get nothing (a connection's number is its
+//! outbox's address, whose [`CHECK`] bits are zero; another key's opening
+//! keeps them zero with a chance of one in 2^19, and then must still hit a
+//! live member's address), so the exclusion holds on its own node only.
+//! It also says nothing about the process's memory, and a client cannot
+//! guess another connection's name from its own.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::OnceLock;
+
+/// Bits that are zero in every connection number: the top 16 (user-space
+/// addresses on 64-bit targets have 48 bits at most) and the low 3 (an
+/// outbox is aligned to 8 bytes at least).
+const CHECK: u64 = 0xffff_0000_0000_0007;
+
+fn key() -> u64 {
+    static KEY: OnceLock<u64> = OnceLock::new();
+    *KEY.get_or_init(|| {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(0x5eed);
+        hasher.finish()
+    })
+}
+
+/// The sealed name of connection `conn`.
+pub fn seal(conn: u64) -> u64 {
+    scramble(conn ^ key())
+}
+
+/// The connection `sealed` names, if this process sealed it.
+pub fn open(sealed: u64) -> Option<u64> {
+    let conn = unscramble(sealed) ^ key();
+    (conn & CHECK == 0).then_some(conn)
+}
+
+/// An invertible mix (the splitmix64 finalizer, each step undone by
+/// [`unscramble`]): neighbouring connections get unrelated names.
+fn scramble(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn unscramble(mut x: u64) -> u64 {
+    x = undo_shift(x, 31);
+    x = x.wrapping_mul(inverse(0x94d0_49bb_1331_11eb));
+    x = undo_shift(x, 27);
+    x = x.wrapping_mul(inverse(0xbf58_476d_1ce4_e5b9));
+    undo_shift(x, 30)
+}
+
+/// Undoes `x ^= x >> shift`: each round recovers `shift` more bits.
+fn undo_shift(x: u64, shift: u32) -> u64 {
+    let mut y = x;
+    let mut known = shift;
+    while known < 64 {
+        y = x ^ (y >> shift);
+        known += shift;
+    }
+    y
+}
+
+/// The inverse of an odd number modulo 2^64 (Newton's iteration).
+fn inverse(a: u64) -> u64 {
+    let mut x = a;
+    for _ in 0..6 {
+        x = x.wrapping_mul(2u64.wrapping_sub(a.wrapping_mul(x)));
+    }
+    x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_opens_to_its_connection_here_only() {
+        for conn in [8, 16, 0x7f12_3456_7890, 0xffff_ffff_fff8] {
+            assert_eq!(open(seal(conn)), Some(conn));
+        }
+        assert_ne!(seal(8) >> 32, seal(16) >> 32, "neighbours look unrelated");
+        // Another process's key: what it seals opens to nothing here.
+        let foreign = |conn: u64| scramble(conn ^ 0x1234_5678_9abc_def0);
+        let opened = (1..=1000).filter(|&c| open(foreign(c * 16)).is_some()).count();
+        assert_eq!(opened, 0);
+    }
+}
