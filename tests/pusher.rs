@@ -688,3 +688,53 @@ async fn webhooks_tell_the_backend_of_channels_and_members() {
     assert_eq!(names[4].1["subscription_count"], 0);
     server.shutdown().await;
 }
+
+/// A second app's channels are its own: the same name is another channel,
+/// and its frames name the channel as its clients know it.
+#[tokio::test]
+async fn a_second_apps_channels_live_apart() {
+    let first = wshub::apps::App::from_spec(&format!("{APP_ID}:{KEY}:{SECRET}")).expect("valid spec");
+    let second = wshub::apps::App::from_spec("two:two-key:two-secret").expect("valid spec");
+    let mut config = test_config();
+    config.apps = wshub::apps::Apps::new(vec![first, second]).expect("valid apps");
+    let server = start_server_with(config).await;
+    let (mut one, _) = pusher_client(&server).await;
+    subscribe(&mut one, "lobby", None, None).await;
+    let mut two = connect(&server.url("/app/two-key?protocol=7")).await;
+    assert_eq!(recv_json(&mut two).await["event"], "pusher:connection_established");
+    let ok = subscribe(&mut two, "lobby", None, None).await;
+    assert_eq!(
+        (ok["event"].as_str(), ok["channel"].as_str()),
+        (Some("pusher_internal:subscription_succeeded"), Some("lobby"))
+    );
+    // Published by the second app: its subscriber only, on its channel "lobby".
+    let body = json!({"name": "hi", "data": "two", "channel": "lobby"}).to_string();
+    let mut params = [
+        ("auth_key".to_owned(), "two-key".to_owned()),
+        ("auth_timestamp".to_owned(), now().to_string()),
+        ("auth_version".to_owned(), "1.0".to_owned()),
+        ("body_md5".to_owned(), hex::encode(Md5::digest(body.as_bytes()))),
+    ];
+    params.sort();
+    let query = params
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let signature = hmac_hex("two-secret", &format!("POST\n/apps/two/events\n{query}"));
+    let (status, _) = raw_http(
+        &server,
+        "POST",
+        &format!("/apps/two/events?{query}&auth_signature={signature}"),
+        &body,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let got = recv_json(&mut two).await;
+    assert_eq!(
+        (got["event"].as_str(), got["channel"].as_str(), got["data"].as_str()),
+        (Some("hi"), Some("lobby"), Some("two"))
+    );
+    quiet(&mut one).await;
+    server.shutdown().await;
+}

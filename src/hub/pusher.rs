@@ -81,7 +81,8 @@ pub(crate) fn event_frame(channel: &str, event: &str, data: &str, user_id: Optio
 /// A room's message as a Pusher event (see the module doc): Pusher's
 /// envelope, and, when it is numbered, its `id` (wshub's extension: what a
 /// client gives as `since` to catch up; pusher-js ignores it).
-pub(super) fn entry_frame(channel: &str, entry: &Entry) -> Bytes {
+pub(super) fn entry_frame(room: &str, entry: &Entry) -> Bytes {
+    let channel = channel_of(room);
     match &entry.event {
         Some(event) => stored_frame(channel, event, &entry.text, None, entry.id),
         None => {
@@ -131,14 +132,16 @@ fn stored_frame(channel: &str, event: &str, data: &str, user_id: Option<&str>, i
 
 /// `wshub:history_truncated`: a catch-up asked for more than history still
 /// holds; `first_available` is where it starts.
-pub(super) fn history_truncated(channel: &str, first_available: u64) -> Bytes {
+pub(super) fn history_truncated(room: &str, first_available: u64) -> Bytes {
+    let channel = channel_of(room);
     let data = serde_json::json!({ "first_available": first_available }).to_string();
     event_frame(channel, "wshub:history_truncated", &data, None)
 }
 
 /// `pusher_internal:subscription_succeeded`, with the member list on a
 /// presence channel (`users`).
-pub(super) fn subscription_succeeded(channel: &str, users: Option<&Users>) -> Bytes {
+pub(super) fn subscription_succeeded(room: &str, users: Option<&Users>) -> Bytes {
+    let channel = channel_of(room);
     let Some(users) = users else {
         return text(&server::subscription_succeeded(channel));
     };
@@ -154,26 +157,39 @@ pub(super) fn subscription_succeeded(channel: &str, users: Option<&Users>) -> By
 }
 
 /// `pusher_internal:member_added`.
-pub(super) fn member_added(channel: &str, user: &str, info: &str) -> Bytes {
+pub(super) fn member_added(room: &str, user: &str, info: &str) -> Bytes {
+    let channel = channel_of(room);
     text(&server::member_added(channel, user, raw_json(info)))
 }
 
 /// `pusher_internal:member_removed`.
-pub(super) fn member_removed(channel: &str, user: &str) -> Bytes {
+pub(super) fn member_removed(room: &str, user: &str) -> Bytes {
+    let channel = channel_of(room);
     text(&server::member_removed(channel, user))
 }
 
 /// A cache channel's last message for a new subscriber, or
 /// `pusher:cache_miss` when it has none.
-pub(super) fn push_cached(hub: &super::Hub, channel: &str, outbox: &super::Outbox, replayed: &crate::broker::Replayed) {
+pub(super) fn push_cached(hub: &super::Hub, room: &str, outbox: &super::Outbox, replayed: &crate::broker::Replayed) {
     let frame = match replayed.entries.last() {
-        Some(entry) => entry_frame(channel, entry),
+        Some(entry) => entry_frame(room, entry),
         None => {
-            hub.room_events().cache_missed(channel);
-            text(&server::cache_miss(channel))
+            hub.room_events().cache_missed(room);
+            text(&server::cache_miss(channel_of(room)))
         }
     };
     let _ = outbox.push(frame);
+}
+
+/// The Pusher channel a room is: the room's name, but for an app that
+/// keeps its channels apart (rooms `{app_id}#{channel}`, see
+/// `service::pusher::Tenant`), the part after the `#`. A user's channel
+/// (`#server-to-user-...`) starts with its `#`.
+pub(crate) fn channel_of(room: &str) -> &str {
+    match room.find('#') {
+        Some(at) if at > 0 => &room[at + 1..],
+        _ => room,
+    }
 }
 
 /// `info` as JSON to embed (the session checked it is JSON; `null` else).
@@ -194,6 +210,16 @@ mod tests {
         let len = frame[1] & 0x7f;
         let start = if len == 126 { 4 } else { 2 };
         serde_json::from_slice(&frame[start..]).expect("JSON")
+    }
+
+    #[test]
+    fn a_rooms_channel_is_its_name_after_the_apps_prefix() {
+        assert_eq!(channel_of("lobby"), "lobby");
+        assert_eq!(channel_of("two#lobby"), "lobby");
+        assert_eq!(channel_of("#server-to-user-7"), "#server-to-user-7");
+        assert_eq!(channel_of("two##server-to-user-7"), "#server-to-user-7");
+        let frame = json(&member_removed("two#presence-x", "7"));
+        assert_eq!(frame["channel"], "presence-x");
     }
 
     #[test]

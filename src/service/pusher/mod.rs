@@ -86,7 +86,6 @@ pub struct PusherSession {
     _slot: AppSlot,
     webhooks: Webhooks,
     outbox: Arc<Outbox>,
-    socket_id: Box<str>,
     subscriptions: Vec<Subscription>,
     /// The user id it signed in as (`pusher:signin`).
     user: Option<Box<str>>,
@@ -118,7 +117,6 @@ impl PusherSession {
             _slot: slot,
             webhooks: context.webhooks.clone(),
             outbox,
-            socket_id: socket_id.to_string().into(),
             subscriptions: Vec::new(),
             user: None,
             bad_requests: 0,
@@ -202,7 +200,7 @@ impl PusherSession {
             channel: &channel,
             auth,
             channel_data,
-            socket_id: &self.socket_id,
+            socket_id: &self.socket_id(),
             signed_in: self.user.as_deref(),
         };
         match subscribe::admit(&self.tenant.app, &request) {
@@ -218,6 +216,9 @@ impl PusherSession {
                 };
                 self.replaying |= since.is_some();
                 let membership = self.hub.join(&self.tenant.room(&channel), member, replay);
+                // One more place, not the doubling Vec's four: most
+                // connections hold one or two channels for their life.
+                self.subscriptions.reserve_exact(1);
                 self.subscriptions.push(Subscription {
                     channel: channel.into(),
                     kind: admitted.kind,
@@ -268,7 +269,7 @@ impl PusherSession {
         let app = &self.tenant.app.id;
         if self.webhooks.wants(app, EventKind::ClientEvent) {
             let user = user.map(str::to_owned);
-            let hook = webhooks::Event::client_event(channel, event, data.get(), &*self.socket_id, user);
+            let hook = webhooks::Event::client_event(channel, event, data.get(), self.socket_id(), user);
             self.webhooks.send(app, hook);
         }
         Ok(())
@@ -279,7 +280,7 @@ impl PusherSession {
     /// 4009, as Pusher does.
     fn signin(&mut self, auth: &str, user_data: &str) -> Result<(), GiveUp> {
         let credentials = self.tenant.app.credentials();
-        let user = match credentials.verify_user_auth(&self.socket_id, user_data, auth) {
+        let user = match credentials.verify_user_auth(&self.socket_id(), user_data, auth) {
             Ok(()) => subscribe::signed_in_user(user_data),
             Err(e) => Err(e.to_string()),
         };
@@ -321,6 +322,12 @@ impl PusherSession {
         }
         *count += 1;
         true
+    }
+
+    /// The connection's socket id, made again when needed rather than kept:
+    /// an idle connection holds no copy of it.
+    fn socket_id(&self) -> String {
+        socket_id::of(self.connection_number()).to_string()
     }
 
     fn connection_number(&self) -> u64 {
