@@ -9,53 +9,15 @@ mod common;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use common::pusher::{data, hmac_hex, pusher_client, recv_json, with_app, APP_ID, KEY, SECRET};
 use common::{connect, expect_close, next_message, send_text, start_server_with, test_config, Client, TestServer};
-use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use serde_json::{json, Value};
-use sha2::Sha256;
 use tokio_tungstenite::tungstenite::Message;
 
-const APP_ID: &str = "app-id";
-const KEY: &str = "app-key";
-const SECRET: &str = "app-secret";
-
-fn hmac_hex(secret: &str, text: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key size");
-    mac.update(text.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
-}
-
 async fn pusher_server() -> TestServer {
-    let mut config = test_config();
     // As `--app ID:KEY:SECRET` makes it: client events on.
-    let app = wshub::apps::App::from_spec(&format!("{APP_ID}:{KEY}:{SECRET}")).expect("valid spec");
-    config.apps = wshub::apps::Apps::new(vec![app]).expect("valid app");
-    start_server_with(config).await
-}
-
-async fn recv_json(client: &mut Client) -> Value {
-    match next_message(client).await {
-        Message::Text(text) => serde_json::from_str(&text).expect("JSON"),
-        other => panic!("expected a text frame, got {other:?}"),
-    }
-}
-
-/// The frame's `data`, parsed (Pusher sends it as a JSON string).
-fn data(frame: &Value) -> Value {
-    match &frame["data"] {
-        Value::String(s) => serde_json::from_str(s).unwrap_or(Value::String(s.clone())),
-        other => other.clone(),
-    }
-}
-
-/// Connects a Pusher client and returns it with its socket id.
-async fn pusher_client(server: &TestServer) -> (Client, String) {
-    let mut client = connect(&server.url(&format!("/app/{KEY}?protocol=7&client=js&version=8.4.0"))).await;
-    let hello = recv_json(&mut client).await;
-    assert_eq!(hello["event"], "pusher:connection_established");
-    let socket_id = data(&hello)["socket_id"].as_str().expect("socket_id").to_owned();
-    (client, socket_id)
+    start_server_with(with_app(test_config())).await
 }
 
 async fn subscribe(client: &mut Client, channel: &str, auth: Option<String>, channel_data: Option<&str>) -> Value {

@@ -24,7 +24,8 @@ pub fn with_app(mut config: wshub::Config) -> wshub::Config {
     config
 }
 
-fn hmac_hex(secret: &str, text: &str) -> String {
+/// Hex HMAC-SHA256 of `text` with `secret`: every Pusher signature.
+pub fn hmac_hex(secret: &str, text: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key size");
     mac.update(text.as_bytes());
     hex::encode(mac.finalize().into_bytes())
