@@ -7,9 +7,7 @@
 
 mod common;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use common::pusher::{data, hmac_hex, pusher_client, recv_json, with_app, APP_ID, KEY, SECRET};
+use common::pusher::{api_at, data, hmac_hex, now, pusher_client, recv_json, trigger, with_app, APP_ID, KEY, SECRET};
 use common::{connect, expect_close, next_message, send_text, start_server_with, test_config, Client, TestServer};
 use md5::{Digest, Md5};
 use serde_json::{json, Value};
@@ -44,34 +42,6 @@ fn channel_auth(socket_id: &str, channel: &str, channel_data: Option<&str>) -> S
     format!("{KEY}:{}", hmac_hex(SECRET, &text))
 }
 
-/// A signed HTTP API request, as the `pusher` SDKs make it; the status and
-/// the JSON body of the answer.
-async fn api(
-    server: &TestServer,
-    method: &str,
-    path: &str,
-    query: &[(&str, &str)],
-    body: &str,
-    at: u64,
-) -> (u16, Value) {
-    let mut params: Vec<(String, String)> = query.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-    params.push(("auth_key".into(), KEY.into()));
-    params.push(("auth_timestamp".into(), at.to_string()));
-    params.push(("auth_version".into(), "1.0".into()));
-    if !body.is_empty() {
-        params.push(("body_md5".into(), hex::encode(Md5::digest(body.as_bytes()))));
-    }
-    params.sort();
-    let query_string = params
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&");
-    let signature = hmac_hex(SECRET, &format!("{method}\n{path}\n{query_string}"));
-    let target = format!("{path}?{query_string}&auth_signature={signature}");
-    raw_http(server, method, &target, body).await
-}
-
 async fn raw_http(server: &TestServer, method: &str, target: &str, body: &str) -> (u16, Value) {
     let headers = [("Content-Type", "application/json")];
     let response = common::http(server.addr, method, target, &headers, body).await;
@@ -79,25 +49,6 @@ async fn raw_http(server: &TestServer, method: &str, target: &str, body: &str) -
         response.status,
         serde_json::from_str(&response.body).unwrap_or(Value::Null),
     )
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs()
-}
-
-async fn trigger(server: &TestServer, event: Value) -> (u16, Value) {
-    api(
-        server,
-        "POST",
-        &format!("/apps/{APP_ID}/events"),
-        &[],
-        &event.to_string(),
-        now(),
-    )
-    .await
 }
 
 /// Nothing arrives for a moment (after what was expected).
@@ -327,10 +278,10 @@ async fn presence_lists_users_once_and_announces_first_and_last_connections() {
     assert_eq!(data(&ok)["presence"]["count"], 2);
     quiet(&mut bo).await;
     let path = format!("/apps/{APP_ID}/channels/{channel}/users");
-    let (status, users) = api(&server, "GET", &path, &[], "", now()).await;
+    let (status, users) = api_at(&server, "GET", &path, &[], "", now()).await;
     assert_eq!((status, users), (200, json!({"users": [{"id": "ann"}, {"id": "bo"}]})));
     let path = format!("/apps/{APP_ID}/channels/{channel}");
-    let (_, info) = api(
+    let (_, info) = api_at(
         &server,
         "GET",
         &path,
@@ -360,7 +311,7 @@ async fn the_http_api_refuses_bad_signatures_old_timestamps_and_oversized_events
     let path = format!("/apps/{APP_ID}/events");
     let event = json!({"name": "e", "data": "d", "channel": "news"}).to_string();
     // Signed 700 s ago: outside the 600 s window.
-    let (status, body) = api(&server, "POST", &path, &[], &event, now() - 700).await;
+    let (status, body) = api_at(&server, "POST", &path, &[], &event, now() - 700).await;
     assert_eq!(status, 401, "{body}");
     assert!(body["error"].is_string(), "a JSON reason: {body}");
     // A forged signature.
@@ -372,7 +323,7 @@ async fn the_http_api_refuses_bad_signatures_old_timestamps_and_oversized_events
     );
     assert_eq!(raw_http(&server, "POST", &target, &event).await.0, 401);
     // An unknown app.
-    let (status, _) = api(&server, "POST", "/apps/other/events", &[], &event, now()).await;
+    let (status, _) = api_at(&server, "POST", "/apps/other/events", &[], &event, now()).await;
     assert_eq!(status, 404);
     // Too large, too many channels, a bad name.
     let big = json!({"name": "e", "data": "x".repeat(10 * 1024 + 1), "channel": "news"});
@@ -392,7 +343,7 @@ async fn the_http_api_refuses_bad_signatures_old_timestamps_and_oversized_events
     );
     quiet(&mut a).await;
     // And a good one still goes through.
-    assert_eq!(api(&server, "POST", &path, &[], &event, now()).await.0, 200);
+    assert_eq!(api_at(&server, "POST", &path, &[], &event, now()).await.0, 200);
     assert_eq!(recv_json(&mut a).await["event"], "e");
     server.shutdown().await;
 }
@@ -404,17 +355,17 @@ async fn channels_are_listed_by_prefix_with_their_counts() {
     subscribe(&mut a, "news", None, None).await;
     subscribe(&mut a, "private-x", Some(channel_auth(&a_id, "private-x", None)), None).await;
     let path = format!("/apps/{APP_ID}/channels");
-    let (status, all) = api(&server, "GET", &path, &[("info", "subscription_count")], "", now()).await;
+    let (status, all) = api_at(&server, "GET", &path, &[("info", "subscription_count")], "", now()).await;
     assert_eq!(status, 200);
     assert_eq!(
         all,
         json!({"channels": {"news": {"subscription_count": 1}, "private-x": {"subscription_count": 1}}})
     );
-    let (_, private) = api(&server, "GET", &path, &[("filter_by_prefix", "private-")], "", now()).await;
+    let (_, private) = api_at(&server, "GET", &path, &[("filter_by_prefix", "private-")], "", now()).await;
     assert_eq!(private, json!({"channels": {"private-x": {}}}));
-    let (status, _) = api(&server, "GET", &path, &[("info", "user_count")], "", now()).await;
+    let (status, _) = api_at(&server, "GET", &path, &[("info", "user_count")], "", now()).await;
     assert_eq!(status, 400, "user_count needs the presence- prefix");
-    let (_, empty) = api(&server, "GET", &format!("{path}/nobody"), &[], "", now()).await;
+    let (_, empty) = api_at(&server, "GET", &format!("{path}/nobody"), &[], "", now()).await;
     assert_eq!(empty, json!({"occupied": false}));
     server.shutdown().await;
 }

@@ -82,10 +82,27 @@ fn channel_auth(socket_id: &str, channel: &str, channel_data: Option<&str>) -> S
 /// A signed HTTP API request, as the `pusher` SDKs make it; the status and
 /// the JSON body of the answer.
 pub async fn api(server: &TestServer, method: &str, path: &str, query: &[(&str, &str)], body: &str) -> (u16, Value) {
-    let at = SystemTime::now()
+    api_at(server, method, path, query, body, now()).await
+}
+
+/// Seconds since 1970, as `auth_timestamp` says them.
+pub fn now() -> u64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("after 1970")
-        .as_secs();
+        .as_secs()
+}
+
+/// [`api`] signed at `at` (seconds since 1970): an old timestamp makes a
+/// replayed request.
+pub async fn api_at(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    query: &[(&str, &str)],
+    body: &str,
+    at: u64,
+) -> (u16, Value) {
     let mut params: Vec<(String, String)> = query.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     params.push(("auth_key".into(), KEY.into()));
     params.push(("auth_timestamp".into(), at.to_string()));
