@@ -110,24 +110,7 @@ pub(super) fn entry_frame(room: &str, entry: &Entry) -> Bytes {
 
 /// An event with its id (none when 0: not stored).
 fn stored_frame(channel: &str, event: &str, data: &str, user_id: Option<&str>, id: u64) -> Bytes {
-    #[derive(Serialize)]
-    struct Stored<'a> {
-        event: &'a str,
-        channel: &'a str,
-        data: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        user_id: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        id: Option<u64>,
-    }
-    let frame = Stored {
-        event,
-        channel,
-        data,
-        user_id,
-        id: (id > 0).then_some(id),
-    };
-    text(&serde_json::to_string(&frame).expect("a Pusher event serializes"))
+    text(&server::stored_event(channel, event, data, user_id, id))
 }
 
 /// `wshub:history_truncated`: a catch-up asked for more than history still

@@ -34,6 +34,9 @@ struct Frame<'a, D: Serialize> {
     data: Option<D>,
     #[serde(skip_serializing_if = "Option::is_none")]
     user_id: Option<&'a str>,
+    /// wshub's extension: a stored event's id in its room.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<u64>,
 }
 
 fn frame<D: Serialize>(event: &str, channel: Option<&str>, data: Option<D>, user_id: Option<&str>) -> String {
@@ -42,6 +45,7 @@ fn frame<D: Serialize>(event: &str, channel: Option<&str>, data: Option<D>, user
         channel,
         data,
         user_id,
+        id: None,
     };
     serde_json::to_string(&frame).expect("a Pusher frame serializes")
 }
@@ -210,6 +214,19 @@ pub fn signin_success(user_data: &str) -> String {
 /// channel (who sent it).
 pub fn event(channel: &str, event: &str, data: &str, user_id: Option<&str>) -> String {
     frame(event, Some(channel), Some(data), user_id)
+}
+
+/// [`event`] with wshub's extension: the stored event's `id` in its room
+/// (0: not stored, none), what a client gives as `since` to catch up.
+pub fn stored_event(channel: &str, event: &str, data: &str, user_id: Option<&str>, id: u64) -> String {
+    let frame = Frame {
+        event,
+        channel: Some(channel),
+        data: Some(data),
+        user_id,
+        id: (id > 0).then_some(id),
+    };
+    serde_json::to_string(&frame).expect("a Pusher frame serializes")
 }
 
 /// A client event relayed: `data` embedded as the JSON the sender sent
