@@ -137,11 +137,7 @@ impl Event {
         for channel in &channels {
             check_channel(channel).map_err(|e| ApiError::bad(e.to_string()))?;
         }
-        check_event(&self.name).map_err(|e| ApiError::bad(e.to_string()))?;
-        if self.data.len() > app.max_event_bytes {
-            let reason = format!("Event data over {} bytes", app.max_event_bytes);
-            return Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, reason));
-        }
+        check_name_and_data(app, &self.name, &self.data)?;
         if let Some(id) = &self.socket_id {
             id.parse::<SocketId>().map_err(|e| ApiError::bad(e.to_string()))?;
         }
@@ -213,6 +209,17 @@ fn describe_info(info: ChannelInfo, channel: &str, attributes: Attributes) -> se
         described.insert("subscription_count".into(), info.subscriptions.into());
     }
     serde_json::Value::Object(described)
+}
+
+/// An event's name (400 when it breaks the rules) and data (413 over the
+/// app's `max_event_bytes`), for channels and users alike.
+fn check_name_and_data(app: &App, name: &str, data: &str) -> Result<(), ApiError> {
+    check_event(name).map_err(|e| ApiError::bad(e.to_string()))?;
+    if data.len() > app.max_event_bytes {
+        let reason = format!("Event data over {} bytes", app.max_event_bytes);
+        return Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, reason));
+    }
+    Ok(())
 }
 
 fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
@@ -361,11 +368,7 @@ async fn user_events(
     }
     let (tenant, _) = authenticate(&shared, &app_id, &Method::POST, &uri, &body)?;
     let event: UserEvent = parse_json(&body)?;
-    check_event(&event.name).map_err(|e| ApiError::bad(e.to_string()))?;
-    if event.data.len() > tenant.app.max_event_bytes {
-        let reason = format!("Event data over {} bytes", tenant.app.max_event_bytes);
-        return Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, reason));
-    }
+    check_name_and_data(&tenant.app, &event.name, &event.data)?;
     let channel = format!("{USER_CHANNEL_PREFIX}{user}");
     let (sender, name): (Arc<str>, Arc<str>) = (Arc::from(tenant.app.id.as_str()), Arc::from(event.name.as_str()));
     shared
