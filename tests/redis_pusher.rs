@@ -14,7 +14,12 @@ use serde_json::json;
 
 /// A node of the cluster, with the app, once connected to Redis.
 async fn node(redis: &str, name: &str) -> TestServer {
-    let mut config = with_app(test_config());
+    node_with(redis, name, with_app).await
+}
+
+/// A node with the app that `app` gives the test config.
+async fn node_with(redis: &str, name: &str, app: impl Fn(wshub::Config) -> wshub::Config) -> TestServer {
+    let mut config = app(test_config());
     config.redis = Some(redis.to_string());
     config.node_id = Some(name.to_string());
     let server = tokio::time::timeout(Duration::from_secs(15), start_server_with(config))
@@ -177,7 +182,196 @@ async fn channel_counts_are_the_clusters_from_either_node() {
         body,
         json!({"channels": {channel: {"user_count": 2, "subscription_count": 3}}})
     );
+    // A's channel list holds a channel whose only member is on B.
+    let (mut lone, lone_id) = pusher_client(&b).await;
+    subscribe(&mut lone, &lone_id, "only-on-b", None).await;
+    until_subscriptions(&a, "only-on-b", 1).await;
+    let list = format!("/apps/{APP_ID}/channels");
+    let (status, body) = api(&a, "GET", &list, &[], "").await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"channels": {"only-on-b": {}, channel: {}}}))
+    );
+    let presence_only = [("filter_by_prefix", "presence-"), ("info", "user_count")];
+    let (status, body) = api(&a, "GET", &list, &presence_only, "").await;
+    assert_eq!((status, body), (200, json!({"channels": {channel: {"user_count": 2}}})));
+    // Gone from B, gone from A's list.
+    drop(lone);
+    until_subscriptions(&a, "only-on-b", 0).await;
+    let (_, body) = api(&a, "GET", &list, &[], "").await;
+    assert_eq!(body, json!({"channels": {channel: {}}}));
     drop(clients);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// The frame's `data`, parsed (Pusher sends it as a JSON string).
+fn data_of(frame: &serde_json::Value) -> serde_json::Value {
+    common::pusher::data(frame)
+}
+
+/// Subscribes `user` to the presence channel on `server`; the client and
+/// its `subscription_succeeded`'s presence data.
+async fn join_presence(server: &TestServer, channel: &str, user: &str) -> (Client, serde_json::Value) {
+    let (mut client, id) = pusher_client(server).await;
+    let channel_data = json!({"user_id": user, "user_info": {"name": user}}).to_string();
+    let ok = subscribe(&mut client, &id, channel, Some(&channel_data)).await;
+    assert_eq!(ok["event"], "pusher_internal:subscription_succeeded", "{ok}");
+    (client, data_of(&ok)["presence"].clone())
+}
+
+/// Waits until the cluster counts `subscriptions` members of `channel`.
+async fn until_subscriptions(server: &TestServer, channel: &str, subscriptions: u64) {
+    let path = format!("/apps/{APP_ID}/channels/{channel}");
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (_, body) = api(server, "GET", &path, &[("info", "subscription_count")], "").await;
+        if body["subscription_count"].as_u64().unwrap_or(0) == subscriptions {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{channel} still {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Presence is the cluster's: a subscriber on B is told of the members on
+/// A, members on A hear of a user's first connection anywhere and of its
+/// last, and a user with connections on both nodes is one member.
+#[tokio::test]
+async fn presence_members_and_their_comings_and_goings_are_the_clusters() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis.url(), "a").await;
+    let b = node(&redis.url(), "b").await;
+    let channel = "presence-team";
+    let (mut ann, alone) = join_presence(&a, channel, "u1").await;
+    assert_eq!(alone["count"], 1, "{alone}");
+
+    let (bob, both) = join_presence(&b, channel, "u2").await;
+    assert_eq!(both["count"], 2, "{both}");
+    assert_eq!(both["ids"], json!(["u1", "u2"]));
+    assert_eq!(both["hash"]["u1"], json!({"name": "u1"}));
+    let added = recv_json(&mut ann).await;
+    assert_eq!(added["event"], "pusher_internal:member_added", "{added}");
+    assert_eq!(data_of(&added), json!({"user_id": "u2", "user_info": {"name": "u2"}}));
+
+    // u2's second connection, on A: listed, but no member is added.
+    let (bob_too, again) = join_presence(&a, channel, "u2").await;
+    assert_eq!(again["count"], 2, "{again}");
+    until_subscriptions(&a, channel, 3).await;
+    // u2's connection on B goes: u2 is still on A, nobody is removed.
+    drop(bob);
+    until_subscriptions(&a, channel, 2).await;
+    let marker = json!({"name": "marker", "data": "1", "channel": channel});
+    assert_eq!(trigger(&b, marker).await.0, 200);
+    let next = recv_json(&mut ann).await;
+    assert_eq!(
+        next["event"], "marker",
+        "nothing between u2's arrival and the marker: {next}"
+    );
+    // Its last connection goes: removed, once.
+    drop(bob_too);
+    let removed = recv_json(&mut ann).await;
+    assert_eq!(removed["event"], "pusher_internal:member_removed", "{removed}");
+    assert_eq!(data_of(&removed), json!({"user_id": "u2"}));
+    let marker = json!({"name": "marker", "data": "2", "channel": channel});
+    assert_eq!(trigger(&b, marker).await.0, 200);
+    assert_eq!(recv_json(&mut ann).await["event"], "marker");
+    drop(ann);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+async fn next_hook(received: &mut tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>) -> serde_json::Value {
+    tokio::time::timeout(PATIENCE, received.recv())
+        .await
+        .expect("a webhook in time")
+        .expect("receiver open")
+}
+
+/// What two nodes tell one backend: a channel occupied and vacated once
+/// for the cluster, a member added and removed once however many
+/// connections and nodes it has.
+#[tokio::test]
+async fn webhooks_come_once_for_the_cluster_not_once_per_node() {
+    use axum::http::HeaderMap;
+    let (posts, mut received) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |_: HeaderMap, body: String| {
+            let posts = posts.clone();
+            async move {
+                let payload: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+                for event in payload["events"].as_array().expect("events") {
+                    let _ = posts.send(event.clone());
+                }
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hook = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let kinds = [
+        "channel_occupied",
+        "channel_vacated",
+        "member_added",
+        "member_removed",
+        "cache_miss",
+    ];
+    let with_hook = |mut config: wshub::Config| {
+        let mut app =
+            wshub::apps::App::from_spec(&format!("{APP_ID}:{}:{}", common::pusher::KEY, common::pusher::SECRET))
+                .expect("valid spec");
+        let mut webhook = wshub::apps::WebhookConfig::new(hook.clone());
+        webhook.event_types = kinds.map(String::from).to_vec();
+        app.webhooks = vec![webhook];
+        config.apps = wshub::apps::Apps::new(vec![app]).expect("valid app");
+        config
+    };
+    let redis = RedisServer::start().await;
+    let a = node_with(&redis.url(), "a", with_hook).await;
+    let b = node_with(&redis.url(), "b", with_hook).await;
+
+    let channel = "presence-room";
+    // u1 on both nodes at once, u2 on B.
+    let (u1_a, _) = join_presence(&a, channel, "u1").await;
+    let (u1_b, _) = join_presence(&b, channel, "u1").await;
+    let (u2_b, _) = join_presence(&b, channel, "u2").await;
+    until_subscriptions(&a, channel, 3).await;
+    drop((u1_a, u1_b, u2_b));
+
+    let mut seen = Vec::new();
+    while !seen.iter().any(|e: &serde_json::Value| e["name"] == "channel_vacated") {
+        seen.push(next_hook(&mut received).await);
+    }
+    // Each node's webhooks go out in order: once each node's last one (a
+    // cache miss, which each subscriber has) is in, any repeat of the
+    // above would be in too.
+    let (mut on_a, id_a) = pusher_client(&a).await;
+    subscribe(&mut on_a, &id_a, "cache-end-a", None).await;
+    let (mut on_b, id_b) = pusher_client(&b).await;
+    subscribe(&mut on_b, &id_b, "cache-end-b", None).await;
+    let misses = |seen: &[serde_json::Value]| seen.iter().filter(|e| e["name"] == "cache_miss").count();
+    while misses(&seen) < 2 {
+        seen.push(next_hook(&mut received).await);
+    }
+    let room: Vec<(String, String)> = seen
+        .iter()
+        .filter(|e| e["channel"] == channel)
+        .map(|e| {
+            let name = e["name"].as_str().unwrap_or_default().to_owned();
+            (name, e["user_id"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect();
+    let count = |name: &str, user: &str| room.iter().filter(|(n, u)| n == name && u == user).count();
+    assert_eq!(count("channel_occupied", ""), 1, "{room:?}");
+    assert_eq!(count("channel_vacated", ""), 1, "{room:?}");
+    for user in ["u1", "u2"] {
+        assert_eq!(count("member_added", user), 1, "{room:?}");
+        assert_eq!(count("member_removed", user), 1, "{room:?}");
+    }
+    assert_eq!(room.len(), 6, "{room:?}");
+    drop((on_a, on_b));
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -66,6 +66,10 @@ impl Broker for LocalBroker {
         false
     }
 
+    fn rooms(&self, _prefix: &str, _then: Then<Option<Vec<RoomName>>>) -> bool {
+        false
+    }
+
     fn room_closed(&self, room: &RoomName) {
         self.history.evict_cache(room);
     }

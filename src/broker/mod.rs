@@ -128,6 +128,10 @@ pub struct MemberInfo {
     pub nick: Arc<str>,
     /// Its user id, if any.
     pub user: Option<Arc<str>>,
+    /// Whether it is a presence channel's user (Pusher): a user counted
+    /// once however many connections it has, announced when its first
+    /// arrives and its last leaves.
+    pub presence: bool,
 }
 
 /// One nickname (and user) in a member list, with its connections.
@@ -141,7 +145,7 @@ pub struct ListedMember {
     pub connections: usize,
 }
 
-/// A member joining or leaving on another node.
+/// A member joining or leaving, as the cluster recorded it.
 #[derive(Debug, Clone)]
 pub struct PresenceChange {
     /// Joined (true) or left.
@@ -150,6 +154,31 @@ pub struct PresenceChange {
     pub nick: String,
     /// Its user id, if any.
     pub user: Option<String>,
+    /// Whether it is a presence channel's user (see [`MemberInfo::presence`]).
+    pub presence: bool,
+    /// Whether the member is this node's ([`MemberInfo::conn`] names it).
+    pub local: bool,
+    /// Its connection's number on its node.
+    pub conn: u64,
+    /// What the cluster counted after the change; `None` when the broker
+    /// does not count (this node's members are the whole room).
+    pub counts: Option<ClusterCounts>,
+}
+
+/// A room's members and a presence user's connections across the
+/// cluster, right after one change, as the broker counted them once for
+/// every node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterCounts {
+    /// Members of the room on every node.
+    pub subscriptions: usize,
+    /// The user's connections on every node (0 for a member that is no
+    /// presence user).
+    pub user_connections: usize,
+    /// Whether this node counted it (its own member's change, or the
+    /// removal of a dead node's members): the node that reports the change
+    /// to the app, so that the cluster reports it once.
+    pub recorded_here: bool,
 }
 
 /// What part of a room's history is asked for.
@@ -229,6 +258,10 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
     /// this node's own members are the whole list (the hub counts them).
     fn members(&self, room: &RoomName, then: Then<Option<Vec<ListedMember>>>) -> bool;
 
+    /// The rooms whose names start with `prefix` that have members on any
+    /// node, for `then`; `false` when this node's rooms are the whole list.
+    fn rooms(&self, prefix: &str, then: Then<Option<Vec<RoomName>>>) -> bool;
+
     /// Forgets what is kept for `room`, now empty on this node.
     fn room_closed(&self, room: &RoomName);
 
@@ -245,7 +278,8 @@ pub trait Deliver: Send + Sync {
     /// A message for this node's members of `room`, in the room's order.
     fn deliver(&self, room: &str, delivery: Delivery);
 
-    /// A member joined or left `room` on another node.
+    /// A member joined or left `room`, on another node or (when the broker
+    /// counts the cluster, [`ClusterCounts`]) on this one.
     fn presence_changed(&self, room: &str, change: PresenceChange);
 
     /// Cross-node delivery stopped (`false`) or came back (`true`).

@@ -302,7 +302,7 @@ async fn channels(
         ));
     }
     let mut listed = serde_json::Map::new();
-    for (room, _) in shared.hub.channels(&tenant.room(prefix)) {
+    for room in shared.hub.cluster_rooms(&tenant.room(prefix)).await {
         // Rooms that are no channel of this app's: another app's, and
         // those of `wshub.v1` names that are no channel name.
         let Some(channel) = tenant.channel(&room).filter(|c| check_channel(c).is_ok()) else {

@@ -13,6 +13,7 @@ impl Deliver for Hub {
     }
 
     fn presence_changed(&self, room: &str, change: PresenceChange) {
+        self.report_cluster_change(room, &change);
         if let Some(room) = self.room(room) {
             room.presence_changed(self, change);
         }

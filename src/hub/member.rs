@@ -217,6 +217,7 @@ impl Member {
             conn: self.conn(),
             nick: self.nick(),
             user: self.user(),
+            presence: self.mode == Mode::PusherPresence,
         }
     }
 

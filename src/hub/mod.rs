@@ -102,6 +102,10 @@ struct Inner {
     metrics: Metrics,
     broker: Arc<dyn Broker>,
     room_events: Arc<dyn RoomEvents>,
+    /// The broker counts the cluster's members: rooms' comings and goings
+    /// are reported from its counts (once for the cluster), not from this
+    /// node's.
+    clustered: bool,
     /// One per worker: parcels of rooms' messages from other threads.
     inboxes: Box<[Arc<inbox::Inbox>]>,
     /// Connections per client address (`--max-connections-per-ip`).
@@ -163,6 +167,7 @@ impl Hub {
                 history: config.history,
                 join_history: config.join_history,
                 timeouts: config.timeouts,
+                clustered: config.broker.cluster().is_some(),
                 broker: config.broker,
                 room_events: config.room_events,
                 inboxes: (0..workers).map(|_| Arc::default()).collect(),
@@ -290,7 +295,7 @@ impl Hub {
                 let name = RoomName::from(name);
                 let room = Arc::new(Room::new(name.clone(), self.inner.workers));
                 rooms.insert(name.clone(), room.clone());
-                self.inner.room_events.occupied(&name);
+                self.occupancy_events().occupied(&name);
                 room
             }
         };
@@ -309,7 +314,7 @@ impl Hub {
             if rooms.get(room.name()).is_some_and(|r| Arc::ptr_eq(r, room)) {
                 rooms.remove(room.name());
                 self.inner.broker.room_closed(room.name());
-                self.inner.room_events.vacated(room.name());
+                self.occupancy_events().vacated(room.name());
             }
         }
     }
@@ -317,6 +322,48 @@ impl Hub {
     /// Who hears of rooms' comings and goings.
     pub(crate) fn room_events(&self) -> &dyn RoomEvents {
         &*self.inner.room_events
+    }
+
+    /// Who hears of this node's rooms gaining and losing members and
+    /// presence users: the listener on a single node; nobody when the
+    /// broker counts the cluster (those reports come from its counts, see
+    /// [`Hub::report_cluster_change`]).
+    pub(crate) fn occupancy_events(&self) -> &dyn RoomEvents {
+        if self.inner.clustered {
+            &Unheard
+        } else {
+            &*self.inner.room_events
+        }
+    }
+
+    /// Whether the broker counts members across nodes (see
+    /// [`crate::broker::ClusterCounts`]): presence is then the cluster's.
+    pub(crate) fn clustered(&self) -> bool {
+        self.inner.clustered
+    }
+
+    /// Reports a change the cluster counted here: once for the cluster,
+    /// whichever node's member it was, and whether or not the room still
+    /// has members on this node.
+    pub(crate) fn report_cluster_change(&self, room: &str, change: &crate::broker::PresenceChange) {
+        let Some(counts) = change.counts.filter(|counts| counts.recorded_here) else {
+            return;
+        };
+        let events = self.room_events();
+        if change.joined && counts.subscriptions == 1 {
+            events.occupied(room);
+        }
+        if let Some(user) = change.user.as_deref().filter(|_| change.presence) {
+            match (change.joined, counts.user_connections) {
+                (true, 1) => events.user_added(room, user),
+                (false, 0) => events.user_removed(room, user),
+                _ => {}
+            }
+        }
+        events.subscription_count(room, counts.subscriptions);
+        if !change.joined && counts.subscriptions == 0 {
+            events.vacated(room);
+        }
     }
 
     /// Publishes a named event into the room `name` (the Pusher HTTP API's
@@ -361,6 +408,21 @@ impl Hub {
             .map(|room| (room.name().clone(), room.channel_info()))
             .filter(|(_, info)| info.subscriptions > 0)
             .collect()
+    }
+
+    /// The rooms named `prefix...` with members: on any node when the
+    /// broker knows every node's, else on this one.
+    pub async fn cluster_rooms(&self, prefix: &str) -> Vec<RoomName> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let then = Box::new(move |rooms| {
+            let _ = answer.send(rooms);
+        });
+        if self.inner.broker.rooms(prefix, then) {
+            if let Ok(Some(rooms)) = answered.await {
+                return rooms;
+            }
+        }
+        self.channels(prefix).into_iter().map(|(name, _)| name).collect()
     }
 
     /// The room called `name`, if it has members.

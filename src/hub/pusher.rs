@@ -19,6 +19,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::broker::ListedMember;
 use crate::history::Entry;
 use crate::protocol::pusher::server::{self, PresenceMember};
 use crate::protocol::{encode_frame, OpCode};
@@ -59,6 +60,26 @@ impl Users {
             return true;
         }
         false
+    }
+
+    /// The users of a member list (the cluster's, from the broker), with
+    /// `member` among them.
+    pub(super) fn listed(listed: &[ListedMember], member: (&Arc<str>, &Arc<str>)) -> Users {
+        let mut users = Users::default();
+        for entry in listed {
+            if let Some(user) = entry.user.as_deref() {
+                users.0.entry(Arc::from(user)).or_insert_with(|| User {
+                    connections: u32::try_from(entry.connections).unwrap_or(u32::MAX),
+                    info: Arc::from(entry.nick.as_str()),
+                });
+            }
+        }
+        let (user, info) = member;
+        users.0.entry(user.clone()).or_insert_with(|| User {
+            connections: 1,
+            info: info.clone(),
+        });
+        users
     }
 
     /// Distinct users.

@@ -189,8 +189,11 @@ impl Room {
         }
         let mode = member.mode;
         let json = mode == Mode::Json;
+        // A presence subscriber of a cluster waits for the cluster's member
+        // list, as a replay of nothing would (its live frames wait too).
+        let waits_for_members = mode == Mode::PusherPresence && hub.clustered();
         // A Pusher member replays only when it asks to catch up (`since`).
-        let replays = json || (mode.is_pusher() && matches!(replay, Replay::Since(_)));
+        let replays = json || waits_for_members || (mode.is_pusher() && matches!(replay, Replay::Since(_)));
         let info = member.info();
         let outbox = member.outbox.clone();
         let mut member = member;
@@ -210,7 +213,7 @@ impl Room {
             }
             Mode::Json => {}
         }
-        hub.room_events().subscription_count(&self.name, order.total());
+        hub.occupancy_events().subscription_count(&self.name, order.total());
         let joined = ServerFrame::Joined {
             room: self.name.to_string(),
             nick: info.nick.to_string(),
@@ -224,19 +227,19 @@ impl Room {
                 let _ = outbox.push(text_frame(&ServerFrame::cross_node_interrupted()));
             }
             let span = match replay {
-                Replay::Nothing => Span::Latest(0),
-                Replay::Recent => Span::Latest(hub.join_history()),
                 Replay::Since(after) => Span::After(after, usize::MAX),
+                // A Pusher member's `Recent` is a cache channel's last
+                // event, sent apart (`send_cached`).
+                Replay::Recent if json => Span::Latest(hub.join_history()),
+                Replay::Recent | Replay::Nothing => Span::Latest(0),
             };
             let room = self.clone();
-            let then = Box::new(move |replayed| room.replay_fetched(worker, key, replayed));
+            let then = Box::new(move |replayed| room.replay_fetched(worker, key, replayed, waits_for_members));
             // Pending: the member's live messages wait in its backlog until
             // the broker calls back.
             if let Ok(replayed) = broker.replay(&self.name, span, then) {
                 let mut members = self.shard(worker);
-                if let Some(replay) = members.get_mut(key).and_then(|m| m.replay.as_mut()) {
-                    replay.fetched(&outbox, &self.name, mode, replayed);
-                }
+                self.fetched(&order, &mut members, key, replayed, waits_for_members);
                 self.pace_replay(&order, worker, &mut members, key);
             }
         }
@@ -253,9 +256,15 @@ impl Room {
             return;
         };
         let first = order.users.add(user, &info.nick);
+        if hub.clustered() {
+            // The member list is the cluster's, sent when the broker has
+            // it (`fetched`); a user's first connection is the cluster's
+            // to announce (`presence_changed`).
+            return;
+        }
         let _ = outbox.push(pusher::subscription_succeeded(&self.name, Some(&order.users)));
         if first {
-            hub.room_events().user_added(&self.name, user);
+            hub.occupancy_events().user_added(&self.name, user);
             let forms = Forms {
                 pusher: Some(pusher::member_added(&self.name, user, &info.nick)),
                 except: info.conn,
@@ -281,16 +290,46 @@ impl Room {
     /// The broker has fetched a joiner's replay: it is paced out from here
     /// (see [`Replaying`]), then the member list, then what arrived
     /// meanwhile and is newer than the replay.
-    fn replay_fetched(&self, worker: usize, key: usize, replayed: crate::broker::Replayed) {
+    fn replay_fetched(&self, worker: usize, key: usize, replayed: crate::broker::Replayed, with_members: bool) {
         let order = lock(&self.order);
         let mut members = self.shard(worker);
+        if members
+            .get(key)
+            .is_some_and(|m| m.replay.as_ref().is_some_and(|r| r.fetching))
+        {
+            self.fetched(&order, &mut members, key, replayed, with_members);
+            self.pace_replay(&order, worker, &mut members, key);
+        }
+    }
+
+    /// Member `key`'s replay is at hand; a presence subscriber of a cluster
+    /// (`with_members`) first gets its `subscription_succeeded` with the
+    /// cluster's users, itself among them (its own join may not have
+    /// reached the list yet), or this node's when the broker could not
+    /// list them.
+    fn fetched(
+        &self,
+        order: &Order,
+        members: &mut Slab<Member>,
+        key: usize,
+        replayed: crate::broker::Replayed,
+        with_members: bool,
+    ) {
         let Some(member) = members.get_mut(key) else { return };
+        if with_members {
+            let frame = match (&replayed.members, member.user()) {
+                (Some(listed), Some(user)) => {
+                    let users = Users::listed(listed, (&user, &member.nick()));
+                    pusher::subscription_succeeded(&self.name, Some(&users))
+                }
+                _ => pusher::subscription_succeeded(&self.name, Some(&order.users)),
+            };
+            let _ = member.outbox.push(frame);
+        }
         let (outbox, mode) = (member.outbox.clone(), member.mode);
-        let Some(replay) = member.replay.as_mut().filter(|r| r.fetching) else {
-            return;
-        };
-        replay.fetched(&outbox, &self.name, mode, replayed);
-        self.pace_replay(&order, worker, &mut members, key);
+        if let Some(replay) = member.replay.as_mut() {
+            replay.fetched(&outbox, &self.name, mode, replayed);
+        }
     }
 
     /// Sends what fits of member `key`'s replay; when it is over, the member
@@ -388,8 +427,10 @@ impl Room {
                 Mode::Pusher | Mode::PusherPresence => {
                     order.pusher -= 1;
                     let user = info.user.as_ref().filter(|_| member.mode == Mode::PusherPresence);
-                    if let Some(user) = user.filter(|user| order.users.remove(user)) {
-                        hub.room_events().user_removed(&self.name, user);
+                    let last = user.filter(|user| order.users.remove(user));
+                    // A cluster's user leaves when the broker says so.
+                    if let Some(user) = last.filter(|_| !hub.clustered()) {
+                        hub.occupancy_events().user_removed(&self.name, user);
                         let forms = Forms {
                             pusher: Some(pusher::member_removed(&self.name, user)),
                             ..Forms::default()
@@ -399,7 +440,7 @@ impl Room {
                 }
                 Mode::Json => {}
             }
-            hub.room_events().subscription_count(&self.name, order.total());
+            hub.occupancy_events().subscription_count(&self.name, order.total());
             hub.broker().left(&self.name, &info);
             let left = ServerFrame::Left {
                 room: self.name.to_string(),
@@ -686,9 +727,30 @@ impl Room {
         self.fan_out(hub, &order, forms);
     }
 
-    /// A member joined or left on another node: JSON members are told.
+    /// A member joined or left, as the broker recorded it: Pusher members
+    /// hear of a presence user's first connection and its last in the
+    /// cluster (wherever they are), JSON members of another node's member.
     pub(crate) fn presence_changed(self: &Arc<Self>, hub: &Hub, change: PresenceChange) {
         let order = lock(&self.order);
+        let user = change.user.as_deref().filter(|_| change.presence);
+        if let (Some(counts), Some(user)) = (change.counts, user) {
+            let frame = match (change.joined, counts.user_connections) {
+                (true, 1) => Some(pusher::member_added(&self.name, user, &change.nick)),
+                (false, 0) => Some(pusher::member_removed(&self.name, user)),
+                _ => None,
+            };
+            if let Some(frame) = frame.filter(|_| order.pusher > 0) {
+                let forms = Forms {
+                    pusher: Some(frame),
+                    except: if change.local { change.conn } else { 0 },
+                    ..Forms::default()
+                };
+                self.fan_out(hub, &order, forms);
+            }
+        }
+        if change.local {
+            return;
+        }
         let room = self.name.to_string();
         let event = if change.joined {
             ServerFrame::Joined {

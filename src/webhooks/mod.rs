@@ -49,20 +49,18 @@
 //! must reach the backend once, not once per node:
 //! - `client_event`, `cache_miss`: only the node the client is connected
 //!   to knows of it; that node sends it.
-//! - `member_added` / `member_removed`: sent by the node whose change makes
-//!   the user's connection count in the channel, across the cluster, go
-//!   0 -> 1 / 1 -> 0 (a Redis `HINCRBY` on the channel's per-user counter,
-//!   whose returned value says which node made the transition).
-//! - `channel_occupied` / `channel_vacated`: likewise with the channel's
-//!   cluster-wide subscription counter: the node whose `INCR` returns 1
-//!   sends occupied, the node whose `DECR` returns 0 sends vacated. Redis
-//!   runs each command atomically, so exactly one node sees each
-//!   transition. A node that dies leaves its counts behind: the survivor
-//!   that removes a dead node's presence (the one whose `ZREM` wins, as the
-//!   broker does today) should subtract them too, and send the vacated /
-//!   removed events that this brings about.
-//! - `subscription_count`: the node that changed the count sends it, with
-//!   the cluster-wide value the same counter returns.
+//! - `member_added` / `member_removed`, `channel_occupied` /
+//!   `channel_vacated`, `subscription_count`: Redis counts a channel's
+//!   members and each presence user's connections across the cluster, in
+//!   the script that records a join or leave (`broker/redis/wire.rs`,
+//!   `PRESENCE_SCRIPT`), and publishes the counts after the change with
+//!   the name of the node that recorded it. That node alone reports it
+//!   (`Hub::report_cluster_change`): the one whose change took a count
+//!   0 -> 1 or 1 -> 0 sends occupied / added or vacated / removed. Redis
+//!   runs the script atomically, so exactly one node sees each transition.
+//!   The survivor that removes a dead node's members (the one whose `ZREM`
+//!   wins) records their leaves the same way, and so sends what they bring
+//!   about.
 //!
 //! Without Redis there is one node, and the hub's own counts decide.
 //!

@@ -77,6 +77,11 @@ enum Command {
         room: RoomName,
         then: Then<Option<Vec<ListedMember>>>,
     },
+    /// Rooms with members on any node, by prefix.
+    Rooms {
+        prefix: String,
+        then: Then<Option<Vec<RoomName>>>,
+    },
     /// History a client asked for.
     History {
         room: RoomName,
@@ -96,6 +101,7 @@ impl std::fmt::Debug for Command {
             Command::Replay { room, .. } => ("replay", room),
             Command::Members { room, .. } => ("members", room),
             Command::History { room, .. } => ("history", room),
+            Command::Rooms { prefix, .. } => return write!(f, "rooms {prefix}*"),
         };
         write!(f, "{kind} {room}")
     }
@@ -309,6 +315,14 @@ impl Broker for RedisBroker {
     fn members(&self, room: &RoomName, then: Then<Option<Vec<ListedMember>>>) -> bool {
         let command = Command::Members {
             room: room.clone(),
+            then,
+        };
+        self.send_always(command).is_ok()
+    }
+
+    fn rooms(&self, prefix: &str, then: Then<Option<Vec<RoomName>>>) -> bool {
+        let command = Command::Rooms {
+            prefix: prefix.to_owned(),
             then,
         };
         self.send_always(command).is_ok()

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::wire::{self, WireMessage, WirePresence};
 use super::{Command, RedisBroker};
-use crate::broker::{Deliver, Delivery, ListedMember, PresenceChange, Replayed, Span};
+use crate::broker::{ClusterCounts, Deliver, Delivery, ListedMember, MemberInfo, PresenceChange, Replayed, Span};
 use crate::history::Entry;
 
 /// How often a node says it is alive.
@@ -112,7 +112,7 @@ async fn command_loop(
         let mut sent = Vec::new();
         for command in batch {
             match command {
-                Command::Replay { .. } | Command::Members { .. } | Command::History { .. } => {
+                Command::Replay { .. } | Command::Members { .. } | Command::History { .. } | Command::Rooms { .. } => {
                     tokio::spawn(answer(con.clone(), broker.clone(), command));
                 }
                 other => {
@@ -180,27 +180,62 @@ fn add_to_pipeline(pipe: &mut redis::Pipeline, command: &Command, broker: &Redis
         }
         Command::Joined { room, member } | Command::Left { room, member } => {
             let joined = matches!(command, Command::Joined { .. });
-            let (conn, nick, user) = (member.conn, &member.nick, &member.user);
-            let key = wire::members_key(room, node);
             if joined {
-                let value = wire::member_value(nick, user.as_deref());
-                pipe.cmd("HSET").arg(&key).arg(conn).arg(value).ignore();
-                pipe.cmd("EXPIRE").arg(&key).arg(PRESENCE_KEY_TTL_SECS).ignore();
                 pipe.cmd("SADD").arg(wire::node_rooms_key(node)).arg(&**room).ignore();
-            } else {
-                pipe.cmd("HDEL").arg(&key).arg(conn).ignore();
             }
-            let event = WirePresence {
-                kind: if joined { "joined" } else { "left" }.to_owned(),
-                nick: nick.to_string(),
-                user: user.as_deref().map(str::to_owned),
-                node: node.to_owned(),
-            };
-            let json = serde_json::to_string(&event).unwrap_or_default();
-            pipe.cmd("PUBLISH").arg(wire::presence_channel(room)).arg(json).ignore();
+            record_presence(pipe, room, node, node, member_value(member), member.conn, joined);
         }
-        Command::Replay { .. } | Command::Members { .. } | Command::History { .. } => {}
+        Command::Replay { .. } | Command::Members { .. } | Command::History { .. } | Command::Rooms { .. } => {}
     }
+}
+
+/// How the presence hashes keep `member`.
+fn member_value(member: &MemberInfo) -> wire::MemberValue<'_> {
+    wire::MemberValue {
+        nick: &member.nick,
+        user: member.user.as_deref(),
+        presence: member.presence,
+    }
+}
+
+/// Adds to `pipe` the recording of a member of `node` joining or leaving
+/// `room`, counted and published by [`wire::PRESENCE_SCRIPT`]; `by` is the
+/// node that records it.
+fn record_presence(
+    pipe: &mut redis::Pipeline,
+    room: &str,
+    node: &str,
+    by: &str,
+    member: wire::MemberValue<'_>,
+    conn: u64,
+    joined: bool,
+) {
+    let event = WirePresence {
+        kind: if joined { "joined" } else { "left" }.to_owned(),
+        nick: member.nick.to_owned(),
+        user: member.user.map(str::to_owned),
+        node: node.to_owned(),
+        by: Some(by.to_owned()),
+        conn: Some(conn.to_string()),
+        presence: member.presence,
+        subscriptions: None,
+        connections: None,
+    };
+    let presence_user = member.user.filter(|_| member.presence).unwrap_or("");
+    pipe.cmd("EVAL")
+        .arg(wire::PRESENCE_SCRIPT)
+        .arg(3)
+        .arg(wire::members_key(room, node))
+        .arg(wire::subscriptions_key(room))
+        .arg(wire::users_key(room))
+        .arg(if joined { "1" } else { "0" })
+        .arg(conn)
+        .arg(member.encode())
+        .arg(presence_user)
+        .arg(PRESENCE_KEY_TTL_SECS)
+        .arg(wire::presence_channel(room))
+        .arg(event.head())
+        .ignore();
 }
 
 /// Acts locally for commands Redis did not take.
@@ -232,6 +267,7 @@ fn fail(commands: Vec<Command>, hub: &dyn Deliver) {
             }
             Command::Replay { then, .. } | Command::History { then, .. } => then(Replayed::default()),
             Command::Members { then, .. } => then(None),
+            Command::Rooms { then, .. } => then(None),
             Command::Joined { .. } | Command::Left { .. } => {}
         }
     }
@@ -252,6 +288,7 @@ async fn answer(mut con: ConnectionManager, broker: RedisBroker, command: Comman
             then(replayed);
         }
         Command::Members { room, then } => then(fetch_members(&mut con, &room).await.ok()),
+        Command::Rooms { prefix, then } => then(fetch_rooms(&mut con, &prefix).await.ok()),
         Command::History { room, span, then } => {
             then(fetch_history(&mut con, &room, span, max).await.unwrap_or_default())
         }
@@ -340,16 +377,55 @@ async fn fetch_history(con: &mut ConnectionManager, room: &str, span: Span, max:
     })
 }
 
-/// Members of `room` on every live node, one entry per nickname and user
-/// (as a single node counts them).
-async fn fetch_members(con: &mut ConnectionManager, room: &str) -> RedisResult<Vec<ListedMember>> {
+/// Live nodes, as their heartbeats say.
+async fn live_nodes(con: &mut ConnectionManager) -> RedisResult<Vec<String>> {
     let alive_since = now_ms() - DEAD_AFTER.as_millis() as i64;
-    let nodes: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+    redis::cmd("ZRANGEBYSCORE")
         .arg(wire::NODES)
         .arg(alive_since)
         .arg("+inf")
         .query_async(con)
-        .await?;
+        .await
+}
+
+/// Rooms named `prefix...` with members on a live node: those the nodes
+/// have joined (each node's set, which keeps rooms it has left too), less
+/// those the cluster counts no member of.
+async fn fetch_rooms(con: &mut ConnectionManager, prefix: &str) -> RedisResult<Vec<crate::broker::RoomName>> {
+    let nodes = live_nodes(con).await?;
+    if nodes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for node in &nodes {
+        pipe.cmd("SMEMBERS").arg(wire::node_rooms_key(node));
+    }
+    let sets: Vec<Vec<String>> = pipe.query_async(con).await?;
+    let names: std::collections::BTreeSet<String> = sets
+        .into_iter()
+        .flatten()
+        .filter(|name| name.starts_with(prefix))
+        .collect();
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for name in &names {
+        pipe.cmd("EXISTS").arg(wire::subscriptions_key(name));
+    }
+    let occupied: Vec<bool> = pipe.query_async(con).await?;
+    Ok(names
+        .into_iter()
+        .zip(occupied)
+        .filter(|(_, occupied)| *occupied)
+        .map(|(name, _)| crate::broker::RoomName::from(name))
+        .collect())
+}
+
+/// Members of `room` on every live node, one entry per nickname and user
+/// (as a single node counts them).
+async fn fetch_members(con: &mut ConnectionManager, room: &str) -> RedisResult<Vec<ListedMember>> {
+    let nodes = live_nodes(con).await?;
     let mut pipe = redis::pipe();
     for node in &nodes {
         pipe.cmd("HGETALL").arg(wire::members_key(room, node));
@@ -361,8 +437,10 @@ async fn fetch_members(con: &mut ConnectionManager, room: &str) -> RedisResult<V
     };
     let mut nicks: std::collections::BTreeMap<(String, Option<String>), usize> = Default::default();
     for value in maps.iter().flat_map(|m| m.values()) {
-        let (nick, user) = wire::parse_member_value(value);
-        *nicks.entry((nick.to_owned(), user.map(str::to_owned))).or_default() += 1;
+        let member = wire::MemberValue::parse(value);
+        *nicks
+            .entry((member.nick.to_owned(), member.user.map(str::to_owned)))
+            .or_default() += 1;
     }
     Ok(nicks
         .into_iter()
@@ -488,16 +566,31 @@ fn dispatch(broker: &RedisBroker, hub: &dyn Deliver, channel: &str, payload: &[u
             None => tracing::warn!(channel, "unreadable signal from Redis"),
         }
     } else if let Some(room) = wire::room_of(channel, "wshub:presence:") {
-        if let Ok(event) = serde_json::from_slice::<WirePresence>(payload) {
-            if event.node != broker.node() {
-                let change = PresenceChange {
-                    joined: event.kind == "joined",
-                    nick: event.nick,
-                    user: event.user,
-                };
-                hub.presence_changed(room, change);
-            }
+        match serde_json::from_slice::<WirePresence>(payload) {
+            Ok(event) => hub.presence_changed(room, presence_change(broker.node(), event)),
+            Err(e) => tracing::warn!(channel, "unreadable presence event from Redis: {e}"),
         }
+    }
+}
+
+/// A published presence event as this node sees it.
+fn presence_change(me: &str, event: WirePresence) -> PresenceChange {
+    let counts = match (event.subscriptions, event.connections) {
+        (Some(subscriptions), Some(connections)) => Some(ClusterCounts {
+            subscriptions: usize::try_from(subscriptions).unwrap_or(usize::MAX),
+            user_connections: usize::try_from(connections).unwrap_or(usize::MAX),
+            recorded_here: event.by.as_deref() == Some(me),
+        }),
+        _ => None,
+    };
+    PresenceChange {
+        joined: event.kind == "joined",
+        local: event.node == me,
+        conn: event.conn.and_then(|c| c.parse().ok()).unwrap_or(0),
+        presence: event.presence,
+        nick: event.nick,
+        user: event.user,
+        counts,
     }
 }
 
@@ -505,21 +598,50 @@ fn dispatch(broker: &RedisBroker, hub: &dyn Deliver, channel: &str, payload: &[u
 async fn restore(client: &Client, broker: &RedisBroker, hub: &dyn Deliver) -> RedisResult<()> {
     let mut con = manager(client).await?;
     let node = broker.node();
+    let rooms = hub.local_rooms();
+    // What Redis still holds of this node: members that left meanwhile are
+    // removed (and counted out), the others recorded again (counted only
+    // when Redis lost them).
+    let mut names: std::collections::BTreeSet<String> = redis::cmd("SMEMBERS")
+        .arg(wire::node_rooms_key(node))
+        .query_async(&mut con)
+        .await?;
+    names.extend(rooms.iter().map(|room| room.name.to_string()));
+    let mut pipe = redis::pipe();
+    for name in &names {
+        pipe.cmd("HGETALL").arg(wire::members_key(name, node));
+    }
+    let held: Vec<HashMap<u64, String>> = if names.is_empty() {
+        Vec::new()
+    } else {
+        pipe.query_async(&mut con).await?
+    };
     let mut pipe = redis::pipe();
     pipe.cmd("ZADD").arg(wire::NODES).arg(now_ms()).arg(node).ignore();
-    let rooms = hub.local_rooms();
-    for room in &rooms {
-        let key = wire::members_key(&room.name, node);
-        pipe.cmd("DEL").arg(&key).ignore();
-        for member in &room.members {
-            let value = wire::member_value(&member.nick, member.user.as_deref());
-            pipe.cmd("HSET").arg(&key).arg(member.conn).arg(value).ignore();
+    for (name, held) in names.iter().zip(&held) {
+        let local = rooms.iter().find(|room| *room.name == **name);
+        let members = local.map_or(&[][..], |room| &room.members[..]);
+        for (conn, value) in held {
+            if !members.iter().any(|member| member.conn == *conn) {
+                record_presence(
+                    &mut pipe,
+                    name,
+                    node,
+                    node,
+                    wire::MemberValue::parse(value),
+                    *conn,
+                    false,
+                );
+            }
         }
-        pipe.cmd("EXPIRE").arg(&key).arg(PRESENCE_KEY_TTL_SECS).ignore();
-        pipe.cmd("SADD")
-            .arg(wire::node_rooms_key(node))
-            .arg(&*room.name)
-            .ignore();
+        for member in members {
+            record_presence(&mut pipe, name, node, node, member_value(member), member.conn, true);
+        }
+        if local.is_some() {
+            pipe.cmd("SADD").arg(wire::node_rooms_key(node)).arg(name).ignore();
+        } else {
+            pipe.cmd("SREM").arg(wire::node_rooms_key(node)).arg(name).ignore();
+        }
     }
     pipe.query_async::<redis::Value>(&mut con).await?;
     for room in rooms {
@@ -589,10 +711,14 @@ async fn beat(con: &mut ConnectionManager, broker: &RedisBroker, hub: &dyn Deliv
     let mut pipe = redis::pipe();
     pipe.cmd("ZADD").arg(wire::NODES).arg(now).arg(node).ignore();
     for room in hub.local_rooms() {
-        pipe.cmd("EXPIRE")
-            .arg(wire::members_key(&room.name, node))
-            .arg(PRESENCE_KEY_TTL_SECS)
-            .ignore();
+        // The counts are the cluster's: any node with members keeps them.
+        for key in [
+            wire::members_key(&room.name, node),
+            wire::subscriptions_key(&room.name),
+            wire::users_key(&room.name),
+        ] {
+            pipe.cmd("EXPIRE").arg(key).arg(PRESENCE_KEY_TTL_SECS).ignore();
+        }
     }
     pipe.cmd("EXPIRE")
         .arg(wire::node_rooms_key(node))
@@ -620,21 +746,11 @@ async fn beat(con: &mut ConnectionManager, broker: &RedisBroker, hub: &dyn Deliv
             .await?;
         for room in rooms {
             let key = wire::members_key(&room, &node);
-            let members: HashMap<String, String> = redis::cmd("HGETALL").arg(&key).query_async(con).await?;
+            let members: HashMap<u64, String> = redis::cmd("HGETALL").arg(&key).query_async(con).await?;
             let mut pipe = redis::pipe();
-            for value in members.into_values() {
-                let (nick, user) = wire::parse_member_value(&value);
-                let event = WirePresence {
-                    kind: "left".to_owned(),
-                    nick: nick.to_owned(),
-                    user: user.map(str::to_owned),
-                    node: node.clone(),
-                };
-                let json = serde_json::to_string(&event).unwrap_or_default();
-                pipe.cmd("PUBLISH")
-                    .arg(wire::presence_channel(&room))
-                    .arg(json)
-                    .ignore();
+            for (conn, value) in &members {
+                let member = wire::MemberValue::parse(value);
+                record_presence(&mut pipe, &room, &node, broker.node(), member, *conn, false);
             }
             pipe.cmd("DEL").arg(&key).ignore();
             pipe.query_async::<redis::Value>(con).await?;

@@ -23,6 +23,17 @@ pub(super) fn members_key(room: &str, node: &str) -> String {
     format!("wshub:{{{room}}}:members:{node}")
 }
 
+/// The room's members on every node, counted: what says, once for the
+/// cluster, that a room got its first member or lost its last.
+pub(super) fn subscriptions_key(room: &str) -> String {
+    format!("wshub:{{{room}}}:subscriptions")
+}
+
+/// A presence room's users and each one's connections, on every node.
+pub(super) fn users_key(room: &str) -> String {
+    format!("wshub:{{{room}}}:users")
+}
+
 pub(super) fn node_rooms_key(node: &str) -> String {
     format!("wshub:node:{node}:rooms")
 }
@@ -91,24 +102,93 @@ return id
 
 /// Separates a member's nickname from its user id in the presence hashes'
 /// values (`nick` alone without a user id): a nickname never holds a
-/// control character, so the first one found is this separator.
+/// control character, and a presence user's `user_info` is JSON, which
+/// escapes them, so the first one found is the separator. A presence
+/// channel's user (Pusher) has its own, so that whoever removes the member
+/// (a node that outlived it) uncounts it as what it was.
 const USER_SEPARATOR: char = '\u{1f}';
+const PRESENCE_USER_SEPARATOR: char = '\u{1e}';
 
-/// A presence hash value: the nickname, and the user id when there is one.
-pub(super) fn member_value(nick: &str, user: Option<&str>) -> String {
-    match user {
-        Some(user) => format!("{nick}{USER_SEPARATOR}{user}"),
-        None => nick.to_owned(),
+/// A member as the presence hashes keep it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct MemberValue<'a> {
+    /// The nickname (a presence user's `user_info`).
+    pub nick: &'a str,
+    /// The user id, if any.
+    pub user: Option<&'a str>,
+    /// Counted among a presence channel's users.
+    pub presence: bool,
+}
+
+impl MemberValue<'_> {
+    /// A presence hash value: the nickname, and the user id when there is one.
+    pub(super) fn encode(&self) -> String {
+        match self.user {
+            Some(user) if self.presence => format!("{}{PRESENCE_USER_SEPARATOR}{user}", self.nick),
+            Some(user) => format!("{}{USER_SEPARATOR}{user}", self.nick),
+            None => self.nick.to_owned(),
+        }
+    }
+
+    /// The member a presence hash value describes.
+    pub(super) fn parse(value: &str) -> MemberValue<'_> {
+        match value.find([USER_SEPARATOR, PRESENCE_USER_SEPARATOR]) {
+            Some(at) => MemberValue {
+                nick: &value[..at],
+                user: Some(&value[at + 1..]),
+                presence: value[at..].starts_with(PRESENCE_USER_SEPARATOR),
+            },
+            None => MemberValue {
+                nick: value,
+                user: None,
+                presence: false,
+            },
+        }
     }
 }
 
-/// The nickname and user id of a presence hash value.
-pub(super) fn parse_member_value(value: &str) -> (&str, Option<&str>) {
-    match value.split_once(USER_SEPARATOR) {
-        Some((nick, user)) => (nick, Some(user)),
-        None => (value, None),
-    }
-}
+/// Records a member joining (`ARGV[1]` = `1`) or leaving (`0`) a room on a
+/// node, counts the room's members and a presence user's connections
+/// across the cluster, and publishes the change with the counts after it,
+/// atomically: so exactly one node sees a room's first member arrive (or
+/// its last leave), and a user's, whatever the nodes do at once. A change
+/// that changes nothing (a member recorded again after a reconnect, or
+/// removed twice) is neither counted nor published.
+///
+/// KEYS: the node's members of the room, the room's count, its users.
+/// ARGV: joined, conn, the member's value, its presence user (`''`: none),
+/// the keys' TTL, the presence channel, and the published JSON without its
+/// closing brace (the counts are appended).
+pub(super) const PRESENCE_SCRIPT: &str = r#"
+local changed
+if ARGV[1] == '1' then
+  changed = redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+  redis.call('EXPIRE', KEYS[1], ARGV[5])
+else
+  changed = redis.call('HDEL', KEYS[1], ARGV[2])
+end
+if changed == 0 then return 0 end
+local step = 1
+if ARGV[1] ~= '1' then step = -1 end
+local subscriptions = redis.call('INCRBY', KEYS[2], step)
+if subscriptions <= 0 then
+  redis.call('DEL', KEYS[2])
+  subscriptions = 0
+else
+  redis.call('EXPIRE', KEYS[2], ARGV[5])
+end
+local connections = 0
+if ARGV[4] ~= '' then
+  connections = redis.call('HINCRBY', KEYS[3], ARGV[4], step)
+  if connections <= 0 then
+    redis.call('HDEL', KEYS[3], ARGV[4])
+    connections = 0
+  end
+  redis.call('EXPIRE', KEYS[3], ARGV[5])
+end
+redis.call('PUBLISH', ARGV[6], ARGV[7] .. ',"subscriptions":' .. subscriptions .. ',"connections":' .. connections .. '}')
+return 1
+"#;
 
 /// Raises a room's counter to at least `ARGV[1]` (after Redis lost its
 /// data), never lowers it.
@@ -136,7 +216,7 @@ pub(super) struct WireMessage {
     pub except: Option<String>,
 }
 
-/// A presence event.
+/// A presence event, as [`PRESENCE_SCRIPT`] publishes it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct WirePresence {
     /// "joined" or "left".
@@ -144,7 +224,35 @@ pub(super) struct WirePresence {
     pub nick: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The member's node.
     pub node: String,
+    /// The node that recorded the change: the member's own, or one that
+    /// removed the members of a node that stopped beating. It reports the
+    /// change to the app (webhooks), once for the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// The member's connection number on its node, in decimal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conn: Option<String>,
+    /// A presence channel's user.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub presence: bool,
+    /// The room's members on every node after the change (the script adds it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriptions: Option<u64>,
+    /// The user's connections on every node after it (0 without a presence user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<u64>,
+}
+
+impl WirePresence {
+    /// The JSON the script completes with the counts: without them and
+    /// without its closing brace.
+    pub(super) fn head(&self) -> String {
+        let mut json = serde_json::to_string(self).expect("a presence event serializes");
+        json.pop();
+        json
+    }
 }
 
 /// The room named by a channel, after its prefix.
@@ -175,9 +283,43 @@ mod tests {
 
     #[test]
     fn presence_values_carry_the_user_only_when_known() {
-        assert_eq!(member_value("ann", None), "ann");
-        assert_eq!(parse_member_value("ann"), ("ann", None));
-        let value = member_value("Dana", Some("u\u{1f}42"));
-        assert_eq!(parse_member_value(&value), ("Dana", Some("u\u{1f}42")));
+        let ann = MemberValue {
+            nick: "ann",
+            user: None,
+            presence: false,
+        };
+        assert_eq!(ann.encode(), "ann");
+        assert_eq!(MemberValue::parse("ann"), ann);
+        let dana = MemberValue {
+            nick: "Dana",
+            user: Some("u\u{1f}42"),
+            presence: false,
+        };
+        assert_eq!(MemberValue::parse(&dana.encode()), dana);
+        let info = MemberValue {
+            nick: r#"{"name":"Eve\u001f"}"#,
+            user: Some("7"),
+            presence: true,
+        };
+        assert_eq!(MemberValue::parse(&info.encode()), info);
+    }
+
+    #[test]
+    fn the_script_completes_a_presence_event_with_its_counts() {
+        let event = WirePresence {
+            kind: "joined".into(),
+            nick: "ann".into(),
+            user: None,
+            node: "a".into(),
+            by: Some("a".into()),
+            conn: Some("7".into()),
+            presence: false,
+            subscriptions: None,
+            connections: None,
+        };
+        let published = format!("{},\"subscriptions\":2,\"connections\":0}}", event.head());
+        let back: WirePresence = serde_json::from_str(&published).expect("JSON");
+        assert_eq!(back.subscriptions, Some(2));
+        assert_eq!(back.conn.as_deref(), Some("7"));
     }
 }
