@@ -206,7 +206,7 @@ impl Server {
             apps: config.apps.clone(),
             pusher: crate::service::pusher::PusherContext {
                 limits: crate::service::pusher::PusherLimits {
-                    max_channels: config.chat.max_rooms,
+                    max_channels: u32::try_from(config.chat.max_rooms).unwrap_or(u32::MAX),
                     max_bad_requests: config.chat.max_bad_requests,
                 },
                 webhooks: webhooks.clone(),

@@ -350,13 +350,13 @@ impl<H: Handler> Core<H> {
         Poll::Pending
     }
 
-    /// Gives back the queue space a past burst left behind (the write queue
-    /// and the outbox keep their capacity once grown). Called when a ping
-    /// is due, once per ping interval: a connection that went quiet ends up
-    /// holding no queue memory, and a busy one pays one reallocation a
-    /// minute.
+    /// Gives back the outbox space a past burst left behind (frames pushed
+    /// while earlier ones were being written grow the outbox's own buffer,
+    /// which then keeps its capacity; the write queue frees its buffer
+    /// whenever it is written out). Called when a ping is due, once per
+    /// ping interval: a connection that went quiet ends up holding no queue
+    /// memory, and a busy one pays one reallocation a minute.
     fn release_spare_capacity(&mut self) {
-        self.session.release_spare_capacity();
         self.outbox.release_spare_capacity();
     }
 

@@ -26,11 +26,9 @@ mod subscribe;
 mod tenant;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::value::RawValue;
-use tokio::time::Instant;
 
 use crate::connection::{GiveUp, Handler};
 use crate::hub::{CloseRequest, Hub, Membership, Outbox, Replay};
@@ -46,11 +44,12 @@ pub use tenant::{AppSlot, Tenant, Tenants};
 /// deadline keep the connection alive either way.
 pub const ACTIVITY_TIMEOUT_SECS: u64 = 120;
 
-/// Per-connection limits of the Pusher service.
+/// Per-connection limits of the Pusher service (u32: every connection
+/// keeps a copy).
 #[derive(Debug, Clone, Copy)]
 pub struct PusherLimits {
     /// Channels one connection may be subscribed to at once.
-    pub max_channels: usize,
+    pub max_channels: u32,
     /// Bad requests tolerated before closing.
     pub max_bad_requests: u32,
 }
@@ -69,15 +68,24 @@ pub struct PusherContext {
 /// One channel a connection is subscribed to.
 #[derive(Debug)]
 struct Subscription {
-    /// The channel's name as the client knows it.
-    channel: Box<str>,
     kind: ChannelType,
     /// The user on a presence channel (client events carry it).
     user: Option<Arc<str>>,
+    /// The room joined; its name is the channel's (see [`Tenant::room`]),
+    /// so no copy of the name is kept per connection.
     membership: Membership,
 }
 
-/// One Pusher connection's state.
+impl Subscription {
+    /// Whether this is the subscription to `channel`.
+    fn is(&self, tenant: &Tenant, channel: &str) -> bool {
+        tenant.channel(self.membership.room().name()) == Some(channel)
+    }
+}
+
+/// One Pusher connection's state, boxed once per connection: its fields
+/// are sized to fit a 128-byte allocation (see
+/// `a_session_fits_a_128_byte_allocation`).
 #[derive(Debug)]
 pub struct PusherSession {
     hub: Hub,
@@ -93,8 +101,10 @@ pub struct PusherSession {
     limits: PusherLimits,
     /// Some channel's catch-up may still be being paced out.
     replaying: bool,
-    /// Client events in the current one-second window, and when it began.
-    client_events: (u32, Option<Instant>),
+    /// Client events in the current one-second window.
+    client_events: u32,
+    /// When that window began, on the hub's millisecond clock.
+    client_window: u64,
 }
 
 /// Tells a connection that cannot start why (`pusher:error`), then closes
@@ -122,7 +132,8 @@ impl PusherSession {
             bad_requests: 0,
             limits: context.limits,
             replaying: false,
-            client_events: (0, None),
+            client_events: 0,
+            client_window: 0,
         }
     }
 
@@ -166,7 +177,8 @@ impl PusherSession {
             ClientMessage::Unsubscribe { channel } => {
                 // Unsubscribing from a channel one is not in is no error
                 // (pusher-js unsubscribes on its own after a failure).
-                self.subscriptions.retain(|s| *s.channel != *channel);
+                let tenant = &self.tenant;
+                self.subscriptions.retain(|s| !s.is(tenant, &channel));
                 Ok(())
             }
             ClientMessage::ClientEvent { event, channel, data } => self.client_event(&event, &channel, &data),
@@ -181,12 +193,12 @@ impl PusherSession {
         channel_data: Option<&str>,
         since: Option<u64>,
     ) -> Result<(), GiveUp> {
-        if self.subscriptions.iter().any(|s| *s.channel == *channel) {
+        if self.subscriptions.iter().any(|s| s.is(&self.tenant, &channel)) {
             // Already ours (pusher-js resubscribes after its own
             // reconnects): nothing to do, and no error.
             return Ok(());
         }
-        if self.subscriptions.len() >= self.limits.max_channels {
+        if self.subscriptions.len() >= self.limits.max_channels as usize {
             let message = format!("At most {} channels per connection", self.limits.max_channels);
             let _ = self.outbox.push(text(&server::subscription_error(
                 &channel,
@@ -220,7 +232,6 @@ impl PusherSession {
                 // connections hold one or two channels for their life.
                 self.subscriptions.reserve_exact(1);
                 self.subscriptions.push(Subscription {
-                    channel: channel.into(),
                     kind: admitted.kind,
                     user: admitted.user,
                     membership,
@@ -240,7 +251,7 @@ impl PusherSession {
         if !self.tenant.app.client_events {
             return self.bad_request(None, "Client events are not enabled for this app");
         }
-        let Some(index) = self.subscriptions.iter().position(|s| *s.channel == *channel) else {
+        let Some(index) = self.subscriptions.iter().position(|s| s.is(&self.tenant, channel)) else {
             return self.bad_request(None, &format!("Not subscribed to {channel}"));
         };
         if !self.subscriptions[index].kind.allows_client_events() {
@@ -311,16 +322,15 @@ impl PusherSession {
         if limit == 0 {
             return true;
         }
-        let now = Instant::now();
-        let (count, start) = &mut self.client_events;
-        if start.is_none_or(|start| now.duration_since(start) >= Duration::from_secs(1)) {
-            *start = Some(now);
-            *count = 0;
+        let now = self.hub.clock().now();
+        if now.saturating_sub(self.client_window) >= 1000 {
+            self.client_window = now;
+            self.client_events = 0;
         }
-        if *count >= limit {
+        if self.client_events >= limit {
             return false;
         }
-        *count += 1;
+        self.client_events += 1;
         true
     }
 
@@ -397,4 +407,21 @@ pub fn excluded_socket(socket_id: &str) -> u64 {
 
 fn text(json: &str) -> Bytes {
     encode_frame(OpCode::Text, json.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every Pusher connection keeps one boxed session for its life, and one
+    /// subscription a channel: their sizes are per-connection memory (the
+    /// idle target is 1 KiB in all). mimalloc's size classes step from 128
+    /// to 160 bytes.
+    #[test]
+    fn a_session_fits_a_128_byte_allocation() {
+        let size = std::mem::size_of::<PusherSession>();
+        assert!(size <= 128, "a Pusher session is {size} bytes");
+        let subscription = std::mem::size_of::<Subscription>();
+        assert!(subscription <= 48, "a subscription is {subscription} bytes");
+    }
 }
