@@ -317,6 +317,50 @@ const METRICS: &[Metric] = &[
         show: Show::Number,
     },
     Metric {
+        title: "API fan-out ×16 deliveries/s",
+        mode: API_FANOUT_16,
+        path: &["deliveries_per_sec"],
+        scale: 1e3,
+        decimals: 0,
+        unit: "k",
+        ratio: true,
+        chart: None,
+        show: Show::Number,
+    },
+    Metric {
+        title: "API fan-out ×16 p99 ms",
+        mode: API_FANOUT_16,
+        path: &["latency", "p99_us"],
+        scale: 1e3,
+        decimals: 2,
+        unit: "",
+        ratio: true,
+        chart: None,
+        show: Show::Number,
+    },
+    Metric {
+        title: "client fan-out ×16 deliveries/s",
+        mode: CLIENT_FANOUT_16,
+        path: &["deliveries_per_sec"],
+        scale: 1e3,
+        decimals: 0,
+        unit: "k",
+        ratio: true,
+        chart: None,
+        show: Show::Number,
+    },
+    Metric {
+        title: "client fan-out ×16 p99 ms",
+        mode: CLIENT_FANOUT_16,
+        path: &["latency", "p99_us"],
+        scale: 1e3,
+        decimals: 2,
+        unit: "",
+        ratio: true,
+        chart: None,
+        show: Show::Number,
+    },
+    Metric {
         title: "API publishes/s",
         mode: "pusher-api",
         path: &["publishes_per_sec"],
@@ -372,6 +416,13 @@ const METRICS: &[Metric] = &[
         show: Show::Number,
     },
 ];
+
+/// The Pusher fan-out runs with 16 events in flight (`--window 16`) instead of one: the
+/// throughput case, where a server can carry several events in one write to each subscriber.
+/// `scripts/bench` files them under these modes next to the one-at-a-time runs.
+pub const API_FANOUT_16: &str = "pusher-fanout-api-16";
+/// See [`API_FANOUT_16`].
+pub const CLIENT_FANOUT_16: &str = "pusher-fanout-client-16";
 
 /// The broadcast run with one sender in a closed loop (the latency-bound case), filed by
 /// `scripts/bench` under this mode next to the ten-sender `broadcast`.
@@ -642,6 +693,13 @@ mod tests {
             });
             std::fs::write(runs.join(format!("{label}-pusher-fanout-api.json")), report.to_string()).unwrap();
         }
+        let wide = json!({
+            "mode": API_FANOUT_16,
+            "label": "wshub",
+            "deliveries_per_sec": 900_000.0,
+            "latency": { "p99_us": 9_000.0 },
+        });
+        std::fs::write(runs.join("wshub-pusher-fanout-api-16.json"), wide.to_string()).unwrap();
         let table = summarize(&runs, None, None, "wshub").unwrap();
         std::fs::remove_dir_all(&runs).unwrap();
         let header = table.lines().next().unwrap();
@@ -649,6 +707,12 @@ mod tests {
         assert!(
             !header.contains("echo") && !header.contains("client fan-out"),
             "{header}"
+        );
+        assert!(header.contains("API fan-out ×16 deliveries/s"), "{header}");
+        let wshub = table.lines().find(|l| l.starts_with("| wshub |")).expect("a wshub row");
+        assert!(
+            wshub.contains("| 900k | 9.00 |"),
+            "the ×16 run is in its own columns: {wshub}"
         );
         let row = table
             .lines()
