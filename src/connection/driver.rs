@@ -31,6 +31,10 @@ const SCRATCH_BYTES: usize = 64 * 1024;
 /// Reads per poll before yielding to other connections.
 const READS_PER_POLL: usize = 16;
 
+/// Rounds of taking from the outbox and writing in one pass of `poll`,
+/// before other connections get a turn.
+const OUTBOX_ROUNDS: usize = 4;
+
 /// Frames handed to one vectored write.
 const FRAMES_PER_WRITE: usize = 64;
 
@@ -120,15 +124,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin, H: Handler> Connection<S, H> {
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>, registration: &Registration) -> Poll<Ending> {
         loop {
             let read_budget_left = self.poll_read(cx);
-            let took = self.core.poll_outbox(cx);
-            let write_blocked = match self.poll_write(cx) {
-                Poll::Ready(Ok(())) => false,
-                Poll::Ready(Err(e)) => {
-                    self.core.session.io_failed(e.kind());
-                    true
-                }
-                Poll::Pending => true,
-            };
+            let (write_blocked, more) = self.write_outbox(cx);
             if let Some(ending) = self.core.session.finished() {
                 return Poll::Ready(ending);
             }
@@ -162,9 +158,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin, H: Handler> Connection<S, H> {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            if took && !write_blocked {
-                // Written all that was taken: look at the outbox again so
-                // that its waker gets registered.
+            if more {
+                // The outbox may hold more, and its waker is not
+                // registered: look again after the others had a turn.
                 continue;
             }
             if let Some(at) = self.core.deadlines.rearm(self.core.hub.timeouts(), now) {
@@ -172,6 +168,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin, H: Handler> Connection<S, H> {
             }
             return Poll::Pending;
         }
+    }
+
+    /// Takes what the outbox holds and writes it out, again while it had
+    /// something and the socket took it all, until the outbox is empty
+    /// (its waker registered) or [`OUTBOX_ROUNDS`] have passed. Returns
+    /// whether the write is blocked and whether the outbox may hold more
+    /// without a waker registered. Looping here rather than in `poll`
+    /// spares a pushed-to connection (the usual fan-out case: one frame,
+    /// one write) a second pass over its read side and deadlines.
+    fn write_outbox(&mut self, cx: &mut Context<'_>) -> (bool, bool) {
+        for _ in 0..OUTBOX_ROUNDS {
+            let took = self.core.poll_outbox(cx);
+            let write_blocked = match self.poll_write(cx) {
+                Poll::Ready(Ok(())) => false,
+                Poll::Ready(Err(e)) => {
+                    self.core.session.io_failed(e.kind());
+                    true
+                }
+                Poll::Pending => true,
+            };
+            if !took || write_blocked {
+                return (write_blocked, false);
+            }
+        }
+        (false, true)
     }
 
     /// Reads and decodes what has arrived; false when the budget ran out
