@@ -1241,6 +1241,7 @@ max_connections = 500
 max-client-events-per-second = 5
 max_event_bytes = 20480
 max_channels_per_event = 10
+subscription_count = true
 
 [[apps.webhooks]]
 url = "https://shop.example/pusher/webhooks"
@@ -1262,11 +1263,13 @@ secret = "blog-secret"
         assert_eq!(shop.max_connections, Some(500));
         assert_eq!(shop.max_client_events_per_second, 5);
         assert_eq!((shop.max_event_bytes, shop.max_channels_per_event), (20480, 10));
+        assert!(shop.subscription_count);
         assert_eq!(shop.webhooks.len(), 2);
         assert_eq!(shop.webhooks[0].event_types, ["channel_occupied", "channel_vacated"]);
         assert!(shop.webhooks[1].wants("member_added"));
         let blog = apps.by_key("blog-key").unwrap();
         assert!(!blog.client_events, "Pusher's default in the file");
+        assert!(!blog.subscription_count, "Pusher's default in the file");
         assert_eq!(blog.max_event_bytes, 10 * 1024);
 
         // Flags add to the file's apps, as for every list.

@@ -7,7 +7,9 @@
 
 mod common;
 
-use common::pusher::{api_at, data, hmac_hex, now, pusher_client, recv_json, trigger, with_app, APP_ID, KEY, SECRET};
+use common::pusher::{
+    api_at, data, hmac_hex, now, pusher_client, recv_json, trigger, with_app, with_counting_app, APP_ID, KEY, SECRET,
+};
 use common::{connect, expect_close, next_message, send_text, start_server_with, test_config, Client, TestServer};
 use md5::{Digest, Md5};
 use serde_json::{json, Value};
@@ -649,5 +651,57 @@ async fn a_second_apps_channels_live_apart() {
         (Some("hi"), Some("lobby"), Some("two"))
     );
     quiet(&mut one).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn subscribers_are_told_the_count_where_the_app_counts_subscriptions() {
+    let server = start_server_with(with_counting_app(test_config())).await;
+    let count_of = |frame: &Value| {
+        assert_eq!(frame["event"], "pusher_internal:subscription_count", "{frame}");
+        assert_eq!(frame["channel"], "lobby");
+        data(frame)["subscription_count"].clone()
+    };
+    let (mut ann, _) = pusher_client(&server).await;
+    let ok = subscribe(&mut ann, "lobby", None, None).await;
+    assert_eq!(ok["event"], "pusher_internal:subscription_succeeded");
+    assert_eq!(count_of(&recv_json(&mut ann).await), 1, "the subscriber's own count");
+    let (mut bo, _) = pusher_client(&server).await;
+    subscribe(&mut bo, "lobby", None, None).await;
+    assert_eq!(count_of(&recv_json(&mut bo).await), 2);
+    assert_eq!(count_of(&recv_json(&mut ann).await), 2);
+    // One hub: a raw client of the same room is one more connection.
+    let raw = connect(&server.url("/ws/lobby")).await;
+    assert_eq!(count_of(&recv_json(&mut ann).await), 3);
+    assert_eq!(count_of(&recv_json(&mut bo).await), 3);
+    drop(raw);
+    assert_eq!(count_of(&recv_json(&mut ann).await), 2);
+    assert_eq!(count_of(&recv_json(&mut bo).await), 2);
+    send_text(
+        &mut bo,
+        &json!({"event": "pusher:unsubscribe", "data": {"channel": "lobby"}}).to_string(),
+    )
+    .await;
+    assert_eq!(count_of(&recv_json(&mut ann).await), 1);
+    quiet(&mut bo).await;
+    // Presence channels have their member events instead.
+    let data_ann = json!({"user_id": "ann"}).to_string();
+    let (mut cy, cy_id) = pusher_client(&server).await;
+    let auth = channel_auth(&cy_id, "presence-team", Some(&data_ann));
+    let ok = subscribe(&mut cy, "presence-team", Some(auth), Some(&data_ann)).await;
+    assert_eq!(ok["event"], "pusher_internal:subscription_succeeded");
+    quiet(&mut cy).await;
+    quiet(&mut ann).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_subscription_counting_no_count_is_sent() {
+    let server = pusher_server().await;
+    let (mut ann, _) = pusher_client(&server).await;
+    subscribe(&mut ann, "lobby", None, None).await;
+    let (mut bo, _) = pusher_client(&server).await;
+    subscribe(&mut bo, "lobby", None, None).await;
+    quiet(&mut ann).await;
     server.shutdown().await;
 }

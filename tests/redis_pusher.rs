@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::pusher::{api, pusher_client, recv_json, subscribe, trigger, with_app, APP_ID};
+use common::pusher::{api, pusher_client, recv_json, subscribe, trigger, with_app, with_counting_app, APP_ID};
 use common::redis::RedisServer;
 use common::*;
 use serde_json::json;
@@ -372,6 +372,43 @@ async fn webhooks_come_once_for_the_cluster_not_once_per_node() {
     }
     assert_eq!(room.len(), 6, "{room:?}");
     drop((on_a, on_b));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// The next `pusher_internal:subscription_count`'s count.
+async fn next_count(client: &mut Client) -> u64 {
+    let frame = recv_json(client).await;
+    assert_eq!(frame["event"], "pusher_internal:subscription_count", "{frame}");
+    data_of(&frame)["subscription_count"].as_u64().expect("a count")
+}
+
+/// Subscription counting is the cluster's: a subscriber on A is told of
+/// subscriptions and unsubscriptions on B, counted with its own.
+#[tokio::test]
+async fn subscription_counts_sent_to_subscribers_are_the_clusters() {
+    let redis = RedisServer::start().await;
+    let a = node_with(&redis.url(), "a", with_counting_app).await;
+    let b = node_with(&redis.url(), "b", with_counting_app).await;
+    let (mut ann, ann_id) = pusher_client(&a).await;
+    assert_eq!(
+        subscribe(&mut ann, &ann_id, "lobby", None).await["event"],
+        "pusher_internal:subscription_succeeded"
+    );
+    assert_eq!(next_count(&mut ann).await, 1);
+    let (mut bob, bob_id) = pusher_client(&b).await;
+    assert_eq!(
+        subscribe(&mut bob, &bob_id, "lobby", None).await["event"],
+        "pusher_internal:subscription_succeeded"
+    );
+    assert_eq!(
+        next_count(&mut bob).await,
+        2,
+        "B's subscriber is told the cluster's count"
+    );
+    assert_eq!(next_count(&mut ann).await, 2, "A's subscriber hears of B's");
+    drop(bob);
+    assert_eq!(next_count(&mut ann).await, 1);
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -82,6 +82,14 @@ pub struct App {
     /// Most channels one HTTP API event may name; default 100, as Pusher's.
     #[serde(default = "default_channels_per_event", alias = "max-channels-per-event")]
     pub max_channels_per_event: usize,
+    /// Whether subscribers of its channels (all but presence ones) are
+    /// sent `pusher_internal:subscription_count` whenever the channel's
+    /// count changes (pusher-js: `channel.subscriptionCount` and the
+    /// `pusher:subscription_count` event). Off by default, as Pusher's
+    /// opt-in subscription counting; a change costs one frame to every
+    /// subscriber.
+    #[serde(default, alias = "subscription-count")]
+    pub subscription_count: bool,
     /// Where this app's webhooks go.
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
@@ -212,6 +220,7 @@ impl App {
             max_client_events_per_second: DEFAULT_MAX_CLIENT_EVENTS_PER_SECOND,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             max_channels_per_event: DEFAULT_MAX_CHANNELS_PER_EVENT,
+            subscription_count: false,
             webhooks: Vec::new(),
         }
     }
@@ -324,6 +333,7 @@ impl fmt::Debug for App {
             .field("max_client_events_per_second", &self.max_client_events_per_second)
             .field("max_event_bytes", &self.max_event_bytes)
             .field("max_channels_per_event", &self.max_channels_per_event)
+            .field("subscription_count", &self.subscription_count)
             .field("webhooks", &self.webhooks)
             .finish()
     }

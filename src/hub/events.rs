@@ -27,6 +27,11 @@ pub trait RoomEvents: Send + Sync + std::fmt::Debug {
     /// `room` now has `count` members on this node (after a join or a
     /// leave).
     fn subscription_count(&self, room: &str, count: usize);
+
+    /// Whether `room`'s Pusher subscribers are to be told its subscription
+    /// count whenever it changes (`pusher_internal:subscription_count`,
+    /// which the hub sends): a setting of the room's app, not news.
+    fn counts_to_subscribers(&self, room: &str) -> bool;
 }
 
 /// Nobody listens.
@@ -45,4 +50,8 @@ impl RoomEvents for Unheard {
     fn cache_missed(&self, _room: &str) {}
 
     fn subscription_count(&self, _room: &str, _count: usize) {}
+
+    fn counts_to_subscribers(&self, _room: &str) -> bool {
+        false
+    }
 }

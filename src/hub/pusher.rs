@@ -172,6 +172,11 @@ pub(super) fn member_removed(room: &str, user: &str) -> Bytes {
     text(&server::member_removed(channel, user))
 }
 
+/// `pusher_internal:subscription_count`: how many connections the room has.
+pub(super) fn subscription_count(room: &str, count: usize) -> Bytes {
+    text(&server::subscription_count(channel_of(room), count))
+}
+
 /// A cache channel's last message for a new subscriber, or
 /// `pusher:cache_miss` when it has none.
 pub(super) fn push_cached(hub: &super::Hub, room: &str, outbox: &super::Outbox, replayed: &crate::broker::Replayed) {

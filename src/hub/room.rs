@@ -213,7 +213,7 @@ impl Room {
             }
             Mode::Json => {}
         }
-        hub.occupancy_events().subscription_count(&self.name, order.total());
+        self.count_changed(hub, &order, order.total());
         let joined = ServerFrame::Joined {
             room: self.name.to_string(),
             nick: info.nick.to_string(),
@@ -272,6 +272,32 @@ impl Room {
             };
             self.fan_out(hub, order, forms);
         }
+    }
+
+    /// This node's count of the room's members is now `count` (after a
+    /// join or a leave): the webhook hears of it, and so do the room's
+    /// Pusher subscribers where their app counts subscriptions. In a
+    /// cluster both wait for the cluster's count ([`Room::presence_changed`]).
+    fn count_changed(self: &Arc<Self>, hub: &Hub, order: &Order, count: usize) {
+        if hub.clustered() {
+            return;
+        }
+        hub.occupancy_events().subscription_count(&self.name, count);
+        self.tell_count(hub, order, count);
+    }
+
+    /// `pusher_internal:subscription_count` to the room's Pusher members,
+    /// the joiner too, where their app asks for it: the count of every
+    /// connection in the room, as the webhook and `GET /channels` give it.
+    fn tell_count(self: &Arc<Self>, hub: &Hub, order: &Order, count: usize) {
+        if order.pusher == 0 || !hub.room_events().counts_to_subscribers(&self.name) {
+            return;
+        }
+        let forms = Forms {
+            pusher: Some(pusher::subscription_count(&self.name, count)),
+            ..Forms::default()
+        };
+        self.fan_out(hub, order, forms);
     }
 
     /// A Pusher cache channel's answer to a subscriber: the room's last
@@ -440,7 +466,7 @@ impl Room {
                 }
                 Mode::Json => {}
             }
-            hub.occupancy_events().subscription_count(&self.name, order.total());
+            self.count_changed(hub, &order, order.total());
             hub.broker().left(&self.name, &info);
             let left = ServerFrame::Left {
                 room: self.name.to_string(),
@@ -732,6 +758,9 @@ impl Room {
     /// cluster (wherever they are), JSON members of another node's member.
     pub(crate) fn presence_changed(self: &Arc<Self>, hub: &Hub, change: PresenceChange) {
         let order = lock(&self.order);
+        if let Some(counts) = change.counts {
+            self.tell_count(hub, &order, counts.subscriptions);
+        }
         let user = change.user.as_deref().filter(|_| change.presence);
         if let (Some(counts), Some(user)) = (change.counts, user) {
             let frame = match (change.joined, counts.user_connections) {

@@ -24,6 +24,15 @@ pub fn with_app(mut config: wshub::Config) -> wshub::Config {
     config
 }
 
+/// `config` with the app of [`with_app`], which also sends its subscribers
+/// the channel's subscription count (`subscription_count = true`).
+pub fn with_counting_app(mut config: wshub::Config) -> wshub::Config {
+    let mut app = wshub::apps::App::from_spec(&format!("{APP_ID}:{KEY}:{SECRET}")).expect("valid spec");
+    app.subscription_count = true;
+    config.apps = wshub::apps::Apps::new(vec![app]).expect("valid app");
+    config
+}
+
 /// Hex HMAC-SHA256 of `text` with `secret`: every Pusher signature.
 pub fn hmac_hex(secret: &str, text: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key size");

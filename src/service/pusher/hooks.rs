@@ -75,6 +75,12 @@ impl RoomEvents for Hooks {
         self.send(room, EventKind::CacheMiss, |channel| Event::CacheMiss { channel });
     }
 
+    fn counts_to_subscribers(&self, room: &str) -> bool {
+        self.locate(room).is_some_and(|(app, channel)| {
+            app.subscription_count && ChannelType::of(channel).kind != ChannelKind::Presence
+        })
+    }
+
     fn subscription_count(&self, room: &str, count: usize) {
         let subscription_count = count as u64;
         self.send(room, EventKind::SubscriptionCount, |channel| Event::SubscriptionCount {
@@ -102,5 +108,21 @@ mod tests {
         assert_eq!(located("three#lobby"), None, "no such app");
         assert_eq!(located("#server-to-user-ann"), None);
         assert_eq!(located("two##server-to-user-ann"), None);
+    }
+
+    #[test]
+    fn subscribers_hear_the_count_where_their_app_asks_and_not_on_presence_channels() {
+        let mut counting = App::new("one", "k1", "s1");
+        counting.subscription_count = true;
+        let apps = Apps::new([counting, App::new("two", "k2", "s2")]).expect("valid");
+        let hooks = Hooks::new(apps, Webhooks::disabled());
+        assert!(hooks.counts_to_subscribers("lobby"));
+        assert!(hooks.counts_to_subscribers("private-x"));
+        assert!(
+            !hooks.counts_to_subscribers("presence-x"),
+            "presence has its member events"
+        );
+        assert!(!hooks.counts_to_subscribers("#server-to-user-ann"));
+        assert!(!hooks.counts_to_subscribers("two#lobby"), "the app did not ask");
     }
 }
