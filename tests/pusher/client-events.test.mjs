@@ -34,7 +34,7 @@ test('whisper (laravel-echo): reaches the other member of a private channel, not
   await noEcho(pa, pb, echoed);
 });
 
-test('whisper (laravel-echo) on a presence channel carries the sender user_id', async (t) => {
+test('whisper (laravel-echo) on a presence channel carries the sender user_id', todoOn('presence-client-event-user'), async (t) => {
   const room = uniq('whisper-pres-');
   const ann = uniq('ann-');
   const ea = await echo(t, { userId: ann });

@@ -29,14 +29,14 @@ test('pusher:ping gets pusher:pong', async (t) => {
   await s.next((m) => m.event === 'pusher:pong', { what: 'pusher:pong' });
 });
 
-test('wrong app key: the socket is closed with 4001', async (t) => {
+test('wrong app key: the socket is closed with 4001', todoOn('unknown-key-close'), async (t) => {
   const s = await rawSocket(t, { key: `not-${APP.key}`, open: false });
   const { code } = await within(s.closed, 'the close');
   same(code, 4001, 'close code');
   check(!s.messages.some((m) => m.event === 'pusher:connection_established'), 'connection_established was sent for an unknown key');
 });
 
-test('wrong app key: pusher-js reports error 4001 and gives up', async (t) => {
+test('wrong app key: pusher-js reports error 4001 and gives up', todoOn('unknown-key-close'), async (t) => {
   const c = await connect(t, { key: `not-${APP.key}`, wait: false });
   // pusher-js wraps what the server said (a pusher:error frame or the close code) in a WebSocketError.
   const codeOf = (e) => (e && e.error && e.error.data ? e.error.data.code : e && e.data ? e.data.code : undefined);

@@ -20,13 +20,13 @@ test('an event of 9 KB (within the spec limit) is delivered whole', async (t) =>
   same(await got, data, 'event data');
 });
 
-test('HTTP API: an oversized event is answered 413', todoOn('http-error-status'), async (t) => {
+test('HTTP API: an oversized event is answered 413', todoOn('http-error-status', 'event-size'), async (t) => {
   const r = await outcome(api.trigger(uniq('size-413-'), 'huge', big()));
   check(r.threw, `the SDK reports success: HTTP ${r.status} ${String(r.body).slice(0, 200)}`);
   same(r.status, 413, 'HTTP status');
 });
 
-test('HTTP API: an oversized event is not published, and the channel still works', async (t) => {
+test('HTTP API: an oversized event is not published, and the channel still works', todoOn('event-size'), async (t) => {
   const name = uniq('size-none-');
   const c = await connect(t);
   const ch = await subscribe(c, name);
@@ -36,7 +36,7 @@ test('HTTP API: an oversized event is not published, and the channel still works
   same(seen.length, 0, 'oversized events delivered');
 });
 
-test('HTTP API: a batch with one oversized event publishes none of the batch', async (t) => {
+test('HTTP API: a batch with one oversized event publishes none of the batch', todoOn('event-size'), async (t) => {
   const name = uniq('size-batch-');
   const c = await connect(t);
   const ch = await subscribe(c, name);
@@ -49,7 +49,7 @@ test('HTTP API: a batch with one oversized event publishes none of the batch', a
   same(seen.length, 0, `events of the refused batch delivered (HTTP ${r.status})`);
 });
 
-test('client event: an oversized one gets pusher:error (or a close) and is not relayed', async (t) => {
+test('client event: an oversized one gets pusher:error (or a close) and is not relayed', todoOn('client-event-size'), async (t) => {
   const name = uniq('private-size-');
   const b = await connect(t);
   const cb = await subscribe(b, name);

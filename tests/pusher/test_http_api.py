@@ -29,6 +29,7 @@ TIMEOUT_S = float(os.environ.get("PUSHER_TIMEOUT_MS", "5000")) / 1000
 # and one that starts to pass shows up as an unexpected success, which fails the run.
 KNOWN = {
     "soketi": {"http-error-status": "soketi answers HTTP API errors with 200 OK"},
+    "sockudo": {"get-body-md5": "sockudo refuses a GET whose query has body_md5, which this SDK sends"},
 }
 
 
@@ -144,6 +145,7 @@ class HttpApiTest(unittest.TestCase):
         names = [m["event"] for m in s.seen if m.get("channel") == ch and m["event"] in ("first", "second")]
         self.assertEqual(names, ["first", "second"])
 
+    @known("get-body-md5")
     def test_channels_info_with_prefix_and_subscription_count(self):
         prefix = uniq("py-q-")
         a, b = Socket(self), Socket(self)
@@ -155,6 +157,7 @@ class HttpApiTest(unittest.TestCase):
         self.assertEqual(sorted(body["channels"]), [f"{prefix}-one", f"{prefix}-two"])
         self.assertEqual(body["channels"][f"{prefix}-one"]["subscription_count"], 2)
 
+    @known("get-body-md5")
     def test_channel_info(self):
         ch = uniq("py-info-")
         a, b = Socket(self), Socket(self)
@@ -165,6 +168,7 @@ class HttpApiTest(unittest.TestCase):
         self.assertEqual(body["subscription_count"], 2)
         self.assertIs(client().channel_info(uniq("py-empty-"))["occupied"], False)
 
+    @known("get-body-md5")
     def test_users_info_counts_a_user_once(self):
         ch = uniq("presence-py-")
         s1, s2, s3 = Socket(self), Socket(self), Socket(self)
