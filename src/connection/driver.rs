@@ -16,13 +16,14 @@ use std::task::{Context, Poll};
 
 use super::handler::Handler;
 use super::keepalive::{Deadlines, Due, ReadGate};
+use super::transport::Transport;
 use crate::hub::{CloseRequest, Outbox};
 use crate::hub::{Hub, Registration};
 use crate::metrics::RateAction;
 use crate::protocol::{Action, Decoder, Ending, Event, Message, OverBudget, Session, Timeout};
 use crate::ratelimit::Verdict;
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::ReadBuf;
 
 /// Bytes read per `read` call, into a buffer shared by all connections of a
 /// thread: a connection holds read bytes only while a frame is incomplete.
@@ -85,7 +86,7 @@ pub struct Setup<H> {
     pub expires_in: Option<std::time::Duration>,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin, H: Handler> Connection<S, H> {
+impl<S: Transport, H: Handler> Connection<S, H> {
     /// Builds the connection; `already_read` holds bytes that arrived with
     /// the upgrade request, and is decoded at once (not kept: it is a slice
     /// of hyper's read buffer, kilobytes that an idle connection must not
@@ -119,7 +120,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin, H: Handler> Connection<S, H> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin, H: Handler> Connection<S, H> {
+impl<S: Transport, H: Handler> Connection<S, H> {
     /// Runs the connection until it ends; `registration` carries its alarm.
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>, registration: &Registration) -> Poll<Ending> {
         loop {
@@ -309,7 +310,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin, H: Handler> Connection<S, H> {
                 *slice = IoSlice::new(bytes);
                 count += 1;
             }
-            match Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..count]) {
+            match Pin::new(&mut self.stream).poll_send(cx, &slices[..count]) {
                 Poll::Pending => {
                     core.deadlines.write_stalled(core.hub.clock().now());
                     return Poll::Pending;

@@ -17,13 +17,17 @@
 //!   the protocol's [`Session`](crate::protocol::Session), which decides
 //!   the closing handshake and how the connection ended.
 //! - `task`: the connection's life as one exactly sized future.
+//! - `transport`: what frames are written through ([`Transport`]): a plain
+//!   socket sends a lone frame without the vectored write's file layer.
 
 mod driver;
 mod handler;
 mod keepalive;
 mod task;
+mod transport;
 
 pub use crate::hub::{CloseRequest, Outbox, Timeouts};
 pub use driver::Setup;
 pub use handler::{GiveUp, Handler};
 pub use task::{ConnectionTask, Farewell};
+pub use transport::Transport;

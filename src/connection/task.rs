@@ -11,10 +11,9 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite};
-
 use super::driver::{Connection, Setup};
 use super::handler::Handler;
+use super::transport::Transport;
 use crate::hub::Registration;
 use crate::protocol::Ending;
 
@@ -66,7 +65,7 @@ impl<S, H> std::fmt::Debug for ConnectionTask<S, H> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin, H: Handler> ConnectionTask<S, H> {
+impl<S: Transport, H: Handler> ConnectionTask<S, H> {
     /// Prepares the task; `already_read` holds bytes that came with the
     /// upgrade request.
     pub fn new(stream: S, already_read: bytes::Bytes, setup: Setup<H>, farewell: Farewell) -> Self {
@@ -78,7 +77,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin, H: Handler> ConnectionTask<S, H> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin, H: Handler + Unpin> Future for ConnectionTask<S, H> {
+impl<S: Transport, H: Handler + Unpin> Future for ConnectionTask<S, H> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {

@@ -16,7 +16,6 @@ use bytes::Bytes;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::connection::{CloseRequest, ConnectionTask, Farewell, Outbox, Setup};
@@ -274,7 +273,7 @@ fn prepare(shared: &Shared, ticket: Ticket, addr: SocketAddr, agreed: Agreed, ad
 /// which it never leaves), counted on that worker.
 fn launch<S>(shared: &Shared, prepared: Prepared, stream: S, already_read: Bytes)
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: crate::connection::Transport + Send + 'static,
 {
     let Prepared { setup, farewell } = prepared;
     let endpoint = farewell.registration.endpoint();
