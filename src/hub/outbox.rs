@@ -169,7 +169,8 @@ impl Outbox {
     /// Moves every queued frame to the back of `into` (the connection's
     /// in-flight batch; when that is empty, the two buffers are swapped,
     /// so the frames are not copied and the outbox keeps no buffer) and
-    /// returns any close request. `Pending` registers the task's waker when there is nothing.
+    /// returns any close request. `Pending` registers the task's waker
+    /// when there is nothing.
     pub fn poll_take(&self, cx: &mut Context<'_>, into: &mut VecDeque<Bytes>) -> Poll<Option<CloseRequest>> {
         let mut state = self.lock();
         if state.frames.is_empty() && state.close.is_none() {

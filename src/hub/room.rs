@@ -213,7 +213,7 @@ impl Room {
             }
             Mode::Json => {}
         }
-        self.count_changed(hub, &order, order.total());
+        self.count_changed(hub, &order);
         let joined = ServerFrame::Joined {
             room: self.name.to_string(),
             nick: info.nick.to_string(),
@@ -274,14 +274,15 @@ impl Room {
         }
     }
 
-    /// This node's count of the room's members is now `count` (after a
-    /// join or a leave): the webhook hears of it, and so do the room's
-    /// Pusher subscribers where their app counts subscriptions. In a
-    /// cluster both wait for the cluster's count ([`Room::presence_changed`]).
-    fn count_changed(self: &Arc<Self>, hub: &Hub, order: &Order, count: usize) {
+    /// This node's count of the room's members has changed (a join or a
+    /// leave): the webhook hears of it, and so do the room's Pusher
+    /// subscribers where their app counts subscriptions. In a cluster both
+    /// wait for the cluster's count ([`Room::presence_changed`]).
+    fn count_changed(self: &Arc<Self>, hub: &Hub, order: &Order) {
         if hub.clustered() {
             return;
         }
+        let count = order.total();
         hub.occupancy_events().subscription_count(&self.name, count);
         self.tell_count(hub, order, count);
     }
@@ -466,7 +467,7 @@ impl Room {
                 }
                 Mode::Json => {}
             }
-            self.count_changed(hub, &order, order.total());
+            self.count_changed(hub, &order);
             hub.broker().left(&self.name, &info);
             let left = ServerFrame::Left {
                 room: self.name.to_string(),

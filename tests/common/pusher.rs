@@ -18,17 +18,20 @@ pub const KEY: &str = "app-key";
 pub const SECRET: &str = "app-secret";
 
 /// `config` with the app (as `--app ID:KEY:SECRET` makes it: client events on).
-pub fn with_app(mut config: wshub::Config) -> wshub::Config {
-    let app = wshub::apps::App::from_spec(&format!("{APP_ID}:{KEY}:{SECRET}")).expect("valid spec");
-    config.apps = wshub::apps::Apps::new(vec![app]).expect("valid app");
-    config
+pub fn with_app(config: wshub::Config) -> wshub::Config {
+    with_app_as(config, |_| {})
 }
 
 /// `config` with the app of [`with_app`], which also sends its subscribers
 /// the channel's subscription count (`subscription_count = true`).
-pub fn with_counting_app(mut config: wshub::Config) -> wshub::Config {
+pub fn with_counting_app(config: wshub::Config) -> wshub::Config {
+    with_app_as(config, |app| app.subscription_count = true)
+}
+
+/// `config` with the app of [`with_app`], changed by `change`.
+fn with_app_as(mut config: wshub::Config, change: impl FnOnce(&mut wshub::apps::App)) -> wshub::Config {
     let mut app = wshub::apps::App::from_spec(&format!("{APP_ID}:{KEY}:{SECRET}")).expect("valid spec");
-    app.subscription_count = true;
+    change(&mut app);
     config.apps = wshub::apps::Apps::new(vec![app]).expect("valid app");
     config
 }
