@@ -123,6 +123,9 @@ impl<S: Transport, H: Handler> Connection<S, H> {
 impl<S: Transport, H: Handler> Connection<S, H> {
     /// Runs the connection until it ends; `registration` carries its alarm.
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>, registration: &Registration) -> Poll<Ending> {
+        // While this runs, what the hub has for this connection (its own
+        // broadcasts included) waits in the outbox, behind what it writes.
+        self.core.outbox.disarm();
         loop {
             let read_budget_left = self.poll_read(cx);
             let (write_blocked, more) = self.write_outbox(cx);
@@ -166,6 +169,11 @@ impl<S: Transport, H: Handler> Connection<S, H> {
             }
             if let Some(at) = self.core.deadlines.rearm(self.core.hub.timeouts(), now) {
                 registration.arm(at, cx.waker());
+            }
+            if !write_blocked && self.core.waits_to_write() {
+                if let Some(socket) = self.stream.socket() {
+                    self.core.outbox.arm(socket);
+                }
             }
             return Poll::Pending;
         }
@@ -336,6 +344,13 @@ impl<S: Transport, H: Handler> Connection<S, H> {
     }
 }
 
+impl<S, H> Drop for Connection<S, H> {
+    fn drop(&mut self) {
+        // The socket closes with `stream`: the hub must not write to it.
+        self.core.outbox.disarm();
+    }
+}
+
 impl<H: Handler> Core<H> {
     /// The connection's number, for log lines.
     pub(crate) fn id(&self) -> u64 {
@@ -392,6 +407,13 @@ impl<H: Handler> Core<H> {
         self.session.ending()
     }
 
+    /// Whether the connection is open with everything written out and
+    /// nothing queued (its waker with the outbox): what lets the hub write
+    /// a frame to its socket at once.
+    fn waits_to_write(&self) -> bool {
+        self.session.is_open() && self.session.is_written_out() && self.outbox.queued() == 0
+    }
+
     fn endpoint(&self) -> crate::protocol::Endpoint {
         self.service.endpoint()
     }
@@ -430,9 +452,11 @@ impl<H: Handler> Core<H> {
         }
         match self.outbox.poll_take(cx, self.session.outgoing()) {
             Poll::Pending => false,
-            Poll::Ready(None) => true,
-            Poll::Ready(Some(request)) => {
-                self.on_close_request(request);
+            Poll::Ready((close, started)) => {
+                self.session.resume_written(started);
+                if let Some(request) = close {
+                    self.on_close_request(request);
+                }
                 true
             }
         }
@@ -475,7 +499,8 @@ impl<H: Handler> Core<H> {
                     );
                 }
                 // Replies already queued go out before the close frame.
-                self.outbox.drain_into(self.session.outgoing());
+                let started = self.outbox.drain_into(self.session.outgoing());
+                self.session.resume_written(started);
                 self.deadlines.closing(self.hub.timeouts(), self.now());
             }
             Action::Reply => self.deadlines.closing(self.hub.timeouts(), self.now()),
