@@ -412,3 +412,36 @@ async fn subscription_counts_sent_to_subscribers_are_the_clusters() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// A presence cache channel of a cluster: the subscriber waits for the
+/// cluster's member list, and the cache's answer (the last event, or
+/// `pusher:cache_miss`) comes after its `subscription_succeeded`, not
+/// before it, whichever node the last event was published on.
+#[tokio::test]
+async fn a_presence_cache_channel_answers_after_subscription_succeeded() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis.url(), "a").await;
+    let b = node(&redis.url(), "b").await;
+    let channel = "presence-cache-board";
+    // join_presence checks that the first event is subscription_succeeded.
+    let (mut ann, alone) = join_presence(&a, channel, "u1").await;
+    assert_eq!(alone["count"], 1, "{alone}");
+    let miss = recv_json(&mut ann).await;
+    assert_eq!(miss["event"], "pusher:cache_miss", "{miss}");
+
+    let last = json!({"name": "score", "data": "3-1", "channel": channel});
+    assert_eq!(trigger(&b, last).await.0, 200);
+    assert_eq!(recv_json(&mut ann).await["event"], "score");
+
+    for node in [&b, &a] {
+        let (mut late, both) = join_presence(node, channel, "u2").await;
+        assert!(both["count"].as_u64().unwrap() >= 2, "{both}");
+        let cached = recv_json(&mut late).await;
+        assert_eq!(cached["event"], "score", "{cached}");
+        assert_eq!(cached["data"], "3-1");
+        drop(late);
+    }
+    drop(ann);
+    a.shutdown().await;
+    b.shutdown().await;
+}

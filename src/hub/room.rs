@@ -206,6 +206,13 @@ impl Room {
         let waits_for_members = mode == Mode::PusherPresence && hub.clustered();
         // A Pusher member replays only when it asks to catch up (`since`).
         let replays = json || waits_for_members || (mode.is_pusher() && matches!(replay, Replay::Since(_)));
+        // A cache channel's answer; one that waits for the member list
+        // comes from the same fetch, after it.
+        let cached = mode.is_pusher() && replay == Replay::Recent;
+        let after = AfterFetch {
+            members: waits_for_members,
+            cached: cached && waits_for_members,
+        };
         let info = member.info();
         let outbox = member.outbox.clone();
         let mut member = member;
@@ -219,7 +226,7 @@ impl Room {
             Mode::Pusher | Mode::PusherPresence => {
                 order.pusher += 1;
                 self.subscribed(hub, &mut order, &info, &outbox, mode == Mode::PusherPresence);
-                if replay == Replay::Recent {
+                if cached && !after.cached {
                     self.send_cached(hub, &outbox);
                 }
             }
@@ -243,15 +250,16 @@ impl Room {
                 // A Pusher member's `Recent` is a cache channel's last
                 // event, sent apart (`send_cached`).
                 Replay::Recent if json => Span::Latest(hub.join_history()),
+                Replay::Recent if after.cached => Span::Latest(1),
                 Replay::Recent | Replay::Nothing => Span::Latest(0),
             };
-            let room = self.clone();
-            let then = Box::new(move |replayed| room.replay_fetched(worker, key, replayed, waits_for_members));
+            let (room, later) = (self.clone(), hub.clone());
+            let then = Box::new(move |replayed| room.replay_fetched(&later, worker, key, replayed, after));
             // Pending: the member's live messages wait in its backlog until
             // the broker calls back.
             if let Ok(replayed) = broker.replay(&self.name, span, then) {
                 let mut members = self.shard(worker);
-                self.fetched(&order, &mut members, key, replayed, waits_for_members);
+                self.fetched(hub, &order, &mut members, key, replayed, after);
                 self.pace_replay(&order, worker, &mut members, key);
             }
         }
@@ -329,33 +337,41 @@ impl Room {
     /// The broker has fetched a joiner's replay: it is paced out from here
     /// (see [`Replaying`]), then the member list, then what arrived
     /// meanwhile and is newer than the replay.
-    fn replay_fetched(&self, worker: usize, key: usize, replayed: crate::broker::Replayed, with_members: bool) {
+    fn replay_fetched(
+        &self,
+        hub: &Hub,
+        worker: usize,
+        key: usize,
+        replayed: crate::broker::Replayed,
+        after: AfterFetch,
+    ) {
         let order = lock(&self.order);
         let mut members = self.shard(worker);
         if members
             .get(key)
             .is_some_and(|m| m.replay.as_ref().is_some_and(|r| r.fetching))
         {
-            self.fetched(&order, &mut members, key, replayed, with_members);
+            self.fetched(hub, &order, &mut members, key, replayed, after);
             self.pace_replay(&order, worker, &mut members, key);
         }
     }
 
     /// Member `key`'s replay is at hand; a presence subscriber of a cluster
-    /// (`with_members`) first gets its `subscription_succeeded` with the
+    /// (`after.members`) first gets its `subscription_succeeded` with the
     /// cluster's users, itself among them (its own join may not have
     /// reached the list yet), or this node's when the broker could not
-    /// list them.
+    /// list them, and then, on a cache channel, the cache's answer.
     fn fetched(
         &self,
+        hub: &Hub,
         order: &Order,
         members: &mut Slab<Member>,
         key: usize,
         replayed: crate::broker::Replayed,
-        with_members: bool,
+        after: AfterFetch,
     ) {
         let Some(member) = members.get_mut(key) else { return };
-        if with_members {
+        if after.members {
             let frame = match (&replayed.members, member.user()) {
                 (Some(listed), Some(user)) => {
                     let users = Users::listed(listed, (&user, &member.nick()));
@@ -364,6 +380,11 @@ impl Room {
                 _ => pusher::subscription_succeeded(&self.name, Some(&order.users)),
             };
             let _ = member.outbox.push(frame);
+        }
+        if after.cached && replayed.entries.is_empty() {
+            // A hit is the replay of one event, sent next (after a live
+            // event only if newer); a miss is said here.
+            pusher::push_cached(hub, &self.name, &member.outbox, &replayed);
         }
         let (outbox, mode) = (member.outbox.clone(), member.mode);
         if let Some(replay) = member.replay.as_mut() {
@@ -865,6 +886,16 @@ impl Room {
 
 /// The connection of this node that a sealed name (0: none) leaves out; 0
 /// when it is another node's.
+/// What a Pusher member's fetch brings besides its replay.
+#[derive(Debug, Clone, Copy)]
+struct AfterFetch {
+    /// The cluster's member list, for the presence subscriber's
+    /// `subscription_succeeded`.
+    members: bool,
+    /// A cache channel's last event (or its miss), sent after the list.
+    cached: bool,
+}
+
 fn excluded_here(sealed: u64) -> u64 {
     match sealed {
         0 => 0,
