@@ -93,7 +93,7 @@ pub enum Received {
 
 /// Finds the benchmark event in a frame, without parsing its JSON.
 pub fn parse_event(frame: &[u8], size: usize) -> Received {
-    let Some(start) = frame.windows(MARK.len()).position(|w| w == MARK) else {
+    let Some(start) = memchr::memmem::find(frame, MARK) else {
         return Received::Other;
     };
     let rest = &frame[start + MARK.len()..];
