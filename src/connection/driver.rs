@@ -123,9 +123,6 @@ impl<S: Transport, H: Handler> Connection<S, H> {
 impl<S: Transport, H: Handler> Connection<S, H> {
     /// Runs the connection until it ends; `registration` carries its alarm.
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>, registration: &Registration) -> Poll<Ending> {
-        // While this runs, what the hub has for this connection (its own
-        // broadcasts included) waits in the outbox, behind what it writes.
-        self.core.outbox.disarm();
         loop {
             let read_budget_left = self.poll_read(cx);
             let (write_blocked, more) = self.write_outbox(cx);
@@ -169,11 +166,6 @@ impl<S: Transport, H: Handler> Connection<S, H> {
             }
             if let Some(at) = self.core.deadlines.rearm(self.core.hub.timeouts(), now) {
                 registration.arm(at, cx.waker());
-            }
-            if !write_blocked && self.core.waits_to_write() {
-                if let Some(socket) = self.stream.socket() {
-                    self.core.outbox.arm(socket);
-                }
             }
             return Poll::Pending;
         }
@@ -344,13 +336,6 @@ impl<S: Transport, H: Handler> Connection<S, H> {
     }
 }
 
-impl<S, H> Drop for Connection<S, H> {
-    fn drop(&mut self) {
-        // The socket closes with `stream`: the hub must not write to it.
-        self.core.outbox.disarm();
-    }
-}
-
 impl<H: Handler> Core<H> {
     /// The connection's number, for log lines.
     pub(crate) fn id(&self) -> u64 {
@@ -407,13 +392,6 @@ impl<H: Handler> Core<H> {
         self.session.ending()
     }
 
-    /// Whether the connection is open with everything written out and
-    /// nothing queued (its waker with the outbox): what lets the hub write
-    /// a frame to its socket at once.
-    fn waits_to_write(&self) -> bool {
-        self.session.is_open() && self.session.is_written_out() && self.outbox.queued() == 0
-    }
-
     fn endpoint(&self) -> crate::protocol::Endpoint {
         self.service.endpoint()
     }
@@ -452,11 +430,9 @@ impl<H: Handler> Core<H> {
         }
         match self.outbox.poll_take(cx, self.session.outgoing()) {
             Poll::Pending => false,
-            Poll::Ready((close, started)) => {
-                self.session.resume_written(started);
-                if let Some(request) = close {
-                    self.on_close_request(request);
-                }
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(request)) => {
+                self.on_close_request(request);
                 true
             }
         }
@@ -499,8 +475,7 @@ impl<H: Handler> Core<H> {
                     );
                 }
                 // Replies already queued go out before the close frame.
-                let started = self.outbox.drain_into(self.session.outgoing());
-                self.session.resume_written(started);
+                self.outbox.drain_into(self.session.outgoing());
                 self.deadlines.closing(self.hub.timeouts(), self.now());
             }
             Action::Reply => self.deadlines.closing(self.hub.timeouts(), self.now()),

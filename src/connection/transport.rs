@@ -11,7 +11,6 @@
 //! second.
 
 use std::io::{self, IoSlice};
-use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
@@ -25,21 +24,9 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin {
     fn poll_send(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
         self.poll_write_vectored(cx, bufs)
     }
-
-    /// The socket that the hub may write a frame to at once while the
-    /// connection waits with nothing to write (`Outbox::push_now`): only a
-    /// plain TCP socket, where the frame's bytes are what goes on the
-    /// wire.
-    fn socket(&self) -> Option<RawFd> {
-        None
-    }
 }
 
 impl Transport for TcpStream {
-    fn socket(&self) -> Option<RawFd> {
-        Some(self.as_raw_fd())
-    }
-
     fn poll_send(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
         let [one] = bufs else {
             return self.poll_write_vectored(cx, bufs);

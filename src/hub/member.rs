@@ -7,11 +7,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::frames::{history_chunk, history_frame, text_frame};
-use super::{Outbox, Pushed};
+use super::{Outbox, Rejected};
 use crate::broker::{ListedMember, MemberInfo, Replayed};
 use crate::history::Entry;
+use crate::protocol::frame_for;
 use crate::protocol::v1::ServerFrame;
-use crate::protocol::{frame_for, Endpoint};
 
 /// How a member wants its frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,10 +221,9 @@ impl Member {
         }
     }
 
-    /// Queues a frame now (or writes it at once: [`Outbox::push_now`]), or
-    /// after the replay when one is pending. Returns what went to the
-    /// socket at once, for the metrics: frames written whole, and bytes.
-    pub(super) fn push(&mut self, id: u64, frame: &Bytes) -> (usize, usize) {
+    /// Queues a frame now, or after the replay when one is pending; true
+    /// when this evicted the member.
+    pub(super) fn push(&mut self, id: u64, frame: &Bytes) -> bool {
         match self.replay.as_mut() {
             Some(replay) => {
                 replay.backlog_bytes += frame.len();
@@ -232,28 +231,12 @@ impl Member {
                 if self.outbox.exceeds_bytes(replay.backlog_bytes) {
                     self.replay = None;
                     self.outbox.evict();
+                    return true;
                 }
-                (0, 0)
+                false
             }
             // Compressed for a deflate member: once per frame, shared.
-            None => {
-                let frame = frame_for(frame, self.outbox.deflate());
-                let len = frame.len();
-                match self.outbox.push_now(frame) {
-                    Ok(Pushed::Sent) => (1, len),
-                    Ok(Pushed::Queued { written }) => (0, written),
-                    Err(_) => (0, 0),
-                }
-            }
-        }
-    }
-
-    /// The endpoint this member's frames are counted under.
-    pub(super) fn endpoint(&self) -> Endpoint {
-        match self.mode {
-            Mode::Raw => Endpoint::Chat,
-            Mode::Json => Endpoint::V1,
-            Mode::Pusher | Mode::PusherPresence => Endpoint::Pusher,
+            None => self.outbox.push(frame_for(frame, self.outbox.deflate())) == Err(Rejected::Overflow),
         }
     }
 

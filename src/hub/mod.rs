@@ -39,7 +39,7 @@ pub use member::{Member, Mode, Replay};
 pub fn connection_number(outbox: &Arc<Outbox>) -> u64 {
     member::outbox_id(outbox)
 }
-pub use outbox::{CloseRequest, Outbox, Pushed, Rejected};
+pub use outbox::{CloseRequest, Outbox, Rejected};
 pub use registry::{Registration, Ticket};
 pub use room::{ChannelInfo, Membership, Room};
 pub use timeouts::Timeouts;

@@ -31,7 +31,7 @@ use super::{lock, CloseRequest, Hub, Outbox};
 use crate::broker::{Body, Delivery, ListedMember, MemberInfo, Ordered, PresenceChange, Publication, RoomName, Span};
 use crate::history::Entry;
 use crate::protocol::v1::ServerFrame;
-use crate::protocol::{encode_frame, Endpoint, Message, MessageKind, OpCode};
+use crate::protocol::{encode_frame, Message, MessageKind, OpCode};
 
 /// A set of members that receive every message published to the room.
 #[derive(Debug)]
@@ -142,9 +142,6 @@ impl Room {
     fn push_to_members(&self, hub: &Hub, worker: usize, forms: &Forms) {
         let mut members = self.shard(worker);
         let mut delivered = 0;
-        // Frames and bytes written at once, by endpoint: counted here, once
-        // per fan-out, since no connection's write counts them.
-        let mut sent = [(0, 0); Endpoint::ALL.len()];
         for (_, member) in members.iter_mut() {
             let frame = match member.mode {
                 Mode::Raw => forms.raw.as_ref(),
@@ -156,16 +153,7 @@ impl Room {
                     continue;
                 }
                 delivered += 1;
-                let (frames, bytes) = member.push(forms.id, frame);
-                let counted = &mut sent[member.endpoint().index()];
-                counted.0 += frames;
-                counted.1 += bytes;
-            }
-        }
-        drop(members);
-        for (endpoint, &(frames, bytes)) in Endpoint::ALL.iter().zip(&sent) {
-            if bytes > 0 {
-                hub.metrics().frames_out(*endpoint, frames, bytes);
+                member.push(forms.id, frame);
             }
         }
         if forms.message {

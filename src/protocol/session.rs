@@ -311,21 +311,6 @@ impl Session {
         &mut self.queue
     }
 
-    /// The first frame just queued had its first `written` bytes written
-    /// before it came here (the hub writes a frame to an idle connection's
-    /// socket at once, and queues it when the socket takes only part of
-    /// it): only the rest goes out, and eviction keeps it.
-    pub fn resume_written(&mut self, written: usize) {
-        if written == 0 {
-            return;
-        }
-        debug_assert!(
-            self.written == 0 && self.queue.front().is_some_and(|f| f.len() > written),
-            "a partly written frame must come first"
-        );
-        self.written = written;
-    }
-
     /// Whether everything queued, our close frame included, is written.
     pub fn is_written_out(&self) -> bool {
         self.queue.is_empty() && self.close_frame().is_none()
@@ -442,30 +427,6 @@ mod tests {
             matches!(session.on_event(Event::Ping(Bytes::new())), Action::None),
             "no pong once closing"
         );
-    }
-
-    /// A frame the hub wrote in part before it was queued: only its rest
-    /// is written, and evicting keeps it (the close frame follows it).
-    #[test]
-    fn a_partly_written_frame_is_finished_before_the_close_frame() {
-        let mut session = Session::new();
-        session.outgoing().push_back(Bytes::from_static(b"0123456789"));
-        session.outgoing().push_back(Bytes::from_static(b"next"));
-        session.resume_written(4);
-        assert_eq!(session.unwritten().next(), Some(&b"456789"[..]));
-        assert!(matches!(
-            session.evict(CloseCode::PolicyViolation, "slow"),
-            Action::Close
-        ));
-        let unwritten: Vec<&[u8]> = session.unwritten().collect();
-        assert_eq!(unwritten[0], b"456789", "the frame's rest first");
-        assert_eq!(
-            unwritten[1],
-            &close_frame(1008, "slow")[..],
-            "then the close frame, not `next`"
-        );
-        assert_eq!(unwritten.len(), 2);
-        assert_eq!(session.wrote(6), 1, "the rest completes one frame");
     }
 
     #[test]
