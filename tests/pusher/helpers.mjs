@@ -64,6 +64,8 @@ const KNOWN = {
     'subscription-error': 'sockudo answers a subscription with a bad signature with no pusher:subscription_error, README.md#sockudo',
     'signin': 'sockudo, as the peer is configured, answers pusher:signin with no pusher:signin_success, README.md#sockudo',
     'server-to-user-guard': 'sockudo lets any connection subscribe to #server-to-user-<id>, README.md#sockudo',
+    'member-webhook-per-user': 'sockudo sends member_removed for each connection of a user that leaves a presence channel, not once for the user, README.md#sockudo',
+    'client-event-webhook-user': 'sockudo\'s client_event webhook on a presence channel has no user_id, README.md#sockudo',
   },
   wshub: {},
 };
