@@ -20,7 +20,7 @@ use super::transport::Transport;
 use crate::hub::{CloseRequest, Outbox};
 use crate::hub::{Hub, Registration};
 use crate::metrics::RateAction;
-use crate::protocol::{Action, Decoder, Ending, Event, Message, OverBudget, Session, Timeout};
+use crate::protocol::{Action, Decoder, Ending, Endpoint, Event, Message, OverBudget, Session, Timeout};
 use crate::ratelimit::Verdict;
 use bytes::Bytes;
 use tokio::io::ReadBuf;
@@ -124,7 +124,12 @@ impl<S: Transport, H: Handler> Connection<S, H> {
     /// Runs the connection until it ends; `registration` carries its alarm.
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>, registration: &Registration) -> Poll<Ending> {
         loop {
-            let read_budget_left = self.poll_read(cx);
+            let mut messages = 0;
+            let read_budget_left = self.poll_read(cx, &mut messages);
+            if messages > 0 && self.core.gives_way() {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             let (write_blocked, more) = self.write_outbox(cx);
             if let Some(ending) = self.core.session.finished() {
                 return Poll::Ready(ending);
@@ -196,9 +201,9 @@ impl<S: Transport, H: Handler> Connection<S, H> {
         (false, true)
     }
 
-    /// Reads and decodes what has arrived; false when the budget ran out
-    /// with more possibly waiting.
-    fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
+    /// Reads and decodes what has arrived, counting the messages into
+    /// `messages`; false when the budget ran out with more possibly waiting.
+    fn poll_read(&mut self, cx: &mut Context<'_>, messages: &mut usize) -> bool {
         if !self.core.session.reads() {
             return true;
         }
@@ -235,7 +240,7 @@ impl<S: Transport, H: Handler> Connection<S, H> {
                         if core.deadlines.charge_read(core.hub.timeouts(), filled) {
                             core.throttling_starts();
                         }
-                        self.ingest(&scratch[..filled]);
+                        *messages += self.ingest(&scratch[..filled]);
                         if !self.core.session.reads() {
                             return true;
                         }
@@ -287,10 +292,17 @@ impl<S: Transport, H: Handler> Connection<S, H> {
         Ok(())
     }
 
-    fn ingest(&mut self, bytes: &[u8]) {
+    /// Decodes `bytes` and acts on them; returns how many messages they
+    /// completed.
+    fn ingest(&mut self, bytes: &[u8]) -> usize {
         let core = &mut self.core;
         core.hub.metrics().bytes_in(core.endpoint(), bytes.len());
-        if let Err(error) = self.decoder.decode(bytes, &mut |event| core.on_event(event)) {
+        let mut messages = 0;
+        let decoded = self.decoder.decode(bytes, &mut |event| {
+            messages += usize::from(matches!(event, Event::Message(_)));
+            core.on_event(event);
+        });
+        if let Err(error) = decoded {
             let action = core.session.fail(error);
             core.apply(action);
         }
@@ -299,6 +311,7 @@ impl<S: Transport, H: Handler> Connection<S, H> {
         if let Err(over) = self.decoder.account(core.hub.incomplete_messages()) {
             core.overloaded(over);
         }
+        messages
     }
 
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -554,6 +567,21 @@ impl<H: Handler> Core<H> {
     }
 
     /// Hands a message the session let through to the service.
+    /// Whether to let the room's other members go first, before writing
+    /// this connection's own copy of what it just published: they were
+    /// woken by the publish and wait in the runtime's queue. A client that
+    /// sends its next message once it sees its last (any closed loop)
+    /// would otherwise see its copy before anyone else and send again while
+    /// the room still receives the last one, and every round would overlap
+    /// the next. Only when that copy is all it has queued: with more, the
+    /// room is busy, frames batch, and waiting helps nobody; and the next
+    /// poll writes it (a new message makes two).
+    fn gives_way(&self) -> bool {
+        matches!(self.service.endpoint(), Endpoint::Chat | Endpoint::V1)
+            && self.session.is_written_out()
+            && self.outbox.queued() == 1
+    }
+
     fn deliver(&mut self, message: Message) {
         tracing::debug!(conn = self.id, bytes = message.payload().len(), "message");
         if !self.admit(&message) {
