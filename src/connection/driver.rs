@@ -566,7 +566,6 @@ impl<H: Handler> Core<H> {
         self.apply(action);
     }
 
-    /// Hands a message the session let through to the service.
     /// Whether to let the room's other members go first, before writing
     /// this connection's own copy of what it just published: they were
     /// woken by the publish and wait in the runtime's queue. A client that
@@ -582,6 +581,7 @@ impl<H: Handler> Core<H> {
             && self.outbox.queued() == 1
     }
 
+    /// Hands a message the session let through to the service.
     fn deliver(&mut self, message: Message) {
         tracing::debug!(conn = self.id, bytes = message.payload().len(), "message");
         if !self.admit(&message) {

@@ -236,7 +236,8 @@ impl Room {
             let span = match replay {
                 Replay::Since(after) => Span::After(after, usize::MAX),
                 // A Pusher member's `Recent` is a cache channel's last
-                // event, sent apart (`send_cached`).
+                // event: sent apart (`send_cached`), or, after a cluster's
+                // member list, as this fetch's one event.
                 Replay::Recent if json => Span::Latest(hub.join_history()),
                 Replay::Recent if after.cached => Span::Latest(1),
                 Replay::Recent | Replay::Nothing => Span::Latest(0),
@@ -872,8 +873,6 @@ impl Room {
     }
 }
 
-/// The connection of this node that a sealed name (0: none) leaves out; 0
-/// when it is another node's.
 /// What a Pusher member's fetch brings besides its replay.
 #[derive(Debug, Clone, Copy)]
 struct AfterFetch {
@@ -884,6 +883,8 @@ struct AfterFetch {
     cached: bool,
 }
 
+/// The connection of this node that a sealed name (0: none) leaves out; 0
+/// when it is another node's.
 fn excluded_here(sealed: u64) -> u64 {
     match sealed {
         0 => 0,
