@@ -1,0 +1,158 @@
+//! What a room tells of itself: member lists, counts, history, and the
+//! outboxes hub-wide notices and closes go to.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use slab::Slab;
+
+use super::{Order, Room};
+use crate::broker::{ListedMember, Span};
+use crate::hub::frames::{self, presence_frame};
+use crate::hub::member::{Member, Mode};
+use crate::hub::{lock, CloseRequest, Hub, Outbox};
+use crate::protocol::{encode_frame, OpCode};
+
+impl Room {
+    /// This node's member list: one entry per nickname and user (a user's
+    /// two tabs count twice in one entry; two users who share a nickname
+    /// are two entries). `held` is a shard the caller has locked already.
+    pub(super) fn list_members(&self, _order: &Order, held: Option<(usize, &Slab<Member>)>) -> Vec<ListedMember> {
+        let mut nicks: BTreeMap<(Arc<str>, Option<Arc<str>>), usize> = BTreeMap::new();
+        let mut count = |members: &Slab<Member>| {
+            for (_, member) in members.iter() {
+                *nicks.entry((member.nick(), member.user())).or_default() += 1;
+            }
+        };
+        for worker in 0..self.shards.len() {
+            match held {
+                Some((held, members)) if held == worker => count(members),
+                _ => count(&self.shard(worker)),
+            }
+        }
+        nicks
+            .into_iter()
+            .map(|((nick, user), connections)| ListedMember {
+                nick: nick.to_string(),
+                user: user.as_deref().map(str::to_owned),
+                connections,
+            })
+            .collect()
+    }
+
+    /// This node's member list as a `presence` frame.
+    pub fn presence_frame(&self) -> Bytes {
+        let order = lock(&self.order);
+        presence_frame(&self.name, self.list_members(&order, None))
+    }
+
+    /// What the Pusher HTTP API tells of the channel: its subscriptions (all
+    /// members, whatever protocol) and its users (presence channels).
+    pub fn channel_info(&self) -> ChannelInfo {
+        let order = lock(&self.order);
+        ChannelInfo {
+            subscriptions: order.total(),
+            users: order.users.len(),
+        }
+    }
+
+    /// Sends every member on this node `frame` (JSON text), then asks its
+    /// connection to close; how many there were.
+    pub(crate) fn close_members(&self, frame: &str, close: CloseRequest) -> usize {
+        let outboxes: Vec<Arc<Outbox>> = {
+            let _order = lock(&self.order);
+            (0..self.shards.len())
+                .flat_map(|worker| {
+                    self.shard(worker)
+                        .iter()
+                        .map(|(_, m)| m.outbox.clone())
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let bytes = encode_frame(OpCode::Text, frame.as_bytes());
+        for outbox in &outboxes {
+            let _ = outbox.push(bytes.clone());
+            outbox.request_close(close.clone());
+        }
+        outboxes.len()
+    }
+
+    /// A presence channel's user ids on this node.
+    pub fn user_ids(&self) -> Vec<Arc<str>> {
+        lock(&self.order).users.ids()
+    }
+
+    /// Sends `outbox` the room's member list: the cluster's when the broker
+    /// has one, else this node's.
+    pub(crate) fn send_members(self: &Arc<Self>, hub: &Hub, outbox: Arc<Outbox>) {
+        let room = self.clone();
+        let reply = outbox.clone();
+        let then = Box::new(move |listed: Option<Vec<ListedMember>>| {
+            let frame = match listed {
+                Some(list) => presence_frame(&room.name, list),
+                None => room.presence_frame(),
+            };
+            let _ = reply.push(frame);
+        });
+        if !hub.broker().members(&self.name, then) {
+            let _ = outbox.push(self.presence_frame());
+        }
+    }
+
+    /// Sends `outbox` the part of the room's history asked for.
+    pub(crate) fn send_history(&self, hub: &Hub, outbox: Arc<Outbox>, span: Span) {
+        let room = self.name.clone();
+        let then = Box::new(move |replayed: crate::broker::Replayed| {
+            frames::push_replay(&outbox, &room, &replayed.entries, replayed.truncated);
+        });
+        hub.broker().history(&self.name, span, then);
+    }
+
+    /// The last id delivered on this node (0: none yet).
+    pub(crate) fn last_delivered(&self) -> u64 {
+        lock(&self.order).last_delivered
+    }
+
+    /// This node's members, as a broker re-registers them.
+    pub(crate) fn member_infos(&self) -> Vec<crate::broker::MemberInfo> {
+        let _order = lock(&self.order);
+        let mut infos = Vec::new();
+        for worker in 0..self.shards.len() {
+            infos.extend(self.shard(worker).iter().map(|(_, m)| m.info()));
+        }
+        infos
+    }
+
+    /// JSON members' outboxes (for hub-wide notices).
+    pub(crate) fn json_outboxes(&self) -> Vec<Arc<Outbox>> {
+        let mut outboxes = Vec::new();
+        for worker in 0..self.shards.len() {
+            let members = self.shard(worker);
+            let json = members.iter().filter(|(_, m)| m.mode == Mode::Json);
+            outboxes.extend(json.map(|(_, m)| m.outbox.clone()));
+        }
+        outboxes
+    }
+}
+
+/// A channel as the Pusher HTTP API describes it (this node's part).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelInfo {
+    /// Members, whatever protocol they speak.
+    pub subscriptions: usize,
+    /// Distinct users of a presence channel (0 on others).
+    pub users: usize,
+}
+
+impl ChannelInfo {
+    /// The counts of a member list (the cluster's, from the broker).
+    pub(crate) fn of_members(listed: &[ListedMember]) -> ChannelInfo {
+        let users: std::collections::BTreeSet<&str> = listed.iter().filter_map(|m| m.user.as_deref()).collect();
+        ChannelInfo {
+            subscriptions: listed.iter().map(|m| m.connections).sum(),
+            users: users.len(),
+        }
+    }
+}

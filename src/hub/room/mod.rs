@@ -1,0 +1,185 @@
+//! A room: its members on every worker, fan-out in one order, presence.
+//!
+//! Members speak one of three protocols. Raw members (the seed's `/ws`) get
+//! every frame verbatim; `wshub.v1` members get its JSON; Pusher members
+//! get Pusher's envelope (see [`super::pusher`]). A publish encodes each
+//! form at most once, only when the room has members who want it, and
+//! shares the bytes across members and workers.
+//!
+//! A room is split per worker: each worker's members sit in that worker's
+//! [`Shard`], touched by that worker's thread (and briefly by a thread
+//! listing members). What orders the room, the broker's answer and the
+//! queueing of one parcel per worker, happens under the room's order lock,
+//! so ids increase in delivery order and every member sees one order.
+//!
+//! Lock order: the hub's room map, then a room's order lock, then its
+//! shards. A thread holding a shard takes another shard only while it
+//! holds the order lock.
+//!
+//! This file holds the room and its fan-out; `join` the members coming
+//! and going (with their replays), `publish` the messages going in,
+//! `listing` what the room tells of itself, `membership` a connection's
+//! handle on it.
+
+mod join;
+mod listing;
+mod membership;
+mod publish;
+
+pub use listing::ChannelInfo;
+pub use membership::Membership;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use slab::Slab;
+
+use super::frames::text_frame;
+use super::inbox::{Forms, Parcel};
+use super::member::{Member, Mode};
+use super::pusher::Users;
+use super::{lock, Hub};
+use crate::broker::RoomName;
+use crate::protocol::v1::ServerFrame;
+
+/// A set of members that receive every message published to the room.
+#[derive(Debug)]
+pub struct Room {
+    name: RoomName,
+    order: Mutex<Order>,
+    shards: Box<[Shard]>,
+}
+
+/// What the order lock guards.
+#[derive(Debug)]
+struct Order {
+    /// Members per worker: a parcel goes only where there are some.
+    members: Box<[u32]>,
+    /// Raw members in all: a text's raw form is encoded only for them.
+    raw: u32,
+    /// Pusher members in all: the Pusher form is encoded only for them.
+    pusher: u32,
+    /// A presence channel's users (its Pusher presence members').
+    users: Users,
+    /// The last id delivered here (duplicates from the broker are dropped).
+    last_delivered: u64,
+}
+
+impl Order {
+    fn total(&self) -> usize {
+        self.members.iter().map(|&n| n as usize).sum()
+    }
+
+    /// `wshub.v1` members in all.
+    fn json(&self) -> usize {
+        self.total() - self.raw as usize - self.pusher as usize
+    }
+}
+
+/// One worker's part of a room.
+#[derive(Debug, Default)]
+struct Shard {
+    members: Mutex<Slab<Member>>,
+    /// Parcels of this room in the worker's inbox, not yet delivered: while
+    /// there are any, the worker queues behind them rather than deliver
+    /// directly, so the room's order holds.
+    pending: AtomicU32,
+}
+
+impl Room {
+    pub(crate) fn new(name: RoomName, workers: usize) -> Self {
+        Room {
+            name,
+            order: Mutex::new(Order {
+                members: vec![0; workers].into_boxed_slice(),
+                raw: 0,
+                pusher: 0,
+                users: Users::default(),
+                last_delivered: 0,
+            }),
+            shards: (0..workers).map(|_| Shard::default()).collect(),
+        }
+    }
+
+    /// The room's name.
+    pub fn name(&self) -> &RoomName {
+        &self.name
+    }
+
+    /// Members right now, on every worker.
+    pub fn member_count(&self) -> usize {
+        lock(&self.order).total()
+    }
+
+    fn shard(&self, worker: usize) -> MutexGuard<'_, Slab<Member>> {
+        lock(&self.shards[worker].members)
+    }
+
+    /// Queues `forms` to every worker with members: directly into the
+    /// members' outboxes for the calling worker when nothing of the room
+    /// waits in its inbox, else as one parcel per worker.
+    fn fan_out(self: &Arc<Self>, hub: &Hub, order: &Order, forms: Forms) {
+        let here = hub.current_worker();
+        for (worker, &count) in order.members.iter().enumerate() {
+            if count == 0 {
+                continue;
+            }
+            let shard = &self.shards[worker];
+            if here == Some(worker) && shard.pending.load(Ordering::Acquire) == 0 {
+                self.push_to_members(hub, worker, &forms);
+            } else {
+                shard.pending.fetch_add(1, Ordering::AcqRel);
+                hub.stats().parcels.fetch_add(1, Ordering::Relaxed);
+                // A clone of the frames is reference counts, not bytes.
+                hub.inbox(worker).push(Parcel {
+                    room: self.clone(),
+                    forms: forms.clone(),
+                });
+            }
+        }
+    }
+
+    /// A parcel of this room has reached `worker`: its members get it.
+    pub(crate) fn deliver_here(&self, hub: &Hub, worker: usize, forms: &Forms) {
+        self.push_to_members(hub, worker, forms);
+        self.shards[worker].pending.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Queues the right form to each member of `worker`'s shard (a form
+    /// that is `None` skips those members), behind a pending replay where
+    /// there is one.
+    fn push_to_members(&self, hub: &Hub, worker: usize, forms: &Forms) {
+        let mut members = self.shard(worker);
+        let mut delivered = 0;
+        for (_, member) in members.iter_mut() {
+            let frame = match member.mode {
+                Mode::Raw => forms.raw.as_ref(),
+                Mode::Json => forms.json.as_ref(),
+                Mode::Pusher | Mode::PusherPresence => forms.pusher.as_ref(),
+            };
+            if let Some(frame) = frame {
+                if forms.except != 0 && member.conn() == forms.except {
+                    continue;
+                }
+                delivered += 1;
+                member.push(forms.id, frame);
+            }
+        }
+        if forms.message {
+            hub.stats().delivered.fetch_add(delivered, Ordering::Relaxed);
+        }
+    }
+
+    /// An event for `wshub.v1` members (presence), in the room's order.
+    fn announce(self: &Arc<Self>, hub: &Hub, order: &Order, event: &ServerFrame, except: u64) {
+        if order.json() == 0 {
+            return;
+        }
+        let forms = Forms {
+            json: Some(text_frame(event)),
+            except,
+            ..Forms::default()
+        };
+        self.fan_out(hub, order, forms);
+    }
+}
