@@ -11,7 +11,7 @@ use crate::history::Entry;
 use crate::hub::frames::message_frame;
 use crate::hub::inbox::Forms;
 use crate::hub::member::Member;
-use crate::hub::pusher::{self};
+use crate::hub::pusher;
 use crate::hub::{lock, Hub};
 use crate::protocol::{encode_frame, Message, MessageKind, OpCode};
 
