@@ -9,6 +9,7 @@
 //! thread before any byte is read (`workers.rs`); with 1, everything runs
 //! on the runtime that calls [`Server::run`].
 
+mod listener;
 mod workers;
 
 use std::future::Future;
@@ -23,7 +24,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -74,9 +74,6 @@ pub const MAX_REQUEST_HEADERS: usize = 100;
 /// Longest pause after a failing `accept` (the pause doubles from 10 ms).
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Listen backlog: bursts of thousands of connects must not be dropped.
-const LISTEN_BACKLOG: i32 = 4096;
-
 /// Start-up failures.
 #[derive(Debug, Error)]
 pub enum ServerError {
@@ -116,7 +113,7 @@ pub enum ServerError {
 
 /// A bound, not yet running server.
 pub struct Server {
-    listener: TcpListener,
+    listener: listener::Listener,
     tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     worker_task: Option<WorkerTask>,
@@ -147,7 +144,7 @@ impl Server {
         let addr = SocketAddr::new(config.bind, config.port);
         // `Config` is built by hand by embedders: 0 means one.
         let workers = config.workers.max(1);
-        let listener = listen(addr).map_err(|source| ServerError::Bind { addr, source })?;
+        let listener = listener::Listener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
         let redis = match config.redis.clone() {
             None => None,
             Some(url) => {
@@ -307,7 +304,10 @@ impl Server {
                     let _ = stream.set_nodelay(true);
                     match &mut workers {
                         Some(workers) => workers.hand_over(stream, peer),
-                        None => http.serve(stream, peer),
+                        None => match tokio::net::TcpStream::from_std(stream) {
+                            Ok(stream) => http.serve(stream, peer),
+                            Err(e) => tracing::debug!(%peer, "cannot register the socket: {e}"),
+                        },
                     }
                 }
                 Err(e) if is_per_connection(&e) => {}
@@ -437,15 +437,6 @@ fn is_per_connection(e: &std::io::Error) -> bool {
         e.kind(),
         ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted
     )
-}
-
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    TcpListener::from_std(socket.into())
 }
 
 /// Serves HTTP/1.1 on one connection until it upgrades or ends.

@@ -90,11 +90,7 @@ impl Workers {
     }
 
     /// Hands an accepted socket to the least loaded worker.
-    pub(crate) fn hand_over(&mut self, stream: TcpStream, peer: SocketAddr) {
-        let stream = match stream.into_std() {
-            Ok(stream) => stream,
-            Err(e) => return tracing::debug!(%peer, "cannot hand the socket to a worker: {e}"),
-        };
+    pub(crate) fn hand_over(&mut self, stream: std::net::TcpStream, peer: SocketAddr) {
         let index = self.least_loaded();
         // Its thread only ends after the senders are gone: a send cannot fail.
         let _ = self.handoffs[index].send((stream, peer));
