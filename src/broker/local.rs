@@ -29,7 +29,7 @@ impl LocalBroker {
                 Replayed {
                     entries,
                     truncated,
-                    members: None,
+                    ..Replayed::default()
                 }
             }
         }

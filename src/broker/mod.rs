@@ -201,6 +201,22 @@ pub struct Replayed {
     /// The room's members across the cluster as of the replay, when the
     /// broker knows them (otherwise the hub lists this node's).
     pub members: Option<Vec<ListedMember>>,
+    /// The store could not be read (Redis away, failing or its queue
+    /// full): `entries` are not all there is, and the client must be told
+    /// rather than given an empty history that says "nothing since".
+    pub unavailable: bool,
+}
+
+impl Replayed {
+    /// The answer when history could not be read: unavailable, unless
+    /// `span` asked for nothing (a presence subscriber waiting only for
+    /// the member list), which lacks nothing.
+    pub fn unavailable(span: Span) -> Self {
+        Replayed {
+            unavailable: span != Span::Latest(0),
+            ..Replayed::default()
+        }
+    }
 }
 
 /// A callback with the answer to a question the broker answers later.
@@ -224,8 +240,8 @@ pub struct ClusterStatus {
 pub struct LocalRoom {
     /// Its name.
     pub name: RoomName,
-    /// The last id delivered here (0: none).
-    pub last_delivered: u64,
+    /// The newest id its members here have, live or replayed (0: none).
+    pub last_seen: u64,
     /// Its members on this node.
     pub members: Vec<MemberInfo>,
 }

@@ -34,7 +34,7 @@ impl Deliver for Hub {
             .into_iter()
             .map(|room| LocalRoom {
                 name: room.name().clone(),
-                last_delivered: room.last_delivered(),
+                last_seen: room.last_seen(),
                 members: room.member_infos(),
             })
             .collect()

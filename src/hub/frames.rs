@@ -5,7 +5,7 @@
 use bytes::Bytes;
 
 use super::Outbox;
-use crate::broker::ListedMember;
+use crate::broker::{ListedMember, Replayed};
 use crate::history::Entry;
 use crate::protocol::v1::{ChatMessage, MemberCount, ServerFrame};
 use crate::protocol::{encode_frame, OpCode};
@@ -49,13 +49,25 @@ pub(crate) fn presence_frame(room: &str, members: Vec<ListedMember>) -> Bytes {
 }
 
 /// Queues a replay: the `history_truncated` error first when retention
-/// dropped part of what was asked (`truncated` is where history starts),
-/// then the entries.
-pub(crate) fn push_replay(outbox: &Outbox, room: &str, entries: &[Entry], truncated: Option<u64>) {
-    if let Some(first_available) = truncated {
-        let _ = outbox.push(text_frame(&ServerFrame::history_truncated(room, first_available)));
+/// dropped part of what was asked, `history_unavailable` when the store
+/// could not be read, then the entries.
+pub(crate) fn push_replay(outbox: &Outbox, room: &str, replayed: &Replayed) {
+    if let Some(notice) = replay_notice(room, replayed) {
+        let _ = outbox.push(text_frame(&notice));
     }
-    push_history(outbox, room, entries);
+    push_history(outbox, room, &replayed.entries);
+}
+
+/// What a `wshub.v1` client is told before a replay that is not all
+/// that was asked for.
+pub(crate) fn replay_notice(room: &str, replayed: &Replayed) -> Option<ServerFrame> {
+    if replayed.unavailable {
+        Some(ServerFrame::history_unavailable(room))
+    } else {
+        replayed
+            .truncated
+            .map(|first_available| ServerFrame::history_truncated(room, first_available))
+    }
 }
 
 /// Queues `entries` as `history` frames (see [`history_chunk`]).

@@ -11,7 +11,6 @@ use super::{Outbox, Rejected};
 use crate::broker::{ListedMember, MemberInfo, Replayed};
 use crate::history::Entry;
 use crate::protocol::frame_for;
-use crate::protocol::v1::ServerFrame;
 
 /// How a member wants its frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,14 +97,15 @@ impl Replaying {
     }
 
     /// The fetched history takes over; the `history_truncated` notice (when
-    /// retention dropped part of what was asked) goes out at once, as does
-    /// an empty `history` frame (which still says "this is all").
+    /// retention dropped part of what was asked) or `history_unavailable`
+    /// (when the store could not be read) goes out at once, as does an
+    /// empty `history` frame (which, without either, says "this is all").
     pub(super) fn fetched(&mut self, outbox: &Outbox, room: &str, mode: Mode, replayed: Replayed) {
-        if let Some(first_available) = replayed.truncated {
-            let notice = match mode {
-                Mode::Pusher | Mode::PusherPresence => super::pusher::history_truncated(room, first_available),
-                Mode::Json | Mode::Raw => text_frame(&ServerFrame::history_truncated(room, first_available)),
-            };
+        let notice = match mode {
+            Mode::Pusher | Mode::PusherPresence => super::pusher::replay_notice(room, &replayed),
+            Mode::Json | Mode::Raw => super::frames::replay_notice(room, &replayed).map(|frame| text_frame(&frame)),
+        };
+        if let Some(notice) = notice {
             let _ = outbox.push(notice);
         }
         self.newest = replayed.entries.last().map_or(0, |e| e.id);

@@ -134,12 +134,18 @@ fn stored_frame(channel: &str, event: &str, data: &str, user_id: Option<&str>, i
     text(&server::stored_event(channel, event, data, user_id, id))
 }
 
-/// `wshub:history_truncated`: a catch-up asked for more than history still
-/// holds; `first_available` is where it starts.
-pub(super) fn history_truncated(room: &str, first_available: u64) -> Bytes {
+/// What a Pusher subscriber is told before a catch-up that is not all it
+/// asked for: `wshub:history_truncated` when history no longer holds it
+/// (`first_available` is where it starts), `wshub:history_unavailable`
+/// when the store could not be read.
+pub(super) fn replay_notice(room: &str, replayed: &crate::broker::Replayed) -> Option<Bytes> {
     let channel = channel_of(room);
+    if replayed.unavailable {
+        return Some(event_frame(channel, "wshub:history_unavailable", "{}", None));
+    }
+    let first_available = replayed.truncated?;
     let data = serde_json::json!({ "first_available": first_available }).to_string();
-    event_frame(channel, "wshub:history_truncated", &data, None)
+    Some(event_frame(channel, "wshub:history_truncated", &data, None))
 }
 
 /// `pusher_internal:subscription_succeeded`, with the member list on a

@@ -256,6 +256,9 @@ pub enum ErrorCode {
     /// Catch-up is impossible: retention dropped messages after `since`;
     /// history starts at `first_available` (what remains follows).
     HistoryTruncated,
+    /// Catch-up or `history` could not be read (with `--redis`: Redis is
+    /// away or failing): what came is not all there is; ask again later.
+    HistoryUnavailable,
     /// `join` of a room the connection's access token does not list.
     ForbiddenRoom,
     /// The message was over the connection's rate limits and was dropped.
@@ -290,6 +293,20 @@ impl ServerFrame {
             message: format!("cannot recover: history starts at id {first_available}"),
             room: Some(room.to_owned()),
             first_available: Some(first_available),
+            client_ref: None,
+        }
+    }
+
+    /// The `history_unavailable` error: the history store could not be
+    /// read, so the (empty) history that follows is not "nothing since".
+    pub fn history_unavailable(room: &str) -> ServerFrame {
+        ServerFrame::Error {
+            code: ErrorCode::HistoryUnavailable,
+            message: "history could not be read now (cross-node store unreachable): messages may be missing; \
+                      ask again (join with the same since) later"
+                .to_owned(),
+            room: Some(room.to_owned()),
+            first_available: None,
             client_ref: None,
         }
     }

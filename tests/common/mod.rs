@@ -3,6 +3,7 @@
 //! frames no well-behaved library would.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod pusher;
 pub mod redis;
 

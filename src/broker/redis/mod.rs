@@ -296,8 +296,9 @@ impl Broker for RedisBroker {
         };
         match self.send_always(command) {
             Ok(()) => Err(Pending),
-            // The queue is full: the member goes live without a replay.
-            Err(_) => Ok(Replayed::default()),
+            // The queue is full: the member goes live, told that its
+            // replay could not be read.
+            Err(_) => Ok(Replayed::unavailable(span)),
         }
     }
 
@@ -308,7 +309,7 @@ impl Broker for RedisBroker {
             then,
         };
         if let Err(Command::History { then, .. }) = self.send_always(command) {
-            then(Replayed::default());
+            then(Replayed::unavailable(span));
         }
     }
 

@@ -23,7 +23,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::wire::{self, WireMessage, WirePresence};
 use super::{Command, RedisBroker};
-use crate::broker::{ClusterCounts, Deliver, Delivery, ListedMember, MemberInfo, PresenceChange, Replayed, Span};
+use crate::broker::{
+    ClusterCounts, Deliver, Delivery, ListedMember, LocalRoom, MemberInfo, PresenceChange, Replayed, Span,
+};
 use crate::history::Entry;
 
 /// How often a node says it is alive.
@@ -265,7 +267,9 @@ fn fail(commands: Vec<Command>, hub: &dyn Deliver) {
             Command::PublishSignal { room, payload, except } => {
                 hub.deliver(&room, Delivery::Signal { payload, except })
             }
-            Command::Replay { then, .. } | Command::History { then, .. } => then(Replayed::default()),
+            Command::Replay { then, span, .. } | Command::History { then, span, .. } => {
+                then(Replayed::unavailable(span))
+            }
             Command::Members { then, .. } => then(None),
             Command::Rooms { then, .. } => then(None),
             Command::Joined { .. } | Command::Left { .. } => {}
@@ -282,7 +286,7 @@ async fn answer(mut con: ConnectionManager, broker: RedisBroker, command: Comman
             let members = fetch_members(&mut con, &room).await.ok();
             let mut replayed = history.unwrap_or_else(|e| {
                 tracing::warn!(room = %room, "history from Redis failed: {e}");
-                Replayed::default()
+                Replayed::unavailable(span)
             });
             replayed.members = members;
             then(replayed);
@@ -290,7 +294,10 @@ async fn answer(mut con: ConnectionManager, broker: RedisBroker, command: Comman
         Command::Members { room, then } => then(fetch_members(&mut con, &room).await.ok()),
         Command::Rooms { prefix, then } => then(fetch_rooms(&mut con, &prefix).await.ok()),
         Command::History { room, span, then } => {
-            then(fetch_history(&mut con, &room, span, max).await.unwrap_or_default())
+            then(fetch_history(&mut con, &room, span, max).await.unwrap_or_else(|e| {
+                tracing::warn!(room = %room, "history from Redis failed: {e}");
+                Replayed::unavailable(span)
+            }))
         }
         _ => {}
     }
@@ -363,17 +370,17 @@ async fn fetch_history(con: &mut ConnectionManager, room: &str, span: Span, max:
         .await?;
     let first_kept = parse_entries(first).first().map(|e| e.id);
     let truncated = match first_kept {
-        Some(first) if first > since + 1 => Some(first),
+        Some(first) if first > since.saturating_add(1) => Some(first),
         Some(_) => None,
         None => {
             let last: Option<u64> = redis::cmd("GET").arg(wire::seq_key(room)).query_async(con).await?;
-            last.filter(|&last| last > since).map(|last| last + 1)
+            last.filter(|&last| last > since).map(|last| last.saturating_add(1))
         }
     };
     Ok(Replayed {
         entries,
         truncated,
-        members: None,
+        ..Replayed::default()
     })
 }
 
@@ -597,14 +604,20 @@ fn presence_change(me: &str, event: WirePresence) -> PresenceChange {
 /// After (re)connecting: this node's members again, and what it missed.
 async fn restore(client: &Client, broker: &RedisBroker, hub: &dyn Deliver) -> RedisResult<()> {
     let mut con = manager(client).await?;
-    let node = broker.node();
     let rooms = hub.local_rooms();
+    register(&mut con, broker, &rooms).await?;
+    catch_up(&mut con, broker, hub, rooms).await
+}
+
+/// Records this node and its members in Redis again, as they are now.
+async fn register(con: &mut ConnectionManager, broker: &RedisBroker, rooms: &[LocalRoom]) -> RedisResult<()> {
+    let node = broker.node();
     // What Redis still holds of this node: members that left meanwhile are
     // removed (and counted out), the others recorded again (counted only
     // when Redis lost them).
     let mut names: std::collections::BTreeSet<String> = redis::cmd("SMEMBERS")
         .arg(wire::node_rooms_key(node))
-        .query_async(&mut con)
+        .query_async(con)
         .await?;
     names.extend(rooms.iter().map(|room| room.name.to_string()));
     let mut pipe = redis::pipe();
@@ -614,7 +627,7 @@ async fn restore(client: &Client, broker: &RedisBroker, hub: &dyn Deliver) -> Re
     let held: Vec<HashMap<u64, String>> = if names.is_empty() {
         Vec::new()
     } else {
-        pipe.query_async(&mut con).await?
+        pipe.query_async(con).await?
     };
     let mut pipe = redis::pipe();
     pipe.cmd("ZADD").arg(wire::NODES).arg(now_ms()).arg(node).ignore();
@@ -643,9 +656,19 @@ async fn restore(client: &Client, broker: &RedisBroker, hub: &dyn Deliver) -> Re
             pipe.cmd("SREM").arg(wire::node_rooms_key(node)).arg(name).ignore();
         }
     }
-    pipe.query_async::<redis::Value>(&mut con).await?;
+    pipe.query_async::<redis::Value>(con).await.map(drop)
+}
+
+/// Delivers what each room missed while the link was down: what Redis
+/// holds after the newest id this node's members have.
+async fn catch_up(
+    con: &mut ConnectionManager,
+    broker: &RedisBroker,
+    hub: &dyn Deliver,
+    rooms: Vec<LocalRoom>,
+) -> RedisResult<()> {
     for room in rooms {
-        let last = room.last_delivered;
+        let last = room.last_seen;
         if last == 0 {
             continue;
         }
@@ -656,10 +679,10 @@ async fn restore(client: &Client, broker: &RedisBroker, hub: &dyn Deliver) -> Re
             .arg(1)
             .arg(wire::seq_key(&room.name))
             .arg(last)
-            .query_async::<redis::Value>(&mut con)
+            .query_async::<redis::Value>(con)
             .await?;
         let max = broker.shared.max_messages;
-        let missed = fetch_history(&mut con, &room.name, Span::After(last, max), max).await?;
+        let missed = fetch_history(con, &room.name, Span::After(last, max), max).await?;
         for entry in missed.entries {
             hub.deliver(
                 &room.name,
@@ -708,9 +731,10 @@ async fn heartbeat_loop(client: Client, broker: RedisBroker, hub: Arc<dyn Delive
 async fn beat(con: &mut ConnectionManager, broker: &RedisBroker, hub: &dyn Deliver) -> RedisResult<()> {
     let node = broker.node();
     let now = now_ms();
+    let rooms = hub.local_rooms();
     let mut pipe = redis::pipe();
-    pipe.cmd("ZADD").arg(wire::NODES).arg(now).arg(node).ignore();
-    for room in hub.local_rooms() {
+    pipe.cmd("ZADD").arg(wire::NODES).arg(now).arg(node);
+    for room in &rooms {
         // The counts are the cluster's: any node with members keeps them.
         for key in [
             wire::members_key(&room.name, node),
@@ -724,7 +748,14 @@ async fn beat(con: &mut ConnectionManager, broker: &RedisBroker, hub: &dyn Deliv
         .arg(wire::node_rooms_key(node))
         .arg(PRESENCE_KEY_TTL_SECS)
         .ignore();
-    pipe.query_async::<redis::Value>(con).await?;
+    let (added,): (i64,) = pipe.query_async(con).await?;
+    if added == 1 {
+        // Another node took this one for dead (it missed beats: paused,
+        // its clock stepped) and removed its members, while its pub/sub
+        // link lived on, so nothing else would record them again.
+        tracing::warn!(node, "this node had been taken for dead: recording its members again");
+        register(con, broker, &rooms).await?;
+    }
 
     let dead_before = now - DEAD_AFTER.as_millis() as i64;
     let dead: Vec<String> = redis::cmd("ZRANGEBYSCORE")

@@ -84,8 +84,8 @@ impl Room {
                 Replay::Recent if after.cached => Span::Latest(1),
                 Replay::Recent | Replay::Nothing => Span::Latest(0),
             };
-            let (room, later) = (self.clone(), hub.clone());
-            let then = Box::new(move |replayed| room.replay_fetched(&later, worker, key, replayed, after));
+            let (room, later, conn) = (self.clone(), hub.clone(), info.conn);
+            let then = Box::new(move |replayed| room.replay_fetched(&later, worker, key, conn, replayed, after));
             // Pending: the member's live messages wait in its backlog until
             // the broker calls back.
             if let Ok(replayed) = broker.replay(&self.name, span, then) {
@@ -168,19 +168,24 @@ impl Room {
     /// The broker has fetched a joiner's replay: it is paced out from here
     /// (see [`Replaying`]), then the member list, then what arrived
     /// meanwhile and is newer than the replay.
+    ///
+    /// `conn` names the member the answer is for: if it left meanwhile, its
+    /// slab `key` may already hold a later joiner, waiting for its own.
     fn replay_fetched(
         &self,
         hub: &Hub,
         worker: usize,
         key: usize,
+        conn: u64,
         replayed: crate::broker::Replayed,
         after: AfterFetch,
     ) {
-        let order = lock(&self.order);
+        let mut order = lock(&self.order);
+        order.newest_replayed = order.newest_replayed.max(replayed.entries.last().map_or(0, |e| e.id));
         let mut members = self.shard(worker);
         if members
             .get(key)
-            .is_some_and(|m| m.replay.as_ref().is_some_and(|r| r.fetching))
+            .is_some_and(|m| m.conn() == conn && m.replay.as_ref().is_some_and(|r| r.fetching))
         {
             self.fetched(hub, &order, &mut members, key, replayed, after);
             self.pace_replay(&order, worker, &mut members, key);

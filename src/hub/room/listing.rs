@@ -105,14 +105,16 @@ impl Room {
     pub(crate) fn send_history(&self, hub: &Hub, outbox: Arc<Outbox>, span: Span) {
         let room = self.name.clone();
         let then = Box::new(move |replayed: crate::broker::Replayed| {
-            frames::push_replay(&outbox, &room, &replayed.entries, replayed.truncated);
+            frames::push_replay(&outbox, &room, &replayed);
         });
         hub.broker().history(&self.name, span, then);
     }
 
-    /// The last id delivered on this node (0: none yet).
-    pub(crate) fn last_delivered(&self) -> u64 {
-        lock(&self.order).last_delivered
+    /// The newest id this node's members have, delivered live or in a
+    /// replay (0: none yet): where a catch-up after a lost link starts.
+    pub(crate) fn last_seen(&self) -> u64 {
+        let order = lock(&self.order);
+        order.last_delivered.max(order.newest_replayed)
     }
 
     /// This node's members, as a broker re-registers them.

@@ -63,6 +63,10 @@ struct Order {
     users: Users,
     /// The last id delivered here (duplicates from the broker are dropped).
     last_delivered: u64,
+    /// The newest id a joiner's replay held. Not `last_delivered`: a live
+    /// message with a lower id may still be on its way to the others. What
+    /// the broker catches up from after losing its link (`last_seen`).
+    newest_replayed: u64,
 }
 
 impl Order {
@@ -96,6 +100,7 @@ impl Room {
                 pusher: 0,
                 users: Users::default(),
                 last_delivered: 0,
+                newest_replayed: 0,
             }),
             shards: (0..workers).map(|_| Shard::default()).collect(),
         }

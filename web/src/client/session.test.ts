@@ -266,6 +266,15 @@ describe('notices', () => {
     expect(shown(s)).toEqual([1, 2, '[Some messages were lost: history starts at #40.]', 40, 41]);
   });
 
+  it('history_unavailable: a notice and a marker line where messages may be missing', () => {
+    let s = run(connected(), history([1, 2]), { type: 'offline' }, { type: 'online' });
+    s = run(s, frame({ type: 'error', code: 'history_unavailable', message: 'x', room: 'lobby' }), history([]));
+    const text = 'Earlier messages could not be loaded now: some may be missing.';
+    expect(s.notices).toHaveLength(1);
+    expect(s.notices[0]).toMatchObject({ code: 'history_unavailable', text });
+    expect(shown(s)).toEqual([1, 2, `[${text}]`]);
+  });
+
   it('are dismissible, not repeated, and capped', () => {
     const err = (message: string) => frame({ type: 'error', code: 'bad_field', message });
     let s = run(connected(), err('a'), err('a'), err('b'));

@@ -156,6 +156,8 @@ export function describeError(code: ErrorCode, message: string, firstAvailable?:
       return firstAvailable === undefined
         ? 'Some messages were lost: the server no longer has all of them.'
         : `Some messages were lost: history starts at #${firstAvailable}.`;
+    case 'history_unavailable':
+      return 'Earlier messages could not be loaded now: some may be missing.';
     case 'bad_nick':
       return `Nickname refused: ${message}`;
     case 'nick_locked':
@@ -361,7 +363,7 @@ function applyFrame(d: Draft, frame: ServerFrame, now: number): void {
     case 'error': {
       const text = describeError(frame.code, frame.message, frame.first_available, frame.room);
       const where = frame.room ?? s.room;
-      if (frame.code === 'history_truncated') {
+      if (frame.code === 'history_truncated' || frame.code === 'history_unavailable') {
         d.rooms[where] = addSystem(d, room(d, where), text, now, 'error');
       }
       if (frame.code === 'forbidden_room' && frame.room !== undefined) {

@@ -91,6 +91,7 @@ export type KnownErrorCode =
   | 'not_joined'
   | 'already_joined'
   | 'history_truncated'
+  | 'history_unavailable'
   | 'forbidden_room'
   | 'rate_limited';
 export type ErrorCode = KnownErrorCode | (string & {});

@@ -4,6 +4,7 @@ import type { Notice } from '../client';
 function noticeClass(code: Notice['code']): string {
   switch (code) {
     case 'history_truncated':
+    case 'history_unavailable':
     case 'cross_node_interrupted':
     case 'rate_limited':
       return 'banner banner-warning notice';

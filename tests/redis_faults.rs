@@ -1,0 +1,275 @@
+//! Scale-out under faults that leave no trace a client could see unless
+//! the server says so: one node's pub/sub link dropped while the others
+//! publish, a catch-up asked for while Redis is away, a node taken for dead
+//! by the others while it lives on, and Redis stalled while members come and
+//! go. Each runs against a real `redis-server`, driven through its own
+//! commands (`CLIENT KILL`, `CONFIG SET maxclients`, a busy script, the
+//! nodes' heartbeat set) rather than by pausing processes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::cluster::*;
+use common::redis::RedisServer;
+use common::*;
+use serde_json::{json, Value};
+
+/// A command connection of the test's own to `redis`.
+async fn redis_commands(redis: &RedisServer) -> ::redis::aio::MultiplexedConnection {
+    ::redis::Client::open(redis.url())
+        .expect("a Redis URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the test reaches Redis")
+}
+
+/// The ids of the pub/sub connections Redis has now.
+async fn pubsub_clients(con: &mut ::redis::aio::MultiplexedConnection) -> Vec<u64> {
+    let list: String = ::redis::cmd("CLIENT")
+        .arg("LIST")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(con)
+        .await
+        .expect("CLIENT LIST");
+    list.lines()
+        .filter_map(|line| line.strip_prefix("id=")?.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+/// Frames of `peer` until the `presence` of `room` that ends a join,
+/// presence events of others passed over.
+async fn frames_of_join(peer: &mut Peer, room: &str) -> Vec<Value> {
+    let mut frames = Vec::new();
+    loop {
+        let frame = peer.recv().await;
+        let done = kind(&frame) == "presence" && frame["room"] == room;
+        if !matches!(kind(&frame), "joined" | "left") {
+            frames.push(frame);
+        }
+        if done {
+            return frames;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_node_whose_link_dropped_catches_up_from_what_its_joiner_replayed() {
+    let redis = RedisServer::start().await;
+    let mut con = redis_commands(&redis).await;
+    let a = node(&redis.url(), "a").await;
+    let before_b = pubsub_clients(&mut con).await;
+    let b = node(&redis.url(), "b").await;
+    let b_link: Vec<u64> = pubsub_clients(&mut con)
+        .await
+        .into_iter()
+        .filter(|id| !before_b.contains(id))
+        .collect();
+    assert_eq!(b_link.len(), 1, "node b has one pub/sub connection: {b_link:?}");
+
+    let mut ann = Peer::connect(&a.url("/ws"), "ann").await;
+    ann.join("r", None).await;
+    ann.say("r", "one").await;
+    assert_eq!(ann.next_message().await.id, 1);
+    // bob has id 1 from his replay only: node b has delivered nothing live.
+    let mut bob = Peer::connect(&b.url("/ws"), "bob").await;
+    let (replayed, _) = bob.join("r", None).await;
+    assert_eq!(replayed.iter().map(|m| m.id).collect::<Vec<_>>(), [1]);
+
+    // Node b loses its pub/sub link, and cannot make a new one for now.
+    let info: String = ::redis::cmd("INFO").arg("clients").query_async(&mut con).await.unwrap();
+    let connected: u64 = info
+        .lines()
+        .find_map(|line| line.strip_prefix("connected_clients:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("connected_clients");
+    let () = ::redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxclients")
+        .arg(connected - 1)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    ::redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(b_link[0])
+        .query_async::<::redis::Value>(&mut con)
+        .await
+        .unwrap();
+    bob.notice("cross_node_interrupted", PATIENCE).await;
+    ann.say("r", "two").await;
+    assert_eq!(ann.next_message().await.id, 2, "node a is still connected");
+
+    let () = ::redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxclients")
+        .arg(10_000)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    // What node b missed comes as it reconnects, before or after the
+    // notice that says it is back.
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let frame = bob.recv_within(left).await.expect("node b reconnects");
+        match kind(&frame) {
+            "message" => got.push(Msg::of(&frame)),
+            "notice" if frame["code"] == "cross_node_restored" => break,
+            "joined" | "left" | "presence" => {}
+            _ => panic!("unexpected {frame}"),
+        }
+    }
+    ann.say("r", "three").await;
+    got.push(bob.next_message().await);
+    assert_eq!(
+        got.iter().map(|m| (m.id, m.text.as_str())).collect::<Vec<_>>(),
+        [(2, "two"), (3, "three")],
+        "what was published while node b's link was down reaches bob, in order"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_catch_up_while_redis_is_away_says_that_history_is_unavailable() {
+    let mut redis = RedisServer::start().await;
+    let a = node(&redis.url(), "a").await;
+    let mut ann = Peer::connect(&a.url("/ws"), "ann").await;
+    ann.join("h", None).await;
+    for text in ["1", "2", "3"] {
+        ann.say("h", text).await;
+        ann.next_message().await;
+    }
+    redis.stop().await;
+    ann.notice("cross_node_interrupted", Duration::from_secs(30)).await;
+
+    let mut cat = Peer::connect(&a.url("/ws"), "cat").await;
+    cat.send(json!({"type": "join", "room": "h", "since": 1})).await;
+    let frames = frames_of_join(&mut cat, "h").await;
+    let kinds: Vec<String> = frames
+        .iter()
+        .map(|f| match kind(f) {
+            "notice" | "error" => format!("{} {}", kind(f), f["code"].as_str().unwrap_or("")),
+            other => other.to_string(),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "notice cross_node_interrupted",
+            "error history_unavailable",
+            "history",
+            "presence"
+        ],
+        "{frames:?}"
+    );
+    let error = &frames[1];
+    assert_eq!(error["room"], "h", "{error}");
+    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{error}");
+    assert_eq!(frames[2]["messages"], json!([]));
+
+    // A `history` request gets the same answer.
+    cat.send(json!({"type": "history", "room": "h", "limit": 10})).await;
+    let error = cat
+        .wait_for("an error", PATIENCE, is_presence_event, |f| kind(f) == "error")
+        .await;
+    assert_eq!(error["code"], "history_unavailable", "{error}");
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_node_taken_for_dead_while_it_lives_records_its_members_again() {
+    let redis = RedisServer::start().await;
+    let mut con = redis_commands(&redis).await;
+    let a = node(&redis.url(), "a").await;
+    let b = node(&redis.url(), "b").await;
+    let mut ann = Peer::connect(&a.url("/ws"), "ann").await;
+    ann.join("p", None).await;
+    let mut bob = Peer::connect(&b.url("/ws"), "bob").await;
+    bob.join("p", None).await;
+    ann.wait_members("p", &[("ann", 1), ("bob", 1)], PATIENCE).await;
+
+    // Node b's last beat looks old to node a (b was paused, or its clock
+    // stepped back): a removes b's members and says they left.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let _: i64 = ::redis::cmd("ZADD")
+            .arg("wshub:nodes")
+            .arg(1)
+            .arg("b")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        if let Some(frame) = ann.recv_within(Duration::from_millis(300)).await {
+            if kind(&frame) == "left" && frame["nick"] == "bob" {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "node a never took node b for dead");
+    }
+    // Node b lives on, and its next beat records bob again.
+    let joined = ann
+        .wait_for("bob joined again", Duration::from_secs(20), is_presence_event, |f| {
+            kind(f) == "joined" && f["nick"] == "bob"
+        })
+        .await;
+    assert_eq!(joined["room"], "p");
+    ann.wait_members("p", &[("ann", 1), ("bob", 1)], PATIENCE).await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_late_replay_answer_reaches_its_own_member_not_the_next_one_in_its_place() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis.url(), "a").await;
+    let mut ann = Peer::connect(&a.url("/ws"), "ann").await;
+    ann.join("k", None).await;
+    for n in 1..=20 {
+        ann.say("k", &format!("m{n}")).await;
+    }
+    ann.messages(20, PATIENCE).await;
+
+    // Redis is busy for 1.5 s (the nodes wait up to 2 s for an answer):
+    // the replays below wait for it.
+    let busy = {
+        let mut con = redis_commands(&redis).await;
+        tokio::spawn(async move {
+            let script = "local function now() local t = redis.call('TIME'); \
+                          return tonumber(t[1]) * 1000000 + tonumber(t[2]) end; \
+                          local stop = now() + 1500000; while now() < stop do end; return 1";
+            // The test's own client gives up waiting first; the script runs on.
+            let _ = ::redis::cmd("EVAL")
+                .arg(script)
+                .arg(0)
+                .query_async::<::redis::Value>(&mut con)
+                .await;
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // xan asks for the last message only, and leaves before the answer;
+    // yan takes xan's place in the room and asks for everything.
+    let mut xan = Peer::connect(&a.url("/ws"), "xan").await;
+    xan.send(json!({"type": "join", "room": "k", "since": 19})).await;
+    let mut yan = Peer::connect(&a.url("/ws"), "yan").await;
+    // xan's join has reached the server once its `nick` answer came back
+    // (requests are handled in order); then it leaves.
+    xan.send(json!({"type": "nick", "nick": "xan2"})).await;
+    xan.wait_for("nick", PATIENCE, |_| true, |f| kind(f) == "nick").await;
+    xan.send(json!({"type": "leave", "room": "k"})).await;
+    xan.send(json!({"type": "nick", "nick": "xan3"})).await;
+    xan.wait_for("nick", PATIENCE, |_| true, |f| kind(f) == "nick" && f["nick"] == "xan3")
+        .await;
+    let (replayed, _) = yan.join("k", Some(0)).await;
+    busy.await.unwrap();
+    assert_eq!(
+        replayed.iter().map(|m| m.id).collect::<Vec<_>>(),
+        (1..=20).collect::<Vec<_>>(),
+        "yan gets the replay it asked for"
+    );
+    a.shutdown().await;
+}
