@@ -705,3 +705,27 @@ async fn without_subscription_counting_no_count_is_sent() {
     quiet(&mut ann).await;
     server.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_http_api_request_whose_body_never_comes_is_answered_408_and_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = pusher_server().await;
+    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = format!("POST /apps/{APP_ID}/events HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n");
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let mut answer = Vec::new();
+    // Read to the end: the server must answer and close by itself.
+    tokio::time::timeout(std::time::Duration::from_secs(60), socket.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_secs(10) && waited < std::time::Duration::from_secs(12),
+        "answered after {waited:?}"
+    );
+    server.shutdown().await;
+}

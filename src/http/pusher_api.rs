@@ -35,6 +35,14 @@ const MAX_BATCH: usize = 10;
 /// Largest request body read, in bytes: a batch of the largest events.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
+/// Time a request gets from its head to its answer, the body's reading
+/// included: beyond it, 408 and the connection closes. The head has its
+/// own bound (`HANDSHAKE_TIMEOUT`); without this one a client that
+/// announces a body and never sends it would hold its socket and up to
+/// [`MAX_BODY_BYTES`] of buffer forever. 10 s carries the largest body
+/// at 1 Mbit/s, and the slowest answer (one that waits on Redis, 2 s).
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The API's routes, to be merged into the server's router.
 pub fn routes() -> Router<Arc<Shared>> {
     Router::new()

@@ -46,9 +46,14 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/ws/{room}", get(room).options(check_preflight));
     // With no app configured, no Pusher path exists (a 404, as before).
     let router = if pusher {
-        router
-            .route("/app/{key}", get(pusher_app))
-            .merge(pusher_api::routes().layer(axum::extract::DefaultBodyLimit::max(pusher_api::MAX_BODY_BYTES)))
+        router.route("/app/{key}", get(pusher_app)).merge(
+            pusher_api::routes()
+                .layer(axum::extract::DefaultBodyLimit::max(pusher_api::MAX_BODY_BYTES))
+                .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    pusher_api::REQUEST_TIMEOUT,
+                )),
+        )
     } else {
         router
     };
