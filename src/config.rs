@@ -804,7 +804,13 @@ fn merge_file(path: &std::path::Path, args: Vec<OsString>) -> Result<(clap::ArgM
         key: problem.key,
         message: problem.message,
     };
-    let entries = file_to_args(&text).map_err(invalid)?;
+    let mut entries = file_to_args(&text).map_err(invalid)?;
+    // A flag replaces the file's value, lists too (clap would append a
+    // list flag to the file's entries): `--allowed-origin` narrows what
+    // the file allows rather than adding to it. Apps are the exception,
+    // documented: `--app` adds to the file's.
+    let on_command_line = command_line_longs(&args);
+    entries.retain(|entry| entry.long == "app" || !on_command_line.contains(&entry.long));
     let apps = file_apps(&text).map_err(invalid)?;
     let mut merged = Vec::with_capacity(args.len() + entries.len() * 2);
     merged.extend(args.first().cloned());
@@ -823,6 +829,20 @@ fn merge_file(path: &std::path::Path, args: Vec<OsString>) -> Result<(clap::ArgM
         })
     })?;
     Ok((matches, apps))
+}
+
+/// The long names of the options given on the command line itself (none
+/// when it does not parse alone: the merged parse then says why).
+fn command_line_longs(args: &[OsString]) -> Vec<String> {
+    let command = Cli::command();
+    let Ok(matches) = command.clone().try_get_matches_from(args) else {
+        return Vec::new();
+    };
+    command
+        .get_arguments()
+        .filter(|arg| matches.value_source(arg.get_id().as_str()) == Some(clap::parser::ValueSource::CommandLine))
+        .filter_map(|arg| arg.get_long().map(str::to_owned))
+        .collect()
 }
 
 /// The file's `[[apps]]` tables, each checked, unless `WSHUB_APPS` is set
@@ -961,14 +981,10 @@ fn file_to_args(text: &str) -> Result<Vec<FileEntry>, FileProblem> {
                     args.push(format!("{flag}=false").into());
                 }
                 toml::Value::Boolean(false) => {}
-                toml::Value::String(s) => {
-                    args.push(flag.clone().into());
-                    args.push(s.into());
-                }
-                toml::Value::Integer(i) => {
-                    args.push(flag.clone().into());
-                    args.push(i.to_string().into());
-                }
+                // One `--flag=value` argument: a value that starts with
+                // `-` (a secret, a negative number) stays a value.
+                toml::Value::String(s) => args.push(format!("{flag}={s}").into()),
+                toml::Value::Integer(i) => args.push(format!("{flag}={i}").into()),
                 other => {
                     return Err(problem(format!(
                         "unsupported value {other} (use a string, a number, true/false or a list of them)"
@@ -1038,6 +1054,24 @@ mod tests {
         assert_eq!(cli.port, 9001);
         assert_eq!(cli.max_message_size, 2 << 20);
         assert_eq!(cli.allowed_origins, ["https://a.example", "https://b.example"]);
+    }
+
+    #[test]
+    fn a_list_flag_replaces_the_files_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wshub.toml");
+        std::fs::write(&path, "allowed-origin = [\"*\"]\n").unwrap();
+        let config = path.to_str().unwrap();
+        let cli = Cli::load(["wshub", "--config", config, "--allowed-origin", "https://app.example"]).unwrap();
+        assert_eq!(cli.allowed_origins, ["https://app.example"]);
+    }
+
+    #[test]
+    fn file_values_may_start_with_a_dash_and_bad_numbers_name_their_key() {
+        let cli = load_file("jwt_secret = \"-Zk3_a-secret-that-starts-with-a-dash\"\nnode_id = \"-edge-1\"\n").unwrap();
+        assert_eq!(cli.node_id.as_deref(), Some("-edge-1"));
+        let (line, key, shown) = file_error("port = 9000\nworkers = -1\n");
+        assert_eq!((line, key.as_deref()), (Some(2), Some("workers")), "{shown}");
     }
 
     #[test]
