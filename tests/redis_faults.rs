@@ -1,8 +1,8 @@
 //! Scale-out under faults that leave no trace a client could see unless
 //! the server says so: one node's pub/sub link dropped while the others
 //! publish, a catch-up asked for while Redis is away, a node taken for dead
-//! by the others while it lives on, and Redis stalled while members come and
-//! go. Each runs against a real `redis-server`, driven through its own
+//! by the others while it lives on, Redis stalled while members come and
+//! go, and two clusters sharing one Redis on two database numbers. Each runs against a real `redis-server`, driven through its own
 //! commands (`CLIENT KILL`, `CONFIG SET maxclients`, a busy script, the
 //! nodes' heartbeat set) rather than by pausing processes.
 
@@ -272,4 +272,29 @@ async fn a_late_replay_answer_reaches_its_own_member_not_the_next_one_in_its_pla
         "yan gets the replay it asked for"
     );
     a.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_clusters_on_two_databases_of_one_redis_do_not_hear_each_other() {
+    let redis = RedisServer::start().await;
+    let prod = node(&redis.url(), "prod").await;
+    let staging = node(&format!("redis://127.0.0.1:{}/1", redis.port()), "staging").await;
+    let mut ann = Peer::connect(&prod.url("/ws"), "ann").await;
+    ann.join("lobby", None).await;
+    let mut sam = Peer::connect(&staging.url("/ws"), "sam").await;
+    sam.join("lobby", None).await;
+    for text in ["p1", "p2", "p3"] {
+        ann.say("lobby", text).await;
+        assert_eq!(ann.next_message().await.text, text);
+    }
+    sam.say("lobby", "s1").await;
+    let got = sam.next_message().await;
+    assert_eq!((got.id, got.text.as_str()), (1, "s1"), "staging hears only itself");
+    assert_eq!(sam.members("lobby").await, [("sam".to_owned(), 1)]);
+    ann.say("lobby", "p4").await;
+    let got = ann.next_message().await;
+    assert_eq!((got.id, got.text.as_str()), (4, "p4"), "prod did not hear staging");
+    assert_eq!(ann.members("lobby").await, [("ann".to_owned(), 1)]);
+    prod.shutdown().await;
+    staging.shutdown().await;
 }

@@ -121,6 +121,8 @@ struct Shared {
     /// are to a Redis that went away, and are replaced.
     generation: AtomicU64,
     max_messages: usize,
+    /// The cluster's pub/sub channels (its database's).
+    channels: wire::Channels,
 }
 
 impl Shared {
@@ -189,6 +191,7 @@ impl RedisBroker {
             attempted: tokio::sync::Notify::new(),
             generation: AtomicU64::new(0),
             max_messages: config.max_messages,
+            channels: wire::Channels::of_database(client.get_connection_info().redis_settings().db()),
         });
         Ok(Unstarted {
             broker: RedisBroker { commands, shared },

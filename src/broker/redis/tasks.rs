@@ -21,7 +21,7 @@ use redis::{Client, RedisResult};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::wire::{self, WireMessage, WirePresence};
+use super::wire::{self, Carried, WireMessage, WirePresence};
 use super::{Command, RedisBroker};
 use crate::broker::{
     ClusterCounts, Deliver, Delivery, ListedMember, LocalRoom, MemberInfo, PresenceChange, Replayed, Span,
@@ -157,7 +157,7 @@ fn add_to_pipeline(pipe: &mut redis::Pipeline, command: &Command, broker: &Redis
                 .arg(now_ms().to_string())
                 .arg(&**nick)
                 .arg(&**text)
-                .arg(wire::message_channel(room))
+                .arg(broker.shared.channels.of(Carried::Message, room))
                 .arg(client_ref.as_deref().unwrap_or(""))
                 .arg(user.as_deref().unwrap_or(""))
                 .arg(event.as_deref().unwrap_or(""))
@@ -170,13 +170,13 @@ fn add_to_pipeline(pipe: &mut redis::Pipeline, command: &Command, broker: &Redis
         }
         Command::PublishBinary { room, payload } => {
             pipe.cmd("PUBLISH")
-                .arg(wire::binary_channel(room))
+                .arg(broker.shared.channels.of(Carried::Binary, room))
                 .arg(&payload[..])
                 .ignore();
         }
         Command::PublishSignal { room, payload, except } => {
             pipe.cmd("PUBLISH")
-                .arg(wire::signal_channel(room))
+                .arg(broker.shared.channels.of(Carried::Signal, room))
                 .arg(wire::signal_message(*except, payload))
                 .ignore();
         }
@@ -185,7 +185,7 @@ fn add_to_pipeline(pipe: &mut redis::Pipeline, command: &Command, broker: &Redis
             if joined {
                 pipe.cmd("SADD").arg(wire::node_rooms_key(node)).arg(&**room).ignore();
             }
-            record_presence(pipe, room, node, node, member_value(member), member.conn, joined);
+            record_presence(pipe, broker, room, node, member_value(member), member.conn, joined);
         }
         Command::Replay { .. } | Command::Members { .. } | Command::History { .. } | Command::Rooms { .. } => {}
     }
@@ -205,9 +205,9 @@ fn member_value(member: &MemberInfo) -> wire::MemberValue<'_> {
 /// node that records it.
 fn record_presence(
     pipe: &mut redis::Pipeline,
+    broker: &RedisBroker,
     room: &str,
     node: &str,
-    by: &str,
     member: wire::MemberValue<'_>,
     conn: u64,
     joined: bool,
@@ -217,7 +217,7 @@ fn record_presence(
         nick: member.nick.to_owned(),
         user: member.user.map(str::to_owned),
         node: node.to_owned(),
-        by: Some(by.to_owned()),
+        by: Some(broker.node().to_owned()),
         conn: Some(conn.to_string()),
         presence: member.presence,
         subscriptions: None,
@@ -235,7 +235,7 @@ fn record_presence(
         .arg(member.encode())
         .arg(presence_user)
         .arg(PRESENCE_KEY_TTL_SECS)
-        .arg(wire::presence_channel(room))
+        .arg(broker.shared.channels.of(Carried::Presence, room))
         .arg(event.head())
         .ignore();
 }
@@ -466,7 +466,7 @@ async fn pubsub_loop(client: Client, broker: RedisBroker, hub: Arc<dyn Deliver>,
     loop {
         let subscribed = tokio::select! {
             _ = stop.cancelled() => return,
-            result = subscribe(&client) => result,
+            result = subscribe(&client, &broker.shared.channels) => result,
         };
         let pubsub = match subscribed {
             Ok(pubsub) => pubsub,
@@ -515,10 +515,10 @@ async fn pubsub_loop(client: Client, broker: RedisBroker, hub: Arc<dyn Deliver>,
     }
 }
 
-async fn subscribe(client: &Client) -> RedisResult<redis::aio::PubSub> {
+async fn subscribe(client: &Client, channels: &wire::Channels) -> RedisResult<redis::aio::PubSub> {
     let connect = async {
         let mut pubsub = client.get_async_pubsub().await?;
-        for pattern in wire::PATTERNS {
+        for pattern in channels.patterns() {
             pubsub.psubscribe(pattern).await?;
         }
         Ok(pubsub)
@@ -532,8 +532,11 @@ async fn subscribe(client: &Client) -> RedisResult<redis::aio::PubSub> {
 }
 
 fn dispatch(broker: &RedisBroker, hub: &dyn Deliver, channel: &str, payload: &[u8]) {
-    if let Some(room) = wire::room_of(channel, "wshub:msg:") {
-        match serde_json::from_slice::<WireMessage>(payload) {
+    let Some((carried, room)) = broker.shared.channels.parse(channel) else {
+        return;
+    };
+    match carried {
+        Carried::Message => match serde_json::from_slice::<WireMessage>(payload) {
             Ok(message) => {
                 let (Ok(id), Ok(ts)) = (message.id.parse(), message.ts.parse()) else {
                     return;
@@ -558,11 +561,9 @@ fn dispatch(broker: &RedisBroker, hub: &dyn Deliver, channel: &str, payload: &[u
                 );
             }
             Err(e) => tracing::warn!(channel, "unreadable message from Redis: {e}"),
-        }
-    } else if let Some(room) = wire::room_of(channel, "wshub:bin:") {
-        hub.deliver(room, Delivery::Binary(bytes::Bytes::copy_from_slice(payload)));
-    } else if let Some(room) = wire::room_of(channel, "wshub:sig:") {
-        match wire::parse_signal(payload) {
+        },
+        Carried::Binary => hub.deliver(room, Delivery::Binary(bytes::Bytes::copy_from_slice(payload))),
+        Carried::Signal => match wire::parse_signal(payload) {
             Some((except, payload)) => hub.deliver(
                 room,
                 Delivery::Signal {
@@ -571,12 +572,11 @@ fn dispatch(broker: &RedisBroker, hub: &dyn Deliver, channel: &str, payload: &[u
                 },
             ),
             None => tracing::warn!(channel, "unreadable signal from Redis"),
-        }
-    } else if let Some(room) = wire::room_of(channel, "wshub:presence:") {
-        match serde_json::from_slice::<WirePresence>(payload) {
+        },
+        Carried::Presence => match serde_json::from_slice::<WirePresence>(payload) {
             Ok(event) => hub.presence_changed(room, presence_change(broker.node(), event)),
             Err(e) => tracing::warn!(channel, "unreadable presence event from Redis: {e}"),
-        }
+        },
     }
 }
 
@@ -638,8 +638,8 @@ async fn register(con: &mut ConnectionManager, broker: &RedisBroker, rooms: &[Lo
             if !members.iter().any(|member| member.conn == *conn) {
                 record_presence(
                     &mut pipe,
+                    broker,
                     name,
-                    node,
                     node,
                     wire::MemberValue::parse(value),
                     *conn,
@@ -648,7 +648,7 @@ async fn register(con: &mut ConnectionManager, broker: &RedisBroker, rooms: &[Lo
             }
         }
         for member in members {
-            record_presence(&mut pipe, name, node, node, member_value(member), member.conn, true);
+            record_presence(&mut pipe, broker, name, node, member_value(member), member.conn, true);
         }
         if local.is_some() {
             pipe.cmd("SADD").arg(wire::node_rooms_key(node)).arg(name).ignore();
@@ -781,7 +781,7 @@ async fn beat(con: &mut ConnectionManager, broker: &RedisBroker, hub: &dyn Deliv
             let mut pipe = redis::pipe();
             for (conn, value) in &members {
                 let member = wire::MemberValue::parse(value);
-                record_presence(&mut pipe, &room, &node, broker.node(), member, *conn, false);
+                record_presence(&mut pipe, broker, &room, &node, member, *conn, false);
             }
             pipe.cmd("DEL").arg(&key).ignore();
             pipe.query_async::<redis::Value>(con).await?;

@@ -3,9 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Channel patterns every node subscribes to.
-pub(super) const PATTERNS: [&str; 4] = ["wshub:msg:*", "wshub:bin:*", "wshub:sig:*", "wshub:presence:*"];
-
 /// Nodes and their last heartbeat (unix ms), a sorted set.
 pub(super) const NODES: &str = "wshub:nodes";
 
@@ -38,18 +35,6 @@ pub(super) fn node_rooms_key(node: &str) -> String {
     format!("wshub:node:{node}:rooms")
 }
 
-pub(super) fn message_channel(room: &str) -> String {
-    format!("wshub:msg:{room}")
-}
-
-pub(super) fn binary_channel(room: &str) -> String {
-    format!("wshub:bin:{room}")
-}
-
-pub(super) fn signal_channel(room: &str) -> String {
-    format!("wshub:sig:{room}")
-}
-
 /// A signal as published: the sealed name of the connection to leave out
 /// (8 bytes, big-endian; 0: none), then the payload as it is.
 pub(super) fn signal_message(except: u64, payload: &[u8]) -> Vec<u8> {
@@ -63,10 +48,6 @@ pub(super) fn signal_message(except: u64, payload: &[u8]) -> Vec<u8> {
 pub(super) fn parse_signal(message: &[u8]) -> Option<(u64, &[u8])> {
     let (except, payload) = message.split_first_chunk::<8>()?;
     Some((u64::from_be_bytes(*except), payload))
-}
-
-pub(super) fn presence_channel(room: &str) -> String {
-    format!("wshub:presence:{room}")
 }
 
 /// Assigns the room's next id, appends to its stream (trimmed to about
@@ -255,9 +236,70 @@ impl WirePresence {
     }
 }
 
-/// The room named by a channel, after its prefix.
-pub(super) fn room_of<'a>(channel: &'a str, prefix: &str) -> Option<&'a str> {
-    channel.strip_prefix(prefix)
+/// What a pub/sub channel carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Carried {
+    /// Text messages, numbered (JSON, [`WireMessage`]).
+    Message,
+    /// Raw binary payloads.
+    Binary,
+    /// Pusher client events ([`signal_message`]).
+    Signal,
+    /// Presence events ([`WirePresence`]).
+    Presence,
+}
+
+impl Carried {
+    const ALL: [Carried; 4] = [Carried::Message, Carried::Binary, Carried::Signal, Carried::Presence];
+
+    fn part(self) -> &'static str {
+        match self {
+            Carried::Message => "msg",
+            Carried::Binary => "bin",
+            Carried::Signal => "sig",
+            Carried::Presence => "presence",
+        }
+    }
+}
+
+/// The pub/sub channels of one cluster. Keys live in the URL's database,
+/// but Redis pub/sub ignores database numbers: without the number in the
+/// channel names, two clusters on `redis://host/0` and `redis://host/1`
+/// would hear each other's messages (and drop their own as repeats).
+/// Database 0 keeps the names nodes have always used.
+#[derive(Debug, Clone)]
+pub(super) struct Channels {
+    prefix: String,
+}
+
+impl Channels {
+    /// The channels of the cluster on database `db`.
+    pub(super) fn of_database(db: i64) -> Channels {
+        let prefix = if db == 0 {
+            "wshub:".to_owned()
+        } else {
+            format!("wshub:db{db}:")
+        };
+        Channels { prefix }
+    }
+
+    /// The channel that carries `what` for `room`.
+    pub(super) fn of(&self, what: Carried, room: &str) -> String {
+        format!("{}{}:{room}", self.prefix, what.part())
+    }
+
+    /// The patterns a node subscribes to.
+    pub(super) fn patterns(&self) -> impl Iterator<Item = String> + '_ {
+        Carried::ALL.into_iter().map(|what| self.of(what, "*"))
+    }
+
+    /// What `channel` carries, and for which room.
+    pub(super) fn parse<'a>(&self, channel: &'a str) -> Option<(Carried, &'a str)> {
+        let rest = channel.strip_prefix(self.prefix.as_str())?;
+        let (part, room) = rest.split_once(':')?;
+        let what = Carried::ALL.into_iter().find(|what| what.part() == part)?;
+        Some((what, room))
+    }
 }
 
 #[cfg(test)]
@@ -268,7 +310,16 @@ mod tests {
     fn keys_share_a_hash_tag_per_room() {
         assert_eq!(seq_key("lobby"), "wshub:{lobby}:seq");
         assert_eq!(log_key("lobby"), "wshub:{lobby}:log");
-        assert_eq!(room_of(&message_channel("a.b"), "wshub:msg:"), Some("a.b"));
+        let zero = Channels::of_database(0);
+        assert_eq!(zero.of(Carried::Message, "a.b"), "wshub:msg:a.b");
+        assert_eq!(zero.parse("wshub:msg:a.b"), Some((Carried::Message, "a.b")));
+        assert_eq!(zero.parse("wshub:presence:a:b"), Some((Carried::Presence, "a:b")));
+        let three = Channels::of_database(3);
+        assert_eq!(three.of(Carried::Binary, "r"), "wshub:db3:bin:r");
+        assert_eq!(three.parse("wshub:db3:sig:r"), Some((Carried::Signal, "r")));
+        assert_eq!(three.parse("wshub:sig:r"), None, "another database's channel");
+        assert_eq!(zero.parse("wshub:db3:sig:r"), None);
+        assert_eq!(three.patterns().collect::<Vec<_>>()[3], "wshub:db3:presence:*");
     }
 
     #[test]
