@@ -4,9 +4,10 @@
 //! - Top bit clear, raw mode: its low 3 bits say how many of the next bytes
 //!   are chunk sizes (cycled; none means one chunk); the rest is fed to the
 //!   decoder as is. Checked: no panic; every message is a well-formed server
-//!   frame, text is UTF-8, nothing exceeds the limit; nothing but close
-//!   frames is reported after a failure; and one chunk, the chosen chunks and
-//!   single bytes all give the same events and the same first error; an
+//!   frame, text is UTF-8, nothing exceeds the limit; at most one violation
+//!   is reported, and nothing but close frames after it (or after a bad
+//!   close); and one chunk, the chosen chunks and single bytes all give the
+//!   same events, the violation in the same place; an
 //!   unfinished message holds at most twice the bytes fed (or the smallest
 //!   growth step), all of it charged to the budget, and nothing
 //!   stays charged once the decoder is dropped.
@@ -29,6 +30,7 @@ enum Seen {
     Pong,
     Close(Option<u16>, String),
     InvalidClose(ProtocolError),
+    Violation(ProtocolError),
 }
 
 impl Seen {
@@ -90,13 +92,13 @@ fn record(event: Event) -> Seen {
             Seen::Close(code, reason)
         }
         Event::InvalidClose(error) => Seen::InvalidClose(error),
+        Event::Violation(error) => Seen::Violation(error),
     }
 }
 
 #[derive(Debug, PartialEq)]
 struct Run {
     events: Vec<Seen>,
-    first_error: Option<ProtocolError>,
 }
 
 /// Decodes `stream` in chunks of the given sizes (cycled).
@@ -104,43 +106,31 @@ fn decode(stream: &[u8], sizes: &[usize]) -> Run {
     let mut decoder = Decoder::new(MAX);
     let budget = IncompleteBudget::unlimited();
     let mut fed = 0;
-    let mut run = Run {
-        events: Vec::new(),
-        first_error: None,
-    };
+    let mut run = Run { events: Vec::new() };
     let mut rest = stream;
     let mut sizes = sizes.iter().cycle();
     while !rest.is_empty() {
         let size = (*sizes.next().unwrap()).min(rest.len());
         let (chunk, tail) = rest.split_at(size);
         rest = tail;
-        let failed_before = run.first_error.is_some();
-        let seen_before = run.events.len();
-        let result = decoder.decode(chunk, &mut |event| run.events.push(record(event)));
+        decoder.decode(chunk, &mut |event| run.events.push(record(event)));
         fed += chunk.len();
         decoder.account(&budget).expect("an unlimited budget refuses nothing");
         let held = decoder.held_bytes();
         assert_eq!(budget.held(), held, "what is held is what is charged");
         assert!(held <= ((10 + fed) * 2).max(256), "{held} bytes held after {fed} fed");
-        if failed_before {
-            // Once failed, only the peer's close frame still matters.
-            assert!(
-                run.events[seen_before..].iter().all(Seen::is_close),
-                "events after a failure: {:?}",
-                &run.events[seen_before..]
-            );
-        }
-        if let Err(error) = result {
-            run.first_error.get_or_insert(error);
-        }
     }
     drop(decoder);
     assert_eq!(budget.held(), 0, "a dropped decoder gives its bytes back");
-    // A bad close frame ends the conversation: nothing but closes after it.
-    if let Some(at) = run.events.iter().position(|e| matches!(e, Seen::InvalidClose(_))) {
+    let violations = run.events.iter().filter(|e| matches!(e, Seen::Violation(_))).count();
+    assert!(violations <= 1, "{violations} violations reported");
+    // Once failed, or after a bad close frame, only the peer's close frame
+    // still matters: nothing else may follow, even within the same chunk.
+    let failed = |e: &Seen| matches!(e, Seen::Violation(_) | Seen::InvalidClose(_));
+    if let Some(at) = run.events.iter().position(failed) {
         assert!(
-            run.events[at..].iter().all(Seen::is_close),
-            "events after an invalid close: {:?}",
+            run.events[at + 1..].iter().all(Seen::is_close),
+            "events after a failure: {:?}",
             &run.events[at..]
         );
     }
@@ -257,10 +247,7 @@ fn round_trip(selector: u8, rest: &[u8]) {
         client_frame(&mut wire, true, 0x8, [1, 2, 3, 4], &payload);
         expected.push(Seen::Close(Some(1000), "bye ✓".into()));
     }
-    let want = Run {
-        events: expected,
-        first_error: None,
-    };
+    let want = Run { events: expected };
     assert_eq!(decode(&wire, &[wire.len().max(1)]), want, "one chunk");
     assert_eq!(
         decode(&wire, &chunk_sizes(size_bytes, wire.len())),

@@ -298,14 +298,12 @@ impl<S: Transport, H: Handler> Connection<S, H> {
         let core = &mut self.core;
         core.hub.metrics().bytes_in(core.endpoint(), bytes.len());
         let mut messages = 0;
-        let decoded = self.decoder.decode(bytes, &mut |event| {
+        // A violation comes as an event in its place, so that the session
+        // fails the connection before it sees a close that followed.
+        self.decoder.decode(bytes, &mut |event| {
             messages += usize::from(matches!(event, Event::Message(_)));
             core.on_event(event);
         });
-        if let Err(error) = decoded {
-            let action = core.session.fail(error);
-            core.apply(action);
-        }
         // A message still arriving keeps its buffer until the next read:
         // that counts against the server-wide budget.
         if let Err(over) = self.decoder.account(core.hub.incomplete_messages()) {

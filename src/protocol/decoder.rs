@@ -41,6 +41,10 @@ const MIN_GROWTH: usize = 256;
 /// A violation of RFC 6455 by the peer; the connection must be failed with
 /// `code`. The decoder keeps running after it so that the peer's close frame
 /// can still be seen and the closing handshake completes cleanly.
+///
+/// It reaches the caller as an [`Event`], in stream order, rather than as
+/// `decode`'s result: a close frame in the same read must not be answered
+/// before the violation that preceded it.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("{reason} (close {code})")]
 pub struct ProtocolError {
@@ -63,6 +67,28 @@ impl ProtocolError {
             code: CloseCode::InvalidPayload,
             reason: "invalid UTF-8 in text message",
         }
+    }
+
+    fn invalid_close_reason() -> Self {
+        ProtocolError {
+            code: CloseCode::InvalidPayload,
+            reason: "invalid UTF-8 in close reason",
+        }
+    }
+}
+
+/// Why the decoder refuses a frame, which decides how it is reported.
+#[derive(Debug)]
+enum Refusal {
+    /// The peer broke the protocol; its close is still to come.
+    Violation(ProtocolError),
+    /// The peer's close frame itself is malformed: it has closed, badly.
+    BadClose(ProtocolError),
+}
+
+impl From<ProtocolError> for Refusal {
+    fn from(error: ProtocolError) -> Self {
+        Refusal::Violation(error)
     }
 }
 
@@ -121,9 +147,14 @@ pub enum Event {
     /// The peer's close frame: its code, if it sent one, and the reason.
     Close(Option<u16>, String),
     /// The peer's close frame was malformed (bad code, one-byte payload,
-    /// invalid UTF-8 reason). The peer has closed all the same: answer with
-    /// the error's code and end, without waiting for another close.
+    /// invalid UTF-8 reason, over 125 bytes or fragmented). The peer has
+    /// closed all the same: answer with the error's code and end, without
+    /// waiting for another close.
     InvalidClose(ProtocolError),
+    /// The peer broke the protocol: fail the connection with the error's
+    /// code, then wait for the peer's close. Reported once, at the frame that
+    /// broke it; after it, only the peer's close frame is reported.
+    Violation(ProtocolError),
 }
 
 #[derive(Debug)]
@@ -138,8 +169,6 @@ struct FrameState {
     control: Vec<u8>,
     /// Skip the payload: the connection already failed.
     skip: bool,
-    /// A close frame too long or fragmented: the peer closed, badly.
-    invalid_close: Option<ProtocolError>,
 }
 
 #[derive(Debug)]
@@ -360,11 +389,12 @@ impl Decoder {
 
     /// Consumes all of `input`, reporting events in order.
     ///
-    /// # Errors
-    /// The first protocol violation found. Events before it were reported;
-    /// after it, the decoder only reports [`Event::Close`], so the caller can
-    /// send its own close frame and still complete the handshake.
-    pub fn decode(&mut self, input: &[u8], on_event: &mut impl FnMut(Event)) -> Result<(), ProtocolError> {
+    /// The first protocol violation is reported as [`Event::Violation`], in
+    /// its place among the events: after it the decoder only reports the
+    /// peer's close ([`Event::Close`] or [`Event::InvalidClose`]), so the
+    /// caller fails the connection before it sees that close, and the
+    /// handshake still completes.
+    pub fn decode(&mut self, input: &[u8], on_event: &mut impl FnMut(Event)) {
         // Work on the boxed progress if a previous call left something
         // unfinished, else on a local one: a call that receives whole frames
         // (the usual read) then allocates nothing. The box is taken out so
@@ -372,7 +402,7 @@ impl Decoder {
         let mut boxed = self.progress.take();
         let mut local = Progress::default();
         let progress = boxed.as_deref_mut().unwrap_or(&mut local);
-        let result = self.decode_with(progress, input, on_event);
+        self.decode_with(progress, input, on_event);
         // Keep (or reuse) the box only while something is unfinished; back
         // at a frame boundary it is freed, so an idle connection holds none.
         self.progress = match boxed {
@@ -381,18 +411,11 @@ impl Decoder {
             None if !local.is_idle() => Some(Box::new(local)),
             None => None,
         };
-        result
     }
 
-    fn decode_with(
-        &mut self,
-        progress: &mut Progress,
-        mut input: &[u8],
-        on_event: &mut impl FnMut(Event),
-    ) -> Result<(), ProtocolError> {
-        let mut first_error = None;
+    fn decode_with(&mut self, progress: &mut Progress, mut input: &[u8], on_event: &mut impl FnMut(Event)) {
         while !input.is_empty() && !self.broken {
-            if progress.frame.is_none() && !self.read_header(progress, &mut input, &mut first_error) {
+            if progress.frame.is_none() && !self.read_header(progress, &mut input, on_event) {
                 break;
             }
             if let Some(frame) = progress.frame.as_ref() {
@@ -401,39 +424,38 @@ impl Decoder {
                     let (chunk, rest) = input.split_at(take);
                     input = rest;
                     if let Err(e) = progress.take_payload(chunk) {
-                        self.fail(progress, e, &mut first_error);
+                        self.fail(progress, e.into(), on_event);
                     }
                 }
             }
             if progress.frame.as_ref().is_some_and(|f| f.remaining == 0) {
-                if let Err(e) = self.finish_frame(progress, on_event) {
-                    self.fail(progress, e, &mut first_error);
+                if let Err(refusal) = self.finish_frame(progress, on_event) {
+                    self.fail(progress, refusal, on_event);
                 }
             }
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
     }
 
-    fn fail(&mut self, progress: &mut Progress, error: ProtocolError, first_error: &mut Option<ProtocolError>) {
+    /// Drops what the refused frame and message hold, and reports the
+    /// refusal at once, before any later frame: only the first violation
+    /// (the one the connection fails with), but every bad close.
+    fn fail(&mut self, progress: &mut Progress, refusal: Refusal, on_event: &mut impl FnMut(Event)) {
+        let first = !self.failed;
         self.failed = true;
         progress.message = None;
         if let Some(frame) = progress.frame.as_mut() {
             frame.skip = true;
             frame.control = Vec::new();
         }
-        first_error.get_or_insert(error);
+        match refusal {
+            Refusal::Violation(error) if first => on_event(Event::Violation(error)),
+            Refusal::Violation(_) => {}
+            Refusal::BadClose(error) => on_event(Event::InvalidClose(error)),
+        }
     }
 
     /// Gathers and parses a header; false when more bytes are needed.
-    fn read_header(
-        &mut self,
-        progress: &mut Progress,
-        input: &mut &[u8],
-        first_error: &mut Option<ProtocolError>,
-    ) -> bool {
+    fn read_header(&mut self, progress: &mut Progress, input: &mut &[u8], on_event: &mut impl FnMut(Event)) -> bool {
         let mut need = 2;
         loop {
             let have = progress.header_len as usize;
@@ -454,14 +476,13 @@ impl Decoder {
         }
         progress.header_len = 0;
         let header = progress.header;
-        match self.start_frame(progress, &header) {
-            Ok(()) => {}
-            Err(e) => self.fail(progress, e, first_error),
+        if let Err(refusal) = self.start_frame(progress, &header) {
+            self.fail(progress, refusal, on_event);
         }
         true
     }
 
-    fn start_frame(&mut self, progress: &mut Progress, header: &[u8; MAX_CLIENT_HEADER]) -> Result<(), ProtocolError> {
+    fn start_frame(&mut self, progress: &mut Progress, header: &[u8; MAX_CLIENT_HEADER]) -> Result<(), Refusal> {
         let fin = header[0] & 0x80 != 0;
         let rsv = header[0] & 0x70;
         let masked = header[1] & 0x80 != 0;
@@ -479,7 +500,7 @@ impl Decoder {
         if len >> 63 != 0 {
             // Not a length at all: frames can no longer be told apart.
             self.broken = true;
-            return Err(ProtocolError::protocol("frame length has its top bit set"));
+            return Err(ProtocolError::protocol("frame length has its top bit set").into());
         }
         let opcode = OpCode::from_u8(header[0] & 0x0F);
         progress.frame = Some(FrameState {
@@ -490,11 +511,11 @@ impl Decoder {
             mask_phase: 0,
             control: Vec::new(),
             skip: true,
-            invalid_close: None,
         });
         if self.failed {
             // Only a close frame still matters; keep it readable.
-            if opcode == Some(OpCode::Close) && len <= 125 {
+            if opcode == Some(OpCode::Close) {
+                check_control_header(fin, len).map_err(Refusal::BadClose)?;
                 progress.arm_control(len);
             }
             return Ok(());
@@ -502,39 +523,31 @@ impl Decoder {
         let opcode = opcode.ok_or(ProtocolError::protocol("reserved opcode"))?;
         let compressed = rsv == RSV1 && self.deflate;
         if rsv != 0 && !compressed {
-            return Err(ProtocolError::protocol("reserved bits set without an extension"));
+            return Err(ProtocolError::protocol("reserved bits set without an extension").into());
         }
         if compressed && !matches!(opcode, OpCode::Text | OpCode::Binary) {
             // RFC 7692 6.1: only a message's first frame carries the bit.
-            return Err(ProtocolError::protocol("RSV1 set on a control or continuation frame"));
+            return Err(ProtocolError::protocol("RSV1 set on a control or continuation frame").into());
         }
         if !masked {
-            return Err(ProtocolError::protocol("client frame is not masked"));
+            return Err(ProtocolError::protocol("client frame is not masked").into());
         }
         if opcode.is_control() {
-            let violation = if !fin {
-                Some("fragmented control frame")
-            } else if len > 125 {
-                Some("control frame payload over 125 bytes")
-            } else {
-                None
-            };
-            if let Some(reason) = violation {
-                let error = ProtocolError::protocol(reason);
-                match progress.frame.as_mut() {
-                    // Skip its payload, then report it as a bad close.
-                    Some(frame) if opcode == OpCode::Close => frame.invalid_close = Some(error),
-                    _ => return Err(error),
-                }
-                return Ok(());
-            }
+            // Refused on the header: its payload may never come. A bad
+            // close still means the peer has closed.
+            check_control_header(fin, len).map_err(|error| match opcode {
+                OpCode::Close => Refusal::BadClose(error),
+                _ => Refusal::Violation(error),
+            })?;
             progress.arm_control(len);
             return Ok(());
         }
         let (already, compressed) = match (&progress.message, opcode) {
-            (None, OpCode::Continuation) => return Err(ProtocolError::protocol("continuation without a message")),
+            (None, OpCode::Continuation) => {
+                return Err(ProtocolError::protocol("continuation without a message").into())
+            }
             (Some(_), OpCode::Text | OpCode::Binary) => {
-                return Err(ProtocolError::protocol("new message before the last one ended"))
+                return Err(ProtocolError::protocol("new message before the last one ended").into())
             }
             (Some(partial), _) => (partial.payload_len() as u64, partial.compressed),
             (None, _) => (0, compressed),
@@ -548,7 +561,8 @@ impl Decoder {
             return Err(ProtocolError {
                 code: CloseCode::MessageTooBig,
                 reason: "message too big",
-            });
+            }
+            .into());
         }
         if progress.message.is_none() {
             let kind = if opcode == OpCode::Text {
@@ -573,28 +587,15 @@ impl Decoder {
         Ok(())
     }
 
-    fn finish_frame(&mut self, progress: &mut Progress, on_event: &mut impl FnMut(Event)) -> Result<(), ProtocolError> {
+    fn finish_frame(&mut self, progress: &mut Progress, on_event: &mut impl FnMut(Event)) -> Result<(), Refusal> {
         let Some(frame) = progress.frame.take() else {
             return Ok(());
         };
-        if let Some(error) = frame.invalid_close {
-            self.failed = true;
-            progress.message = None;
-            on_event(Event::InvalidClose(error));
-            return Ok(());
-        }
         if frame.skip {
             return Ok(());
         }
         match frame.opcode {
-            OpCode::Close => match self.close_event(&frame.control) {
-                Ok(event) => on_event(event),
-                Err(error) => {
-                    self.failed = true;
-                    progress.message = None;
-                    on_event(Event::InvalidClose(error));
-                }
-            },
+            OpCode::Close => on_event(close_event(&frame.control).map_err(Refusal::BadClose)?),
             OpCode::Ping => on_event(Event::Ping(Bytes::from(frame.control))),
             OpCode::Pong => on_event(Event::Pong),
             OpCode::Text | OpCode::Binary | OpCode::Continuation => {
@@ -607,25 +608,35 @@ impl Decoder {
         }
         Ok(())
     }
+}
 
-    fn close_event(&self, payload: &[u8]) -> Result<Event, ProtocolError> {
-        if payload.is_empty() {
-            return Ok(Event::Close(None, String::new()));
-        }
-        if self.failed {
-            let code = payload.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
-            return Ok(Event::Close(code, String::new()));
-        }
-        if payload.len() < 2 {
-            return Err(ProtocolError::protocol("close payload of one byte"));
-        }
-        let code = u16::from_be_bytes([payload[0], payload[1]]);
-        if !CloseCode::is_allowed_from_peer(code) {
-            return Err(ProtocolError::protocol("invalid close code"));
-        }
-        let reason = std::str::from_utf8(&payload[2..]).map_err(|_| ProtocolError::invalid_utf8())?;
-        Ok(Event::Close(Some(code), reason.to_owned()))
+/// Checks a control frame's header: unfragmented, and at most 125 bytes.
+fn check_control_header(fin: bool, len: u64) -> Result<(), ProtocolError> {
+    if !fin {
+        Err(ProtocolError::protocol("fragmented control frame"))
+    } else if len > 125 {
+        Err(ProtocolError::protocol("control frame payload over 125 bytes"))
+    } else {
+        Ok(())
     }
+}
+
+/// The peer's close, validated even after a failure: what it carries may
+/// reach the session, and a code that must never travel must not be
+/// echoed or logged as the peer's.
+fn close_event(payload: &[u8]) -> Result<Event, ProtocolError> {
+    if payload.is_empty() {
+        return Ok(Event::Close(None, String::new()));
+    }
+    if payload.len() < 2 {
+        return Err(ProtocolError::protocol("close payload of one byte"));
+    }
+    let code = u16::from_be_bytes([payload[0], payload[1]]);
+    if !CloseCode::is_allowed_from_peer(code) {
+        return Err(ProtocolError::protocol("invalid close code"));
+    }
+    let reason = std::str::from_utf8(&payload[2..]).map_err(|_| ProtocolError::invalid_close_reason())?;
+    Ok(Event::Close(Some(code), reason.to_owned()))
 }
 
 /// Size of a client frame header, from its second byte.
@@ -708,12 +719,13 @@ fn apply_mask(buf: &mut [u8], mask: [u8; 4], phase: usize) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
-    fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    /// A masked client frame, as a well-behaved client sends it.
+    pub(crate) fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
         let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
         match payload.len() {
             n if n < 126 => out.push(0x80 | n as u8),
@@ -731,9 +743,18 @@ mod tests {
         out
     }
 
+    /// Decodes `input` in one call; the violation, if any, is taken out of
+    /// the events (where it must be the only one) as an `Err`.
     fn decode_all(decoder: &mut Decoder, input: &[u8]) -> (Vec<Event>, Result<(), ProtocolError>) {
         let mut events = Vec::new();
-        let result = decoder.decode(input, &mut |e| events.push(e));
+        let mut result = Ok(());
+        decoder.decode(input, &mut |e| match e {
+            Event::Violation(error) => {
+                assert!(result.is_ok(), "a second violation: {error:?}");
+                result = Err(error);
+            }
+            other => events.push(other),
+        });
         (events, result)
     }
 
@@ -763,9 +784,7 @@ mod tests {
         let mut decoder = Decoder::new(1 << 20);
         let mut events = Vec::new();
         for byte in &wire {
-            decoder
-                .decode(std::slice::from_ref(byte), &mut |e| events.push(e))
-                .unwrap();
+            decoder.decode(std::slice::from_ref(byte), &mut |e| events.push(e));
         }
         let message = only_message(events);
         assert_eq!(message.payload(), &payload[..]);
@@ -896,6 +915,109 @@ mod tests {
         }
     }
 
+    /// An event in a few words, to compare sequences of them.
+    fn summary(event: &Event) -> String {
+        match event {
+            Event::Message(m) => format!("message {}", String::from_utf8_lossy(m.payload())),
+            Event::Ping(_) => "ping".into(),
+            Event::Pong => "pong".into(),
+            Event::Close(code, _) => format!("close {code:?}"),
+            Event::InvalidClose(e) => format!("invalid close {}: {}", e.code, e.reason),
+            Event::Violation(e) => format!("violation {}: {}", e.code, e.reason),
+        }
+    }
+
+    /// The first violation is reported in its place in the stream, whole
+    /// or byte by byte: what came before it first, after it only the peer's
+    /// close, and that close is validated all the same.
+    #[test]
+    fn a_violation_is_reported_in_stream_order_before_the_close_after_it() {
+        let close = |code: u16| client_frame(true, 8, &code.to_be_bytes());
+        let reserved = client_frame(true, 3, b"");
+        let unmasked = vec![0x81, 0x02, b'h', b'i'];
+        let cases: Vec<(Vec<Vec<u8>>, Vec<&str>)> = vec![
+            (
+                vec![reserved.clone(), close(1005)],
+                vec![
+                    "violation 1002: reserved opcode",
+                    "invalid close 1002: invalid close code",
+                ],
+            ),
+            (
+                vec![
+                    client_frame(true, 1, b"hi"),
+                    reserved.clone(),
+                    client_frame(true, 9, b""),
+                    close(1000),
+                ],
+                vec!["message hi", "violation 1002: reserved opcode", "close Some(1000)"],
+            ),
+            (
+                vec![client_frame(true, 1, &[0xff]), close(1000)],
+                vec!["violation 1007: invalid UTF-8 in text message", "close Some(1000)"],
+            ),
+            (
+                vec![unmasked.clone(), reserved, close(1000)],
+                vec!["violation 1002: client frame is not masked", "close Some(1000)"],
+            ),
+            (
+                vec![client_frame(false, 9, b""), close(4000)],
+                vec!["violation 1002: fragmented control frame", "close Some(4000)"],
+            ),
+        ];
+        for (frames, expected) in cases {
+            let wire = frames.concat();
+            for chunk in [wire.len(), 1] {
+                let mut decoder = Decoder::new(1024);
+                let mut events = Vec::new();
+                for piece in wire.chunks(chunk) {
+                    decoder.decode(piece, &mut |e| events.push(summary(&e)));
+                }
+                assert_eq!(events, expected, "in chunks of {chunk}");
+            }
+        }
+    }
+
+    /// A header announcing 2^40 bytes, and no payload: a close frame is
+    /// refused on its header, as a ping is, not after a payload that
+    /// may never come.
+    #[test]
+    fn a_close_header_over_125_bytes_fails_at_once() {
+        let mut header = vec![0x88, 0xFF, 0, 0, 1, 0, 0, 0, 0, 0];
+        header.extend_from_slice(&MASK);
+        let mut decoder = Decoder::new(1024);
+        let (events, result) = decode_all(&mut decoder, &header[..13]);
+        result.unwrap();
+        assert!(events.is_empty(), "{events:?}");
+        let (events, result) = decode_all(&mut decoder, &header[13..]);
+        result.unwrap();
+        assert!(
+            matches!(&events[..], [Event::InvalidClose(e)] if e.code == CloseCode::ProtocolError),
+            "{events:?}"
+        );
+        // A fragmented close is refused on its header too.
+        let fragmented = client_frame(false, 8, &1000u16.to_be_bytes());
+        let (events, _) = decode_all(&mut Decoder::new(1024), &fragmented[..6]);
+        assert!(matches!(&events[..], [Event::InvalidClose(_)]), "{events:?}");
+        // As a ping with the same header is.
+        header[0] = 0x89;
+        let (_, result) = decode_all(&mut Decoder::new(1024), &header);
+        assert_eq!(result.unwrap_err().code, CloseCode::ProtocolError);
+    }
+
+    #[test]
+    fn an_invalid_close_reason_is_named_as_such() {
+        let payload = [&1000u16.to_be_bytes()[..], &[b'o', b'k', 0xff]].concat();
+        let (events, _) = decode_all(&mut Decoder::new(1024), &client_frame(true, 8, &payload));
+        match &events[..] {
+            [Event::InvalidClose(e)] => {
+                assert_eq!(e.code, CloseCode::InvalidPayload);
+                assert_eq!(e.reason, "invalid UTF-8 in close reason");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     fn compressed_frame(fin: bool, opcode: u8, deflated: &[u8]) -> Vec<u8> {
         let mut frame = client_frame(fin, opcode, deflated);
         frame[0] |= RSV1;
@@ -935,7 +1057,7 @@ mod tests {
         let mut decoder = Decoder::new(1 << 20).with_deflate(true);
         let mut events = Vec::new();
         for chunk in wire.chunks(7) {
-            decoder.decode(chunk, &mut |e| events.push(e)).unwrap();
+            decoder.decode(chunk, &mut |e| events.push(e));
         }
         assert!(matches!(&events[0], Event::Ping(p) if &p[..] == b"p"));
         match &events[1] {
@@ -1098,7 +1220,7 @@ mod tests {
         let mut events = Vec::new();
         let mut capacities = std::collections::BTreeSet::new();
         for (i, chunk) in wire.chunks(64 * 1024 - 3).enumerate() {
-            decoder.decode(chunk, &mut |e| events.push(e)).unwrap();
+            decoder.decode(chunk, &mut |e| events.push(e));
             if events.is_empty() {
                 let arrived = ((i + 1) * chunk.len()).saturating_sub(14);
                 let held = decoder.held_bytes();
@@ -1125,7 +1247,7 @@ mod tests {
         let mut capacities = std::collections::BTreeSet::new();
         let frame_len = 1000 + 8;
         for (i, frame) in wire.chunks(frame_len).enumerate() {
-            decoder.decode(frame, &mut |e| events.push(e)).unwrap();
+            decoder.decode(frame, &mut |e| events.push(e));
             if events.is_empty() {
                 let held = decoder.held_bytes();
                 assert!(

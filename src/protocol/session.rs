@@ -169,6 +169,7 @@ impl Session {
                 self.closing().peer_closed.get_or_insert(None);
                 action
             }
+            Event::Violation(error) => self.fail(error),
         }
     }
 
@@ -379,6 +380,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::decoder::tests::client_frame;
     use crate::protocol::Decoder;
 
     /// A message as the decoder delivers it (unmasked payload: mask 0).
@@ -386,13 +388,11 @@ mod tests {
         let mut frame = vec![0x81, 0x80 | text.len() as u8, 0, 0, 0, 0];
         frame.extend_from_slice(text.as_bytes());
         let mut found = None;
-        Decoder::new(1024)
-            .decode(&frame, &mut |event| {
-                if let Event::Message(m) = event {
-                    found = Some(m);
-                }
-            })
-            .unwrap();
+        Decoder::new(1024).decode(&frame, &mut |event| {
+            if let Event::Message(m) = event {
+                found = Some(m);
+            }
+        });
         found.unwrap()
     }
 
@@ -553,6 +553,56 @@ mod tests {
         let mut timed_out = Session::new();
         let _ = timed_out.fail(error.clone());
         assert_eq!(timed_out.timed_out(Timeout::Close), Ending::ProtocolViolation(error));
+    }
+
+    /// One read, fed to the session as the driver feeds it.
+    fn read(session: &mut Session, decoder: &mut Decoder, bytes: &[u8]) {
+        decoder.decode(bytes, &mut |event| {
+            let _ = session.on_event(event);
+        });
+    }
+
+    /// A violation and the client's close in one read: the violation is
+    /// answered, with its code and reason, and the close that came after it
+    /// only completes the handshake (its code is not echoed, even one that
+    /// must never travel).
+    #[test]
+    fn a_violation_then_a_close_in_one_read_is_answered_with_the_violation() {
+        let close = |code: u16| client_frame(true, 8, &code.to_be_bytes());
+        let reserved = client_frame(true, 3, b"");
+        let cases = [
+            ([reserved.clone(), close(1005)].concat(), 1002, "reserved opcode"),
+            ([reserved, close(1000)].concat(), 1002, "reserved opcode"),
+            (
+                [client_frame(true, 1, &[0xff]), close(1000)].concat(),
+                1007,
+                "invalid UTF-8 in text message",
+            ),
+            (
+                [vec![0x81, 0x02, b'h', b'i'], close(1000)].concat(),
+                1002,
+                "client frame is not masked",
+            ),
+            (
+                [client_frame(false, 9, b""), close(4000)].concat(),
+                1002,
+                "fragmented control frame",
+            ),
+        ];
+        for (bytes, code, reason) in cases {
+            let mut session = Session::new();
+            read(&mut session, &mut Decoder::new(1024), &bytes);
+            assert_eq!(unwritten(&session), close_frame(code, reason), "{reason}");
+            let Some(Ending::ProtocolViolation(error)) = session.cause().cloned() else {
+                panic!("{reason}: cause {:?}", session.cause());
+            };
+            write_all(&mut session);
+            assert_eq!(
+                session.finished(),
+                Some(Ending::ProtocolViolation(error)),
+                "{reason}: the client's close is in, none is awaited"
+            );
+        }
     }
 
     #[test]
