@@ -109,3 +109,73 @@ async fn members_on_every_worker_see_one_order_and_catch_up_without_gaps() {
     drop(clients);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_history_answer_holds_nothing_its_asker_has_not_been_sent_live() {
+    use wshub::protocol::v1::{ClientFrame, ServerFrame};
+    let mut config = test_config();
+    config.workers = WORKERS;
+    let server = start_server_with(config).await;
+    let mut senders = Vec::new();
+    for _ in 0..SENDERS {
+        let mut client = ChatClient::connect(&server).await;
+        client.join("asked", None).await;
+        senders.push(client);
+    }
+    let mut askers = Vec::new();
+    for _ in 0..WORKERS {
+        let mut client = ChatClient::connect(&server).await;
+        client.join("asked", None).await;
+        askers.push(client);
+    }
+    wait_for_connections(&server.hub, SENDERS + WORKERS).await;
+    for mut sender in senders {
+        tokio::spawn(async move {
+            for n in 0..MESSAGES_PER_SENDER {
+                sender.say("asked", &format!("{n}")).await;
+            }
+            // Stays connected (a member) until the test ends.
+            std::future::pending::<()>().await;
+        });
+    }
+    let mut tasks = Vec::new();
+    for mut asker in askers {
+        tasks.push(tokio::spawn(async move {
+            let mut live = std::collections::BTreeSet::new();
+            let mut answers = 0;
+            while live.len() < TOTAL {
+                let ask = ClientFrame::History {
+                    room: "asked".into(),
+                    since: None,
+                    limit: Some(3),
+                };
+                asker.send(&ask).await;
+                loop {
+                    match asker.recv().await {
+                        ServerFrame::Message { message, .. } => {
+                            live.insert(message.id);
+                        }
+                        ServerFrame::History { messages, .. } => {
+                            for message in &messages {
+                                assert!(
+                                    live.contains(&message.id),
+                                    "id {} in a history answer before its live copy",
+                                    message.id
+                                );
+                            }
+                            answers += 1;
+                            break;
+                        }
+                        ServerFrame::Joined { .. } | ServerFrame::Left { .. } => {}
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+            }
+            answers
+        }));
+    }
+    for task in tasks {
+        assert!(task.await.expect("asker") > 0);
+    }
+    server.shutdown().await;
+}
