@@ -13,7 +13,7 @@
 mod tasks;
 mod wire;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -28,6 +28,13 @@ use super::{
 /// Commands queued to the broker task beyond this are refused: the message
 /// is then delivered locally only. Bounds memory while Redis is slow or away.
 const COMMAND_QUEUE: usize = 16 * 1024;
+
+/// Bytes of messages queued to the broker task or in its pipeline beyond
+/// which a publish is refused the same way. The count alone bounds little:
+/// 16,384 messages of 1 MiB are 16 GiB. 64 MiB is some seconds of a busy
+/// node's traffic, enough to ride out a slow Redis without dropping to
+/// local delivery.
+const COMMAND_QUEUE_BYTES: usize = 64 << 20;
 
 /// A broker that could not start.
 #[derive(Debug, Error)]
@@ -90,6 +97,18 @@ enum Command {
     },
 }
 
+impl Command {
+    /// The bytes of message it holds, counted against
+    /// [`COMMAND_QUEUE_BYTES`] from queueing until its pipeline is done.
+    fn bytes(&self) -> usize {
+        match self {
+            Command::Publish { text, .. } => text.len(),
+            Command::PublishBinary { payload, .. } | Command::PublishSignal { payload, .. } => payload.len(),
+            _ => 0,
+        }
+    }
+}
+
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (kind, room) = match self {
@@ -123,6 +142,9 @@ struct Shared {
     max_messages: usize,
     /// The cluster's pub/sub channels (its database's).
     channels: wire::Channels,
+    /// Bytes of the messages queued or in the pipeline (see
+    /// [`COMMAND_QUEUE_BYTES`]).
+    queued_bytes: AtomicUsize,
 }
 
 impl Shared {
@@ -192,6 +214,7 @@ impl RedisBroker {
             generation: AtomicU64::new(0),
             max_messages: config.max_messages,
             channels: wire::Channels::of_database(client.get_connection_info().redis_settings().db()),
+            queued_bytes: AtomicUsize::new(0),
         });
         Ok(Unstarted {
             broker: RedisBroker { commands, shared },
@@ -221,15 +244,50 @@ impl RedisBroker {
     }
 
     /// Queues a command; false when the broker cannot take it now (Redis
-    /// away, or the queue full): the caller then acts locally.
+    /// away, or the queue full, in count or in bytes): the caller then acts
+    /// locally.
     fn send(&self, command: Command) -> bool {
-        self.is_up() && self.commands.try_send(command).is_ok()
+        if !self.is_up() {
+            return false;
+        }
+        let bytes = command.bytes();
+        let queued = &self.shared.queued_bytes;
+        if queued.fetch_add(bytes, Ordering::AcqRel) + bytes > COMMAND_QUEUE_BYTES {
+            queued.fetch_sub(bytes, Ordering::AcqRel);
+            return false;
+        }
+        if self.commands.try_send(command).is_err() {
+            queued.fetch_sub(bytes, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// The bytes of `batch`, taken off the queue: counted until the guard
+    /// drops, once its pipeline is done (or failed).
+    fn held(&self, batch: &[Command]) -> Held<'_> {
+        Held {
+            queued: &self.shared.queued_bytes,
+            bytes: batch.iter().map(Command::bytes).sum(),
+        }
     }
 
     /// Queues a command even while Redis is away (answers, which must always
     /// come, say so themselves when they fail); gives it back when full.
     fn send_always(&self, command: Command) -> Result<(), Command> {
         self.commands.try_send(command).map_err(|e| e.into_inner())
+    }
+}
+
+/// A batch's bytes, given back to the queue's budget when dropped.
+struct Held<'a> {
+    queued: &'a AtomicUsize,
+    bytes: usize,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.queued.fetch_sub(self.bytes, Ordering::AcqRel);
     }
 }
 
@@ -344,5 +402,49 @@ impl Broker for RedisBroker {
             up: self.is_up(),
             down_since,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publishes_beyond_the_queues_bytes_are_refused_until_a_batch_is_done() {
+        let mut unstarted = RedisBroker::create(BrokerConfig {
+            url: "redis://127.0.0.1:1/0".into(),
+            node: Arc::from("n"),
+            max_messages: 10,
+        })
+        .unwrap();
+        let broker = unstarted.broker.clone();
+        // As if Redis were up but slow: nothing takes the commands yet.
+        broker.shared.set_up(true);
+        let room: RoomName = Arc::from("r");
+        let (nick, payload) = (Arc::from("ann"), vec![0u8; 1 << 20]);
+        let publish = || {
+            broker.publish(
+                &room,
+                Publication {
+                    nick: &nick,
+                    user: None,
+                    body: Body::Binary(&payload),
+                    client_ref: None,
+                    event: None,
+                    except: 0,
+                },
+            )
+        };
+        let queued = (0..100).take_while(|_| matches!(publish(), Ordered::Later)).count();
+        assert_eq!(queued, COMMAND_QUEUE_BYTES >> 20, "1 MiB each, up to the bound");
+        assert!(matches!(publish(), Ordered::LocalOnly));
+        // The task takes a batch: its bytes count until it is done.
+        let batch: Vec<Command> = (0..2).map(|_| unstarted.commands.try_recv().unwrap()).collect();
+        let held = broker.held(&batch);
+        assert!(matches!(publish(), Ordered::LocalOnly));
+        drop(held);
+        assert!(matches!(publish(), Ordered::Later));
+        assert!(matches!(publish(), Ordered::Later));
+        assert!(matches!(publish(), Ordered::LocalOnly));
     }
 }

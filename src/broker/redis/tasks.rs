@@ -98,6 +98,7 @@ async fn command_loop(
                 Err(_) => break,
             }
         }
+        let _held = broker.held(&batch);
         let generation = broker.shared.generation.load(Ordering::Acquire);
         if connection.as_ref().is_some_and(|(seen, _)| *seen != generation) {
             // Redis came back since this connection was made: it is stale.
