@@ -69,8 +69,9 @@ pub struct Member {
 /// rest left for live traffic), and the next when the member's connection
 /// has written it out ([`super::Room::continue_replay`]). Live messages
 /// wait here meanwhile, with their ids, so that the replay and the live
-/// stream join with no gap and no duplicate; they count against the
-/// member's byte bound, so a member that stops reading is still evicted.
+/// stream join with no gap and no duplicate, and go out paced too, after
+/// the member list; they count against the member's byte bound, so a
+/// member that stops reading is still evicted.
 #[derive(Debug, Default)]
 pub(super) struct Replaying {
     /// The history is still being fetched (from Redis).
@@ -79,12 +80,28 @@ pub(super) struct Replaying {
     rest: VecDeque<Entry>,
     /// The newest id the replay holds: live messages up to it are in it.
     newest: u64,
-    /// Live messages that arrived meanwhile, with their ids (0: none).
-    backlog: Vec<(u64, Bytes)>,
+    /// Live frames that arrived meanwhile, oldest first: sent after the
+    /// member list, paced like the history (queued at once, a long
+    /// catch-up's backlog would overflow the outbox's count bound and
+    /// evict a member that reads all along).
+    backlog: VecDeque<Waiting>,
     backlog_bytes: usize,
-    /// The cluster's member list, sent when the replay ends (otherwise
+    /// The cluster's member list, sent when the history is out (otherwise
     /// this node's, as it is then).
     pub(super) members: Option<Vec<ListedMember>>,
+    /// The member list has gone out: what remains is the backlog.
+    listed: bool,
+}
+
+/// A live frame waiting behind a replay.
+#[derive(Debug)]
+struct Waiting {
+    /// The message's id (0: none).
+    id: u64,
+    frame: Bytes,
+    /// A message, not an event (a presence change): an event that waited
+    /// is already in the member list sent after the history.
+    message: bool,
 }
 
 impl Replaying {
@@ -117,14 +134,20 @@ impl Replaying {
         self.fetching = false;
     }
 
-    /// The live messages that waited, in order, without those the replay
-    /// already held.
-    pub(super) fn into_backlog(self) -> impl Iterator<Item = Bytes> {
-        let newest = self.newest;
-        self.backlog
-            .into_iter()
-            .filter(move |(id, _)| *id == 0 || *id > newest)
-            .map(|(_, frame)| frame)
+    /// The member list goes out now: the events that waited are in it
+    /// (someone who joined is listed, someone who left is not), so they
+    /// are not sent after it too.
+    fn listing(&mut self) -> Option<Vec<ListedMember>> {
+        self.listed = true;
+        let mut dropped = 0;
+        self.backlog.retain(|waiting| {
+            if !waiting.message {
+                dropped += waiting.frame.len();
+            }
+            waiting.message
+        });
+        self.backlog_bytes -= dropped;
+        self.members.take()
     }
 }
 
@@ -223,11 +246,15 @@ impl Member {
 
     /// Queues a frame now, or after the replay when one is pending; true
     /// when this evicted the member.
-    pub(super) fn push(&mut self, id: u64, frame: &Bytes) -> bool {
+    pub(super) fn push(&mut self, id: u64, frame: &Bytes, message: bool) -> bool {
         match self.replay.as_mut() {
             Some(replay) => {
                 replay.backlog_bytes += frame.len();
-                replay.backlog.push((id, frame.clone()));
+                replay.backlog.push_back(Waiting {
+                    id,
+                    frame: frame.clone(),
+                    message,
+                });
                 if self.outbox.exceeds_bytes(replay.backlog_bytes) {
                     self.replay = None;
                     self.outbox.evict();
@@ -238,6 +265,48 @@ impl Member {
             // Compressed for a deflate member: once per frame, shared.
             None => self.outbox.push(frame_for(frame, self.outbox.deflate())) == Err(Rejected::Overflow),
         }
+    }
+
+    /// The member list of a JSON member whose history is out, once: the
+    /// cluster's when the broker gave one (`Some(None)`: this node's).
+    pub(super) fn list_due(&mut self) -> Option<Option<Vec<ListedMember>>> {
+        let replay = self.replay.as_mut()?;
+        if replay.listed || replay.fetching || !replay.rest.is_empty() {
+            return None;
+        }
+        if self.mode != Mode::Json {
+            // A Pusher member had its list first (`subscription_succeeded`):
+            // the events after it stand.
+            replay.listed = true;
+            return None;
+        }
+        Some(replay.listing())
+    }
+
+    /// Sends what of the live frames that waited fits its outbox now,
+    /// without those the replay held; true when none is left, and the
+    /// member is live from then on.
+    pub(super) fn pace_backlog(&mut self) -> bool {
+        let Some(replay) = self.replay.as_mut() else {
+            return true;
+        };
+        while let Some(waiting) = replay.backlog.front() {
+            if waiting.id != 0 && waiting.id <= replay.newest {
+                replay.backlog_bytes -= waiting.frame.len();
+                replay.backlog.pop_front();
+                continue;
+            }
+            // Compressed for a deflate member: once per frame, shared.
+            let frame = frame_for(&waiting.frame, self.outbox.deflate());
+            if !self.outbox.has_room_for(frame.len()) {
+                return false;
+            }
+            replay.backlog_bytes -= waiting.frame.len();
+            replay.backlog.pop_front();
+            let _ = self.outbox.push(frame);
+        }
+        self.replay = None;
+        true
     }
 
     /// Sends what of its replay fits its outbox now; true when the replay

@@ -434,3 +434,78 @@ fn an_event_for_an_empty_room_is_stored_and_leaves_no_room() {
     let stored = hub.history().recent("quiet", 10);
     assert_eq!((stored.len(), stored[0].event.as_deref()), (1, Some("e")));
 }
+
+/// A long catch-up, with live messages and a join arriving while it is
+/// paced out: the live messages follow the history paced too (queued at
+/// once, more of them than the outbox's count bound evicted a member that
+/// read all along), and the join is in the member list, not after it.
+#[test]
+fn a_catch_up_backlog_is_paced_and_its_events_are_not_repeated_after_the_list() {
+    const STORED: u64 = 600;
+    const LIVE: u64 = 40;
+    let hub = hub_with_history(1, 0);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    hub.enter_worker(0);
+    runtime.block_on(async {
+        let sink = Arc::new(Outbox::new(1_000_000, 1 << 30));
+        let sender = hub.join("long", Member::new(sink, Mode::Raw, Arc::from("pub")), Replay::Nothing);
+        let nick: Arc<str> = Arc::from("pub");
+        let text = "x".repeat(1000);
+        for _ in 0..STORED {
+            sender.publish_text(&nick, None, &text, None);
+        }
+        // Bounds of 16 frames and 1 MiB: the 600 KB of history go out a few
+        // chunks at a time.
+        let outbox = Arc::new(Outbox::new(16, 1 << 20));
+        let member = hub.join(
+            "long",
+            Member::new(outbox.clone(), Mode::Json, Arc::from("ann")),
+            Replay::Since(0),
+        );
+        let carol = Arc::new(Outbox::new(1_000, 1 << 20));
+        let _carol = hub.join(
+            "long",
+            Member::new(carol, Mode::Json, Arc::from("carol")),
+            Replay::Nothing,
+        );
+        for n in 0..LIVE {
+            sender.publish_text(&nick, None, &format!("live {n}"), None);
+        }
+        let mut frames = Vec::new();
+        take(&outbox, &mut frames);
+        while member.continue_replay() {
+            take(&outbox, &mut frames);
+        }
+        take(&outbox, &mut frames);
+        assert!(outbox.close_requested().is_none(), "the member was not evicted");
+        let kinds: Vec<(String, Vec<u64>)> = frames
+            .iter()
+            .map(|frame| {
+                let start = match frame[1] & 0x7f {
+                    126 => 4,
+                    127 => 10,
+                    _ => 2,
+                };
+                let json: serde_json::Value = serde_json::from_slice(&frame[start..]).expect("JSON");
+                let kind = json["type"].as_str().unwrap_or("").to_owned();
+                (kind, message_ids(frame))
+            })
+            .collect();
+        let presence_at = kinds.iter().position(|(k, _)| k == "presence").expect("a member list");
+        let listed = String::from_utf8_lossy(&frames[presence_at]).into_owned();
+        assert!(listed.contains("\"carol\""), "carol is listed: {listed}");
+        let history: Vec<u64> = kinds[..presence_at].iter().flat_map(|(_, ids)| ids.clone()).collect();
+        assert_eq!(history, (1..=STORED).collect::<Vec<_>>());
+        assert!(kinds[..presence_at].iter().all(|(k, _)| k == "history"), "{kinds:?}");
+        let after: Vec<&(String, Vec<u64>)> = kinds[presence_at + 1..].iter().collect();
+        assert!(
+            after.iter().all(|(k, _)| k == "message"),
+            "only the live messages after the list (carol's join is in it): {after:?}"
+        );
+        let live: Vec<u64> = after.iter().flat_map(|(_, ids)| ids.clone()).collect();
+        assert_eq!(live, (STORED + 1..=STORED + LIVE).collect::<Vec<_>>());
+    });
+}

@@ -240,19 +240,11 @@ impl Room {
         if !member.pace_replay(&self.name) {
             return true;
         }
-        let mut replay = member.replay.take().expect("checked above");
-        if member.mode == Mode::Json {
-            let listed = replay.members.take();
+        if let Some(listed) = member.list_due() {
             let list = listed.unwrap_or_else(|| self.list_members(order, Some((worker, members))));
             let _ = members[key].outbox.push(presence_frame(&self.name, list));
         }
-        let member = &members[key];
-        for frame in replay.into_backlog() {
-            let _ = member
-                .outbox
-                .push(crate::protocol::frame_for(&frame, member.outbox.deflate()));
-        }
-        false
+        !members[key].pace_backlog()
     }
 
     /// Sends more of member `key`'s replay, now that its connection (on

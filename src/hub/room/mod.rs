@@ -167,7 +167,7 @@ impl Room {
                     continue;
                 }
                 delivered += 1;
-                member.push(forms.id, frame);
+                member.push(forms.id, frame, forms.message);
             }
         }
         if forms.message {
