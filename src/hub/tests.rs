@@ -509,3 +509,73 @@ fn a_catch_up_backlog_is_paced_and_its_events_are_not_repeated_after_the_list() 
         assert_eq!(live, (STORED + 1..=STORED + LIVE).collect::<Vec<_>>());
     });
 }
+
+/// A worker that does not get to its inbox while another publishes more
+/// than the inbox holds: what does not fit is not kept, and the room's
+/// members there are evicted as slow consumers (they would miss it), not
+/// left with a gap.
+#[test]
+fn a_worker_far_behind_evicts_its_members_instead_of_holding_every_message() {
+    const MESSAGES: usize = 80;
+    let hub = hub_with_history(2, 0);
+    let joined = Arc::new(Barrier::new(2));
+    let published = Arc::new(Barrier::new(2));
+    let behind = {
+        let (hub, joined, published) = (hub.clone(), joined.clone(), published.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            hub.enter_worker(1);
+            runtime.block_on(async move {
+                // No inbox task: this worker is busy elsewhere.
+                let outbox = Arc::new(Outbox::new(1_000_000, 1 << 30));
+                let _member = hub.join(
+                    "far",
+                    Member::new(outbox.clone(), Mode::Json, Arc::from("slow")),
+                    Replay::Nothing,
+                );
+                joined.wait();
+                published.wait();
+                hub.inbox(1).drain(&hub, 1);
+                outbox.close_requested()
+            })
+        })
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    hub.enter_worker(0);
+    let own = runtime.block_on(async {
+        let outbox = Arc::new(Outbox::new(1_000_000, 1 << 30));
+        let sender = hub.join(
+            "far",
+            Member::new(outbox.clone(), Mode::Json, Arc::from("pub")),
+            Replay::Nothing,
+        );
+        joined.wait();
+        // The other member's arrival, announced from its worker.
+        hub.inbox(0).drain(&hub, 0);
+        let nick: Arc<str> = Arc::from("pub");
+        let text = "x".repeat(1 << 20);
+        for _ in 0..MESSAGES {
+            sender.publish_text(&nick, None, &text, None);
+        }
+        published.wait();
+        let mut frames = Vec::new();
+        take(&outbox, &mut frames);
+        let messages: Vec<&Bytes> = frames.iter().filter(|f| !message_ids(f).is_empty()).collect();
+        (messages.len(), messages.last().map_or(0, |f| f.len()))
+    });
+    let close = behind.join().expect("worker 1");
+    let (own, frame_len) = own;
+    assert_eq!(own, MESSAGES, "the publisher's worker delivers everything");
+    // One form (JSON) in each parcel: fewer fit the inbox than were sent.
+    assert!(super::inbox::MAX_INBOX_BYTES / frame_len < MESSAGES);
+    assert!(
+        matches!(close, Some(super::CloseRequest::Evicted(..))),
+        "then evicted: {close:?}"
+    );
+}

@@ -29,7 +29,7 @@ mod publish;
 pub use listing::ChannelInfo;
 pub use membership::Membership;
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use slab::Slab;
@@ -88,6 +88,9 @@ struct Shard {
     /// there are any, the worker queues behind them rather than deliver
     /// directly, so the room's order holds.
     pending: AtomicU32,
+    /// A parcel for this shard did not fit the worker's inbox: its members
+    /// are to be evicted (`Inbox::push`); set once until then.
+    lost: AtomicBool,
 }
 
 impl Room {
@@ -136,12 +139,37 @@ impl Room {
                 shard.pending.fetch_add(1, Ordering::AcqRel);
                 hub.stats().parcels.fetch_add(1, Ordering::Relaxed);
                 // A clone of the frames is reference counts, not bytes.
-                hub.inbox(worker).push(Parcel {
-                    room: self.clone(),
-                    forms: forms.clone(),
-                });
+                if !hub.inbox(worker).push(worker, Parcel::new(self.clone(), forms.clone())) {
+                    shard.pending.fetch_sub(1, Ordering::AcqRel);
+                }
             }
         }
+    }
+
+    /// Marks this room's shard of `worker` as having missed a parcel;
+    /// false when it already was (one mark is enough).
+    pub(crate) fn mark_lost(&self, worker: usize) -> bool {
+        !self.shards[worker].lost.swap(true, Ordering::AcqRel)
+    }
+
+    /// The members of `worker` missed a parcel (their worker fell too far
+    /// behind): evicted as slow consumers, told by their close code,
+    /// rather than shown a gap.
+    pub(crate) fn lost_here(&self, worker: usize) {
+        let shard = &self.shards[worker];
+        shard.lost.store(false, Ordering::Release);
+        let members = self.shard(worker);
+        tracing::warn!(
+            room = %self.name,
+            worker,
+            members = members.len(),
+            "worker fell behind its inbox's bound: evicting its members of the room"
+        );
+        for (_, member) in members.iter() {
+            member.outbox.evict();
+        }
+        drop(members);
+        shard.pending.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// A parcel of this room has reached `worker`: its members get it.
