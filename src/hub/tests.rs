@@ -44,6 +44,16 @@ fn hub_with_history(workers: usize, join_history: usize) -> Hub {
     })
 }
 
+/// A current-thread runtime on this thread, which is now `worker`'s.
+fn worker_runtime(hub: &Hub, worker: usize) -> tokio::runtime::Runtime {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    hub.enter_worker(worker);
+    runtime
+}
+
 /// Whatever is queued in `outbox` now.
 fn take(outbox: &Outbox, into: &mut Vec<Bytes>) {
     let mut cx = Context::from_waker(Waker::noop());
@@ -66,11 +76,7 @@ fn members_on_four_workers_see_one_order_while_all_of_them_publish() {
         .map(|worker| {
             let (hub, joined, published) = (hub.clone(), joined.clone(), published.clone());
             std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                hub.enter_worker(worker);
+                let runtime = worker_runtime(&hub, worker);
                 runtime.block_on(async move {
                     tokio::spawn(hub.worker_tasks(worker));
                     let outboxes: Vec<_> = (0..MEMBERS_PER_WORKER)
@@ -154,11 +160,7 @@ fn members_on_four_workers_see_one_order_while_all_of_them_publish() {
 #[test]
 fn a_room_on_one_worker_delivers_without_parcels() {
     let hub = hub(2);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    hub.enter_worker(1);
+    let runtime = worker_runtime(&hub, 1);
     let outbox = Arc::new(Outbox::new(100, 1 << 20));
     let member = hub.join(
         "solo",
@@ -187,11 +189,7 @@ fn a_joiner_on_another_worker_gets_replay_then_live_without_gap_or_duplicate() {
     let publisher = {
         let (hub, ready, started) = (hub.clone(), ready.clone(), started.clone());
         std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            hub.enter_worker(0);
+            let runtime = worker_runtime(&hub, 0);
             runtime.block_on(async move {
                 tokio::spawn(hub.worker_tasks(0));
                 let outbox = Arc::new(Outbox::new(1_000_000, 1 << 30));
@@ -214,11 +212,7 @@ fn a_joiner_on_another_worker_gets_replay_then_live_without_gap_or_duplicate() {
             })
         })
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    hub.enter_worker(1);
+    let runtime = worker_runtime(&hub, 1);
     let ids = runtime.block_on(async {
         tokio::spawn(hub.worker_tasks(1));
         // A member already on this worker: the room's messages come here as
@@ -444,11 +438,7 @@ fn a_catch_up_backlog_is_paced_and_its_events_are_not_repeated_after_the_list() 
     const STORED: u64 = 600;
     const LIVE: u64 = 40;
     let hub = hub_with_history(1, 0);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    hub.enter_worker(0);
+    let runtime = worker_runtime(&hub, 0);
     runtime.block_on(async {
         let sink = Arc::new(Outbox::new(1_000_000, 1 << 30));
         let sender = hub.join("long", Member::new(sink, Mode::Raw, Arc::from("pub")), Replay::Nothing);
@@ -523,11 +513,7 @@ fn a_worker_far_behind_evicts_its_members_instead_of_holding_every_message() {
     let behind = {
         let (hub, joined, published) = (hub.clone(), joined.clone(), published.clone());
         std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            hub.enter_worker(1);
+            let runtime = worker_runtime(&hub, 1);
             runtime.block_on(async move {
                 // No inbox task: this worker is busy elsewhere.
                 let outbox = Arc::new(Outbox::new(1_000_000, 1 << 30));
@@ -543,11 +529,7 @@ fn a_worker_far_behind_evicts_its_members_instead_of_holding_every_message() {
             })
         })
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    hub.enter_worker(0);
+    let runtime = worker_runtime(&hub, 0);
     let own = runtime.block_on(async {
         let outbox = Arc::new(Outbox::new(1_000_000, 1 << 30));
         let sender = hub.join(
