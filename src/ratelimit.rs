@@ -127,6 +127,19 @@ impl RateState {
         self.over_since != NONE
     }
 
+    /// The connection's clock moved forward by `by` ms (see
+    /// `Deadlines::keep_in_range`): an episode's start moves with it.
+    pub(crate) fn rebase(&mut self, by: u32) {
+        if self.over_since != NONE {
+            self.over_since -= by;
+        }
+    }
+
+    /// When the episode over the limits started, if one is on.
+    pub(crate) fn over_since(&self) -> Option<u32> {
+        (self.over_since != NONE).then_some(self.over_since)
+    }
+
     /// Adds what `elapsed_ms` earns, up to the bursts.
     pub(crate) fn refill(&mut self, limits: &RateLimits, elapsed_ms: u32) {
         if limits.is_unlimited() || elapsed_ms == 0 {

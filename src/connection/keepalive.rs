@@ -30,6 +30,12 @@ pub(crate) enum Due {
 /// "No such deadline" in the millisecond fields.
 const NEVER: u32 = u32::MAX;
 
+/// How far the millisecond fields may count from `start` (about 24 days)
+/// before `start` moves up to the oldest of them: a connection may live
+/// past the 49 days a `u32` holds, and must keep its pings, timeouts and
+/// rate buckets when it does.
+const REBASE_AFTER: u32 = 1 << 31;
+
 /// The deadlines, kept as milliseconds since the connection's start (itself
 /// milliseconds on the hub's clock): `u32`s instead of 16-byte instants, in
 /// every connection.
@@ -179,6 +185,49 @@ impl Deadlines {
         u32::try_from(now.saturating_sub(self.start)).unwrap_or(NEVER - 1)
     }
 
+    /// Moves `start` up to the oldest instant the fields still record, once
+    /// `now` is [`REBASE_AFTER`] past it, so that they never reach the end
+    /// of their range (`at` saturating there made every deadline "never").
+    /// Called on every read and every time something may be due, which a
+    /// live connection does at least once a ping interval.
+    fn keep_in_range(&mut self, now: u64) {
+        if self.at(now) < REBASE_AFTER {
+            return;
+        }
+        let recorded = [
+            self.last_read,
+            self.next_ping,
+            self.write_stalled_since,
+            self.close_by,
+            self.expires_at,
+            self.armed,
+        ];
+        let by = recorded
+            .into_iter()
+            .chain(self.rate.over_since())
+            .filter(|&at| at != NEVER)
+            .min()
+            .unwrap_or(0)
+            .min(self.at(now));
+        if by == 0 {
+            return;
+        }
+        self.start += u64::from(by);
+        for field in [
+            &mut self.last_read,
+            &mut self.next_ping,
+            &mut self.write_stalled_since,
+            &mut self.close_by,
+            &mut self.expires_at,
+            &mut self.armed,
+        ] {
+            if *field != NEVER {
+                *field -= by;
+            }
+        }
+        self.rate.rebase(by);
+    }
+
     /// How long the connection has lived, for the close log line.
     pub(crate) fn age(&self, now: u64) -> Duration {
         Duration::from_millis(now.saturating_sub(self.start))
@@ -187,6 +236,7 @@ impl Deadlines {
     /// Records a read at `now`; the rate buckets earn what the time since
     /// the previous read is worth.
     pub(crate) fn read_at(&mut self, timeouts: &Timeouts, now: u64) {
+        self.keep_in_range(now);
         let now = self.at(now);
         self.rate.refill(&timeouts.rate, now.saturating_sub(self.last_read));
         self.last_read = now;
@@ -223,6 +273,7 @@ impl Deadlines {
 
     /// The most urgent thing due at `now`; a due ping is consumed.
     pub(crate) fn due(&mut self, timeouts: &Timeouts, now: u64) -> Due {
+        self.keep_in_range(now);
         let now = self.at(now);
         if self.close_by != NEVER && now >= self.close_by {
             return Due::CloseTimeout;
@@ -309,6 +360,42 @@ mod tests {
         assert_eq!(d.due(&t, start + 55 * S), Due::Nothing);
         assert_eq!(d.rearm(&t, start + 55 * S), Some(start + 60 * S));
         assert_eq!(d.due(&t, start + 60 * S), Due::ReadTimeout);
+    }
+
+    /// A connection that answers every ping for 100 days (past the 49
+    /// that its `u32` fields hold), then falls silent, writes into a
+    /// stalled socket, closes: each still times out, and its rate buckets
+    /// still refill.
+    #[test]
+    fn a_connection_older_than_49_days_keeps_its_deadlines_and_buckets() {
+        let t = Timeouts {
+            rate: crate::ratelimit::RateLimits::new(50, 100, 0, 1 << 20),
+            ..timeouts()
+        };
+        let mut d = Deadlines::new(&t, 0, false);
+        let day = 86_400 * S;
+        let mut now = 0;
+        let mut pings = 0;
+        while now < 100 * day {
+            now += 50 * S;
+            pings += u32::from(d.due(&t, now) == Due::Ping);
+            d.read_at(&t, now);
+            assert_eq!(d.due(&t, now), Due::Nothing, "at {now} ms");
+        }
+        assert!(pings > 100 * 86_400 / 54 - 10, "a ping every interval: {pings}");
+        // 20 messages a second, under its 50: all pass, for a minute.
+        for n in 1..=1_200 {
+            d.read_at(&t, now + n * 50);
+            assert_eq!(d.admit(&t, 10), Verdict::Pass, "message {n}");
+        }
+        now += 60 * S;
+        assert!(d.rearm(&t, now).is_some_and(|at| at <= now + 60 * S));
+        assert_eq!(d.due(&t, now + 61 * S), Due::ReadTimeout);
+        d.write_stalled(now);
+        assert_eq!(d.due(&t, now + 11 * S), Due::WriteTimeout);
+        d.write_progressed();
+        d.closing(&t, now);
+        assert!(d.close_overdue(now + 11 * S));
     }
 
     #[test]
