@@ -487,3 +487,35 @@ fn rate_flags_have_sensible_defaults_and_checks() {
     assert_eq!(config.rate.byte_burst, 1 << 20, "at least one largest message");
     assert_eq!(config.max_connections_per_ip, 10);
 }
+
+/// A `wshub.v1` client that writes far more than its burst at once, with
+/// the default limits: what is over them is answered `rate_limited`, one
+/// answer each, and it is not evicted by its own answers.
+#[tokio::test]
+async fn a_v1_burst_over_the_rate_is_answered_rate_limited_not_evicted() {
+    use wshub::protocol::v1::{ErrorCode, ServerFrame};
+    const REQUESTS: usize = 1_200;
+    let mut config = test_config();
+    config.rate = Config::default().rate;
+    let server = start_server_with(config).await;
+    let mut chat = ChatClient::connect(&server).await;
+    for _ in 0..REQUESTS {
+        let nick = serde_json::json!({"type": "nick", "nick": "ann"}).to_string();
+        chat.ws.feed(Message::text(nick)).await.unwrap();
+    }
+    chat.ws.flush().await.unwrap();
+    let (mut answered, mut limited) = (0, 0);
+    for _ in 0..REQUESTS {
+        match chat.recv().await {
+            ServerFrame::Nick { .. } => answered += 1,
+            ServerFrame::Error {
+                code: ErrorCode::RateLimited,
+                ..
+            } => limited += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(answered >= 100, "the burst passes: {answered}");
+    assert_eq!(answered + limited, REQUESTS);
+    server.shutdown().await;
+}

@@ -58,8 +58,10 @@ async fn a_stalled_reader_is_evicted_and_the_room_keeps_flowing() {
     server.shutdown().await;
 }
 
+/// It is not read any more once its echoes wait (TCP slows it down),
+/// so its queue never overflows: the write timeout ends it.
 #[tokio::test]
-async fn an_echo_client_that_never_reads_is_evicted_alone() {
+async fn an_echo_client_that_never_reads_is_closed_alone() {
     let mut config = test_config();
     config.max_queue_messages = 4;
     config.write_timeout = Duration::from_secs(1);
@@ -78,7 +80,7 @@ async fn an_echo_client_that_never_reads_is_evicted_alone() {
             }
         }
     });
-    wait_for_evictions(&server.hub, 1).await;
+    wait_for_connections(&server.hub, 1).await;
     send_text(&mut healthy, "unaffected").await;
     assert_eq!(next_message(&mut healthy).await, Message::text("unaffected"));
     flood.abort();
@@ -171,5 +173,40 @@ async fn pongs_a_client_does_not_read_count_against_its_bounds() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(client.read_close().await, Some(1008));
+    server.shutdown().await;
+}
+
+/// A client that writes hundreds of requests at once and then reads is
+/// not a slow consumer: its answers are not held to the queue's count
+/// bound (16 here); its reads wait while they go out instead.
+#[tokio::test]
+async fn a_burst_of_requests_gets_every_answer_and_no_eviction() {
+    use wshub::protocol::v1::ServerFrame;
+    const REQUESTS: usize = 500;
+    let mut config = test_config();
+    config.max_queue_messages = 16;
+    let server = start_server_with(config).await;
+
+    let mut echo = connect(&server.url("/echo")).await;
+    for i in 0..REQUESTS {
+        echo.feed(Message::text(format!("e{i}"))).await.unwrap();
+    }
+    echo.flush().await.unwrap();
+    for i in 0..REQUESTS {
+        assert_eq!(next_message(&mut echo).await, Message::text(format!("e{i}")));
+    }
+
+    let mut chat = ChatClient::connect(&server).await;
+    for i in 0..REQUESTS {
+        let nick = serde_json::json!({"type": "nick", "nick": format!("n{i}")}).to_string();
+        chat.ws.feed(Message::text(nick)).await.unwrap();
+    }
+    chat.ws.flush().await.unwrap();
+    for i in 0..REQUESTS {
+        match chat.recv().await {
+            ServerFrame::Nick { nick } => assert_eq!(nick, format!("n{i}")),
+            other => panic!("answer {i}: {other:?}"),
+        }
+    }
     server.shutdown().await;
 }

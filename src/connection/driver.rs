@@ -125,7 +125,8 @@ impl<S: Transport, H: Handler> Connection<S, H> {
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>, registration: &Registration) -> Poll<Ending> {
         loop {
             let mut messages = 0;
-            let read_budget_left = self.poll_read(cx, &mut messages);
+            let holds_reads = self.core.holds_reads();
+            let read_budget_left = holds_reads || self.poll_read(cx, &mut messages);
             if messages > 0 && self.core.gives_way() {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
@@ -133,6 +134,11 @@ impl<S: Transport, H: Handler> Connection<S, H> {
             let (write_blocked, more) = self.write_outbox(cx);
             if let Some(ending) = self.core.session.finished() {
                 return Poll::Ready(ending);
+            }
+            if holds_reads && !write_blocked && self.core.session.is_written_out() {
+                // Written out: read again (the socket's read side was not
+                // polled, so nothing else would wake us for it).
+                continue;
             }
             if !write_blocked && self.core.continue_replays() && self.core.outbox.queued() > 0 {
                 // More of a replay was queued: take it.
@@ -562,6 +568,16 @@ impl<H: Handler> Core<H> {
         }
         let action = self.session.on_event(event);
         self.apply(action);
+    }
+
+    /// Whether to read no more input for now: while the connection still
+    /// has frames to write (a client that does not read what it is sent,
+    /// or a read of many requests whose answers are still going out), its
+    /// requests wait in the socket and TCP slows it down, rather than its
+    /// answers piling up ([`crate::hub::Outbox::reply`] is not held to the count
+    /// bound). A closing handshake is always read.
+    fn holds_reads(&self) -> bool {
+        self.session.is_open() && !self.session.is_written_out()
     }
 
     /// Whether to let the room's other members go first, before writing

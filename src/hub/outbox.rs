@@ -126,12 +126,16 @@ impl Outbox {
     /// [`Rejected::Overflow`] when this push evicted the connection (log and
     /// count it), [`Rejected::Closing`] when it was already closing.
     pub fn push(&self, frame: Bytes) -> Result<(), Rejected> {
+        self.push_bounded(frame, true)
+    }
+
+    fn push_bounded(&self, frame: Bytes, counted: bool) -> Result<(), Rejected> {
         let mut state = self.lock();
         if state.close.is_some() {
             return Err(Rejected::Closing);
         }
         let len = saturate(frame.len());
-        let over = state.frames.len() >= self.max_messages as usize
+        let over = (counted && state.frames.len() >= self.max_messages as usize)
             || (!state.frames.is_empty() && u64::from(state.bytes) + u64::from(len) > u64::from(state.max_bytes));
         let result = if over {
             state.evict();
@@ -147,6 +151,20 @@ impl Outbox {
             waker.wake();
         }
         result
+    }
+
+    /// Queues a frame the connection sends in answer to its own input (an
+    /// echo, a reply, an error). Not held to the count bound: a client
+    /// that sends a thousand requests in one write must get a thousand
+    /// answers, not be evicted as a slow consumer by its own replies. What
+    /// bounds them is that the connection reads no more input until what
+    /// it has to send is written (the driver's read hold), so at most one
+    /// read's worth waits; the byte bound still holds.
+    ///
+    /// # Errors
+    /// As [`Outbox::push`].
+    pub fn reply(&self, frame: Bytes) -> Result<(), Rejected> {
+        self.push_bounded(frame, false)
     }
 
     /// Asks the connection to close; the first request wins, except that

@@ -20,7 +20,7 @@ impl Handler for Echo {
 
     fn on_message(&mut self, message: &Message, outbox: &Outbox) -> Result<(), GiveUp> {
         // An overflow evicts this connection through its outbox.
-        let _ = outbox.push(frame_for(message.frame(), outbox.deflate()));
+        let _ = outbox.reply(frame_for(message.frame(), outbox.deflate()));
         Ok(())
     }
 }

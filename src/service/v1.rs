@@ -81,7 +81,7 @@ impl V1Session {
             protocol: SUBPROTOCOL.to_owned(),
             max_text_bytes: limits.max_text_bytes,
         };
-        let _ = outbox.push(text_frame(&welcome));
+        let _ = outbox.reply(text_frame(&welcome));
         V1Session {
             hub,
             outbox,
@@ -129,7 +129,7 @@ impl V1Session {
             first_available: None,
             client_ref,
         };
-        let _ = self.outbox.push(text_frame(&error));
+        let _ = self.outbox.reply(text_frame(&error));
     }
 
     /// Handles one message from the client.
@@ -169,7 +169,7 @@ impl V1Session {
             first_available: None,
             client_ref: refusal.client_ref,
         };
-        let _ = self.outbox.push(text_frame(&frame));
+        let _ = self.outbox.reply(text_frame(&frame));
         self.bad_requests += 1;
         if self.bad_requests > self.limits.max_bad_requests {
             return Err(GiveUp("too many bad requests"));
@@ -219,7 +219,7 @@ impl V1Session {
                     return Err(Refusal::new(ErrorCode::NickLocked, text, None));
                 }
                 // The name it already has: nothing changes.
-                let _ = self.outbox.push(text_frame(&ServerFrame::Nick { nick }));
+                let _ = self.outbox.reply(text_frame(&ServerFrame::Nick { nick }));
             }
             ClientFrame::Nick { nick } => {
                 if !is_valid_nick(&nick) {
@@ -228,7 +228,7 @@ impl V1Session {
                 }
                 self.nick = Arc::from(nick.as_str());
                 // The confirmation first, then the rooms' left/joined events.
-                let _ = self.outbox.push(text_frame(&ServerFrame::Nick { nick }));
+                let _ = self.outbox.reply(text_frame(&ServerFrame::Nick { nick }));
                 for membership in &self.rooms {
                     membership.rename(self.nick.clone());
                 }

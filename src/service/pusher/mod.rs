@@ -110,7 +110,7 @@ pub struct PusherSession {
 /// Tells a connection that cannot start why (`pusher:error`), then closes
 /// it with the code, as Pusher servers do after the upgrade.
 pub fn refuse(outbox: &Outbox, code: ErrorCode) {
-    let _ = outbox.push(text(&server::error(Some(code.code()), code.message())));
+    let _ = outbox.reply(text(&server::error(Some(code.code()), code.message())));
     outbox.request_close(CloseRequest::Graceful(code.close_code(), code.message()));
 }
 
@@ -120,7 +120,7 @@ impl PusherSession {
     pub fn new(hub: Hub, outbox: Arc<Outbox>, admitted: (Tenant, AppSlot), conn: u64, context: &PusherContext) -> Self {
         let (tenant, slot) = admitted;
         let socket_id = socket_id::of(conn);
-        let _ = outbox.push(text(&server::connection_established(socket_id, ACTIVITY_TIMEOUT_SECS)));
+        let _ = outbox.reply(text(&server::connection_established(socket_id, ACTIVITY_TIMEOUT_SECS)));
         PusherSession {
             hub,
             tenant,
@@ -164,7 +164,7 @@ impl PusherSession {
     fn handle(&mut self, request: ClientMessage) -> Result<(), GiveUp> {
         match request {
             ClientMessage::Ping => {
-                let _ = self.outbox.push(text(&server::pong()));
+                let _ = self.outbox.reply(text(&server::pong()));
                 Ok(())
             }
             ClientMessage::Pong => Ok(()),
@@ -200,7 +200,7 @@ impl PusherSession {
         }
         if self.subscriptions.len() >= self.limits.max_channels as usize {
             let message = format!("At most {} channels per connection", self.limits.max_channels);
-            let _ = self.outbox.push(text(&server::subscription_error(
+            let _ = self.outbox.reply(text(&server::subscription_error(
                 &channel,
                 "LimitReached",
                 &message,
@@ -241,7 +241,7 @@ impl PusherSession {
             Err(refusal) => {
                 tracing::debug!(app = %self.tenant.app.id, %channel, "subscription refused: {}", refusal.error);
                 let frame = server::subscription_error(&channel, refusal.kind, &refusal.error, refusal.status);
-                let _ = self.outbox.push(text(&frame));
+                let _ = self.outbox.reply(text(&frame));
                 self.count_bad_request()
             }
         }
@@ -269,7 +269,7 @@ impl PusherSession {
             let code = ErrorCode::ClientEventRateLimit;
             let _ = self
                 .outbox
-                .push(text(&server::error(Some(code.code()), code.message())));
+                .reply(text(&server::error(Some(code.code()), code.message())));
             return Ok(());
         }
         let subscription = &self.subscriptions[index];
@@ -298,13 +298,13 @@ impl PusherSession {
         match user {
             Ok(user) => {
                 self.user = Some(user.into());
-                let _ = self.outbox.push(text(&server::signin_success(user_data)));
+                let _ = self.outbox.reply(text(&server::signin_success(user_data)));
                 Ok(())
             }
             Err(why) => {
                 tracing::debug!(app = %self.tenant.app.id, "signin refused: {why}");
                 let code = ErrorCode::Unauthorized;
-                let _ = self.outbox.push(text(&server::error(
+                let _ = self.outbox.reply(text(&server::error(
                     Some(code.code()),
                     &format!("Signin failed: {why}"),
                 )));
@@ -348,7 +348,7 @@ impl PusherSession {
         tracing::debug!(app = %self.tenant.app.id, "bad Pusher request: {message}");
         let _ = self
             .outbox
-            .push(text(&server::error(code.map(ErrorCode::code), message)));
+            .reply(text(&server::error(code.map(ErrorCode::code), message)));
         self.count_bad_request()
     }
 
@@ -390,7 +390,7 @@ impl Handler for PusherSession {
     fn rate_limited(&mut self, _message: &Message) {
         let code = ErrorCode::ClientEventRateLimit;
         let frame = server::error(Some(code.code()), "Over the rate limit: message dropped, slow down");
-        let _ = self.outbox.push(text(&frame));
+        let _ = self.outbox.reply(text(&frame));
     }
 }
 
