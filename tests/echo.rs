@@ -101,3 +101,31 @@ async fn a_plain_get_is_told_to_upgrade() {
     assert!(response.to_ascii_lowercase().contains("sec-websocket-version: 13"));
     server.shutdown().await;
 }
+
+/// An upgrade the server cannot complete is refused, not answered 101 and
+/// then dropped: HTTP/1.0 (hyper upgrades nothing older than 1.1) and HEAD.
+#[tokio::test]
+async fn an_http_1_0_or_head_upgrade_is_refused_with_426() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start_server().await;
+    let headers = "Host: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                   Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    for (line, expected) in [
+        ("GET /echo HTTP/1.0", "HTTP/1.0 426"),
+        ("HEAD /echo HTTP/1.1", "HTTP/1.1 426"),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(format!("{line}\r\n{headers}").as_bytes())
+            .await
+            .unwrap();
+        let mut response = vec![0; 1024];
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut response))
+            .await
+            .expect("an answer")
+            .unwrap();
+        let response = String::from_utf8_lossy(&response[..n]);
+        assert!(response.starts_with(expected), "{line}: {response}");
+    }
+    server.shutdown().await;
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Version};
 use axum::response::Response;
 use base64::Engine;
 use bytes::Bytes;
@@ -66,7 +66,7 @@ impl Target {
 pub fn upgrade(shared: &Arc<Shared>, peer: SocketAddr, mut request: Request, target: Target) -> Response {
     let protocol = matches!(target, Target::Chat(_)) && offers_subprotocol(request.headers());
     let endpoint = target.endpoint(protocol);
-    let checked = handshake(request.headers()).and_then(|accept| {
+    let checked = handshake(&request).and_then(|accept| {
         let asked = Asked::from_handshake(&target, endpoint, request.uri(), request.headers());
         admit(shared, peer, &asked).map(|admitted| (accept, admitted))
     });
@@ -119,9 +119,15 @@ pub(crate) fn offers_subprotocol(headers: &HeaderMap) -> bool {
         .any(|p| p.trim() == SUBPROTOCOL)
 }
 
-/// The handshake's own headers (RFC 6455 4.2.1): an upgrade to WebSocket,
-/// version 13, a 16-byte key. Who may connect is [`admit`]'s part.
-fn handshake(headers: &HeaderMap) -> Result<HeaderValue, Refusal> {
+/// The handshake's own request (RFC 6455 4.2.1): a GET of HTTP/1.1 or
+/// later (hyper upgrades nothing older, so a 1.0 client would get a 101
+/// and then nothing), an upgrade to WebSocket, version 13, a 16-byte key.
+/// Who may connect is [`admit`]'s part.
+fn handshake(request: &Request) -> Result<HeaderValue, Refusal> {
+    if request.method() != Method::GET || request.version() < Version::HTTP_11 {
+        return Err(Refusal::NotWebSocket);
+    }
+    let headers = request.headers();
     let has_token = |name: header::HeaderName, token: &str| {
         headers
             .get_all(name)
