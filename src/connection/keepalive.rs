@@ -191,40 +191,36 @@ impl Deadlines {
     /// Called on every read and every time something may be due, which a
     /// live connection does at least once a ping interval.
     fn keep_in_range(&mut self, now: u64) {
-        if self.at(now) < REBASE_AFTER {
+        let age = self.at(now);
+        if age < REBASE_AFTER {
             return;
         }
-        let recorded = [
-            self.last_read,
-            self.next_ping,
-            self.write_stalled_since,
-            self.close_by,
-            self.expires_at,
-            self.armed,
-        ];
-        let by = recorded
-            .into_iter()
-            .chain(self.rate.over_since())
-            .filter(|&at| at != NEVER)
-            .min()
-            .unwrap_or(0)
-            .min(self.at(now));
-        if by == 0 {
-            return;
-        }
-        self.start += u64::from(by);
-        for field in [
+        let over_since = self.rate.over_since();
+        let fields = [
             &mut self.last_read,
             &mut self.next_ping,
             &mut self.write_stalled_since,
             &mut self.close_by,
             &mut self.expires_at,
             &mut self.armed,
-        ] {
+        ];
+        let by = fields
+            .iter()
+            .map(|field| **field)
+            .chain(over_since)
+            .filter(|&at| at != NEVER)
+            .min()
+            .unwrap_or(0)
+            .min(age);
+        if by == 0 {
+            return;
+        }
+        for field in fields {
             if *field != NEVER {
                 *field -= by;
             }
         }
+        self.start += u64::from(by);
         self.rate.rebase(by);
     }
 

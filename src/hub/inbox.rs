@@ -54,9 +54,7 @@ impl Forms {
             ..Forms::default()
         }
     }
-}
 
-impl Forms {
     /// The bytes its frames hold.
     fn bytes(&self) -> usize {
         [&self.raw, &self.json, &self.pusher]

@@ -19,7 +19,8 @@ impl Handler for Echo {
     }
 
     fn on_message(&mut self, message: &Message, outbox: &Outbox) -> Result<(), GiveUp> {
-        // An overflow evicts this connection through its outbox.
+        // Over the byte bound, this connection is evicted through its
+        // outbox (an answer is not held to the count bound).
         let _ = outbox.reply(frame_for(message.frame(), outbox.deflate()));
         Ok(())
     }

@@ -285,23 +285,26 @@ async fn answer(mut con: ConnectionManager, broker: RedisBroker, command: Comman
         Command::Replay { room, span, then } => {
             let history = fetch_history(&mut con, &room, span, max).await;
             let members = fetch_members(&mut con, &room).await.ok();
-            let mut replayed = history.unwrap_or_else(|e| {
-                tracing::warn!(room = %room, "history from Redis failed: {e}");
-                Replayed::unavailable(span)
-            });
+            let mut replayed = or_unavailable(history, &room, span);
             replayed.members = members;
             then(replayed);
         }
         Command::Members { room, then } => then(fetch_members(&mut con, &room).await.ok()),
         Command::Rooms { prefix, then } => then(fetch_rooms(&mut con, &prefix).await.ok()),
         Command::History { room, span, then } => {
-            then(fetch_history(&mut con, &room, span, max).await.unwrap_or_else(|e| {
-                tracing::warn!(room = %room, "history from Redis failed: {e}");
-                Replayed::unavailable(span)
-            }))
+            let history = fetch_history(&mut con, &room, span, max).await;
+            then(or_unavailable(history, &room, span))
         }
         _ => {}
     }
+}
+
+/// The history read, or (logged) the answer that says it could not be.
+fn or_unavailable(history: RedisResult<Replayed>, room: &str, span: Span) -> Replayed {
+    history.unwrap_or_else(|e| {
+        tracing::warn!(room, "history from Redis failed: {e}");
+        Replayed::unavailable(span)
+    })
 }
 
 fn parse_entries(reply: StreamRangeReply) -> Vec<Entry> {

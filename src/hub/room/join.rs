@@ -1,7 +1,6 @@
 //! Members coming and going: joins with their replay, leaves, renames,
 //! and the presence the broker reports.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use slab::Slab;
@@ -21,14 +20,10 @@ impl Room {
     /// taken under the order lock, so nothing published meanwhile can slip
     /// between it and the live messages.
     pub(crate) fn insert(self: &Arc<Self>, hub: &Hub, member: Member, replay: Replay) -> (usize, usize) {
-        let here = hub.current_worker();
-        let worker = here.unwrap_or(0);
-        let mut order = lock(&self.order);
-        if here.is_some() && self.shards[worker].pending.load(Ordering::Acquire) > 0 {
-            // What was published before this join reaches the worker's
-            // members before the joiner is one of them.
-            hub.inbox(worker).drain(hub, worker);
-        }
+        let worker = hub.current_worker().unwrap_or(0);
+        // What was published before this join reaches the worker's members
+        // before the joiner is one of them.
+        let mut order = self.caught_up(hub);
         let mode = member.mode;
         let json = mode == Mode::Json;
         // A presence subscriber of a cluster waits for the cluster's member

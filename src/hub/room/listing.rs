@@ -96,26 +96,13 @@ impl Room {
             };
             let _ = reply.push(frame);
         });
+        // Read after the worker's inbox: a message ordered on another
+        // worker is not in an answer before its live copy (which would
+        // then come as a repeat).
         let order = self.caught_up(hub);
         if !hub.broker().members(&self.name, then) {
             let _ = outbox.push(presence_frame(&self.name, self.list_members(&order, None)));
         }
-    }
-
-    /// The order lock, once the calling worker has delivered what its
-    /// inbox holds of this room: an answer read under it (history, the
-    /// member list) is then no newer than what the asking member has been
-    /// sent live, as with one worker. Without it, a message ordered on
-    /// another worker could be in a `history` answer before its live copy,
-    /// which would then come as a repeat.
-    fn caught_up(&self, hub: &Hub) -> std::sync::MutexGuard<'_, Order> {
-        let order = lock(&self.order);
-        if let Some(worker) = hub.current_worker() {
-            if self.shards[worker].pending.load(std::sync::atomic::Ordering::Acquire) > 0 {
-                hub.inbox(worker).drain(hub, worker);
-            }
-        }
-        order
     }
 
     /// Sends `outbox` the part of the room's history asked for.

@@ -146,6 +146,21 @@ impl Room {
         }
     }
 
+    /// The order lock, once the calling worker has delivered what its
+    /// inbox holds of this room: what is read or changed under it (a
+    /// joiner's replay, a `history` answer, the member list) then comes
+    /// after everything ordered so far has reached this worker's members,
+    /// as with one worker.
+    fn caught_up(&self, hub: &Hub) -> MutexGuard<'_, Order> {
+        let order = lock(&self.order);
+        if let Some(worker) = hub.current_worker() {
+            if self.shards[worker].pending.load(Ordering::Acquire) > 0 {
+                hub.inbox(worker).drain(hub, worker);
+            }
+        }
+        order
+    }
+
     /// Marks this room's shard of `worker` as having missed a parcel;
     /// false when it already was (one mark is enough).
     pub(crate) fn mark_lost(&self, worker: usize) -> bool {
