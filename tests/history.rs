@@ -433,3 +433,98 @@ async fn a_catch_up_larger_than_the_queue_arrives_whole_with_live_messages_after
     );
     server.shutdown().await;
 }
+
+/// Holds the database's write lock from another connection, as another
+/// process could, until the returned sender is dropped.
+fn hold_write_lock(path: &std::path::Path) -> std::sync::mpsc::Sender<()> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let _ = released.recv();
+        conn.execute_batch("ROLLBACK").unwrap();
+    });
+    release
+}
+
+/// The ids of the messages `client` gets, live or replayed, until it has
+/// `n` of them.
+async fn ids_until(client: &mut ChatClient, n: usize) -> Vec<u64> {
+    let mut ids = Vec::new();
+    while ids.len() < n {
+        match client.recv().await {
+            ServerFrame::History { messages, .. } => ids.extend(messages.iter().map(|m| m.id)),
+            ServerFrame::Message { message, .. } => ids.push(message.id),
+            ServerFrame::Presence { .. } | ServerFrame::Joined { .. } | ServerFrame::Left { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    ids
+}
+
+/// A catch-up that needs the SQLite file first waits for the writer to
+/// commit what already left the cache, and while another process holds
+/// the file's write lock that wait has no end in sight. It waits off the
+/// workers: everyone else, on every worker, goes on joining and talking;
+/// a `history` request that needs the file waits the same way (and does
+/// not hold the message published after it); both come whole once the
+/// lock is released, with the live messages after them once.
+#[tokio::test]
+async fn a_catch_up_waiting_for_the_database_holds_up_no_other_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.sqlite");
+    let mut config = config_with(Backend::Sqlite(path.clone()), 10_000);
+    config.history.cache_per_room = 10;
+    config.workers = 2;
+    let server = start_server_with(config).await;
+    let mut sender = ChatClient::connect(&server).await;
+    sender.join("deep", None).await;
+    let text = |i: u64| format!("m{i}");
+    say_and_wait(&mut sender, "deep", (1..=100).map(text)).await;
+    let history = server.hub.history().clone();
+    tokio::task::spawn_blocking(move || history.flush()).await.unwrap();
+
+    let release = hold_write_lock(&path);
+    // Not committed now: 101-110 have left the cache, so reading them
+    // means waiting for the writer.
+    say_and_wait(&mut sender, "deep", (101..=120).map(text)).await;
+    let mut joiner = ChatClient::connect(&server).await;
+    joiner
+        .send(&ClientFrame::Join {
+            room: "deep".into(),
+            since: Some(0),
+        })
+        .await;
+    let mut asker = ChatClient::connect(&server).await;
+    asker.join("deep", None).await;
+    asker
+        .send(&ClientFrame::History {
+            room: "deep".into(),
+            since: None,
+            limit: Some(50),
+        })
+        .await;
+    sender.say("deep", &text(121)).await;
+    assert_eq!(ids_until(&mut asker, 1).await, [121], "live, before the answer");
+
+    // Two workers, so some of these share the joiner's.
+    for i in 0..4 {
+        let mut other = ChatClient::connect(&server).await;
+        let room = format!("other-{i}");
+        other.join(&room, None).await;
+        other.say(&room, "still here").await;
+        assert_eq!(other.next_chat().await.1.text, "still here");
+    }
+
+    drop(release);
+    assert_eq!(ids_until(&mut joiner, 121).await, (1..=121).collect::<Vec<u64>>());
+    assert_eq!(
+        ids_until(&mut asker, 50).await,
+        (71..=120).collect::<Vec<u64>>(),
+        "the newest 50 when asked, not the one published after"
+    );
+    sender.say("deep", &text(122)).await;
+    assert_eq!(ids_until(&mut joiner, 1).await, [122]);
+    assert_eq!(ids_until(&mut asker, 1).await, [122]);
+    server.shutdown().await;
+}

@@ -1,10 +1,11 @@
 //! The broker of a single process: the history store orders each room's
 //! messages (it gives the ids), and the hub carries them to every worker
-//! that has members. Everything is at hand, so every answer comes at once.
+//! that has members. Answers come at once, except the history reads that
+//! need the database, which come from the history's reader thread.
 
 use super::{Body, Broker, ClusterStatus, ListedMember, MemberInfo, Ordered, Pending, Publication, Replayed};
 use super::{RoomName, Span, Then};
-use crate::history::History;
+use crate::history::{Answer, History};
 
 /// Orders messages in this process, through its history store.
 #[derive(Debug, Clone)]
@@ -18,20 +19,22 @@ impl LocalBroker {
         LocalBroker { history }
     }
 
-    fn read(&self, room: &str, span: Span) -> Replayed {
+    /// A read from memory at once, or from SQLite on the history's reader
+    /// thread: never on the worker that asks, which runs connections.
+    fn read(&self, room: &str, span: Span) -> Answer<Replayed> {
         match span {
-            Span::Latest(n) => Replayed {
-                entries: self.history.recent(room, n),
+            Span::Latest(n) => self.history.recent_or_later(room, n).map(|entries| Replayed {
+                entries,
                 ..Replayed::default()
-            },
-            Span::After(id, limit) => {
-                let (entries, truncated) = self.history.since(room, id, limit).into_parts();
+            }),
+            Span::After(id, limit) => self.history.since_or_later(room, id, limit).map(|since| {
+                let (entries, truncated) = since.into_parts();
                 Replayed {
                     entries,
                     truncated,
                     ..Replayed::default()
                 }
-            }
+            }),
         }
     }
 }
@@ -54,12 +57,26 @@ impl Broker for LocalBroker {
 
     fn left(&self, _room: &RoomName, _member: &MemberInfo) {}
 
-    fn replay(&self, room: &RoomName, span: Span, _then: Then<Replayed>) -> Result<Replayed, Pending> {
-        Ok(self.read(room, span))
+    fn replay(&self, room: &RoomName, span: Span, then: Then<Replayed>) -> Result<Replayed, Pending> {
+        match self.read(room, span) {
+            Answer::Now(replayed) => Ok(replayed),
+            Answer::Later(deferred) => match deferred.then(then) {
+                Ok(()) => Err(Pending),
+                // Too many reads wait for the disk: said, not waited for.
+                Err(_) => Ok(Replayed::unavailable(span)),
+            },
+        }
     }
 
     fn history(&self, room: &RoomName, span: Span, then: Then<Replayed>) {
-        then(self.read(room, span));
+        match self.read(room, span) {
+            Answer::Now(replayed) => then(replayed),
+            Answer::Later(deferred) => {
+                if let Err(then) = deferred.then(then) {
+                    then(Replayed::unavailable(span));
+                }
+            }
+        }
     }
 
     fn members(&self, _room: &RoomName, _then: Then<Option<Vec<ListedMember>>>) -> bool {

@@ -25,8 +25,12 @@
 //! covers the range; otherwise the older part comes from SQLite through a
 //! separate read connection (WAL lets it read while the writer writes),
 //! after waiting, only if needed, for the entries that already left the
-//! cache to be committed. They run at join and reconnect, rarely, and may
-//! block briefly.
+//! cache to be committed. That wait lasts as long as the disk or another
+//! process holds the writer up, so the hub, which asks on the threads that
+//! run connections, uses [`History::recent_or_later`] and
+//! [`History::since_or_later`]: what memory cannot answer is read on a
+//! reader thread of its own, as of the moment it was asked, and handed to
+//! a callback (the `later` module).
 //!
 //! What the caches of all rooms hold is bounded in bytes
 //! ([`HistoryConfig::max_bytes`]): past it the rooms that hold the most
@@ -87,6 +91,7 @@
 
 mod budget;
 pub(crate) mod clock;
+mod later;
 mod room;
 mod sqlite;
 #[cfg(test)]
@@ -104,6 +109,8 @@ use std::time::Duration;
 use budget::Rooms;
 pub use budget::DEFAULT_MAX_BYTES;
 use clock::Clock;
+use later::Reads;
+pub use later::{Answer, Deferred, CAPACITY as DEFERRED_READS};
 use room::{Limits, RoomState};
 use sqlite::{Op, Reader, Shared, Writer};
 
@@ -367,6 +374,8 @@ struct Inner {
     limits: Limits,
     clock: Clock,
     reader: Option<Reader>,
+    /// The reader thread, for reads the hub must not wait for.
+    reads: Option<Reads>,
     tx: Option<Sender<Op>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     shared: Arc<Shared>,
@@ -439,10 +448,11 @@ impl History {
         };
         let shared = Arc::new(Shared::new(SHARDS));
         let rooms = Arc::new(Rooms::new(SHARDS, config.max_bytes.max(1)));
-        let (reader, tx, writer) = match &config.backend {
+        let (reader, reads, tx, writer) = match &config.backend {
             Backend::Sqlite(path) => {
                 let conn = sqlite::open_writer(path)?;
                 let reader = Reader::open(path)?;
+                let reads = Reads::start(path)?;
                 let (tx, rx) = mpsc::channel();
                 let writer = Writer {
                     conn,
@@ -465,9 +475,9 @@ impl History {
                     .name("wshub-history".into())
                     .spawn(move || writer.run())
                     .map_err(HistoryError::Spawn)?;
-                (Some(reader), Some(tx), Some(handle))
+                (Some(reader), Some(reads), Some(tx), Some(handle))
             }
-            Backend::Memory | Backend::None => (None, None, None),
+            Backend::Memory | Backend::None => (None, None, None, None),
         };
         Ok(History {
             inner: Arc::new(Inner {
@@ -477,6 +487,7 @@ impl History {
                 limits,
                 clock,
                 reader,
+                reads,
                 tx,
                 writer: Mutex::new(writer),
                 shared,
@@ -570,37 +581,89 @@ impl History {
     }
 
     /// The newest `limit` retained entries of `room`, oldest first (what a
-    /// joining client is shown). Includes entries not committed yet.
+    /// joining client is shown). Includes entries not committed yet. May
+    /// wait for the database: the hub asks [`History::recent_or_later`].
     pub fn recent(&self, room: &str, limit: usize) -> Vec<Entry> {
+        self.recent_in(room, limit, u64::MAX, Disk::Quick).unwrap_or_default()
+    }
+
+    /// [`History::recent`] now when memory has it, else [`Answer::Later`]:
+    /// read on the reader thread, as of now (nothing appended after this
+    /// call is in it, so a live copy delivered meanwhile is not repeated).
+    pub fn recent_or_later(&self, room: &str, limit: usize) -> Answer<Vec<Entry>> {
+        let until = self.last_id(room);
+        match self.recent_in(room, limit, until, Disk::No) {
+            Some(entries) => Answer::Now(entries),
+            None => {
+                let room: Arc<str> = room.into();
+                Answer::Later(Deferred::new(self, move |history: &History, disk| {
+                    history.recent_in(&room, limit, until, disk).unwrap_or_default()
+                }))
+            }
+        }
+    }
+
+    /// The newest `limit` entries with ids up to `until`; `None` when that
+    /// needs the database and `disk` says not to read it.
+    fn recent_in(&self, room: &str, limit: usize, until: u64, disk: Disk<'_>) -> Option<Vec<Entry>> {
         if limit == 0 {
-            return Vec::new();
+            return Some(Vec::new());
         }
         let inner = &*self.inner;
         let now = inner.clock.now_ms();
         let plan = self.with_room(room, |slot, _, shard| {
             let st = &mut slot.state;
             st.prune(&inner.limits, now);
-            let cached = st.cache.len();
-            if st.covered() || cached >= limit {
-                return Plan::Ready(st.cache.iter().skip(cached.saturating_sub(limit)).cloned().collect());
+            let end = st.cache.partition_point(|e| e.id <= until);
+            if st.covered() || end >= limit {
+                return Plan::Ready(st.cache.range(end.saturating_sub(limit)..end).cloned().collect());
             }
             Plan::Db {
                 shard,
                 wait_seq: st.evicted_seq,
                 from: st.floor,
-                below: st.cache.front().map_or(st.last_id.saturating_add(1), |e| e.id),
-                cached: st.cache.iter().cloned().collect(),
-                need: limit - cached,
+                below: st
+                    .cache
+                    .front()
+                    .map_or(st.last_id.saturating_add(1), |e| e.id)
+                    .min(until.saturating_add(1)),
+                cached: st.cache.range(..end).cloned().collect(),
+                need: limit - end,
             }
         });
-        self.execute(room, plan, now, true)
+        self.execute(room, plan, now, true, disk)
     }
 
     /// The retained entries of `room` with an id above `after_id`, oldest
     /// first, at most `limit` (what a reconnecting client missed). Includes
     /// entries not committed yet. [`Since::Truncated`] when retention
-    /// already dropped some of them.
+    /// already dropped some of them. May wait for the database: the hub
+    /// asks [`History::since_or_later`].
     pub fn since(&self, room: &str, after_id: u64, limit: usize) -> Since {
+        self.since_in(room, after_id, limit, u64::MAX, Disk::Quick)
+            .unwrap_or(Since::Complete(Vec::new()))
+    }
+
+    /// [`History::since`] now when memory has it, else [`Answer::Later`],
+    /// as of now (see [`History::recent_or_later`]).
+    pub fn since_or_later(&self, room: &str, after_id: u64, limit: usize) -> Answer<Since> {
+        let until = self.last_id(room);
+        match self.since_in(room, after_id, limit, until, Disk::No) {
+            Some(since) => Answer::Now(since),
+            None => {
+                let room: Arc<str> = room.into();
+                Answer::Later(Deferred::new(self, move |history: &History, disk| {
+                    history
+                        .since_in(&room, after_id, limit, until, disk)
+                        .unwrap_or(Since::Complete(Vec::new()))
+                }))
+            }
+        }
+    }
+
+    /// [`History::since`] up to id `until`; `None` when that needs the
+    /// database and `disk` says not to read it.
+    fn since_in(&self, room: &str, after_id: u64, limit: usize, until: u64, disk: Disk<'_>) -> Option<Since> {
         let inner = &*self.inner;
         let now = inner.clock.now_ms();
         // Look for at least one entry even when asked for none: the first
@@ -613,32 +676,43 @@ impl History {
         let plan = self.with_room(room, |slot, _, shard| {
             let st = &mut slot.state;
             st.prune(&inner.limits, now);
-            last_id = st.last_id;
+            last_id = st.last_id.min(until);
             floor = st.floor;
             if st.covered() {
                 known_start = Some(st.cache.front().map_or(st.last_id.saturating_add(1), |e| e.id));
             }
             let start = st.start_after(after_id);
-            if start > st.last_id {
+            if start > last_id {
                 return Plan::Ready(Vec::new());
             }
+            let upto = |e: &&Entry| e.id <= until;
             match st.cache.front().map(|e| e.id) {
                 Some(front) if front <= start || st.covered() => {
                     let skip = usize::try_from(start.saturating_sub(front)).unwrap_or(usize::MAX);
-                    Plan::Ready(st.cache.iter().skip(skip).take(want).cloned().collect())
+                    Plan::Ready(
+                        st.cache
+                            .iter()
+                            .skip(skip)
+                            .take_while(upto)
+                            .take(want)
+                            .cloned()
+                            .collect(),
+                    )
                 }
                 None if st.covered() => Plan::Ready(Vec::new()),
                 front => Plan::Db {
                     shard,
                     wait_seq: st.evicted_seq,
                     from: start,
-                    below: front.unwrap_or(st.last_id.saturating_add(1)),
-                    cached: st.cache.iter().take(want).cloned().collect(),
+                    below: front
+                        .unwrap_or(last_id.saturating_add(1))
+                        .min(last_id.saturating_add(1)),
+                    cached: st.cache.iter().take_while(upto).take(want).cloned().collect(),
                     need: want,
                 },
             }
         });
-        let mut entries = self.execute(room, plan, now, false);
+        let mut entries = self.execute(room, plan, now, false, disk)?;
         entries.truncate(want);
         let first = entries.first().map_or(last_id.saturating_add(1), |e| e.id);
         // Missing ids right after `after_id` are either dropped by retention
@@ -649,14 +723,14 @@ impl History {
             && first > after_id.saturating_add(1)
             && self.retained_start(room, known_start, floor, now, last_id) > after_id.saturating_add(1);
         entries.truncate(limit);
-        if truncated {
+        Some(if truncated {
             Since::Truncated {
                 first_available: first,
                 entries,
             }
         } else {
             Since::Complete(entries)
-        }
+        })
     }
 
     /// The oldest retained id of `room` (`last_id + 1` if none is): from
@@ -842,11 +916,12 @@ impl History {
 
     /// Finishes a read plan: the database part (oldest), then the cached
     /// part. `newest`: the database part is the last `need` entries rather
-    /// than the first.
-    fn execute(&self, room: &str, plan: Plan, now: i64, newest: bool) -> Vec<Entry> {
+    /// than the first. `None` when it needs the database and `disk` is
+    /// [`Disk::No`].
+    fn execute(&self, room: &str, plan: Plan, now: i64, newest: bool, disk: Disk<'_>) -> Option<Vec<Entry>> {
         let inner = &*self.inner;
         let (shard, wait_seq, from, below, cached, need) = match plan {
-            Plan::Ready(entries) => return entries,
+            Plan::Ready(entries) => return Some(entries),
             Plan::Db {
                 shard,
                 wait_seq,
@@ -856,8 +931,13 @@ impl History {
                 need,
             } => (shard, wait_seq, from, below, cached, need),
         };
-        let Some(reader) = inner.reader.as_ref() else {
-            return cached;
+        let reader = match disk {
+            Disk::Own(reader) => reader,
+            Disk::Quick | Disk::No => match inner.reader.as_ref() {
+                None => return Some(cached),
+                Some(_) if matches!(disk, Disk::No) => return None,
+                Some(reader) => reader,
+            },
         };
         if inner.committed(shard) < wait_seq {
             // Some entries older than the cache are still on their way to
@@ -865,7 +945,7 @@ impl History {
             self.flush();
         }
         let cutoff = inner.limits.cutoff(now);
-        match reader.range(room, from, below, cutoff, need, newest) {
+        Some(match reader.range(room, from, below, cutoff, need, newest) {
             Ok(mut entries) => {
                 entries.extend(cached);
                 entries
@@ -876,8 +956,19 @@ impl History {
                 tracing::error!(room, "cannot read history: {e}");
                 cached
             }
-        }
+        })
     }
+}
+
+/// Which connection a read may take from the database what memory lacks.
+#[derive(Clone, Copy)]
+enum Disk<'a> {
+    /// None: the read is for the reader thread ([`Answer::Later`]).
+    No,
+    /// The history's own read connection, shared by every caller.
+    Quick,
+    /// The reader thread's.
+    Own(&'a Reader),
 }
 
 impl Inner {

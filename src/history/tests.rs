@@ -996,3 +996,85 @@ fn appends_readers_and_the_writer_shed_concurrently_without_deadlock() {
         assert_eq!(rows(&path, &format!("room {t}")), range(1..=200));
     }
 }
+
+/// What a deferred read hands its callback, on a channel the test reads.
+fn deferred<T: Send + 'static>(answer: Answer<T>) -> std::sync::mpsc::Receiver<T> {
+    let Answer::Later(deferred) = answer else {
+        panic!("expected a read for the reader thread");
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    deferred
+        .then(move |found| tx.send(found).expect("the test waits"))
+        .unwrap_or_else(|_| panic!("refused"));
+    rx
+}
+
+#[test]
+fn a_read_that_needs_the_file_is_deferred_and_answers_as_of_when_it_was_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = sqlite(&db(&dir));
+    config.cache_per_room = 3;
+    let history = open(config);
+    fill(&history, "r", 10);
+    // The cache has 8-10: enough for these, answered at once.
+    match history.recent_or_later("r", 3) {
+        Answer::Now(entries) => assert_eq!(ids(&entries), range(8..=10)),
+        Answer::Later(_) => panic!("the cache has it"),
+    }
+    assert!(matches!(history.since_or_later("r", 8, 10), Answer::Now(Since::Complete(e)) if ids(&e) == range(9..=10)));
+    // These need the file.
+    let recent = deferred(history.recent_or_later("r", 5));
+    let since = deferred(history.since_or_later("r", 2, 100));
+    let mapped = deferred(history.since_or_later("r", 0, 4).map(|since| ids(since.entries())));
+    history.append("r", "nick", "after the question");
+    let wait = Duration::from_secs(10);
+    assert_eq!(ids(&recent.recv_timeout(wait).expect("answered")), range(6..=10));
+    assert_eq!(
+        since.recv_timeout(wait).expect("answered"),
+        history.since("r", 2, 8),
+        "3-10, and not 11"
+    );
+    assert_eq!(mapped.recv_timeout(wait).expect("answered"), range(1..=4));
+    assert_eq!(ids(history.recent("r", 5).as_slice()), range(7..=11));
+}
+
+#[test]
+fn deferred_reads_past_the_bound_are_refused_and_the_rest_answered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    let mut config = sqlite(&path);
+    config.cache_per_room = 2;
+    config.commit_interval = Duration::from_millis(1);
+    let history = open(config);
+    fill(&history, "r", 5);
+    history.flush();
+    // The writer cannot commit what leaves the cache next, so the reader
+    // thread's first read waits, and the rest queue behind it.
+    let blocker = rusqlite::Connection::open(&path).expect("blocker");
+    blocker.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    fill(&history, "r", 5);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut refused = 0;
+    for _ in 0..=DEFERRED_READS + 10 {
+        let Answer::Later(deferred) = history.recent_or_later("r", 8) else {
+            panic!("needs the file");
+        };
+        let tx = tx.clone();
+        if deferred
+            .then(move |entries| tx.send(ids(&entries)).expect("the test waits"))
+            .is_err()
+        {
+            refused += 1;
+        }
+    }
+    // One taken by the thread (or none yet), the bound's worth waiting.
+    assert!((10..=11).contains(&refused), "{refused}");
+    blocker.execute_batch("COMMIT").expect("unlock");
+    let answered = DEFERRED_READS + 11 - refused;
+    for _ in 0..answered {
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)).expect("answered"),
+            range(3..=10)
+        );
+    }
+}
