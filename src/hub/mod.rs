@@ -376,16 +376,22 @@ impl Hub {
     /// (it has no members to deliver to: the lock is held for the ordering
     /// alone).
     pub fn publish_event(&self, name: &str, sender: &Arc<str>, event: &Arc<str>, data: &str, except: u64) {
-        let rooms = lock(&self.inner.rooms);
-        if let Some(room) = rooms.get(name).cloned() {
-            drop(rooms);
+        loop {
+            let rooms = lock(&self.inner.rooms);
+            if let Some(room) = rooms.get(name).cloned() {
+                drop(rooms);
+                if room.publish_event(self, sender, event, data, except) {
+                    return;
+                }
+                // Its last member left meanwhile; someone may have joined
+                // the room that replaced it, who must not miss this.
+                continue;
+            }
+            let room = Arc::new(Room::new(RoomName::from(name), self.inner.workers));
             room.publish_event(self, sender, event, data, except);
+            self.inner.broker.room_closed(room.name());
             return;
         }
-        let room = Arc::new(Room::new(RoomName::from(name), self.inner.workers));
-        room.publish_event(self, sender, event, data, except);
-        self.inner.broker.room_closed(room.name());
-        drop(rooms);
     }
 
     /// Tells every member of the room `name` on this node why (`frame`,

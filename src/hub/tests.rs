@@ -429,6 +429,29 @@ fn an_event_for_an_empty_room_is_stored_and_leaves_no_room() {
     assert_eq!((stored.len(), stored[0].event.as_deref()), (1, Some("e")));
 }
 
+/// An HTTP API event that found the room just before its last member
+/// left is not lost in that closed room: it goes to the room that
+/// replaced it, whose new member would otherwise never see it live.
+#[test]
+fn an_event_for_a_room_closed_meanwhile_goes_to_the_room_that_replaced_it() {
+    let hub = hub(1);
+    let outbox = || Arc::new(Outbox::new(100, 1 << 20));
+    let first = hub.join("r", Member::pusher(outbox(), 1, None), Replay::Nothing);
+    let held = hub.room("r").expect("room");
+    drop(first);
+    let later = outbox();
+    let _second = hub.join("r", Member::pusher(later.clone(), 2, None), Replay::Nothing);
+    texts(&later);
+    let (app, name) = (Arc::from("app"), Arc::from("e"));
+    assert!(
+        !held.publish_event(&hub, &app, &name, "{}", 0),
+        "a closed room publishes nothing"
+    );
+    assert_eq!(hub.history().last_id("r"), 0, "nor numbers it");
+    hub.publish_event("r", &app, &name, "{}", 0);
+    assert_eq!(events(&later), ["e"]);
+}
+
 /// A long catch-up, with live messages and a join arriving while it is
 /// paced out: the live messages follow the history paced too (queued at
 /// once, more of them than the outbox's count bound evicted a member that

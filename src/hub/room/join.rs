@@ -266,7 +266,7 @@ impl Room {
     }
 
     /// Removes member `key` of `worker`, telling the others; returns how
-    /// many members remain.
+    /// many members remain (none: the room is closed, see `Order::closed`).
     pub(crate) fn remove(self: &Arc<Self>, hub: &Hub, worker: usize, key: usize) -> usize {
         let mut order = lock(&self.order);
         let removed = self.shard(worker).try_remove(key);
@@ -300,6 +300,8 @@ impl Room {
             };
             self.announce(hub, &order, &left, 0);
         }
+        // The caller holds the hub's map and takes the room out of it.
+        order.closed = order.total() == 0;
         order.total()
     }
 

@@ -67,6 +67,10 @@ struct Order {
     /// message with a lower id may still be on its way to the others. What
     /// the broker catches up from after losing its link (`last_seen`).
     newest_replayed: u64,
+    /// Its last member left, so the hub's map no longer has it: whoever
+    /// still holds it (a publish from the HTTP API) must look again, or
+    /// the room that replaced it would miss what it publishes.
+    closed: bool,
 }
 
 impl Order {
@@ -104,6 +108,7 @@ impl Room {
                 users: Users::default(),
                 last_delivered: 0,
                 newest_replayed: 0,
+                closed: false,
             }),
             shards: (0..workers).map(|_| Shard::default()).collect(),
         }

@@ -71,6 +71,7 @@ impl Room {
     /// Publishes a named event (the Pusher HTTP API's): stored and sent in
     /// every form, except to the connection whose sealed name is `except`
     /// (Pusher's `socket_id` exclusion, on whichever node it is; 0: none).
+    /// False, with nothing published, when the room has closed.
     pub(crate) fn publish_event(
         self: &Arc<Self>,
         hub: &Hub,
@@ -78,8 +79,11 @@ impl Room {
         event: &Arc<str>,
         data: &str,
         except: u64,
-    ) {
+    ) -> bool {
         let order = lock(&self.order);
+        if order.closed {
+            return false;
+        }
         let publication = Publication {
             nick: sender,
             user: None,
@@ -89,6 +93,7 @@ impl Room {
             except,
         };
         self.order_and_deliver(hub, order, publication, None);
+        true
     }
 
     /// Relays a Pusher client event (`json`, the frame's text) to the
