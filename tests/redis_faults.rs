@@ -2,7 +2,8 @@
 //! the server says so: one node's pub/sub link dropped while the others
 //! publish, a catch-up asked for while Redis is away, a node taken for dead
 //! by the others while it lives on, Redis stalled while members come and
-//! go, and two clusters sharing one Redis on two database numbers. Each runs against a real `redis-server`, driven through its own
+//! go, two clusters sharing one Redis on two database numbers, and commands
+//! Redis refuses in the middle of a pipeline. Each runs against a real `redis-server`, driven through its own
 //! commands (`CLIENT KILL`, `CONFIG SET maxclients`, a busy script, the
 //! nodes' heartbeat set) rather than by pausing processes.
 
@@ -297,4 +298,117 @@ async fn two_clusters_on_two_databases_of_one_redis_do_not_hear_each_other() {
     assert_eq!(ann.members("lobby").await, [("ann".to_owned(), 1)]);
     prod.shutdown().await;
     staging.shutdown().await;
+}
+
+/// What `client` gets up to `last`, added to `got`.
+async fn read_until(
+    client: &mut Client,
+    last: tokio_tungstenite::tungstenite::Message,
+    got: &mut Vec<tokio_tungstenite::tungstenite::Message>,
+) {
+    loop {
+        let message = next_message(client).await;
+        let done = message == last;
+        got.push(message);
+        if done {
+            return;
+        }
+    }
+}
+
+/// Redis runs every command of a pipeline, so one it refuses (here the
+/// publish script, whose room counter is not a number) says nothing of the
+/// others: the refused text is delivered on this node only, and the binary
+/// frames Redis published in the same pipeline once, not again locally.
+#[tokio::test]
+async fn one_refused_command_of_a_pipeline_is_the_only_one_delivered_locally() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let redis = RedisServer::start().await;
+    let mut con = redis_commands(&redis).await;
+    let a = node(&redis.url(), "a").await;
+    let mut sender = connect(&a.url("/ws/r")).await;
+    let mut receiver = connect(&a.url("/ws/r")).await;
+    // Both are in the room once a frame of one reaches the other.
+    sender.send(Message::binary(b"ready".to_vec())).await.unwrap();
+    while next_message(&mut receiver).await != Message::binary(b"ready".to_vec()) {}
+    let _: () = ::redis::cmd("SET")
+        .arg("wshub:{r}:seq")
+        .arg("not a number")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    // Redis is busy for a moment, so that the text and the binary frame
+    // after it wait in one pipeline, behind the first frame's.
+    let busy = {
+        let mut con = redis_commands(&redis).await;
+        tokio::spawn(async move {
+            let script = "local function now() local t = redis.call('TIME'); \
+                          return tonumber(t[1]) * 1000000 + tonumber(t[2]) end; \
+                          local stop = now() + 500000; while now() < stop do end; return 1";
+            let _: ::redis::Value = ::redis::cmd("EVAL")
+                .arg(script)
+                .arg(0)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sender.send(Message::binary(b"first".to_vec())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    sender.feed(Message::text("refused")).await.unwrap();
+    sender.feed(Message::binary(b"second".to_vec())).await.unwrap();
+    sender.flush().await.unwrap();
+    busy.await.unwrap();
+    // The refused text comes once the pipeline's answer is in, which may
+    // be after the frames Redis published (they come another way).
+    let mut got = Vec::new();
+    read_until(&mut receiver, Message::text("refused"), &mut got).await;
+    sender.send(Message::binary(b"last".to_vec())).await.unwrap();
+    read_until(&mut receiver, Message::binary(b"last".to_vec()), &mut got).await;
+    let count = |m: Message| got.iter().filter(|g| **g == m).count();
+    assert_eq!(count(Message::binary(b"first".to_vec())), 1, "{got:?}");
+    assert_eq!(count(Message::binary(b"second".to_vec())), 1, "once: {got:?}");
+    assert_eq!(count(Message::text("refused")), 1, "here only: {got:?}");
+    assert_eq!(got.len(), 4, "{got:?}");
+    a.shutdown().await;
+}
+
+/// A join Redis refused to record (the room's member hash of this node is
+/// of the wrong type for a moment) is recorded by the next heartbeat, so
+/// the other nodes list the member, instead of never.
+#[tokio::test]
+async fn a_join_redis_refused_to_record_is_recorded_by_the_next_heartbeat() {
+    let redis = RedisServer::start().await;
+    let mut con = redis_commands(&redis).await;
+    let a = node(&redis.url(), "a").await;
+    let b = node(&redis.url(), "b").await;
+    let _: () = ::redis::cmd("SET")
+        .arg("wshub:{p}:members:a")
+        .arg("in the way")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let mut ann = Peer::connect(&a.url("/ws"), "ann").await;
+    ann.join("p", None).await;
+    let _: () = ::redis::cmd("DEL")
+        .arg("wshub:{p}:members:a")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let mut bob = Peer::connect(&b.url("/ws"), "bob").await;
+    bob.join("p", None).await;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let members = bob.members("p").await;
+        if members.iter().any(|(nick, _)| nick == "ann") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ann never recorded: {members:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    a.shutdown().await;
+    b.shutdown().await;
 }

@@ -145,6 +145,10 @@ struct Shared {
     /// Bytes of the messages queued or in the pipeline (see
     /// [`COMMAND_QUEUE_BYTES`]).
     queued_bytes: AtomicUsize,
+    /// A member's join or leave did not reach Redis (a refused command, a
+    /// failed pipeline): the next heartbeat records this node's members
+    /// again, as they are then.
+    presence_stale: AtomicBool,
 }
 
 impl Shared {
@@ -215,6 +219,7 @@ impl RedisBroker {
             max_messages: config.max_messages,
             channels: wire::Channels::of_database(client.get_connection_info().redis_settings().db()),
             queued_bytes: AtomicUsize::new(0),
+            presence_stale: AtomicBool::new(false),
         });
         Ok(Unstarted {
             broker: RedisBroker { commands, shared },

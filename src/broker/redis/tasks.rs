@@ -108,7 +108,7 @@ async fn command_loop(
             connection = manager(&client).await.ok().map(|c| (generation, c));
         }
         let Some((_, con)) = connection.as_mut() else {
-            fail(batch, &*hub);
+            fail(batch, &broker, &*hub);
             continue;
         };
         let mut pipe = redis::pipe();
@@ -127,16 +127,47 @@ async fn command_loop(
         if sent.is_empty() {
             continue;
         }
-        if let Err(e) = pipe.query_async::<redis::Value>(con).await {
-            tracing::warn!(
-                "Redis pipeline of {} commands failed: {e}; delivering locally",
-                sent.len()
-            );
-            fail(sent, &*hub);
+        // One answer per command: Redis runs every command of a pipeline,
+        // so a refusal of one (a script out of memory) says nothing of the
+        // others, which must not be delivered here a second time.
+        match pipe
+            .ignore_errors()
+            .query_async::<Vec<RedisResult<redis::Value>>>(con)
+            .await
+        {
+            Ok(answers) if answers.len() == sent.len() => {
+                let refused: Vec<Command> = sent
+                    .into_iter()
+                    .zip(answers)
+                    .filter_map(|(command, answer)| {
+                        let e = answer.err()?;
+                        tracing::warn!("Redis refused the command {command:?}: {e}");
+                        Some(command)
+                    })
+                    .collect();
+                fail(refused, &broker, &*hub);
+            }
+            Ok(answers) => {
+                tracing::warn!(
+                    "Redis answered {} of a pipeline of {} commands; delivering locally",
+                    answers.len(),
+                    sent.len()
+                );
+                fail(sent, &broker, &*hub);
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "Redis pipeline of {} commands failed: {e}; delivering locally",
+                    sent.len()
+                );
+                fail(sent, &broker, &*hub);
+            }
         }
     }
 }
 
+/// Adds `command` to `pipe`, its last part answered (the others ignored),
+/// so that the pipeline's answers are the commands'.
 fn add_to_pipeline(pipe: &mut redis::Pipeline, command: &Command, broker: &RedisBroker) {
     let node = broker.node();
     match command {
@@ -166,20 +197,17 @@ fn add_to_pipeline(pipe: &mut redis::Pipeline, command: &Command, broker: &Redis
                     String::new()
                 } else {
                     except.to_string()
-                })
-                .ignore();
+                });
         }
         Command::PublishBinary { room, payload } => {
             pipe.cmd("PUBLISH")
                 .arg(broker.shared.channels.of(Carried::Binary, room))
-                .arg(&payload[..])
-                .ignore();
+                .arg(&payload[..]);
         }
         Command::PublishSignal { room, payload, except } => {
             pipe.cmd("PUBLISH")
                 .arg(broker.shared.channels.of(Carried::Signal, room))
-                .arg(wire::signal_message(*except, payload))
-                .ignore();
+                .arg(wire::signal_message(*except, payload));
         }
         Command::Joined { room, member } | Command::Left { room, member } => {
             let joined = matches!(command, Command::Joined { .. });
@@ -237,12 +265,13 @@ fn record_presence(
         .arg(presence_user)
         .arg(PRESENCE_KEY_TTL_SECS)
         .arg(broker.shared.channels.of(Carried::Presence, room))
-        .arg(event.head())
-        .ignore();
+        .arg(event.head());
 }
 
-/// Acts locally for commands Redis did not take.
-fn fail(commands: Vec<Command>, hub: &dyn Deliver) {
+/// Acts locally for commands Redis did not take: messages are delivered
+/// on this node only, questions answered with "unavailable", and a lost
+/// join or leave is mended by the next heartbeat.
+fn fail(commands: Vec<Command>, broker: &RedisBroker, hub: &dyn Deliver) {
     for command in commands {
         match command {
             Command::Publish {
@@ -273,7 +302,9 @@ fn fail(commands: Vec<Command>, hub: &dyn Deliver) {
             }
             Command::Members { then, .. } => then(None),
             Command::Rooms { then, .. } => then(None),
-            Command::Joined { .. } | Command::Left { .. } => {}
+            Command::Joined { .. } | Command::Left { .. } => {
+                broker.shared.presence_stale.store(true, Ordering::Release);
+            }
         }
     }
 }
@@ -735,6 +766,9 @@ async fn heartbeat_loop(client: Client, broker: RedisBroker, hub: Arc<dyn Delive
 async fn beat(con: &mut ConnectionManager, broker: &RedisBroker, hub: &dyn Deliver) -> RedisResult<()> {
     let node = broker.node();
     let now = now_ms();
+    // Before the rooms are listed: a join or leave lost after this is in
+    // the list, or marks the next beat.
+    let stale = broker.shared.presence_stale.swap(false, Ordering::AcqRel);
     let rooms = hub.local_rooms();
     let mut pipe = redis::pipe();
     pipe.cmd("ZADD").arg(wire::NODES).arg(now).arg(node);
@@ -752,13 +786,28 @@ async fn beat(con: &mut ConnectionManager, broker: &RedisBroker, hub: &dyn Deliv
         .arg(wire::node_rooms_key(node))
         .arg(PRESENCE_KEY_TTL_SECS)
         .ignore();
-    let (added,): (i64,) = pipe.query_async(con).await?;
+    let answer: RedisResult<(i64,)> = pipe.query_async(con).await;
+    let Ok((added,)) = answer else {
+        // Kept for the next beat.
+        broker.shared.presence_stale.fetch_or(stale, Ordering::AcqRel);
+        return answer.map(drop);
+    };
     if added == 1 {
         // Another node took this one for dead (it missed beats: paused,
         // its clock stepped) and removed its members, while its pub/sub
         // link lived on, so nothing else would record them again.
         tracing::warn!(node, "this node had been taken for dead: recording its members again");
-        register(con, broker, &rooms).await?;
+    } else if stale {
+        tracing::warn!(
+            node,
+            "a join or leave did not reach Redis: recording this node's members again"
+        );
+    }
+    if added == 1 || stale {
+        if let Err(e) = register(con, broker, &rooms).await {
+            broker.shared.presence_stale.store(true, Ordering::Release);
+            return Err(e);
+        }
     }
 
     let dead_before = now - DEAD_AFTER.as_millis() as i64;
