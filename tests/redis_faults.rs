@@ -55,6 +55,70 @@ async fn frames_of_join(peer: &mut Peer, room: &str) -> Vec<Value> {
     }
 }
 
+/// Kills `link`, a node's pub/sub connection, and keeps Redis from
+/// taking a new connection until [`let_back`].
+async fn cut_link(con: &mut ::redis::aio::MultiplexedConnection, link: u64) {
+    let info: String = ::redis::cmd("INFO").arg("clients").query_async(con).await.unwrap();
+    let connected: u64 = info
+        .lines()
+        .find_map(|line| line.strip_prefix("connected_clients:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("connected_clients");
+    let () = ::redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxclients")
+        .arg(connected - 1)
+        .query_async(con)
+        .await
+        .unwrap();
+    ::redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(link)
+        .query_async::<::redis::Value>(con)
+        .await
+        .unwrap();
+}
+
+async fn let_back(con: &mut ::redis::aio::MultiplexedConnection) {
+    let () = ::redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxclients")
+        .arg(10_000)
+        .query_async(con)
+        .await
+        .unwrap();
+}
+
+/// What `peer` gets until its node says it is back: a `history_truncated`
+/// notice's `first_available`, if any, and the messages.
+async fn until_restored(peer: &mut Peer) -> (Option<u64>, Vec<Msg>) {
+    let (mut gap, mut got) = (None, Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let frame = peer.recv_within(left).await.expect("the node reconnects");
+        match kind(&frame) {
+            "message" => got.push(Msg::of(&frame)),
+            "notice" if frame["code"] == "cross_node_restored" => return (gap, got),
+            "error" if frame["code"] == "history_truncated" => gap = frame["first_available"].as_u64(),
+            "joined" | "left" | "presence" => {}
+            _ => panic!("unexpected {frame}"),
+        }
+    }
+}
+
+/// The pub/sub connection `node` added, given those Redis had before.
+async fn new_link(con: &mut ::redis::aio::MultiplexedConnection, before: &[u64]) -> u64 {
+    let added: Vec<u64> = pubsub_clients(con)
+        .await
+        .into_iter()
+        .filter(|id| !before.contains(id))
+        .collect();
+    assert_eq!(added.len(), 1, "the node has one pub/sub connection: {added:?}");
+    added[0]
+}
+
 #[tokio::test]
 async fn a_node_whose_link_dropped_catches_up_from_what_its_joiner_replayed() {
     let redis = RedisServer::start().await;
@@ -62,12 +126,7 @@ async fn a_node_whose_link_dropped_catches_up_from_what_its_joiner_replayed() {
     let a = node(&redis.url(), "a").await;
     let before_b = pubsub_clients(&mut con).await;
     let b = node(&redis.url(), "b").await;
-    let b_link: Vec<u64> = pubsub_clients(&mut con)
-        .await
-        .into_iter()
-        .filter(|id| !before_b.contains(id))
-        .collect();
-    assert_eq!(b_link.len(), 1, "node b has one pub/sub connection: {b_link:?}");
+    let b_link = new_link(&mut con, &before_b).await;
 
     let mut ann = Peer::connect(&a.url("/ws"), "ann").await;
     ann.join("r", None).await;
@@ -79,51 +138,16 @@ async fn a_node_whose_link_dropped_catches_up_from_what_its_joiner_replayed() {
     assert_eq!(replayed.iter().map(|m| m.id).collect::<Vec<_>>(), [1]);
 
     // Node b loses its pub/sub link, and cannot make a new one for now.
-    let info: String = ::redis::cmd("INFO").arg("clients").query_async(&mut con).await.unwrap();
-    let connected: u64 = info
-        .lines()
-        .find_map(|line| line.strip_prefix("connected_clients:"))
-        .and_then(|n| n.trim().parse().ok())
-        .expect("connected_clients");
-    let () = ::redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxclients")
-        .arg(connected - 1)
-        .query_async(&mut con)
-        .await
-        .unwrap();
-    ::redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("ID")
-        .arg(b_link[0])
-        .query_async::<::redis::Value>(&mut con)
-        .await
-        .unwrap();
+    cut_link(&mut con, b_link).await;
     bob.notice("cross_node_interrupted", PATIENCE).await;
     ann.say("r", "two").await;
     assert_eq!(ann.next_message().await.id, 2, "node a is still connected");
 
-    let () = ::redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxclients")
-        .arg(10_000)
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    let_back(&mut con).await;
     // What node b missed comes as it reconnects, before or after the
     // notice that says it is back.
-    let mut got = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let frame = bob.recv_within(left).await.expect("node b reconnects");
-        match kind(&frame) {
-            "message" => got.push(Msg::of(&frame)),
-            "notice" if frame["code"] == "cross_node_restored" => break,
-            "joined" | "left" | "presence" => {}
-            _ => panic!("unexpected {frame}"),
-        }
-    }
+    let (gap, mut got) = until_restored(&mut bob).await;
+    assert_eq!(gap, None);
     ann.say("r", "three").await;
     got.push(bob.next_message().await);
     assert_eq!(
@@ -409,6 +433,49 @@ async fn a_join_redis_refused_to_record_is_recorded_by_the_next_heartbeat() {
         assert!(Instant::now() < deadline, "ann never recorded: {members:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A node whose link stayed down while more was published than Redis
+/// keeps tells its members where history now starts (`history_truncated`)
+/// before the messages it could still fetch, instead of showing a gap.
+#[tokio::test]
+async fn a_catch_up_longer_than_redis_keeps_tells_members_of_the_gap() {
+    let redis = RedisServer::start().await;
+    let mut con = redis_commands(&redis).await;
+    let mut config = node_config(&redis.url(), "a");
+    config.history.max_messages_per_room = 10;
+    let a = node_with(config.clone()).await;
+    let before_b = pubsub_clients(&mut con).await;
+    config.node_id = Some("b".into());
+    let b = node_with(config).await;
+    let b_link = new_link(&mut con, &before_b).await;
+    let mut ann = Peer::connect(&a.url("/ws"), "ann").await;
+    ann.join("g", None).await;
+    let mut bob = Peer::connect(&b.url("/ws"), "bob").await;
+    bob.join("g", None).await;
+    ann.say("g", "one").await;
+    ann.next_message().await;
+    assert_eq!(bob.next_message().await.id, 1, "live on node b");
+
+    cut_link(&mut con, b_link).await;
+    bob.notice("cross_node_interrupted", PATIENCE).await;
+    // Redis trims its streams by whole nodes of 100 entries: enough that
+    // it drops some.
+    for n in 2..=400 {
+        ann.say("g", &format!("m{n}")).await;
+    }
+    assert_eq!(ann.messages(399, PATIENCE).await.last().map(|m| m.id), Some(400));
+    let_back(&mut con).await;
+    let (gap, got) = until_restored(&mut bob).await;
+    let first = gap.expect("bob is told that history starts later");
+    assert!(first > 2, "{first}");
+    assert_eq!(
+        got.iter().map(|m| m.id).collect::<Vec<_>>(),
+        (first..=400).collect::<Vec<_>>(),
+        "then what Redis still keeps"
+    );
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -93,7 +93,7 @@ pub enum Delivery {
         except: u64,
     },
     /// A text message the broker could not order after all (Redis failed
-    /// the pipeline): this node only, without an id.
+    /// or refused it): this node only, without an id.
     LocalText {
         /// The sender's nickname.
         nick: Arc<str>,
@@ -116,6 +116,13 @@ pub enum Delivery {
         payload: Bytes,
         /// The sealed name of its sender's connection, left out (0: none).
         except: u64,
+    },
+    /// What this node's members missed while its link was down is no
+    /// longer all kept: history now starts at `first_available`, and the
+    /// messages delivered next start there. Members are told of the gap.
+    Gap {
+        /// The oldest id still kept.
+        first_available: u64,
     },
 }
 

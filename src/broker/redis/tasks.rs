@@ -716,8 +716,18 @@ async fn catch_up(
             .arg(last)
             .query_async::<redis::Value>(con)
             .await?;
+        // All that the stream holds after it (about `max_messages`).
         let max = broker.shared.max_messages;
-        let missed = fetch_history(con, &room.name, Span::After(last, max), max).await?;
+        let missed = fetch_history(con, &room.name, Span::After(last, usize::MAX), max).await?;
+        if let Some(first_available) = missed.truncated {
+            tracing::warn!(
+                room = %room.name,
+                last_seen = last,
+                first_available,
+                "Redis no longer holds all that this node missed: its members are told where history starts"
+            );
+            hub.deliver(&room.name, Delivery::Gap { first_available });
+        }
         for entry in missed.entries {
             hub.deliver(
                 &room.name,

@@ -8,11 +8,12 @@ use bytes::Bytes;
 use super::{Order, Room};
 use crate::broker::{Body, Delivery, Ordered, Publication};
 use crate::history::Entry;
-use crate::hub::frames::message_frame;
+use crate::hub::frames::{message_frame, text_frame};
 use crate::hub::inbox::Forms;
 use crate::hub::member::Member;
 use crate::hub::pusher;
 use crate::hub::{lock, Hub};
+use crate::protocol::v1::ServerFrame;
 use crate::protocol::{encode_frame, Message, MessageKind, OpCode};
 
 impl Room {
@@ -214,6 +215,20 @@ impl Room {
                 raw: Some(encode_frame(OpCode::Binary, &payload)),
                 ..Forms::message()
             },
+            Delivery::Gap { first_available } => {
+                let gap = crate::broker::Replayed {
+                    truncated: Some(first_available),
+                    ..Default::default()
+                };
+                Forms {
+                    json: (order.json() > 0)
+                        .then(|| text_frame(&ServerFrame::history_truncated(&self.name, first_available))),
+                    pusher: (order.pusher > 0)
+                        .then(|| pusher::replay_notice(&self.name, &gap))
+                        .flatten(),
+                    ..Forms::default()
+                }
+            }
             Delivery::Signal { payload, except } => {
                 if order.pusher == 0 {
                     return;
