@@ -479,3 +479,44 @@ async fn a_catch_up_longer_than_redis_keeps_tells_members_of_the_gap() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// A node back on Redis that cannot fetch what it missed (here the room's
+/// counter is of the wrong type for a while) stays off and tries again,
+/// rather than saying it is back with a gap: its member gets the missed
+/// messages, then `cross_node_restored`.
+#[tokio::test]
+async fn a_node_that_cannot_fetch_what_it_missed_is_not_back_until_it_has() {
+    let redis = RedisServer::start().await;
+    let mut con = redis_commands(&redis).await;
+    let a = node(&redis.url(), "a").await;
+    let before_b = pubsub_clients(&mut con).await;
+    let b = node(&redis.url(), "b").await;
+    let b_link = new_link(&mut con, &before_b).await;
+    let mut ann = Peer::connect(&a.url("/ws"), "ann").await;
+    ann.join("f", None).await;
+    let mut bob = Peer::connect(&b.url("/ws"), "bob").await;
+    bob.join("f", None).await;
+    ann.say("f", "one").await;
+    assert_eq!(bob.next_message().await.id, 1);
+
+    cut_link(&mut con, b_link).await;
+    bob.notice("cross_node_interrupted", PATIENCE).await;
+    for text in ["two", "three"] {
+        ann.say("f", text).await;
+    }
+    ann.messages(3, PATIENCE).await;
+    let set = |value: &str| ::redis::cmd("SET").arg("wshub:{f}:seq").arg(value).clone();
+    let () = set("in the way").query_async(&mut con).await.unwrap();
+    let_back(&mut con).await;
+    // Node b's first tries fail; then the counter is mended.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let () = set("3").query_async(&mut con).await.unwrap();
+    let (_, got) = until_restored(&mut bob).await;
+    assert_eq!(
+        got.iter().map(|m| (m.id, m.text.as_str())).collect::<Vec<_>>(),
+        [(2, "two"), (3, "three")],
+        "what it missed, before it is back"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}

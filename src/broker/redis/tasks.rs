@@ -520,12 +520,22 @@ async fn pubsub_loop(client: Client, broker: RedisBroker, hub: Arc<dyn Deliver>,
                 continue;
             }
         };
-        backoff = BACKOFF_MIN;
         // Restore before going up, so that no publish can slip in first;
-        // connections made before are stale now.
+        // connections made before are stale now. A node whose members are
+        // not recorded, or that has not fetched what it missed, is not up:
+        // it tries again, as after a failed connection.
         if let Err(e) = restore(&client, &broker, &*hub).await {
-            tracing::warn!("re-registering with Redis failed: {e}");
+            broker.shared.attempted.notify_waiters();
+            tracing::warn!("re-registering with Redis failed: {e}; cross-node delivery stays off, retrying");
+            drop(pubsub);
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+            continue;
         }
+        backoff = BACKOFF_MIN;
         broker.shared.generation.fetch_add(1, Ordering::AcqRel);
         broker.shared.set_up(true);
         broker.shared.attempted.notify_waiters();
