@@ -385,6 +385,8 @@ struct Inner {
     /// Entries appended after close, never stored.
     unsent: AtomicU64,
     warned_closed: AtomicBool,
+    /// Rooms whose state could not be loaded (one log line in 1,000).
+    load_errors: AtomicU64,
 }
 
 /// The chat history: a cheap, cloneable handle (`Send + Sync`). The writer
@@ -495,6 +497,7 @@ impl History {
                 sent: AtomicU64::new(0),
                 unsent: AtomicU64::new(0),
                 warned_closed: AtomicBool::new(false),
+                load_errors: AtomicU64::new(0),
             }),
         })
     }
@@ -514,6 +517,11 @@ impl History {
     }
 
     /// [`History::append_by`] for a named event (see [`Entry::event`]).
+    ///
+    /// With SQLite, a room's first touch reads its last id from the file;
+    /// if that read fails the entry has id 0, is not stored (counted in
+    /// `dropped`), and the next append tries the read again: handing out
+    /// ids from 1 would repeat stored ones.
     pub fn append_event(
         &self,
         room: &str,
@@ -525,7 +533,7 @@ impl History {
         let inner = &*self.inner;
         let now = inner.clock.now_ms();
         inner.appended.fetch_add(1, Ordering::Relaxed);
-        let entry = self.with_room(room, |slot, counters, shard_index| {
+        let stored = self.try_with_room(room, |slot, counters, shard_index| {
             let (id, ts) = slot.state.next(now);
             let entry = Entry {
                 id,
@@ -576,6 +584,19 @@ impl History {
             slot.state.prune(&inner.limits, now);
             entry
         });
+        let Ok(entry) = stored else {
+            // The room's ids are not known: this one goes out unnumbered
+            // and unstored (as a message that a cluster could not order).
+            inner.unsent.fetch_add(1, Ordering::Relaxed);
+            return Entry {
+                id: 0,
+                ts: now,
+                nick: nick.into(),
+                user: user.cloned(),
+                text: text.into(),
+                event: event.cloned(),
+            };
+        };
         inner.rooms.after_append(&inner.shared, &inner.limits);
         entry
     }
@@ -611,7 +632,7 @@ impl History {
         }
         let inner = &*self.inner;
         let now = inner.clock.now_ms();
-        let plan = self.with_room(room, |slot, _, shard| {
+        let plan = self.with_room(room, Plan::Ready(Vec::new()), |slot, _, shard| {
             let st = &mut slot.state;
             st.prune(&inner.limits, now);
             let end = st.cache.partition_point(|e| e.id <= until);
@@ -673,7 +694,7 @@ impl History {
         // Where the retained history starts, when memory knows it for sure.
         let mut known_start = None;
         let mut floor = 0;
-        let plan = self.with_room(room, |slot, _, shard| {
+        let plan = self.with_room(room, Plan::Ready(Vec::new()), |slot, _, shard| {
             let st = &mut slot.state;
             st.prune(&inner.limits, now);
             last_id = st.last_id.min(until);
@@ -750,7 +771,7 @@ impl History {
         });
         from_db.unwrap_or_else(|| {
             // Nothing retained in the database: the cache, if anything.
-            self.with_room(room, |slot, _, _| {
+            self.with_room(room, last_id.saturating_add(1), |slot, _, _| {
                 slot.state.cache.front().map_or(last_id.saturating_add(1), |e| e.id)
             })
         })
@@ -760,7 +781,7 @@ impl History {
     /// state, so the hub can call it when it creates a room to keep the
     /// database read out of the first `append`.
     pub fn last_id(&self, room: &str) -> u64 {
-        self.with_room(room, |slot, _, _| slot.state.last_id)
+        self.with_room(room, 0, |slot, _, _| slot.state.last_id)
     }
 
     /// Blocks until everything appended so far is committed (or, if the
@@ -863,9 +884,21 @@ impl History {
     }
 
     /// Runs `f` on `room`'s state under its shard's lock, loading the state
-    /// first if the room is not in memory. The database read of a load
-    /// runs without the lock, so other rooms of the shard are not held up.
-    fn with_room<R>(&self, room: &str, f: impl FnOnce(&mut Slot, &mut ShardCounters, usize) -> R) -> R {
+    /// first if the room is not in memory; `or` when it cannot be loaded
+    /// (logged: a read then answers from nothing).
+    fn with_room<R>(&self, room: &str, or: R, f: impl FnOnce(&mut Slot, &mut ShardCounters, usize) -> R) -> R {
+        self.try_with_room(room, f).unwrap_or(or)
+    }
+
+    /// [`History::with_room`], or the error that kept the room's state from
+    /// loading: then nothing is put in its place, since a room whose last
+    /// id is not known must not hand out ids (they would repeat stored
+    /// ones), and the next touch tries again.
+    fn try_with_room<R>(
+        &self,
+        room: &str,
+        f: impl FnOnce(&mut Slot, &mut ShardCounters, usize) -> R,
+    ) -> Result<R, rusqlite::Error> {
         let inner = &*self.inner;
         let index = self.shard_index(room);
         let mutex = &inner.rooms.shards[index];
@@ -878,7 +911,7 @@ impl History {
                 let before = slot.state.bytes;
                 let result = f(slot, &mut shard.counters, index);
                 inner.rooms.account(before, slot.state.bytes);
-                return result;
+                return Ok(result);
             }
             if let Some((name, slot)) = shard.tombstones.remove_entry(room) {
                 shard.rooms.insert(name, slot);
@@ -895,13 +928,12 @@ impl History {
             };
             let generation = shard.counters.generation;
             drop(guard);
-            let state = match reader.load(room) {
-                Ok(found) => RoomState::loaded(found.last_id, found.last_ts, found.min_id, found.reserved),
-                Err(e) => {
-                    tracing::error!(room, "cannot read the history of this room, its ids restart at 1: {e}");
-                    RoomState::empty()
+            let found = reader.load(room).inspect_err(|e| {
+                if inner.load_errors.fetch_add(1, Ordering::Relaxed).is_multiple_of(1_000) {
+                    tracing::error!(room, "cannot read the history of this room: its messages get no id and are not stored until it can ({e})");
                 }
-            };
+            })?;
+            let state = RoomState::loaded(found.last_id, found.last_ts, found.min_id, found.reserved);
             guard = lock(mutex);
             let shard = &mut *guard;
             if shard.counters.generation == generation

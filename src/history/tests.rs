@@ -1078,3 +1078,32 @@ fn deferred_reads_past_the_bound_are_refused_and_the_rest_answered() {
         );
     }
 }
+
+#[test]
+fn a_room_whose_state_cannot_be_read_gives_no_id_until_it_can() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    {
+        let history = open(sqlite(&path));
+        fill(&history, "b", 5);
+        history.close();
+    }
+    let history = open(sqlite(&path));
+    // Another connection takes away a table the first touch reads.
+    let other = rusqlite::Connection::open(&path).expect("other connection");
+    other
+        .execute_batch("ALTER TABLE room_seq RENAME TO hidden")
+        .expect("rename");
+    let unread = history.append("b", "n", "while unreadable");
+    assert_eq!(unread.id, 0, "no id: 1 would repeat a stored one");
+    assert_eq!(&*unread.text, "while unreadable");
+    other
+        .execute_batch("ALTER TABLE hidden RENAME TO room_seq")
+        .expect("rename back");
+    let read = history.append("b", "n", "readable again");
+    assert!(read.id > 5, "{}", read.id);
+    history.flush();
+    let stored = rows(&path, "b");
+    assert_eq!(stored, [1, 2, 3, 4, 5, read.id], "the unnumbered one was not stored");
+    assert_eq!(history.stats().dropped, 1, "{:?}", history.stats());
+}
