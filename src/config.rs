@@ -811,6 +811,16 @@ fn merge_file(path: &std::path::Path, args: Vec<OsString>) -> Result<(clap::ArgM
     // documented: `--app` adds to the file's.
     let on_command_line = command_line_longs(&args);
     entries.retain(|entry| entry.long == "app" || !on_command_line.contains(&entry.long));
+    // So does a flag or variable that cannot go with a file's entry:
+    // `--tls-cert` over a file's `tls_self_signed` means that certificate,
+    // not an error.
+    let mut given = on_command_line;
+    given.extend(Cli::command().get_arguments().filter_map(|arg| {
+        let set = arg.get_env().is_some_and(|name| std::env::var_os(name).is_some());
+        arg.get_long().filter(|_| set).map(str::to_owned)
+    }));
+    let overridden = conflicting_longs(&given);
+    entries.retain(|entry| !overridden.contains(&entry.long));
     let apps = file_apps(&text).map_err(invalid)?;
     let mut merged = Vec::with_capacity(args.len() + entries.len() * 2);
     merged.extend(args.first().cloned());
@@ -843,6 +853,23 @@ fn command_line_longs(args: &[OsString]) -> Vec<String> {
         .filter(|arg| matches.value_source(arg.get_id().as_str()) == Some(clap::parser::ValueSource::CommandLine))
         .filter_map(|arg| arg.get_long().map(str::to_owned))
         .collect()
+}
+
+/// The long names of the options that conflict with any of `longs`, in
+/// either direction (clap records a conflict on one side only).
+fn conflicting_longs(longs: &[String]) -> Vec<String> {
+    let command = Cli::command();
+    let given = |arg: &clap::Arg| arg.get_long().is_some_and(|long| longs.iter().any(|l| l == long));
+    let mut conflicting = Vec::new();
+    for arg in command.get_arguments() {
+        let conflicts = command.get_arg_conflicts_with(arg);
+        if given(arg) {
+            conflicting.extend(conflicts.iter().filter_map(|other| other.get_long()).map(str::to_owned));
+        } else if conflicts.iter().any(|other| given(other)) {
+            conflicting.extend(arg.get_long().map(str::to_owned));
+        }
+    }
+    conflicting
 }
 
 /// The file's `[[apps]]` tables, each checked, unless `WSHUB_APPS` is set
@@ -906,10 +933,18 @@ fn invalid_long_name(e: &clap::Error) -> Option<String> {
 }
 
 /// A clap error's first line, without its `error: ` prefix or usage tips.
+/// What clap says is wrong, its tips included, without its usage and
+/// `--help` advice (which are about the command line, not the file).
 fn clap_message(e: &clap::Error) -> String {
     let text = e.render().to_string();
-    let first = text.lines().next().unwrap_or_default();
-    first.strip_prefix("error: ").unwrap_or(first).to_owned()
+    let said: Vec<&str> = text
+        .lines()
+        .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    let said = said.join("; ");
+    said.strip_prefix("error: ").unwrap_or(&said).to_owned()
 }
 
 /// The 1-based line of `offset` in `text`.
@@ -1064,6 +1099,28 @@ mod tests {
         let config = path.to_str().unwrap();
         let cli = Cli::load(["wshub", "--config", config, "--allowed-origin", "https://app.example"]).unwrap();
         assert_eq!(cli.allowed_origins, ["https://app.example"]);
+    }
+
+    #[test]
+    fn a_flag_overrides_the_file_entries_it_cannot_go_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wshub.toml");
+        std::fs::write(&path, "tls_self_signed = true\nport = 9443\n").unwrap();
+        let config = path.to_str().unwrap();
+        let cli = Cli::load(["wshub", "--config", config, "--tls-cert", "c.pem", "--tls-key", "k.pem"]).unwrap();
+        assert!(!cli.tls_self_signed, "the command line's certificate wins");
+        assert_eq!(cli.tls_cert.as_deref(), Some(std::path::Path::new("c.pem")));
+        assert_eq!(cli.port, 9443, "the rest of the file still applies");
+        std::fs::write(&path, "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n").unwrap();
+        let cli = Cli::load(["wshub", "--config", config, "--tls-self-signed"]).unwrap();
+        assert!(cli.tls_self_signed && cli.tls_cert.is_none() && cli.tls_key.is_none());
+    }
+
+    #[test]
+    fn a_conflict_within_the_file_is_named_whole() {
+        let (_, _, shown) = file_error("tls_self_signed = true\ntls_cert = \"c.pem\"\n");
+        assert!(shown.contains("cannot be used with"), "{shown}");
+        assert!(!shown.contains("Usage"), "{shown}");
     }
 
     #[test]
