@@ -10,7 +10,11 @@ mod common;
 use common::pusher::{
     api_at, data, hmac_hex, now, pusher_client, recv_json, trigger, with_app, with_counting_app, APP_ID, KEY, SECRET,
 };
-use common::{connect, expect_close, next_message, send_text, start_server_with, test_config, Client, TestServer};
+use common::{
+    connect, expect_close, next_message, send_text, start_server_with, test_config, wait_for_connections, Client,
+    TestServer,
+};
+use futures_util::{SinkExt, StreamExt};
 use md5::{Digest, Md5};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -70,6 +74,23 @@ async fn a_client_is_greeted_with_a_socket_id_and_answered_pings() {
     assert_eq!(recv_json(&mut client).await["event"], "pusher:pong");
     let (_other, other_id) = pusher_client(&server).await;
     assert_ne!(socket_id, other_id);
+    server.shutdown().await;
+}
+
+/// A socket id names one connection for the life of the process: one
+/// that closed is not handed to a later connection, so a channel or
+/// sign-in signature made for it cannot be replayed there.
+#[tokio::test]
+async fn a_closed_connections_socket_id_is_never_given_again() {
+    let server = pusher_server().await;
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..64 {
+        let (mut client, socket_id) = pusher_client(&server).await;
+        assert!(seen.insert(socket_id.clone()), "{socket_id} given twice");
+        client.close(None).await.unwrap();
+        while client.next().await.is_some() {}
+        wait_for_connections(&server.hub, 0).await;
+    }
     server.shutdown().await;
 }
 

@@ -343,9 +343,9 @@ impl Member {
     }
 }
 
-/// The number an outbox is known by while it lives.
+/// The number an outbox is known by (see [`Outbox::number`]).
 pub(super) fn outbox_id(outbox: &Arc<Outbox>) -> u64 {
-    Arc::as_ptr(outbox) as usize as u64
+    outbox.number()
 }
 
 /// A member's name. Most raw connections never choose one, and their

@@ -76,6 +76,8 @@ impl State {
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<State>,
+    /// The connection's number (see [`Outbox::number`]).
+    number: u64,
     max_messages: u32,
     /// permessage-deflate, if the client negotiated it: pushers that can
     /// share a compressed frame (a room's publish) look here to choose the
@@ -97,9 +99,18 @@ impl Outbox {
                 waker: None,
                 close: None,
             }),
+            number: next_number(),
             max_messages: saturate(max_messages),
             deflate: None,
         }
+    }
+
+    /// The number its connection is known by: what a room's events skip
+    /// their own member by, and what Pusher socket ids seal. Never given
+    /// twice in a process (an address would be, once freed), so a socket
+    /// id, and a signature made for it, cannot pass to a later connection.
+    pub fn number(&self) -> u64 {
+        self.number
     }
 
     /// The same queue for a client that negotiated permessage-deflate.
@@ -376,4 +387,12 @@ mod tests {
         outbox.release_spare_capacity();
         assert_eq!(outbox.lock().frames.capacity(), 0);
     }
+}
+
+/// The next connection number: a count, shifted so that the low 3 and top
+/// 16 bits are zero, which the sealed names' check relies on (`sealed`);
+/// 2^45 connections before it wraps.
+fn next_number() -> u64 {
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    (COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & ((1 << 45) - 1)) << 3
 }

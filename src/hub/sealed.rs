@@ -5,38 +5,47 @@
 //! API of any node may be handed one to leave out of an event. With
 //! several nodes the name travels through the broker as it is, and every
 //! node opens it with its own key: the node that made it gets the
-//! connection back, the others get nothing (a connection's number is its
-//! outbox's address, whose [`CHECK`] bits are zero; another key's opening
+//! connection back, the others get nothing (a connection's number is a
+//! count whose [`CHECK`] bits are zero; another key's opening
 //! keeps them zero with a chance of one in 2^19, and then must still hit a
-//! live member's address), so the exclusion holds on its own node only.
+//! live member's number), so the exclusion holds on its own node only.
 //! It also says nothing about the process's memory, and a client cannot
 //! guess another connection's name from its own.
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;
 
-/// Bits that are zero in every connection number: the top 16 (user-space
-/// addresses on 64-bit targets have 48 bits at most) and the low 3 (an
-/// outbox is aligned to 8 bytes at least).
+/// Bits that are zero in every connection number (`Outbox::number`): the
+/// top 16 and the low 3.
 const CHECK: u64 = 0xffff_0000_0000_0007;
 
-fn key() -> u64 {
-    static KEY: OnceLock<u64> = OnceLock::new();
-    *KEY.get_or_init(|| {
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u64(0x5eed);
-        hasher.finish()
+/// The process's two keys: one mixed in before the scramble, one after,
+/// so that a name cannot be unscrambled without them (with one alone, a
+/// client could undo the public mix on its own name and guess the next
+/// connection's from it, connection numbers being a count).
+fn keys() -> (u64, u64) {
+    static KEYS: OnceLock<(u64, u64)> = OnceLock::new();
+    *KEYS.get_or_init(|| {
+        let state = std::collections::hash_map::RandomState::new();
+        let key = |salt: u64| {
+            let mut hasher = state.build_hasher();
+            hasher.write_u64(salt);
+            hasher.finish()
+        };
+        (key(0x5eed), key(0x5a17))
     })
 }
 
 /// The sealed name of connection `conn`.
 pub fn seal(conn: u64) -> u64 {
-    scramble(conn ^ key())
+    let (inner, outer) = keys();
+    scramble(scramble(conn ^ inner) ^ outer)
 }
 
 /// The connection `sealed` names, if this process sealed it.
 pub fn open(sealed: u64) -> Option<u64> {
-    let conn = unscramble(sealed) ^ key();
+    let (inner, outer) = keys();
+    let conn = unscramble(unscramble(sealed) ^ outer) ^ inner;
     (conn & CHECK == 0).then_some(conn)
 }
 
@@ -88,8 +97,8 @@ mod tests {
             assert_eq!(open(seal(conn)), Some(conn));
         }
         assert_ne!(seal(8) >> 32, seal(16) >> 32, "neighbours look unrelated");
-        // Another process's key: what it seals opens to nothing here.
-        let foreign = |conn: u64| scramble(conn ^ 0x1234_5678_9abc_def0);
+        // Another process's keys: what it seals opens to nothing here.
+        let foreign = |conn: u64| scramble(scramble(conn ^ 0x1234_5678_9abc_def0) ^ 0x0fed_cba9_8765_4321);
         let opened = (1..=1000).filter(|&c| open(foreign(c * 16)).is_some()).count();
         assert_eq!(opened, 0);
     }
