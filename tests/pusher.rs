@@ -14,7 +14,7 @@ use common::{
     connect, expect_close, next_message, send_text, start_server_with, test_config, wait_for_connections, Client,
     TestServer,
 };
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use md5::{Digest, Md5};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;

@@ -302,6 +302,14 @@ fn saturate(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// The next connection number: a count, shifted so that the low 3 and top
+/// 16 bits are zero, which the sealed names' check relies on (`sealed`);
+/// 2^45 connections before it wraps.
+fn next_number() -> u64 {
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    (COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & ((1 << 45) - 1)) << 3
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,12 +396,4 @@ mod tests {
         outbox.release_spare_capacity();
         assert_eq!(outbox.lock().frames.capacity(), 0);
     }
-}
-
-/// The next connection number: a count, shifted so that the low 3 and top
-/// 16 bits are zero, which the sealed names' check relies on (`sealed`);
-/// 2^45 connections before it wraps.
-fn next_number() -> u64 {
-    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    (COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & ((1 << 45) - 1)) << 3
 }
