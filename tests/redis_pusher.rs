@@ -445,3 +445,36 @@ async fn a_presence_cache_channel_answers_after_subscription_succeeded() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// `terminate_connections` through node B closes the user's signed-in
+/// connection on node A too (one that never subscribed to its user
+/// channel), with 4009.
+#[tokio::test]
+async fn terminating_a_user_through_b_closes_its_connection_on_a() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis.url(), "a").await;
+    let b = node(&redis.url(), "b").await;
+    let (mut fay, fay_id) = pusher_client(&a).await;
+    let user_data = json!({"id": "fay"}).to_string();
+    let auth = format!(
+        "{}:{}",
+        common::pusher::KEY,
+        common::pusher::hmac_hex(common::pusher::SECRET, &format!("{fay_id}::user::{user_data}"))
+    );
+    let signin = json!({"event": "pusher:signin", "data": {"auth": auth, "user_data": user_data}});
+    send_text(&mut fay, &signin.to_string()).await;
+    assert_eq!(recv_json(&mut fay).await["event"], "pusher:signin_success");
+    let (status, _) = api(
+        &b,
+        "POST",
+        &format!("/apps/{APP_ID}/users/fay/terminate_connections"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(recv_json(&mut fay).await["event"], "pusher:error");
+    assert_eq!(expect_close(&mut fay).await, 4009);
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -91,6 +91,8 @@ impl Broker for LocalBroker {
         self.history.evict_cache(room);
     }
 
+    fn terminate(&self, _key: &RoomName) {}
+
     fn cluster(&self) -> Option<ClusterStatus> {
         None
     }

@@ -288,6 +288,11 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
     /// Forgets what is kept for `room`, now empty on this node.
     fn room_closed(&self, room: &RoomName);
 
+    /// The app closes the connections signed in as a user (`key`, see
+    /// `hub::users`) on every node: the hub has closed this node's; the
+    /// broker tells the others ([`Deliver::terminate`]).
+    fn terminate(&self, key: &RoomName);
+
     /// Where cross-node delivery stands; `None` for a single process.
     fn cluster(&self) -> Option<ClusterStatus>;
 }
@@ -310,4 +315,8 @@ pub trait Deliver: Send + Sync {
 
     /// Rooms with members on this node.
     fn local_rooms(&self) -> Vec<LocalRoom>;
+
+    /// Another node's app call closes the connections signed in as a user
+    /// (`key`): this node closes its own.
+    fn terminate(&self, key: &str);
 }

@@ -23,10 +23,8 @@ use serde::Deserialize;
 use crate::apps::request::QueryParams;
 use crate::apps::{ApiRequest, App};
 use crate::http::Shared;
-use crate::hub::{ChannelInfo, CloseRequest};
-use crate::protocol::pusher::{
-    check_channel, check_event, server, ChannelType, ErrorCode, SocketId, USER_CHANNEL_PREFIX,
-};
+use crate::hub::ChannelInfo;
+use crate::protocol::pusher::{check_channel, check_event, ChannelType, SocketId, USER_CHANNEL_PREFIX};
 use crate::service::pusher::{excluded_socket, Tenant};
 
 /// Events in one `batch_events` request (Pusher's limit).
@@ -394,11 +392,8 @@ async fn terminate_connections(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (tenant, _) = authenticate(&shared, &app_id, &Method::POST, &uri, &body)?;
-    let channel = format!("{USER_CHANNEL_PREFIX}{user}");
-    let code = ErrorCode::Unauthorized;
-    let notice = server::error(Some(code.code()), "You got disconnected by the app");
-    let close = CloseRequest::Graceful(code.close_code(), "terminated by the app");
-    let closed = shared.hub.close_members(&tenant.room(&channel), &notice, close);
-    tracing::info!(app = %tenant.app.id, user, closed, "user's connections terminated");
+    let key = tenant.room(&format!("{USER_CHANNEL_PREFIX}{user}"));
+    let closed = shared.hub.terminate_user(&key);
+    tracing::info!(app = %tenant.app.id, user, closed, "user's connections terminated (this node's; the others are told)");
     Ok(Json(serde_json::json!({})).into_response())
 }

@@ -28,6 +28,17 @@ impl Deliver for Hub {
         self.notify_all(&notice);
     }
 
+    fn terminate(&self, key: &str) {
+        let closed = self.close_signed_in(key);
+        if closed > 0 {
+            tracing::info!(
+                user = key,
+                closed,
+                "user's connections terminated by another node's app call"
+            );
+        }
+    }
+
     fn local_rooms(&self) -> Vec<LocalRoom> {
         let rooms: Vec<_> = lock(&self.inner.rooms).values().cloned().collect();
         rooms

@@ -18,6 +18,7 @@ pub(crate) mod pusher;
 mod registry;
 mod room;
 pub mod sealed;
+mod signed_in;
 #[cfg(test)]
 mod tests;
 mod timeouts;
@@ -42,6 +43,7 @@ pub fn connection_number(outbox: &Arc<Outbox>) -> u64 {
 pub use outbox::{CloseRequest, Outbox, Rejected};
 pub use registry::{Registration, Ticket};
 pub use room::{ChannelInfo, Membership, Room};
+pub use signed_in::SignedIn;
 pub use timeouts::Timeouts;
 
 use crate::broker::Broker;
@@ -112,6 +114,8 @@ struct Inner {
     per_ip: Arc<PerIpLimit>,
     /// Bytes held by unfinished messages (`--max-incomplete-bytes`).
     incomplete: IncompleteBudget,
+    /// Connections signed in as a user (Pusher).
+    signed_in: signed_in::SignedInUsers,
     workers: usize,
 }
 
@@ -174,6 +178,7 @@ impl Hub {
                 metrics,
                 per_ip: PerIpLimit::new(0),
                 incomplete: IncompleteBudget::new(config.max_incomplete_bytes),
+                signed_in: signed_in::SignedInUsers::default(),
                 workers,
             }),
         }

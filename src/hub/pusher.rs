@@ -93,6 +93,18 @@ impl Users {
     }
 }
 
+/// What a connection the app terminates is told, and how it is closed:
+/// `pusher:error` 4009 and close code 4009, after which pusher-js does not
+/// reconnect.
+pub(super) fn terminated() -> (Bytes, super::CloseRequest) {
+    let code = crate::protocol::pusher::ErrorCode::Unauthorized;
+    let notice = server::error(Some(code.code()), "You got disconnected by the app");
+    (
+        text(&notice),
+        super::CloseRequest::Graceful(code.close_code(), "terminated by the app"),
+    )
+}
+
 /// `{"event", "channel", "data"}` as one text frame; `data` travels as
 /// the string it is (Pusher's clients parse it when it is JSON).
 pub(crate) fn event_frame(channel: &str, event: &str, data: &str, user_id: Option<&str>) -> Bytes {

@@ -90,3 +90,17 @@ test('terminateUserConnections closes every connection of that user, and only th
   same(bystanderLeft, [], "the other user's state changes");
   await connected(bystander);
 });
+
+test('terminateUserConnections closes a signed-in connection that never subscribed to its user channel', todoOn('signin'), async (t) => {
+  const fay = uniq('fay-');
+  const s = await rawSocket(t);
+  const socketId = s.messages[0].data.socket_id;
+  const user = { id: fay };
+  const { auth } = api.authenticateUser(socketId, user);
+  s.send({ event: 'pusher:signin', data: { auth, user_data: JSON.stringify(user) } });
+  await s.next((m) => m.event === 'pusher:signin_success', { what: 'pusher:signin_success' });
+  const r = await outcome(api.terminateUserConnections(fay));
+  check(!r.threw && r.status === 200, `HTTP ${r.status} ${r.body}`);
+  const closed = await within(s.closed, 'the close of the signed-in connection');
+  same(closed.code, 4009, 'close code');
+});

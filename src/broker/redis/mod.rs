@@ -95,6 +95,8 @@ enum Command {
         span: Span,
         then: Then<Replayed>,
     },
+    /// Close a user's signed-in connections on every node.
+    Terminate { key: RoomName },
 }
 
 impl Command {
@@ -121,6 +123,7 @@ impl std::fmt::Debug for Command {
             Command::Members { room, .. } => ("members", room),
             Command::History { room, .. } => ("history", room),
             Command::Rooms { prefix, .. } => return write!(f, "rooms {prefix}*"),
+            Command::Terminate { key } => ("terminate", key),
         };
         write!(f, "{kind} {room}")
     }
@@ -396,6 +399,10 @@ impl Broker for RedisBroker {
     }
 
     fn room_closed(&self, _room: &RoomName) {}
+
+    fn terminate(&self, key: &RoomName) {
+        self.send(Command::Terminate { key: key.clone() });
+    }
 
     fn cluster(&self) -> Option<ClusterStatus> {
         let down_since = match self.shared.down_since_ms.load(Ordering::Acquire) {

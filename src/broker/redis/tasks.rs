@@ -216,6 +216,11 @@ fn add_to_pipeline(pipe: &mut redis::Pipeline, command: &Command, broker: &Redis
             }
             record_presence(pipe, broker, room, node, member_value(member), member.conn, joined);
         }
+        Command::Terminate { key } => {
+            pipe.cmd("PUBLISH")
+                .arg(broker.shared.channels.of(Carried::Terminate, key))
+                .arg("");
+        }
         Command::Replay { .. } | Command::Members { .. } | Command::History { .. } | Command::Rooms { .. } => {}
     }
 }
@@ -304,6 +309,9 @@ fn fail(commands: Vec<Command>, broker: &RedisBroker, hub: &dyn Deliver) {
             Command::Rooms { then, .. } => then(None),
             Command::Joined { .. } | Command::Left { .. } => {
                 broker.shared.presence_stale.store(true, Ordering::Release);
+            }
+            Command::Terminate { key } => {
+                tracing::warn!(user = %key, "the other nodes could not be told to close this user's connections");
             }
         }
     }
@@ -618,6 +626,7 @@ fn dispatch(broker: &RedisBroker, hub: &dyn Deliver, channel: &str, payload: &[u
             ),
             None => tracing::warn!(channel, "unreadable signal from Redis"),
         },
+        Carried::Terminate => hub.terminate(room),
         Carried::Presence => match serde_json::from_slice::<WirePresence>(payload) {
             Ok(event) => hub.presence_changed(room, presence_change(broker.node(), event)),
             Err(e) => tracing::warn!(channel, "unreadable presence event from Redis: {e}"),

@@ -247,10 +247,19 @@ pub(super) enum Carried {
     Signal,
     /// Presence events ([`WirePresence`]).
     Presence,
+    /// A user's signed-in connections to close (no payload; the "room" is
+    /// the user's key).
+    Terminate,
 }
 
 impl Carried {
-    const ALL: [Carried; 4] = [Carried::Message, Carried::Binary, Carried::Signal, Carried::Presence];
+    const ALL: [Carried; 5] = [
+        Carried::Message,
+        Carried::Binary,
+        Carried::Signal,
+        Carried::Presence,
+        Carried::Terminate,
+    ];
 
     fn part(self) -> &'static str {
         match self {
@@ -258,6 +267,7 @@ impl Carried {
             Carried::Binary => "bin",
             Carried::Signal => "sig",
             Carried::Presence => "presence",
+            Carried::Terminate => "terminate",
         }
     }
 }

@@ -31,8 +31,8 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use crate::connection::{GiveUp, Handler};
-use crate::hub::{CloseRequest, Hub, Membership, Outbox, Replay};
-use crate::protocol::pusher::{server, ChannelType, ClientMessage, ErrorCode, SocketId};
+use crate::hub::{CloseRequest, Hub, Membership, Outbox, Replay, SignedIn};
+use crate::protocol::pusher::{server, ChannelType, ClientMessage, ErrorCode, SocketId, USER_CHANNEL_PREFIX};
 use crate::protocol::{encode_frame, Endpoint, Message, MessageKind, OpCode};
 use crate::webhooks::{self, EventKind, Webhooks};
 
@@ -95,8 +95,9 @@ pub struct PusherSession {
     webhooks: Webhooks,
     outbox: Arc<Outbox>,
     subscriptions: Vec<Subscription>,
-    /// The user id it signed in as (`pusher:signin`).
-    user: Option<Box<str>>,
+    /// The user it signed in as (`pusher:signin`), recorded in the hub so
+    /// that the app can close it (`terminate_connections`).
+    signed_in: Option<Box<SignedIn>>,
     bad_requests: u32,
     limits: PusherLimits,
     /// Some channel's catch-up may still be being paced out.
@@ -128,7 +129,7 @@ impl PusherSession {
             webhooks: context.webhooks.clone(),
             outbox,
             subscriptions: Vec::new(),
-            user: None,
+            signed_in: None,
             bad_requests: 0,
             limits: context.limits,
             replaying: false,
@@ -213,7 +214,7 @@ impl PusherSession {
             auth,
             channel_data,
             socket_id: &self.socket_id(),
-            signed_in: self.user.as_deref(),
+            signed_in: self.signed_in.as_deref().map(SignedIn::user),
         };
         match subscribe::admit(&self.tenant.app, &request) {
             Ok(admitted) => {
@@ -297,7 +298,9 @@ impl PusherSession {
         };
         match user {
             Ok(user) => {
-                self.user = Some(user.into());
+                // A second sign-in replaces the first (its record goes).
+                let key = self.tenant.room(&format!("{USER_CHANNEL_PREFIX}{user}"));
+                self.signed_in = Some(Box::new(self.hub.sign_in(&key, &user, &self.outbox)));
                 let _ = self.outbox.reply(text(&server::signin_success(user_data)));
                 Ok(())
             }
