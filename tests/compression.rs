@@ -238,3 +238,28 @@ async fn idle_negotiated_connections_hold_no_zlib_state() {
     drop(clients);
     server.shutdown().await;
 }
+
+/// A raw client's byte rate counts what its compressed messages inflate
+/// to, not only the bytes on the wire: of four messages of 100,000 zeros
+/// (about 100 bytes each when compressed), each sent once the last is
+/// back, at 100,000 bytes a second with a burst of one 200,000-byte
+/// message, the fourth waits for the debt of the third to be paid.
+#[tokio::test(start_paused = true)]
+async fn compressed_messages_count_against_the_byte_rate_as_inflated() {
+    let mut config = test_config();
+    config.max_message_size = 200_000;
+    config.rate = wshub::ratelimit::RateLimits::new(0, 0, 100_000, config.max_message_size);
+    let server = start_server_with(config).await;
+    let mut client = deflate_client(&server, "/echo").await;
+    let zeros = vec![0u8; 100_000];
+    let frame = compressed_frame(true, 2, &deflate(&zeros));
+    assert!(frame.len() < 1_000, "{}", frame.len());
+    let started = tokio::time::Instant::now();
+    for _ in 0..4 {
+        client.send_raw(&frame).await;
+        assert_eq!(message_of(&next_data_frame(&mut client).await), zeros);
+    }
+    let took = started.elapsed();
+    assert!(took >= std::time::Duration::from_secs(1), "took {took:?}");
+    server.shutdown().await;
+}

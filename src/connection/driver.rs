@@ -303,6 +303,11 @@ impl<S: Transport, H: Handler> Connection<S, H> {
     fn ingest(&mut self, bytes: &[u8]) -> usize {
         let core = &mut self.core;
         core.hub.metrics().bytes_in(core.endpoint(), bytes.len());
+        if !core.session.is_open() {
+            // Closing (whoever began it, here or elsewhere): data is no
+            // longer even inflated, only the peer's close is looked for.
+            self.decoder.skip_data();
+        }
         let mut messages = 0;
         // A violation comes as an event in its place, so that the session
         // fails the connection before it sees a close that followed.
@@ -314,6 +319,9 @@ impl<S: Transport, H: Handler> Connection<S, H> {
         // that counts against the server-wide budget.
         if let Err(over) = self.decoder.account(core.hub.incomplete_messages()) {
             core.overloaded(over);
+        }
+        if !core.session.is_open() {
+            self.decoder.skip_data();
         }
         messages
     }
@@ -535,7 +543,10 @@ impl<H: Handler> Core<H> {
         let len = message.payload().len();
         let endpoint = self.endpoint();
         if self.service.throttles() {
-            if self.deadlines.charge_message(&timeouts) {
+            // Its bytes were charged as read; what inflating added is
+            // charged now, so that the byte rate holds for what it sends.
+            let inflated = self.deadlines.charge_read(&timeouts, message.inflated());
+            if self.deadlines.charge_message(&timeouts) || inflated {
                 self.throttling_starts();
             }
             return true;

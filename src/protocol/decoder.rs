@@ -116,6 +116,8 @@ pub struct Message {
     kind: MessageKind,
     frame: Bytes,
     header_len: usize,
+    /// What inflating added to the payload (0 unless it came compressed).
+    inflated: usize,
 }
 
 impl Message {
@@ -132,6 +134,13 @@ impl Message {
     /// The ready-to-send server frame carrying this message unchanged.
     pub fn frame(&self) -> &Bytes {
         &self.frame
+    }
+
+    /// How many bytes more the payload is than the client sent for it, when
+    /// it came compressed (permessage-deflate); 0 otherwise. A byte rate
+    /// counted on the wire alone would let 1 KiB of zeros stand for 1 MiB.
+    pub fn inflated(&self) -> usize {
+        self.inflated
     }
 }
 
@@ -385,6 +394,26 @@ impl Decoder {
             }
         }
         result
+    }
+
+    /// The server is closing the connection (its close is sent or queued):
+    /// from now on data frames are skipped unread, as after a violation,
+    /// and only the peer's close is reported (RFC 6455 lets an endpoint
+    /// discard data after its close). An unfinished message is dropped, and
+    /// what it held goes back to the budget. Otherwise a client that keeps
+    /// sending until the close handshake times out would have every
+    /// compressed message inflated, for nothing, all that time.
+    pub fn skip_data(&mut self) {
+        if self.failed {
+            return;
+        }
+        self.failed = true;
+        if let Some(progress) = self.progress.as_deref_mut() {
+            progress.abandon_message();
+            if progress.is_idle() {
+                self.progress = None;
+            }
+        }
     }
 
     /// Consumes all of `input`, reporting events in order.
@@ -665,8 +694,11 @@ fn complete(mut message: PartialMessage, max_message_size: usize) -> Result<Mess
         // No payload arrived: the gap alone.
         buf.resize(MAX_SERVER_HEADER, 0);
     }
+    let mut inflated = 0;
     if message.compressed {
+        let sent = buf.len() - MAX_SERVER_HEADER;
         buf = inflate(&buf[MAX_SERVER_HEADER..], max_message_size)?;
+        inflated = (buf.len() - MAX_SERVER_HEADER).saturating_sub(sent);
     }
     let payload_len = buf.len() - MAX_SERVER_HEADER;
     if message.kind == MessageKind::Text {
@@ -681,6 +713,7 @@ fn complete(mut message: PartialMessage, max_message_size: usize) -> Result<Mess
         kind: message.kind,
         frame,
         header_len: used,
+        inflated,
     })
 }
 
@@ -1025,6 +1058,45 @@ pub(crate) mod tests {
     }
 
     use crate::protocol::deflate::tests::client_deflate;
+
+    #[test]
+    fn a_compressed_message_says_what_inflating_added() {
+        let zeros = vec![0u8; 10_000];
+        let deflated = client_deflate(&zeros);
+        let mut decoder = Decoder::new(20_000).with_deflate(true);
+        let (events, _) = decode_all(&mut decoder, &compressed_frame(true, 2, &deflated));
+        assert_eq!(only_message(events).inflated(), 10_000 - deflated.len());
+        let (events, _) = decode_all(&mut decoder, &client_frame(true, 2, &zeros));
+        assert_eq!(only_message(events).inflated(), 0, "sent plain");
+    }
+
+    /// Once the server closes, data is skipped unread (a compressed message
+    /// is not inflated, and one under way is dropped with its budget), and
+    /// only the peer's close is reported.
+    #[test]
+    fn after_skip_data_only_the_peers_close_is_reported() {
+        let budget = IncompleteBudget::new(1 << 20);
+        let mut decoder = Decoder::new(1 << 20).with_deflate(true);
+        let text = client_frame(false, 1, &[b'a'; 1000]);
+        let (events, _) = decode_all(&mut decoder, &text);
+        assert!(events.is_empty());
+        decoder.account(&budget).unwrap();
+        assert!(budget.held() > 0);
+        decoder.skip_data();
+        assert_eq!(budget.held(), 0, "the unfinished message's bytes are back");
+        let bomb = compressed_frame(true, 2, &client_deflate(&vec![0u8; 1 << 20]));
+        let input = [
+            &client_frame(true, 0, b"rest")[..],
+            &bomb,
+            &client_frame(true, 8, &1000u16.to_be_bytes()),
+        ]
+        .concat();
+        let (events, _) = decode_all(&mut decoder, &input);
+        match &events[..] {
+            [Event::Close(Some(1000), _)] => {}
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn decodes_a_compressed_message_into_a_plain_server_frame() {

@@ -97,11 +97,6 @@ impl DeflateParams {
     }
 }
 
-/// Frames up to this size are remembered with their compressed form (see
-/// [`frame_for`]); larger ones are compressed per recipient rather than
-/// kept alive after their fan-out.
-const SHARE_MAX: usize = 256 * 1024;
-
 /// The frame to queue for a peer: compressed (RSV1) when the peer
 /// negotiated deflate, the frame is a text or binary frame that shrinks, and
 /// it fits the peer's window; the plain frame (a reference count) otherwise.
@@ -110,7 +105,10 @@ const SHARE_MAX: usize = 256 * 1024;
 /// so each thread remembers the last frame it compressed (by address, while
 /// holding a reference, so the address cannot be reused) and hands every
 /// deflate member the same compressed bytes. The room needs no state for
-/// it, and plain members keep getting the plain frame.
+/// it, and plain members keep getting the plain frame. Large frames too:
+/// compressing a 1 MiB message once per member, on the worker and under the
+/// room's lock, cost seconds for a room of hundreds of browsers; keeping
+/// the last one alive costs one message and its compressed copy per thread.
 pub fn frame_for(frame: &Bytes, peer: Option<DeflateParams>) -> Bytes {
     let Some(peer) = peer else {
         return frame.clone();
@@ -121,9 +119,6 @@ pub fn frame_for(frame: &Bytes, peer: Option<DeflateParams>) -> Bytes {
     let payload_len = frame.len() - start;
     if payload_len < MIN_COMPRESS || !peer.fits(payload_len) {
         return frame.clone();
-    }
-    if frame.len() > SHARE_MAX {
-        return compress_frame(frame).unwrap_or_else(|| frame.clone());
     }
     LAST_COMPRESSED.with(|last| {
         let Ok(mut last) = last.try_borrow_mut() else {
@@ -428,6 +423,11 @@ pub(crate) mod tests {
 
     #[test]
     fn a_broadcast_compresses_once_and_shares_the_bytes() {
+        // A large message too: compressing 1 MiB once per member cost
+        // seconds for a room of browsers.
+        let big = encode_frame(OpCode::Text, &[b'a'; 1 << 20]);
+        let first = frame_for(&big, DeflateParams::new(None));
+        assert_eq!(frame_for(&big, DeflateParams::new(None)).as_ptr(), first.as_ptr());
         let plain = encode_frame(OpCode::Binary, &[7u8; 10_000]);
         let a = frame_for(&plain, DeflateParams::new(None));
         let b = frame_for(&plain, DeflateParams::new(Some(14)));
