@@ -247,6 +247,7 @@ impl<S: Transport, H: Handler> Connection<S, H> {
                             core.throttling_starts();
                         }
                         *messages += self.ingest(&scratch[..filled]);
+                        self.core.session.read(filled);
                         if !self.core.session.reads() {
                             return true;
                         }

@@ -88,7 +88,16 @@ struct Closing {
     peer_closed: Option<Option<u16>>,
     /// Our close frame (or close reply) has been written out and flushed.
     close_written: bool,
+    /// Bytes read since our close was queued, while the client's has not
+    /// come (see [`MAX_READ_WHILE_CLOSING`]).
+    read_while_closing: usize,
 }
+
+/// What a client may still send after our close before we stop waiting
+/// for its own: its data is skipped unread, but reading it costs, and a
+/// client that keeps sending instead of closing could make us read for
+/// the whole close timeout.
+pub const MAX_READ_WHILE_CLOSING: usize = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum Phase {
@@ -238,6 +247,22 @@ impl Session {
     /// The socket failed; the connection is over.
     pub fn io_failed(&mut self, kind: io::ErrorKind) {
         self.end(Ending::Io(kind));
+    }
+
+    /// `n` bytes were read from the client; once our close is queued, more
+    /// than [`MAX_READ_WHILE_CLOSING`] of them end the handshake as timed
+    /// out rather than keep reading.
+    pub fn read(&mut self, n: usize) {
+        let Some(closing) = self.closing.as_deref_mut() else {
+            return;
+        };
+        let Phase::CloseSent(code) = closing.phase else {
+            return;
+        };
+        closing.read_while_closing = closing.read_while_closing.saturating_add(n);
+        if closing.read_while_closing > MAX_READ_WHILE_CLOSING && closing.peer_closed.is_none() {
+            self.end(Ending::CloseTimeout(code));
+        }
     }
 
     /// The client closed its side of TCP: the end of a handshake we began,
@@ -553,6 +578,25 @@ mod tests {
         let mut timed_out = Session::new();
         let _ = timed_out.fail(error.clone());
         assert_eq!(timed_out.timed_out(Timeout::Close), Ending::ProtocolViolation(error));
+    }
+
+    /// A client that keeps sending after our close instead of closing: past
+    /// the bound the connection ends, reported by the close's cause; before
+    /// it, and while open, reading changes nothing.
+    #[test]
+    fn reading_past_the_bound_after_our_close_gives_up_the_handshake() {
+        let mut session = Session::new();
+        session.read(10 * MAX_READ_WHILE_CLOSING);
+        assert!(session.is_open(), "an open connection reads what it likes");
+        let _ = session.close_for_policy("too many bad requests");
+        write_all(&mut session);
+        session.read(MAX_READ_WHILE_CLOSING);
+        assert_eq!(session.finished(), None, "still waiting for the client's close");
+        session.read(1);
+        assert_eq!(
+            session.finished(),
+            Some(Ending::PolicyViolation("too many bad requests"))
+        );
     }
 
     /// One read, fed to the session as the driver feeds it.
