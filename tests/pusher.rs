@@ -337,6 +337,7 @@ async fn the_http_api_refuses_bad_signatures_old_timestamps_and_oversized_events
     let (status, body) = api_at(&server, "POST", &path, &[], &event, now() - 700).await;
     assert_eq!(status, 401, "{body}");
     assert!(body["error"].is_string(), "a JSON reason: {body}");
+    assert_eq!(body["code"], 401, "and the status: {body}");
     // A forged signature.
     let md5 = hex::encode(Md5::digest(event.as_bytes()));
     let target = format!(
@@ -364,6 +365,23 @@ async fn the_http_api_refuses_bad_signatures_old_timestamps_and_oversized_events
             .0,
         400
     );
+    // A user's channel (its events go through /users/{id}/events), and the
+    // protocol's own event names.
+    let (status, body) = trigger(
+        &server,
+        json!({"name": "e", "data": "d", "channel": "#server-to-user-ann"}),
+    )
+    .await;
+    assert_eq!((status, &body["code"]), (400, &json!(400)), "{body}");
+    for name in ["pusher:subscribe", "pusher_internal:subscription_succeeded"] {
+        assert_eq!(
+            trigger(&server, json!({"name": name, "data": "{}", "channel": "news"}))
+                .await
+                .0,
+            400,
+            "{name}"
+        );
+    }
     quiet(&mut a).await;
     // And a good one still goes through.
     assert_eq!(api_at(&server, "POST", &path, &[], &event, now()).await.0, 200);

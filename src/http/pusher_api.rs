@@ -24,7 +24,7 @@ use crate::apps::request::QueryParams;
 use crate::apps::{ApiRequest, App};
 use crate::http::Shared;
 use crate::hub::ChannelInfo;
-use crate::protocol::pusher::{check_channel, check_event, ChannelType, SocketId, USER_CHANNEL_PREFIX};
+use crate::protocol::pusher::{check_channel, check_event, ChannelKind, ChannelType, SocketId, USER_CHANNEL_PREFIX};
 use crate::service::pusher::{excluded_socket, Tenant};
 
 /// Events in one `batch_events` request (Pusher's limit).
@@ -68,7 +68,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+        let body = serde_json::json!({ "error": self.1, "code": self.0.as_u16() });
+        (self.0, Json(body)).into_response()
     }
 }
 
@@ -141,7 +142,14 @@ impl Event {
             return Err(ApiError::bad(reason));
         }
         for channel in &channels {
-            check_channel(channel).map_err(|e| ApiError::bad(e.to_string()))?;
+            let kind = check_channel(channel).map_err(|e| ApiError::bad(e.to_string()))?;
+            if kind.kind == ChannelKind::User {
+                // Their events go through /users/{id}/events, to the user's
+                // signed-in connections.
+                return Err(ApiError::bad(format!(
+                    "{channel} is a user's channel: use /users/{{id}}/events"
+                )));
+            }
         }
         check_name_and_data(app, &self.name, &self.data)?;
         if let Some(id) = &self.socket_id {
@@ -221,6 +229,12 @@ fn describe_info(info: ChannelInfo, channel: &str, attributes: Attributes) -> se
 /// app's `max_event_bytes`), for channels and users alike.
 fn check_name_and_data(app: &App, name: &str, data: &str) -> Result<(), ApiError> {
     check_event(name).map_err(|e| ApiError::bad(e.to_string()))?;
+    if name.starts_with("pusher:") || name.starts_with("pusher_internal:") {
+        // The protocol's own: a client would take it for the server's.
+        return Err(ApiError::bad(format!(
+            "event name {name} is reserved (pusher: and pusher_internal:)"
+        )));
+    }
     if data.len() > app.max_event_bytes {
         let reason = format!("Event data over {} bytes", app.max_event_bytes);
         return Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, reason));
