@@ -365,11 +365,10 @@ async fn the_http_api_refuses_bad_signatures_old_timestamps_and_oversized_events
             .0,
         400
     );
-    // A user's channel (its events go through /users/{id}/events), and the
-    // protocol's own event names.
+    // The protocol's own event names.
     let (status, body) = trigger(
         &server,
-        json!({"name": "e", "data": "d", "channel": "#server-to-user-ann"}),
+        json!({"name": "pusher:error", "data": "{}", "channel": "news"}),
     )
     .await;
     assert_eq!((status, &body["code"]), (400, &json!(400)), "{body}");

@@ -24,7 +24,7 @@ use crate::apps::request::QueryParams;
 use crate::apps::{ApiRequest, App};
 use crate::http::Shared;
 use crate::hub::ChannelInfo;
-use crate::protocol::pusher::{check_channel, check_event, ChannelKind, ChannelType, SocketId, USER_CHANNEL_PREFIX};
+use crate::protocol::pusher::{check_channel, check_event, ChannelType, SocketId, USER_CHANNEL_PREFIX};
 use crate::service::pusher::{excluded_socket, Tenant};
 
 /// Events in one `batch_events` request (Pusher's limit).
@@ -142,14 +142,9 @@ impl Event {
             return Err(ApiError::bad(reason));
         }
         for channel in &channels {
-            let kind = check_channel(channel).map_err(|e| ApiError::bad(e.to_string()))?;
-            if kind.kind == ChannelKind::User {
-                // Their events go through /users/{id}/events, to the user's
-                // signed-in connections.
-                return Err(ApiError::bad(format!(
-                    "{channel} is a user's channel: use /users/{{id}}/events"
-                )));
-            }
+            // A user's channel too: the server SDKs' sendToUser publishes
+            // there through this very endpoint.
+            check_channel(channel).map_err(|e| ApiError::bad(e.to_string()))?;
         }
         check_name_and_data(app, &self.name, &self.data)?;
         if let Some(id) = &self.socket_id {
