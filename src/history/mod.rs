@@ -387,6 +387,9 @@ struct Inner {
     warned_closed: AtomicBool,
     /// Rooms whose state could not be loaded (one log line in 1,000).
     load_errors: AtomicU64,
+    /// The highest id of a room the memory or none store forgot (see
+    /// `History::forget_if_empty`): new rooms count on from here.
+    forgotten_up_to: AtomicU64,
 }
 
 /// The chat history: a cheap, cloneable handle (`Send + Sync`). The writer
@@ -498,6 +501,7 @@ impl History {
                 unsent: AtomicU64::new(0),
                 warned_closed: AtomicBool::new(false),
                 load_errors: AtomicU64::new(0),
+                forgotten_up_to: AtomicU64::new(0),
             }),
         })
     }
@@ -694,11 +698,13 @@ impl History {
         // Where the retained history starts, when memory knows it for sure.
         let mut known_start = None;
         let mut floor = 0;
+        let mut skipped_to = 0;
         let plan = self.with_room(room, Plan::Ready(Vec::new()), |slot, _, shard| {
             let st = &mut slot.state;
             st.prune(&inner.limits, now);
             last_id = st.last_id.min(until);
             floor = st.floor;
+            skipped_to = st.skipped_to;
             if st.covered() {
                 known_start = Some(st.cache.front().map_or(st.last_id.saturating_add(1), |e| e.id));
             }
@@ -739,10 +745,11 @@ impl History {
         // Missing ids right after `after_id` are either dropped by retention
         // (a prefix cut: the client must be told) or skipped after a crash
         // (never stored: nothing to tell). Retention is the case exactly when
-        // the retained history starts above `after_id + 1`.
+        // the retained history starts above `after_id + 1` (and above the
+        // ids that were never the room's).
         let truncated = after_id < last_id
             && first > after_id.saturating_add(1)
-            && self.retained_start(room, known_start, floor, now, last_id) > after_id.saturating_add(1);
+            && self.retained_start(room, known_start, floor, now, last_id) > after_id.max(skipped_to).saturating_add(1);
         entries.truncate(limit);
         Some(if truncated {
             Since::Truncated {
@@ -824,6 +831,7 @@ impl History {
     pub fn evict_cache(&self, room: &str) {
         let inner = &*self.inner;
         if inner.kind != Kind::Sqlite {
+            self.forget_if_empty(room);
             return;
         }
         let index = self.shard_index(room);
@@ -839,6 +847,22 @@ impl History {
             }
         }
         shard.tombstones.retain(|_, slot| slot.state.last_seq > committed);
+    }
+
+    /// With the memory and none stores, a room that closes with nothing
+    /// kept (never a message, or all of them dropped) is forgotten, or
+    /// every room name ever used would stay in memory. Its ids must not
+    /// repeat when it comes back, so every room created from then on
+    /// continues above the highest id forgotten so far.
+    fn forget_if_empty(&self, room: &str) {
+        let inner = &*self.inner;
+        let index = self.shard_index(room);
+        let mut shard = lock(&inner.rooms.shards[index]);
+        if shard.rooms.get(room).is_some_and(|slot| slot.state.cache.is_empty()) {
+            if let Some(slot) = shard.rooms.remove(room) {
+                inner.forgotten_up_to.fetch_max(slot.state.last_id, Ordering::AcqRel);
+            }
+        }
     }
 
     /// `"sqlite"`, `"memory"` or `"none"`, for logs and `/healthz`.
@@ -919,9 +943,10 @@ impl History {
             }
             let Some(reader) = inner.reader.as_ref() else {
                 let name: Arc<str> = room.into();
+                let after = inner.forgotten_up_to.load(Ordering::Acquire);
                 let slot = Slot {
                     name: Arc::clone(&name),
-                    state: RoomState::empty(),
+                    state: RoomState::after_forgotten(after),
                 };
                 shard.rooms.insert(name, slot);
                 continue;

@@ -75,10 +75,15 @@ pub(super) struct RoomState {
     /// The writer sequence number of the last reservation asked for (0:
     /// none this run): once committed, `reserved` is durable.
     pub reserve_seq: u64,
+    /// Ids up to here were never this room's: it was created above the
+    /// ids of rooms the memory or none store forgot (0: none skipped).
+    /// Missing, they are nothing a catch-up lost.
+    pub skipped_to: u64,
 }
 
 impl RoomState {
     /// A room never seen before.
+    #[cfg(test)]
     pub fn empty() -> Self {
         Self::loaded(0, 0, None, 0)
     }
@@ -99,6 +104,16 @@ impl RoomState {
             reserved: reserved.max(last_id),
             block: RESERVE_BLOCK,
             reserve_seq: 0,
+            skipped_to: 0,
+        }
+    }
+
+    /// A new room of the memory or none store, counting on above `after`
+    /// (the ids of the rooms it forgot).
+    pub fn after_forgotten(after: u64) -> Self {
+        RoomState {
+            skipped_to: after,
+            ..Self::loaded(after, 0, None, 0)
         }
     }
 

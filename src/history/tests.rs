@@ -1107,3 +1107,56 @@ fn a_room_whose_state_cannot_be_read_gives_no_id_until_it_can() {
     assert_eq!(stored, [1, 2, 3, 4, 5, read.id], "the unnumbered one was not stored");
     assert_eq!(history.stats().dropped, 1, "{:?}", history.stats());
 }
+
+/// Rooms in memory now, over every shard.
+fn rooms_held(history: &History) -> usize {
+    history
+        .inner
+        .rooms
+        .shards
+        .iter()
+        .map(|shard| lock(shard).rooms.len())
+        .sum()
+}
+
+#[test]
+fn the_memory_and_none_stores_forget_closed_rooms_that_keep_nothing_and_never_repeat_an_id() {
+    for backend in [Backend::Memory, Backend::None] {
+        let history = open(config(backend.clone()));
+        // A flood of joins to new names, each left at once.
+        for n in 0..10_000 {
+            let room = format!("r{n}");
+            assert!(history.recent(&room, 5).is_empty());
+            history.evict_cache(&room);
+        }
+        assert_eq!(rooms_held(&history), 0, "{backend:?}: nothing kept for them");
+        fill(&history, "talk", 3);
+        history.evict_cache("talk");
+        let kept = usize::from(backend == Backend::Memory);
+        assert_eq!(
+            rooms_held(&history),
+            kept,
+            "{backend:?}: a room with messages kept stays"
+        );
+        if backend == Backend::Memory {
+            assert_eq!(ids(&history.recent("talk", 10)), range(1..=3));
+            continue;
+        }
+        // The none store forgot it: its ids go on, and so do a new room's.
+        assert_eq!(history.append("talk", "n", "again").id, 4);
+        assert_eq!(
+            history.since("fresh", 0, 10),
+            Since::Complete(vec![]),
+            "nothing lost there"
+        );
+        assert_eq!(history.append("fresh", "n", "first").id, 4);
+        assert_eq!(
+            history.since("fresh", 0, 10),
+            Since::Truncated {
+                first_available: 5,
+                entries: vec![]
+            },
+            "its one message is not kept"
+        );
+    }
+}
