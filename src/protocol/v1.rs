@@ -358,7 +358,7 @@ pub fn parse_client_frame(bytes: &[u8]) -> Result<ClientFrame, (ErrorCode, Strin
         kind.as_str(),
         "join" | "leave" | "nick" | "send" | "history" | "members"
     ) {
-        return Err((ErrorCode::UnknownType, format!("unknown type `{kind}`")));
+        return Err((ErrorCode::UnknownType, format!("unknown type `{}`", shortened(&kind))));
     }
     serde_json::from_value(value).map_err(|e| {
         let text = e.to_string();
@@ -367,8 +367,25 @@ pub fn parse_client_frame(bytes: &[u8]) -> Result<ClientFrame, (ErrorCode, Strin
         } else {
             ErrorCode::BadField
         };
-        (code, text)
+        (code, shortened(&text).into_owned())
     })
+}
+
+/// What an error message may quote of the client's request: an error
+/// must not hand a client back the request it sent (up to 25 KiB), which
+/// its rate would then pay for twice.
+const MAX_QUOTED: usize = 120;
+
+/// `text`, cut at [`MAX_QUOTED`] bytes (on a character boundary) with `…`.
+fn shortened(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_QUOTED {
+        return text.into();
+    }
+    let mut end = MAX_QUOTED;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end]).into()
 }
 
 /// Whether `name` is a valid room name: 1 to 64 ASCII letters, digits,
@@ -453,6 +470,21 @@ mod tests {
         ];
         for (json, code) in cases {
             assert_eq!(parse_client_frame(json.as_bytes()).unwrap_err().0, code, "{json}");
+        }
+    }
+
+    /// An error quotes at most a little of the request, whatever it held.
+    #[test]
+    fn an_error_does_not_hand_the_request_back() {
+        let long = "é".repeat(10_000);
+        for json in [
+            format!(r#"{{"type":"{long}"}}"#),
+            format!(r#"{{"type":"send","room":"a","text":["{long}"]}}"#),
+            format!(r#"{{"type":"join","room":"a","{long}":1}}"#),
+        ] {
+            let (_, message) = parse_client_frame(json.as_bytes()).unwrap_err();
+            // The quote, its ellipsis, and a few words of its own.
+            assert!(message.len() <= MAX_QUOTED + 32, "{} bytes: {message}", message.len());
         }
     }
 
