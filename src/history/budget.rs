@@ -50,6 +50,12 @@ pub const DEFAULT_MAX_BYTES: usize = 64 << 20;
 /// the shared strings' headers (16 B each), rounded up for the allocator.
 pub(super) const ENTRY_OVERHEAD: usize = 112;
 
+/// What a room held in memory costs besides its entries: its map entry,
+/// name and state (measured: about 660 B a room for rooms of one small
+/// event, the event included). Counted so that many rooms of a few
+/// entries each cannot hold several times the cap.
+pub(super) const SLOT_COST: usize = 512;
+
 /// How often, at most, the shedding is logged while it goes on.
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
@@ -89,6 +95,8 @@ pub(super) struct Rooms {
     pub max_bytes: usize,
     /// What the cached entries of all rooms cost now.
     pub held: AtomicUsize,
+    /// Rooms held in memory, at [`SLOT_COST`] each against the cap.
+    slots: AtomicUsize,
     /// An append sheds again only once `held` reaches this (see the
     /// module doc); 0 after a shed that got below the cap.
     rearm: AtomicUsize,
@@ -96,6 +104,9 @@ pub(super) struct Rooms {
     pub dropped: AtomicU64,
     /// One shedder at a time; what the log last said.
     shedding: Mutex<ShedLog>,
+    /// The highest id of a room the memory or none store forgot (see
+    /// [`Rooms::forget`]): new rooms count on from here.
+    pub forgotten_up_to: AtomicU64,
 }
 
 #[derive(Default)]
@@ -111,10 +122,40 @@ impl Rooms {
             shards: (0..shards).map(|_| Mutex::default()).collect(),
             max_bytes,
             held: AtomicUsize::new(0),
+            slots: AtomicUsize::new(0),
             rearm: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
             shedding: Mutex::new(ShedLog::default()),
+            forgotten_up_to: AtomicU64::new(0),
         }
+    }
+
+    /// Forgets `room` of `shard` (memory and none stores: a closed room
+    /// that keeps nothing), or every room name ever used would stay in
+    /// memory. Its ids must not repeat when it comes back, so every room
+    /// created from then on counts on above the highest id forgotten.
+    pub fn forget(&self, shard: &mut Shard, room: &str) {
+        if let Some(slot) = shard.rooms.remove(room) {
+            self.account(slot.state.bytes, 0);
+            self.slot_removed();
+            self.forgotten_up_to.fetch_max(slot.state.last_id, Ordering::AcqRel);
+        }
+    }
+
+    /// A room's state was put in memory.
+    pub fn slot_added(&self) {
+        self.slots.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A room's state left memory.
+    pub fn slot_removed(&self) {
+        self.slots.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// What counts against the cap: the entries and the rooms.
+    pub fn occupied(&self) -> usize {
+        let slots = self.slots.load(Ordering::Relaxed).saturating_mul(SLOT_COST);
+        self.held.load(Ordering::Relaxed).saturating_add(slots)
     }
 
     /// Records that a room's cache went from `before` to `after` bytes.
@@ -129,7 +170,7 @@ impl Rooms {
     /// After an append: sheds if the cap is passed (and a shed could
     /// help, see the module doc). Called without any shard lock held.
     pub fn after_append(&self, shared: &Shared, limits: &Limits) {
-        let held = self.held.load(Ordering::Relaxed);
+        let held = self.occupied();
         if held > self.max_bytes && held >= self.rearm.load(Ordering::Relaxed) {
             self.shed(shared, limits);
         }
@@ -140,7 +181,7 @@ impl Rooms {
     /// while holding one, so it cannot deadlock with appends.
     pub fn shed(&self, shared: &Shared, limits: &Limits) {
         let mut log = lock(&self.shedding);
-        let held = self.held.load(Ordering::Relaxed);
+        let held = self.occupied();
         if held <= self.max_bytes {
             return;
         }
@@ -167,9 +208,12 @@ impl Rooms {
                 let before = slot.state.bytes;
                 dropped += slot.state.shed_to(level, committed, limits);
                 self.account(before, slot.state.bytes);
+                if slot.closed && slot.state.cache.is_empty() {
+                    self.forget(&mut shard, &name);
+                }
             }
         }
-        let after = self.held.load(Ordering::Relaxed);
+        let after = self.occupied();
         let rearm = if after > self.max_bytes {
             after.saturating_add(self.max_bytes / 16)
         } else {

@@ -344,6 +344,9 @@ enum Kind {
 struct Slot {
     name: Arc<str>,
     state: RoomState,
+    /// The memory or none store's room has no members (`evict_cache`) but
+    /// keeps entries: forgotten once they are shed. Any use opens it again.
+    closed: bool,
 }
 
 /// One lock's worth of rooms.
@@ -387,9 +390,6 @@ struct Inner {
     warned_closed: AtomicBool,
     /// Rooms whose state could not be loaded (one log line in 1,000).
     load_errors: AtomicU64,
-    /// The highest id of a room the memory or none store forgot (see
-    /// `History::forget_if_empty`): new rooms count on from here.
-    forgotten_up_to: AtomicU64,
 }
 
 /// The chat history: a cheap, cloneable handle (`Send + Sync`). The writer
@@ -470,7 +470,7 @@ impl History {
                     after_commit: {
                         let (rooms, shared) = (Arc::clone(&rooms), Arc::clone(&shared));
                         Box::new(move || {
-                            if rooms.held.load(Ordering::Relaxed) > rooms.max_bytes {
+                            if rooms.occupied() > rooms.max_bytes {
                                 rooms.shed(&shared, &limits);
                             }
                         })
@@ -501,7 +501,6 @@ impl History {
                 unsent: AtomicU64::new(0),
                 warned_closed: AtomicBool::new(false),
                 load_errors: AtomicU64::new(0),
-                forgotten_up_to: AtomicU64::new(0),
             }),
         })
     }
@@ -840,6 +839,7 @@ impl History {
         if let Some((name, mut slot)) = shard.rooms.remove_entry(room) {
             shard.counters.generation += 1;
             inner.rooms.account(slot.state.bytes, 0);
+            inner.rooms.slot_removed();
             slot.state.clear();
             slot.state.evicted_seq = slot.state.last_seq;
             if slot.state.last_seq > committed {
@@ -850,18 +850,18 @@ impl History {
     }
 
     /// With the memory and none stores, a room that closes with nothing
-    /// kept (never a message, or all of them dropped) is forgotten, or
-    /// every room name ever used would stay in memory. Its ids must not
-    /// repeat when it comes back, so every room created from then on
-    /// continues above the highest id forgotten so far.
+    /// kept (never a message, or all of them dropped) is forgotten at once,
+    /// one that keeps entries once the memory cap sheds them all (see
+    /// `Rooms::forget`).
     fn forget_if_empty(&self, room: &str) {
         let inner = &*self.inner;
         let index = self.shard_index(room);
-        let mut shard = lock(&inner.rooms.shards[index]);
-        if shard.rooms.get(room).is_some_and(|slot| slot.state.cache.is_empty()) {
-            if let Some(slot) = shard.rooms.remove(room) {
-                inner.forgotten_up_to.fetch_max(slot.state.last_id, Ordering::AcqRel);
-            }
+        let mut guard = lock(&inner.rooms.shards[index]);
+        let shard = &mut *guard;
+        match shard.rooms.get_mut(room) {
+            Some(slot) if slot.state.cache.is_empty() => inner.rooms.forget(shard, room),
+            Some(slot) => slot.closed = true,
+            None => {}
         }
     }
 
@@ -930,6 +930,7 @@ impl History {
         loop {
             let shard = &mut *guard;
             if let Some(slot) = shard.rooms.get_mut(room) {
+                slot.closed = false;
                 // Every change to a cache goes through here (or through
                 // `evict_cache` and the shedding): the budget follows it.
                 let before = slot.state.bytes;
@@ -939,16 +940,19 @@ impl History {
             }
             if let Some((name, slot)) = shard.tombstones.remove_entry(room) {
                 shard.rooms.insert(name, slot);
+                inner.rooms.slot_added();
                 continue;
             }
             let Some(reader) = inner.reader.as_ref() else {
                 let name: Arc<str> = room.into();
-                let after = inner.forgotten_up_to.load(Ordering::Acquire);
+                let after = inner.rooms.forgotten_up_to.load(Ordering::Acquire);
                 let slot = Slot {
                     name: Arc::clone(&name),
                     state: RoomState::after_forgotten(after),
+                    closed: false,
                 };
                 shard.rooms.insert(name, slot);
+                inner.rooms.slot_added();
                 continue;
             };
             let generation = shard.counters.generation;
@@ -966,7 +970,13 @@ impl History {
                 && !shard.tombstones.contains_key(room)
             {
                 let name: Arc<str> = room.into();
-                shard.rooms.insert(Arc::clone(&name), Slot { name, state });
+                let slot = Slot {
+                    name: Arc::clone(&name),
+                    state,
+                    closed: false,
+                };
+                shard.rooms.insert(name, slot);
+                inner.rooms.slot_added();
             }
         }
     }

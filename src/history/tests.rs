@@ -1160,3 +1160,44 @@ fn the_memory_and_none_stores_forget_closed_rooms_that_keep_nothing_and_never_re
         );
     }
 }
+
+#[test]
+fn closed_memory_rooms_are_forgotten_once_the_cap_sheds_their_entries() {
+    let mut config = config(Backend::Memory);
+    config.max_bytes = 20_000;
+    let history = open(config);
+    // As the HTTP API can: one event into each of many channels nobody
+    // is subscribed to (each room closes at once, keeping its event).
+    let text = "x".repeat(500);
+    for n in 0..200 {
+        let room = format!("c{n}");
+        history.append(&room, "app", &text);
+        history.evict_cache(&room);
+    }
+    let held = rooms_held(&history);
+    assert!(held < 50, "the rooms the cap emptied are forgotten: {held} left");
+    // Above every id forgotten: rooms made since counted on too.
+    let back = history.append("c0", "n", "back").id;
+    assert!(back > 1, "ids go on: {back}");
+    assert_eq!(
+        history.since("c0", 1, 10),
+        Since::Complete(history.recent("c0", 1)),
+        "nothing reported lost after what was seen"
+    );
+}
+
+#[test]
+fn rooms_count_against_the_memory_cap_not_only_their_entries() {
+    let mut config = config(Backend::Memory);
+    config.max_bytes = 200_000;
+    let history = open(config);
+    // One tiny event into each of many channels nobody listens to: the
+    // entries alone are far below the cap, the rooms are not.
+    for n in 0..5_000 {
+        let room = format!("c{n}");
+        history.append(&room, "app", "1");
+        history.evict_cache(&room);
+    }
+    let held = rooms_held(&history);
+    assert!(held <= 200_000 / budget::SLOT_COST, "{held} rooms kept");
+}
