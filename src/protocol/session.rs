@@ -93,10 +93,10 @@ struct Closing {
     read_while_closing: usize,
 }
 
-/// What a client may still send after our close before we stop waiting
-/// for its own: its data is skipped unread, but reading it costs, and a
-/// client that keeps sending instead of closing could make us read for
-/// the whole close timeout.
+/// What a client may still send after our close before we stop reading
+/// it: its data is skipped unread, but reading it costs, and a client
+/// that keeps sending instead of closing could make us read for the whole
+/// close timeout.
 pub const MAX_READ_WHILE_CLOSING: usize = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -134,9 +134,17 @@ impl Session {
     }
 
     /// Whether the socket is still to be read: until the client's close
-    /// arrives (after ours, its reply is what we wait for).
+    /// arrives (after ours, its reply is what we wait for), or until it
+    /// has sent [`MAX_READ_WHILE_CLOSING`] more after ours instead: then
+    /// TCP holds it back until the close timeout ends the connection (our
+    /// close frame stays readable for it meanwhile, which a reset would
+    /// throw away).
     pub fn reads(&self) -> bool {
-        !self.is_ended() && self.phase() != Phase::Replying
+        let beyond = self
+            .closing
+            .as_ref()
+            .is_some_and(|c| c.read_while_closing > MAX_READ_WHILE_CLOSING);
+        !self.is_ended() && self.phase() != Phase::Replying && !beyond
     }
 
     /// Whether the connection is over outside the closing handshake (a
@@ -249,19 +257,13 @@ impl Session {
         self.end(Ending::Io(kind));
     }
 
-    /// `n` bytes were read from the client; once our close is queued, more
-    /// than [`MAX_READ_WHILE_CLOSING`] of them end the handshake as timed
-    /// out rather than keep reading.
+    /// `n` bytes were read from the client: counted once our close is
+    /// queued (see [`Session::reads`]).
     pub fn read(&mut self, n: usize) {
-        let Some(closing) = self.closing.as_deref_mut() else {
-            return;
-        };
-        let Phase::CloseSent(code) = closing.phase else {
-            return;
-        };
-        closing.read_while_closing = closing.read_while_closing.saturating_add(n);
-        if closing.read_while_closing > MAX_READ_WHILE_CLOSING && closing.peer_closed.is_none() {
-            self.end(Ending::CloseTimeout(code));
+        if let Some(closing) = self.closing.as_deref_mut() {
+            if matches!(closing.phase, Phase::CloseSent(_)) {
+                closing.read_while_closing = closing.read_while_closing.saturating_add(n);
+            }
         }
     }
 
@@ -581,21 +583,26 @@ mod tests {
     }
 
     /// A client that keeps sending after our close instead of closing: past
-    /// the bound the connection ends, reported by the close's cause; before
-    /// it, and while open, reading changes nothing.
+    /// the bound it is no longer read, and the close timeout ends it,
+    /// reported by the close's cause; while open, reading changes nothing.
     #[test]
-    fn reading_past_the_bound_after_our_close_gives_up_the_handshake() {
+    fn past_the_bound_after_our_close_the_client_is_no_longer_read() {
         let mut session = Session::new();
         session.read(10 * MAX_READ_WHILE_CLOSING);
-        assert!(session.is_open(), "an open connection reads what it likes");
+        assert!(
+            session.is_open() && session.reads(),
+            "an open connection reads what it likes"
+        );
         let _ = session.close_for_policy("too many bad requests");
         write_all(&mut session);
         session.read(MAX_READ_WHILE_CLOSING);
-        assert_eq!(session.finished(), None, "still waiting for the client's close");
+        assert!(session.reads(), "still looking for the client's close");
         session.read(1);
+        assert!(!session.reads());
+        assert_eq!(session.finished(), None, "our close stays there to be read");
         assert_eq!(
-            session.finished(),
-            Some(Ending::PolicyViolation("too many bad requests"))
+            session.timed_out(Timeout::Close),
+            Ending::PolicyViolation("too many bad requests")
         );
     }
 
