@@ -403,10 +403,34 @@ pub fn is_valid_ref(client_ref: &str) -> bool {
 }
 
 /// Whether `nick` is a valid nickname: 1 to 32 characters, none a control
-/// character, not only white space.
+/// or an invisible formatting character, not only white space.
 pub fn is_valid_nick(nick: &str) -> bool {
     let chars = nick.chars().count();
-    (1..=MAX_NICK_CHARS).contains(&chars) && !nick.chars().any(char::is_control) && !nick.trim().is_empty()
+    (1..=MAX_NICK_CHARS).contains(&chars)
+        && !nick.chars().any(|c| c.is_control() || is_invisible_format(c))
+        && !nick.trim().is_empty()
+}
+
+/// Unicode's invisible formatting characters (category Cf) that text has
+/// no need of in a name: zero-width spaces, direction marks, overrides and
+/// isolates. In a nickname they make one that looks like another's (or
+/// like none), or turn the text after it around (U+202E). The joiners
+/// (U+200C, U+200D) stay: emoji sequences and some scripts need them.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
 }
 
 #[cfg(test)]
@@ -496,6 +520,16 @@ mod tests {
         assert!(
             !is_valid_nick("") && !is_valid_nick("  ") && !is_valid_nick("a\nb") && !is_valid_nick(&"x".repeat(33))
         );
+        for invisible in [
+            "\u{200B}",
+            "ann\u{200B}",
+            "evil\u{202E}nna",
+            "\u{FEFF}ann",
+            "a\u{2066}b",
+        ] {
+            assert!(!is_valid_nick(invisible), "{invisible:?}");
+        }
+        assert!(is_valid_nick("Zoë") && is_valid_nick("👩‍💻"), "an emoji's joiner stays");
     }
 
     #[test]
