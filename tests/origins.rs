@@ -136,6 +136,22 @@ async fn an_allowed_origins_host_is_known_for_same_origin_pages() {
     server.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_second_origin_header_is_refused_whatever_the_first() {
+    let server = start_server().await;
+    let host = ("Host", "127.0.0.1:8080");
+    let two = [
+        host,
+        ("Origin", "http://localhost:8080"),
+        ("Origin", "https://evil.example"),
+    ];
+    let response = handshake(server.addr, "/ws", &two).await;
+    assert!(response.starts_with("HTTP/1.1 403"), "{response}");
+    let one = [host, ("Origin", "http://localhost:8080")];
+    assert!(handshake(server.addr, "/ws", &one).await.starts_with("HTTP/1.1 101"));
+    server.shutdown().await;
+}
+
 /// Sends a WebSocket handshake with `headers` (Host included) and returns
 /// the response's head and body, as read until the server's answer ends.
 async fn handshake(addr: std::net::SocketAddr, path: &str, headers: &[(&str, &str)]) -> String {

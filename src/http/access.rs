@@ -169,12 +169,23 @@ impl<'a> Asked<'a> {
         Asked {
             target,
             endpoint,
-            // A non-UTF-8 Origin is no origin this server allows.
-            origin: headers.get(header::ORIGIN).map(|v| v.to_str().unwrap_or("invalid")),
+            origin: origin_of(headers),
             host: headers.get(header::HOST).and_then(|v| v.to_str().ok()),
             token: crate::auth::presented_token(uri, headers),
         }
     }
+}
+
+/// The request's one `Origin`. A non-UTF-8 one, or a second one (a browser
+/// sends one; checking the first of "allowed, then evil" would let the
+/// other pass), is no origin this server allows.
+fn origin_of(headers: &HeaderMap) -> Option<&str> {
+    let mut origins = headers.get_all(header::ORIGIN).iter();
+    let first = origins.next()?;
+    if origins.next().is_some() {
+        return Some("invalid");
+    }
+    Some(first.to_str().unwrap_or("invalid"))
 }
 
 /// What the access checks let a connection have: its token's grant (when
