@@ -399,13 +399,6 @@ impl Hub {
         }
     }
 
-    /// Tells every member of the room `name` on this node why (`frame`,
-    /// JSON text) and closes its connection (the Pusher HTTP API's
-    /// `terminate_connections`); how many there were.
-    pub fn close_members(&self, name: &str, frame: &str, close: CloseRequest) -> usize {
-        self.room(name).map_or(0, |room| room.close_members(frame, close))
-    }
-
     /// Every room with members on this node whose name starts with
     /// `prefix`, with what the Pusher HTTP API tells of it.
     pub fn channels(&self, prefix: &str) -> Vec<(RoomName, ChannelInfo)> {

@@ -11,8 +11,7 @@ use super::{Order, Room};
 use crate::broker::{ListedMember, Span};
 use crate::hub::frames::{self, presence_frame};
 use crate::hub::member::{Member, Mode};
-use crate::hub::{lock, CloseRequest, Hub, Outbox};
-use crate::protocol::{encode_frame, OpCode};
+use crate::hub::{lock, Hub, Outbox};
 
 impl Room {
     /// This node's member list: one entry per nickname and user (a user's
@@ -55,28 +54,6 @@ impl Room {
             subscriptions: order.total(),
             users: order.users.len(),
         }
-    }
-
-    /// Sends every member on this node `frame` (JSON text), then asks its
-    /// connection to close; how many there were.
-    pub(crate) fn close_members(&self, frame: &str, close: CloseRequest) -> usize {
-        let outboxes: Vec<Arc<Outbox>> = {
-            let _order = lock(&self.order);
-            (0..self.shards.len())
-                .flat_map(|worker| {
-                    self.shard(worker)
-                        .iter()
-                        .map(|(_, m)| m.outbox.clone())
-                        .collect::<Vec<_>>()
-                })
-                .collect()
-        };
-        let bytes = encode_frame(OpCode::Text, frame.as_bytes());
-        for outbox in &outboxes {
-            let _ = outbox.push(bytes.clone());
-            outbox.request_close(close.clone());
-        }
-        outboxes.len()
     }
 
     /// A presence channel's user ids on this node.
