@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use super::room::Limits;
 use super::sqlite::Shared;
-use super::{lock, Entry, Shard};
+use super::{lock, Entry, Shard, Slot};
 
 /// The default cap, 64 MiB: a bounded share of a default server (10,000
 /// connections at about 730 B idle are 7 MiB; one slow client's queue may
@@ -135,21 +135,26 @@ impl Rooms {
     /// memory. Its ids must not repeat when it comes back, so every room
     /// created from then on counts on above the highest id forgotten.
     pub fn forget(&self, shard: &mut Shard, room: &str) {
-        if let Some(slot) = shard.rooms.remove(room) {
-            self.account(slot.state.bytes, 0);
-            self.slot_removed();
+        if let Some((_, slot)) = self.release(shard, room) {
             self.forgotten_up_to.fetch_max(slot.state.last_id, Ordering::AcqRel);
         }
     }
 
-    /// A room's state was put in memory.
-    pub fn slot_added(&self) {
-        self.slots.fetch_add(1, Ordering::Relaxed);
+    /// Puts a room's state in `shard`, counted against the cap: the only
+    /// way in, so that the count of rooms stays true.
+    pub fn hold(&self, shard: &mut Shard, name: Arc<str>, slot: Slot) {
+        if shard.rooms.insert(name, slot).is_none() {
+            self.slots.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
-    /// A room's state left memory.
-    pub fn slot_removed(&self) {
+    /// Takes a room's state out of `shard`, with what it cost the cap: the
+    /// only way out, as [`Rooms::hold`] is the way in.
+    pub fn release(&self, shard: &mut Shard, room: &str) -> Option<(Arc<str>, Slot)> {
+        let (name, slot) = shard.rooms.remove_entry(room)?;
+        self.account(slot.state.bytes, 0);
         self.slots.fetch_sub(1, Ordering::Relaxed);
+        Some((name, slot))
     }
 
     /// What counts against the cap: the entries and the rooms.

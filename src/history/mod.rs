@@ -349,6 +349,19 @@ struct Slot {
     closed: bool,
 }
 
+impl Slot {
+    /// The state of `room`, open, and the name it is kept under.
+    fn new(room: &str, state: RoomState) -> (Arc<str>, Slot) {
+        let name: Arc<str> = room.into();
+        let slot = Slot {
+            name: Arc::clone(&name),
+            state,
+            closed: false,
+        };
+        (name, slot)
+    }
+}
+
 /// One lock's worth of rooms.
 #[derive(Debug, Default)]
 struct Shard {
@@ -836,10 +849,8 @@ impl History {
         let index = self.shard_index(room);
         let committed = inner.committed(index);
         let mut shard = lock(&inner.rooms.shards[index]);
-        if let Some((name, mut slot)) = shard.rooms.remove_entry(room) {
+        if let Some((name, mut slot)) = inner.rooms.release(&mut shard, room) {
             shard.counters.generation += 1;
-            inner.rooms.account(slot.state.bytes, 0);
-            inner.rooms.slot_removed();
             slot.state.clear();
             slot.state.evicted_seq = slot.state.last_seq;
             if slot.state.last_seq > committed {
@@ -939,20 +950,13 @@ impl History {
                 return Ok(result);
             }
             if let Some((name, slot)) = shard.tombstones.remove_entry(room) {
-                shard.rooms.insert(name, slot);
-                inner.rooms.slot_added();
+                inner.rooms.hold(shard, name, slot);
                 continue;
             }
             let Some(reader) = inner.reader.as_ref() else {
-                let name: Arc<str> = room.into();
                 let after = inner.rooms.forgotten_up_to.load(Ordering::Acquire);
-                let slot = Slot {
-                    name: Arc::clone(&name),
-                    state: RoomState::after_forgotten(after),
-                    closed: false,
-                };
-                shard.rooms.insert(name, slot);
-                inner.rooms.slot_added();
+                let (name, slot) = Slot::new(room, RoomState::after_forgotten(after));
+                inner.rooms.hold(shard, name, slot);
                 continue;
             };
             let generation = shard.counters.generation;
@@ -969,14 +973,8 @@ impl History {
                 && !shard.rooms.contains_key(room)
                 && !shard.tombstones.contains_key(room)
             {
-                let name: Arc<str> = room.into();
-                let slot = Slot {
-                    name: Arc::clone(&name),
-                    state,
-                    closed: false,
-                };
-                shard.rooms.insert(name, slot);
-                inner.rooms.slot_added();
+                let (name, slot) = Slot::new(room, state);
+                inner.rooms.hold(shard, name, slot);
             }
         }
     }
