@@ -230,6 +230,13 @@ pub enum Since {
     },
 }
 
+impl Default for Since {
+    /// Nothing, and nothing missing.
+    fn default() -> Self {
+        Since::Complete(Vec::new())
+    }
+}
+
 impl Since {
     /// The entries, whether complete or not.
     pub fn entries(&self) -> &[Entry] {
@@ -549,16 +556,17 @@ impl History {
         let inner = &*self.inner;
         let now = inner.clock.now_ms();
         inner.appended.fetch_add(1, Ordering::Relaxed);
+        let entry = |id, ts| Entry {
+            id,
+            ts,
+            nick: nick.into(),
+            user: user.cloned(),
+            text: text.into(),
+            event: event.cloned(),
+        };
         let stored = self.try_with_room(room, |slot, counters, shard_index| {
             let (id, ts) = slot.state.next(now);
-            let entry = Entry {
-                id,
-                ts,
-                nick: nick.into(),
-                user: user.cloned(),
-                text: text.into(),
-                event: event.cloned(),
-            };
+            let entry = entry(id, ts);
             let mut seq = None;
             if let Some(tx) = &inner.tx {
                 // Sent under the shard lock: a shard's entries reach the
@@ -604,14 +612,7 @@ impl History {
             // The room's ids are not known: this one goes out unnumbered
             // and unstored (as a message that a cluster could not order).
             inner.unsent.fetch_add(1, Ordering::Relaxed);
-            return Entry {
-                id: 0,
-                ts: now,
-                nick: nick.into(),
-                user: user.cloned(),
-                text: text.into(),
-                event: event.cloned(),
-            };
+            return entry(0, now);
         };
         inner.rooms.after_append(&inner.shared, &inner.limits);
         entry
@@ -629,12 +630,25 @@ impl History {
     /// call is in it, so a live copy delivered meanwhile is not repeated).
     pub fn recent_or_later(&self, room: &str, limit: usize) -> Answer<Vec<Entry>> {
         let until = self.last_id(room);
-        match self.recent_in(room, limit, until, Disk::No) {
-            Some(entries) => Answer::Now(entries),
+        self.now_or_later(room, move |history, room, disk| {
+            history.recent_in(room, limit, until, disk)
+        })
+    }
+
+    /// `read` from memory now (`Disk::No`), or, when it needs the database,
+    /// on the reader thread with its connection. There the read always
+    /// answers (the `Option` is `None` only for `Disk::No`).
+    fn now_or_later<T: Default + 'static>(
+        &self,
+        room: &str,
+        read: impl Fn(&History, &str, Disk<'_>) -> Option<T> + Send + 'static,
+    ) -> Answer<T> {
+        match read(self, room, Disk::No) {
+            Some(found) => Answer::Now(found),
             None => {
                 let room: Arc<str> = room.into();
                 Answer::Later(Deferred::new(self, move |history: &History, disk| {
-                    history.recent_in(&room, limit, until, disk).unwrap_or_default()
+                    read(history, &room, disk).unwrap_or_default()
                 }))
             }
         }
@@ -678,24 +692,16 @@ impl History {
     /// asks [`History::since_or_later`].
     pub fn since(&self, room: &str, after_id: u64, limit: usize) -> Since {
         self.since_in(room, after_id, limit, u64::MAX, Disk::Quick)
-            .unwrap_or(Since::Complete(Vec::new()))
+            .unwrap_or_default()
     }
 
     /// [`History::since`] now when memory has it, else [`Answer::Later`],
     /// as of now (see [`History::recent_or_later`]).
     pub fn since_or_later(&self, room: &str, after_id: u64, limit: usize) -> Answer<Since> {
         let until = self.last_id(room);
-        match self.since_in(room, after_id, limit, until, Disk::No) {
-            Some(since) => Answer::Now(since),
-            None => {
-                let room: Arc<str> = room.into();
-                Answer::Later(Deferred::new(self, move |history: &History, disk| {
-                    history
-                        .since_in(&room, after_id, limit, until, disk)
-                        .unwrap_or(Since::Complete(Vec::new()))
-                }))
-            }
-        }
+        self.now_or_later(room, move |history, room, disk| {
+            history.since_in(room, after_id, limit, until, disk)
+        })
     }
 
     /// [`History::since`] up to id `until`; `None` when that needs the
