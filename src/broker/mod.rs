@@ -289,7 +289,7 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
     fn room_closed(&self, room: &RoomName);
 
     /// The app closes the connections signed in as a user (`key`, see
-    /// `hub::users`) on every node: the hub has closed this node's; the
+    /// `hub::signed_in`) on every node: the hub has closed this node's; the
     /// broker tells the others ([`Deliver::terminate`]).
     fn terminate(&self, key: &RoomName);
 

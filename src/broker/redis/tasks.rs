@@ -520,11 +520,9 @@ async fn pubsub_loop(client: Client, broker: RedisBroker, hub: Arc<dyn Deliver>,
                 } else {
                     tracing::debug!("Redis still unreachable: {e}");
                 }
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                if !back_off(&stop, &mut backoff).await {
+                    return;
                 }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
             }
         };
@@ -536,11 +534,9 @@ async fn pubsub_loop(client: Client, broker: RedisBroker, hub: Arc<dyn Deliver>,
             broker.shared.attempted.notify_waiters();
             tracing::warn!("re-registering with Redis failed: {e}; cross-node delivery stays off, retrying");
             drop(pubsub);
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(backoff) => {}
+            if !back_off(&stop, &mut backoff).await {
+                return;
             }
-            backoff = (backoff * 2).min(BACKOFF_MAX);
             continue;
         }
         backoff = BACKOFF_MIN;
@@ -566,6 +562,17 @@ async fn pubsub_loop(client: Client, broker: RedisBroker, hub: Arc<dyn Deliver>,
         hub.cluster_changed(false);
         told_down = true;
     }
+}
+
+/// Waits `backoff` before the next attempt to reach Redis, and doubles it
+/// (up to [`BACKOFF_MAX`]); false when the node stops meanwhile.
+async fn back_off(stop: &CancellationToken, backoff: &mut Duration) -> bool {
+    tokio::select! {
+        _ = stop.cancelled() => return false,
+        _ = tokio::time::sleep(*backoff) => {}
+    }
+    *backoff = (*backoff * 2).min(BACKOFF_MAX);
+    true
 }
 
 async fn subscribe(client: &Client, channels: &wire::Channels) -> RedisResult<redis::aio::PubSub> {
