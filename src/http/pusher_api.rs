@@ -24,7 +24,7 @@ use crate::apps::request::QueryParams;
 use crate::apps::{ApiRequest, App};
 use crate::http::Shared;
 use crate::hub::ChannelInfo;
-use crate::protocol::pusher::{check_channel, check_event, ChannelType, SocketId, USER_CHANNEL_PREFIX};
+use crate::protocol::pusher::{check_channel, check_event, ChannelType, SocketId};
 use crate::service::pusher::{excluded_socket, Tenant};
 
 /// Events in one `batch_events` request (Pusher's limit).
@@ -384,11 +384,10 @@ async fn user_events(
     let (tenant, _) = authenticate(&shared, &app_id, &Method::POST, &uri, &body)?;
     let event: UserEvent = parse_json(&body)?;
     check_name_and_data(&tenant.app, &event.name, &event.data)?;
-    let channel = format!("{USER_CHANNEL_PREFIX}{user}");
     let (sender, name): (Arc<str>, Arc<str>) = (Arc::from(tenant.app.id.as_str()), Arc::from(event.name.as_str()));
     shared
         .hub
-        .publish_event(&tenant.room(&channel), &sender, &name, &event.data, 0);
+        .publish_event(&tenant.user_room(&user), &sender, &name, &event.data, 0);
     Ok(Json(serde_json::json!({})).into_response())
 }
 
@@ -401,8 +400,7 @@ async fn terminate_connections(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (tenant, _) = authenticate(&shared, &app_id, &Method::POST, &uri, &body)?;
-    let key = tenant.room(&format!("{USER_CHANNEL_PREFIX}{user}"));
-    let closed = shared.hub.terminate_user(&key);
+    let closed = shared.hub.terminate_user(&tenant.user_room(&user));
     tracing::info!(app = %tenant.app.id, user, closed, "user's connections terminated (this node's; the others are told)");
     Ok(Json(serde_json::json!({})).into_response())
 }

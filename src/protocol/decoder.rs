@@ -694,13 +694,12 @@ fn complete(mut message: PartialMessage, max_message_size: usize) -> Result<Mess
         // No payload arrived: the gap alone.
         buf.resize(MAX_SERVER_HEADER, 0);
     }
-    let mut inflated = 0;
+    let sent = buf.len() - MAX_SERVER_HEADER;
     if message.compressed {
-        let sent = buf.len() - MAX_SERVER_HEADER;
         buf = inflate(&buf[MAX_SERVER_HEADER..], max_message_size)?;
-        inflated = (buf.len() - MAX_SERVER_HEADER).saturating_sub(sent);
     }
     let payload_len = buf.len() - MAX_SERVER_HEADER;
+    let inflated = payload_len.saturating_sub(sent);
     if message.kind == MessageKind::Text {
         check_utf8(&buf[MAX_SERVER_HEADER..], &mut message.utf8_checked, true)?;
     }

@@ -32,7 +32,7 @@ use serde_json::value::RawValue;
 
 use crate::connection::{GiveUp, Handler};
 use crate::hub::{CloseRequest, Hub, Membership, Outbox, Replay, SignedIn};
-use crate::protocol::pusher::{server, ChannelType, ClientMessage, ErrorCode, SocketId, USER_CHANNEL_PREFIX};
+use crate::protocol::pusher::{server, ChannelType, ClientMessage, ErrorCode, SocketId};
 use crate::protocol::{encode_frame, Endpoint, Message, MessageKind, OpCode};
 use crate::webhooks::{self, EventKind, Webhooks};
 
@@ -299,7 +299,7 @@ impl PusherSession {
         match user {
             Ok(user) => {
                 // A second sign-in replaces the first (its record goes).
-                let key = self.tenant.room(&format!("{USER_CHANNEL_PREFIX}{user}"));
+                let key = self.tenant.user_room(&user);
                 self.signed_in = Some(Box::new(self.hub.sign_in(&key, &user, &self.outbox)));
                 let _ = self.outbox.reply(text(&server::signin_success(user_data)));
                 Ok(())

@@ -82,6 +82,13 @@ impl Tenant {
         }
     }
 
+    /// The room of `user`'s own channel (`#server-to-user-{id}`): where
+    /// events to the user go, and the key its signed-in connections are
+    /// kept under.
+    pub fn user_room(&self, user: &str) -> String {
+        self.room(&format!("{}{user}", crate::protocol::pusher::USER_CHANNEL_PREFIX))
+    }
+
     /// The channel a room is, if it is one of this app's.
     pub fn channel<'a>(&self, room: &'a str) -> Option<&'a str> {
         if self.shares_rooms {
