@@ -25,6 +25,27 @@ async fn redis_commands(redis: &RedisServer) -> ::redis::aio::MultiplexedConnect
         .expect("the test reaches Redis")
 }
 
+/// Keeps `redis` busy with a script for `long` (every other client waits),
+/// from a connection of its own; the script's answer when it ends.
+async fn keep_busy(
+    redis: &RedisServer,
+    long: Duration,
+) -> tokio::task::JoinHandle<::redis::RedisResult<::redis::Value>> {
+    let mut con = redis_commands(redis).await;
+    let script = format!(
+        "local function now() local t = redis.call('TIME'); \
+         return tonumber(t[1]) * 1000000 + tonumber(t[2]) end; \
+         local stop = now() + {}; while now() < stop do end; return 1",
+        long.as_micros()
+    );
+    tokio::spawn(async move { ::redis::cmd("EVAL").arg(script).arg(0).query_async(&mut con).await })
+}
+
+/// Sets `key` to `value` in `con`'s Redis.
+async fn set_key(con: &mut ::redis::aio::MultiplexedConnection, key: &str, value: &str) {
+    let () = ::redis::cmd("SET").arg(key).arg(value).query_async(con).await.unwrap();
+}
+
 /// The ids of the pub/sub connections Redis has now.
 async fn pubsub_clients(con: &mut ::redis::aio::MultiplexedConnection) -> Vec<u64> {
     let list: String = ::redis::cmd("CLIENT")
@@ -261,20 +282,8 @@ async fn a_late_replay_answer_reaches_its_own_member_not_the_next_one_in_its_pla
 
     // Redis is busy for 1.5 s (the nodes wait up to 2 s for an answer):
     // the replays below wait for it.
-    let busy = {
-        let mut con = redis_commands(&redis).await;
-        tokio::spawn(async move {
-            let script = "local function now() local t = redis.call('TIME'); \
-                          return tonumber(t[1]) * 1000000 + tonumber(t[2]) end; \
-                          local stop = now() + 1500000; while now() < stop do end; return 1";
-            // The test's own client gives up waiting first; the script runs on.
-            let _ = ::redis::cmd("EVAL")
-                .arg(script)
-                .arg(0)
-                .query_async::<::redis::Value>(&mut con)
-                .await;
-        })
-    };
+    // (The test's own client may give up waiting first; the script runs on.)
+    let busy = keep_busy(&redis, Duration::from_millis(1_500)).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     // xan asks for the last message only, and leaves before the answer;
     // yan takes xan's place in the room and asks for everything.
@@ -290,7 +299,7 @@ async fn a_late_replay_answer_reaches_its_own_member_not_the_next_one_in_its_pla
     xan.wait_for("nick", PATIENCE, |_| true, |f| kind(f) == "nick" && f["nick"] == "xan3")
         .await;
     let (replayed, _) = yan.join("k", Some(0)).await;
-    busy.await.unwrap();
+    let _ = busy.await.unwrap();
     assert_eq!(
         replayed.iter().map(|m| m.id).collect::<Vec<_>>(),
         (1..=20).collect::<Vec<_>>(),
@@ -357,35 +366,17 @@ async fn one_refused_command_of_a_pipeline_is_the_only_one_delivered_locally() {
     // Both are in the room once a frame of one reaches the other.
     sender.send(Message::binary(b"ready".to_vec())).await.unwrap();
     while next_message(&mut receiver).await != Message::binary(b"ready".to_vec()) {}
-    let _: () = ::redis::cmd("SET")
-        .arg("wshub:{r}:seq")
-        .arg("not a number")
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    set_key(&mut con, "wshub:{r}:seq", "not a number").await;
     // Redis is busy for a moment, so that the text and the binary frame
     // after it wait in one pipeline, behind the first frame's.
-    let busy = {
-        let mut con = redis_commands(&redis).await;
-        tokio::spawn(async move {
-            let script = "local function now() local t = redis.call('TIME'); \
-                          return tonumber(t[1]) * 1000000 + tonumber(t[2]) end; \
-                          local stop = now() + 500000; while now() < stop do end; return 1";
-            let _: ::redis::Value = ::redis::cmd("EVAL")
-                .arg(script)
-                .arg(0)
-                .query_async(&mut con)
-                .await
-                .unwrap();
-        })
-    };
+    let busy = keep_busy(&redis, Duration::from_millis(500)).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     sender.send(Message::binary(b"first".to_vec())).await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     sender.feed(Message::text("refused")).await.unwrap();
     sender.feed(Message::binary(b"second".to_vec())).await.unwrap();
     sender.flush().await.unwrap();
-    busy.await.unwrap();
+    busy.await.unwrap().expect("the busy script ran");
     // The refused text comes once the pipeline's answer is in, which may
     // be after the frames Redis published (they come another way).
     let mut got = Vec::new();
@@ -409,12 +400,7 @@ async fn a_join_redis_refused_to_record_is_recorded_by_the_next_heartbeat() {
     let mut con = redis_commands(&redis).await;
     let a = node(&redis.url(), "a").await;
     let b = node(&redis.url(), "b").await;
-    let _: () = ::redis::cmd("SET")
-        .arg("wshub:{p}:members:a")
-        .arg("in the way")
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    set_key(&mut con, "wshub:{p}:members:a", "in the way").await;
     let mut ann = Peer::connect(&a.url("/ws"), "ann").await;
     ann.join("p", None).await;
     let _: () = ::redis::cmd("DEL")
@@ -505,12 +491,11 @@ async fn a_node_that_cannot_fetch_what_it_missed_is_not_back_until_it_has() {
         ann.say("f", text).await;
     }
     ann.messages(3, PATIENCE).await;
-    let set = |value: &str| ::redis::cmd("SET").arg("wshub:{f}:seq").arg(value).clone();
-    let () = set("in the way").query_async(&mut con).await.unwrap();
+    set_key(&mut con, "wshub:{f}:seq", "in the way").await;
     let_back(&mut con).await;
     // Node b's first tries fail; then the counter is mended.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let () = set("3").query_async(&mut con).await.unwrap();
+    set_key(&mut con, "wshub:{f}:seq", "3").await;
     let (_, got) = until_restored(&mut bob).await;
     assert_eq!(
         got.iter().map(|m| (m.id, m.text.as_str())).collect::<Vec<_>>(),
