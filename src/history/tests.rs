@@ -1161,19 +1161,22 @@ fn the_memory_and_none_stores_forget_closed_rooms_that_keep_nothing_and_never_re
     }
 }
 
+/// As the HTTP API can: `text` into each of `rooms` channels `c0`, `c1`...
+/// that nobody is subscribed to, each closing at once, keeping its event.
+fn one_event_each(history: &History, rooms: usize, text: &str) {
+    for n in 0..rooms {
+        let room = format!("c{n}");
+        history.append(&room, "app", text);
+        history.evict_cache(&room);
+    }
+}
+
 #[test]
 fn closed_memory_rooms_are_forgotten_once_the_cap_sheds_their_entries() {
     let mut config = config(Backend::Memory);
     config.max_bytes = 20_000;
     let history = open(config);
-    // As the HTTP API can: one event into each of many channels nobody
-    // is subscribed to (each room closes at once, keeping its event).
-    let text = "x".repeat(500);
-    for n in 0..200 {
-        let room = format!("c{n}");
-        history.append(&room, "app", &text);
-        history.evict_cache(&room);
-    }
+    one_event_each(&history, 200, &"x".repeat(500));
     let held = rooms_held(&history);
     assert!(held < 50, "the rooms the cap emptied are forgotten: {held} left");
     // Above every id forgotten: rooms made since counted on too.
@@ -1191,13 +1194,8 @@ fn rooms_count_against_the_memory_cap_not_only_their_entries() {
     let mut config = config(Backend::Memory);
     config.max_bytes = 200_000;
     let history = open(config);
-    // One tiny event into each of many channels nobody listens to: the
-    // entries alone are far below the cap, the rooms are not.
-    for n in 0..5_000 {
-        let room = format!("c{n}");
-        history.append(&room, "app", "1");
-        history.evict_cache(&room);
-    }
+    // The entries alone are far below the cap, the rooms are not.
+    one_event_each(&history, 5_000, "1");
     let held = rooms_held(&history);
     assert!(held <= 200_000 / budget::SLOT_COST, "{held} rooms kept");
 }
