@@ -417,16 +417,7 @@ async fn a_catch_up_larger_than_the_queue_arrives_whole_with_live_messages_after
     for i in 1_101..=1_110 {
         writer.say("long", &text(i)).await;
     }
-    let mut ids = Vec::new();
-    while ids.len() < 1_110 {
-        match joiner.recv().await {
-            ServerFrame::History { messages, .. } => ids.extend(messages.iter().map(|m| m.id)),
-            ServerFrame::Message { message, .. } => ids.push(message.id),
-            ServerFrame::Presence { .. } | ServerFrame::Joined { .. } => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    assert_eq!(ids, (1..=1_110).collect::<Vec<u64>>());
+    assert_eq!(ids_until(&mut joiner, 1_110).await, (1..=1_110).collect::<Vec<u64>>());
     assert_eq!(
         server.hub.stats().evictions.load(std::sync::atomic::Ordering::Relaxed),
         0
@@ -455,7 +446,7 @@ async fn ids_until(client: &mut ChatClient, n: usize) -> Vec<u64> {
         match client.recv().await {
             ServerFrame::History { messages, .. } => ids.extend(messages.iter().map(|m| m.id)),
             ServerFrame::Message { message, .. } => ids.push(message.id),
-            ServerFrame::Presence { .. } | ServerFrame::Joined { .. } | ServerFrame::Left { .. } => {}
+            ServerFrame::Presence { .. } | ServerFrame::Joined { .. } => {}
             other => panic!("unexpected {other:?}"),
         }
     }
