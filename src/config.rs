@@ -1093,26 +1093,22 @@ mod tests {
 
     #[test]
     fn a_list_flag_replaces_the_files_list() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("wshub.toml");
-        std::fs::write(&path, "allowed-origin = [\"*\"]\n").unwrap();
-        let config = path.to_str().unwrap();
-        let cli = Cli::load(["wshub", "--config", config, "--allowed-origin", "https://app.example"]).unwrap();
+        let cli = load_file_with(
+            "allowed-origin = [\"*\"]\n",
+            &["--allowed-origin", "https://app.example"],
+        )
+        .unwrap();
         assert_eq!(cli.allowed_origins, ["https://app.example"]);
     }
 
     #[test]
     fn a_flag_overrides_the_file_entries_it_cannot_go_with() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("wshub.toml");
-        std::fs::write(&path, "tls_self_signed = true\nport = 9443\n").unwrap();
-        let config = path.to_str().unwrap();
-        let cli = Cli::load(["wshub", "--config", config, "--tls-cert", "c.pem", "--tls-key", "k.pem"]).unwrap();
+        let file = "tls_self_signed = true\nport = 9443\n";
+        let cli = load_file_with(file, &["--tls-cert", "c.pem", "--tls-key", "k.pem"]).unwrap();
         assert!(!cli.tls_self_signed, "the command line's certificate wins");
         assert_eq!(cli.tls_cert.as_deref(), Some(std::path::Path::new("c.pem")));
         assert_eq!(cli.port, 9443, "the rest of the file still applies");
-        std::fs::write(&path, "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n").unwrap();
-        let cli = Cli::load(["wshub", "--config", config, "--tls-self-signed"]).unwrap();
+        let cli = load_file_with("tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n", &["--tls-self-signed"]).unwrap();
         assert!(cli.tls_self_signed && cli.tls_cert.is_none() && cli.tls_key.is_none());
     }
 
@@ -1152,10 +1148,17 @@ mod tests {
 
     /// Loads `text` as the `--config` file.
     fn load_file(text: &str) -> Result<Cli, ConfigError> {
+        load_file_with(text, &[])
+    }
+
+    /// Loads `text` as the `--config` file, with `flags` after it.
+    fn load_file_with(text: &str, flags: &[&str]) -> Result<Cli, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wshub.toml");
         std::fs::write(&path, text).unwrap();
-        Cli::load(["wshub", "--config", path.to_str().unwrap()])
+        let mut args = vec!["wshub", "--config", path.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        Cli::load(args)
     }
 
     /// The line and key a file error names, and its message.
