@@ -149,9 +149,11 @@ pub enum RefusedUpgrade {
     NotFound,
     /// A raw room named as a Pusher signed channel: 403.
     SignedChannel,
+    /// No `Host` header, or more than one: 400.
+    Host,
 }
 
-const REFUSALS: [RefusedUpgrade; 12] = [
+const REFUSALS: [RefusedUpgrade; 13] = [
     RefusedUpgrade::NotWebSocket,
     RefusedUpgrade::Version,
     RefusedUpgrade::Key,
@@ -164,6 +166,7 @@ const REFUSALS: [RefusedUpgrade; 12] = [
     RefusedUpgrade::TooManyFromAddress,
     RefusedUpgrade::NotFound,
     RefusedUpgrade::SignedChannel,
+    RefusedUpgrade::Host,
 ];
 
 impl RefusedUpgrade {
@@ -182,6 +185,7 @@ impl RefusedUpgrade {
             RefusedUpgrade::TooManyFromAddress => "too_many_from_address",
             RefusedUpgrade::NotFound => "not_found",
             RefusedUpgrade::SignedChannel => "signed_channel",
+            RefusedUpgrade::Host => "host",
         }
     }
 

@@ -129,3 +129,30 @@ async fn an_http_1_0_or_head_upgrade_is_refused_with_426() {
     }
     server.shutdown().await;
 }
+
+/// HTTP/1.1 requires one `Host`: an upgrade without one, or with two, is
+/// a bad request (and the origin check has one Host to compare with).
+#[tokio::test]
+async fn an_upgrade_without_exactly_one_host_is_refused_with_400() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start_server().await;
+    let handshake = "Connection: Upgrade\r\nUpgrade: websocket\r\n\
+                     Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    for (hosts, expected) in [
+        ("", "HTTP/1.1 400"),
+        ("Host: 127.0.0.1\r\nHost: evil.example\r\n", "HTTP/1.1 400"),
+        ("Host: 127.0.0.1\r\n", "HTTP/1.1 101"),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let request = format!("GET /echo HTTP/1.1\r\n{hosts}{handshake}\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = vec![0; 1024];
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut response))
+            .await
+            .expect("an answer")
+            .unwrap();
+        let response = String::from_utf8_lossy(&response[..n]);
+        assert!(response.starts_with(expected), "{hosts:?}: {response}");
+    }
+    server.shutdown().await;
+}

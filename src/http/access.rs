@@ -39,6 +39,11 @@ pub enum Refusal {
     /// A missing or malformed Sec-WebSocket-Key.
     #[error("missing or malformed Sec-WebSocket-Key")]
     Key,
+    /// No `Host` header, or several: RFC 6455 4.1 and RFC 9112 3.2 make
+    /// one `Host` part of every HTTP/1.1 request, and an origin check
+    /// against one of two could be passed with the other.
+    #[error("the request needs exactly one Host header")]
+    Host,
     /// An upgrade to a path that serves no WebSocket.
     #[error("no WebSocket at this path: wshub serves WebSocket on /echo, /ws and /ws/{{room}}")]
     NotFound,
@@ -77,7 +82,7 @@ impl Refusal {
     pub fn status(&self) -> StatusCode {
         match self {
             Refusal::NotWebSocket | Refusal::Version => StatusCode::UPGRADE_REQUIRED,
-            Refusal::Key | Refusal::BadRoom => StatusCode::BAD_REQUEST,
+            Refusal::Key | Refusal::Host | Refusal::BadRoom => StatusCode::BAD_REQUEST,
             Refusal::NotFound => StatusCode::NOT_FOUND,
             Refusal::Origin
             | Refusal::UnknownHost
@@ -121,6 +126,7 @@ impl From<&Refusal> for RefusedUpgrade {
             Refusal::NotWebSocket => RefusedUpgrade::NotWebSocket,
             Refusal::Version => RefusedUpgrade::Version,
             Refusal::Key => RefusedUpgrade::Key,
+            Refusal::Host => RefusedUpgrade::Host,
             Refusal::BadRoom => RefusedUpgrade::BadRoom,
             Refusal::Origin | Refusal::UnknownHost => RefusedUpgrade::Origin,
             Refusal::Full => RefusedUpgrade::Full,
@@ -341,6 +347,7 @@ mod tests {
     fn each_refusal_has_its_status_and_label() {
         let cases = [
             (Refusal::NotFound, 404, "not_found", false),
+            (Refusal::Host, 400, "host", false),
             (Refusal::Origin, 403, "origin", false),
             (Refusal::UnknownHost, 403, "origin", false),
             (

@@ -121,13 +121,16 @@ pub(crate) fn offers_subprotocol(headers: &HeaderMap) -> bool {
 
 /// The handshake's own request (RFC 6455 4.2.1): a GET of HTTP/1.1 or
 /// later (hyper upgrades nothing older, so a 1.0 client would get a 101
-/// and then nothing), an upgrade to WebSocket, version 13, a 16-byte key.
-/// Who may connect is [`admit`]'s part.
+/// and then nothing), an upgrade to WebSocket, version 13, a 16-byte key,
+/// one `Host`. Who may connect is [`admit`]'s part.
 fn handshake(request: &Request) -> Result<HeaderValue, Refusal> {
     if request.method() != Method::GET || request.version() < Version::HTTP_11 {
         return Err(Refusal::NotWebSocket);
     }
     let headers = request.headers();
+    if headers.get_all(header::HOST).iter().count() != 1 {
+        return Err(Refusal::Host);
+    }
     let has_token = |name: header::HeaderName, token: &str| {
         headers
             .get_all(name)
