@@ -31,9 +31,25 @@ async fn keep_busy(
     redis: &RedisServer,
     long: Duration,
 ) -> tokio::task::JoinHandle<::redis::RedisResult<::redis::Value>> {
-    let mut con = redis_commands(redis).await;
+    keep_busy_after(redis, "", long).await
+}
+
+/// [`keep_busy`], the script running the Lua `first` before it waits.
+async fn keep_busy_after(
+    redis: &RedisServer,
+    first: &str,
+    long: Duration,
+) -> tokio::task::JoinHandle<::redis::RedisResult<::redis::Value>> {
+    // Its answer comes when the script ends, not within the client's
+    // usual half-second.
+    let config = ::redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    let mut con = ::redis::Client::open(redis.url())
+        .expect("a Redis URL")
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .expect("the test reaches Redis");
     let script = format!(
-        "local function now() local t = redis.call('TIME'); \
+        "{first}\n local function now() local t = redis.call('TIME'); \
          return tonumber(t[1]) * 1000000 + tonumber(t[2]) end; \
          local stop = now() + {}; while now() < stop do end; return 1",
         long.as_micros()
@@ -504,4 +520,60 @@ async fn a_node_that_cannot_fetch_what_it_missed_is_not_back_until_it_has() {
     );
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// Returns just after node `node`'s next heartbeat (its score in the
+/// nodes' set changes), polled closely enough to know when it beat.
+async fn next_beat(con: &mut ::redis::aio::MultiplexedConnection, node: &str) {
+    async fn score(con: &mut ::redis::aio::MultiplexedConnection, node: &str) -> Option<i64> {
+        ::redis::cmd("ZSCORE")
+            .arg("wshub:nodes")
+            .arg(node)
+            .query_async(con)
+            .await
+            .unwrap()
+    }
+    let before = score(con, node).await;
+    let deadline = Instant::now() + PATIENCE;
+    while score(con, node).await == before {
+        assert!(Instant::now() < deadline, "node {node} stopped beating");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A member that joins while a heartbeat records the node's members again
+/// (the node had been taken for dead) stays recorded. The heartbeat began
+/// before the join; had it recorded the members it listed then, it would
+/// have removed the newcomer, whose join Redis had already taken.
+#[tokio::test]
+async fn a_join_while_the_members_are_recorded_again_stays_recorded() {
+    let redis = RedisServer::start().await;
+    let mut con = redis_commands(&redis).await;
+    let a = node(&redis.url(), "a").await;
+    let mut ann = Peer::connect(&a.url("/ws"), "ann").await;
+    ann.join("p", None).await;
+    // Beats are 2 s apart: a second after one, Redis stalls for 1.8 s,
+    // the node first taken for dead; the next beat lists the members and
+    // waits; then the newcomer joins.
+    next_beat(&mut con, "a").await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let busy = keep_busy_after(
+        &redis,
+        "redis.call('ZREM', 'wshub:nodes', 'a')",
+        Duration::from_millis(1_800),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1_400)).await;
+    let _newcomer = RawClient::connect(a.addr, "/ws/p").await;
+    assert_eq!(busy.await.unwrap().unwrap(), ::redis::Value::Int(1));
+    // Once the beat after that one is done, that one's recording is too.
+    next_beat(&mut con, "a").await;
+    next_beat(&mut con, "a").await;
+    let members: std::collections::HashMap<String, String> = ::redis::cmd("HGETALL")
+        .arg("wshub:{p}:members:a")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(members.len(), 2, "ann and the newcomer: {members:?}");
+    a.shutdown().await;
 }

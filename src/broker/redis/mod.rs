@@ -97,6 +97,10 @@ enum Command {
     },
     /// Close a user's signed-in connections on every node.
     Terminate { key: RoomName },
+    /// Record this node's members again, as they are when the command's
+    /// turn comes: in the queue's order, so that no join or leave sent
+    /// before it is undone by it, nor one sent after it overtaken.
+    Register { then: Then<redis::RedisResult<()>> },
 }
 
 impl Command {
@@ -124,6 +128,7 @@ impl std::fmt::Debug for Command {
             Command::History { room, .. } => ("history", room),
             Command::Rooms { prefix, .. } => return write!(f, "rooms {prefix}*"),
             Command::Terminate { key } => ("terminate", key),
+            Command::Register { .. } => return write!(f, "register"),
         };
         write!(f, "{kind} {room}")
     }
@@ -271,6 +276,14 @@ impl RedisBroker {
         true
     }
 
+    /// Queues a join or leave; one that cannot be queued (Redis away, the
+    /// queue full) makes the next heartbeat record the members again.
+    fn send_presence(&self, command: Command) {
+        if !self.send(command) {
+            self.shared.presence_stale.store(true, Ordering::Release);
+        }
+    }
+
     /// The bytes of `batch`, taken off the queue: counted until the guard
     /// drops, once its pipeline is done (or failed).
     fn held(&self, batch: &[Command]) -> Held<'_> {
@@ -344,14 +357,14 @@ impl Broker for RedisBroker {
     }
 
     fn joined(&self, room: &RoomName, member: &MemberInfo) {
-        self.send(Command::Joined {
+        self.send_presence(Command::Joined {
             room: room.clone(),
             member: member.clone(),
         });
     }
 
     fn left(&self, room: &RoomName, member: &MemberInfo) {
-        self.send(Command::Left {
+        self.send_presence(Command::Left {
             room: room.clone(),
             member: member.clone(),
         });

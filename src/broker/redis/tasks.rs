@@ -111,57 +111,80 @@ async fn command_loop(
             fail(batch, &broker, &*hub);
             continue;
         };
-        let mut pipe = redis::pipe();
-        let mut sent = Vec::new();
-        for command in batch {
-            match command {
-                Command::Replay { .. } | Command::Members { .. } | Command::History { .. } | Command::Rooms { .. } => {
-                    tokio::spawn(answer(con.clone(), broker.clone(), command));
+        // A registration runs alone, in its place: what was queued before
+        // it is sent first, what after it waits for it.
+        let mut batch = batch.into_iter();
+        loop {
+            let mut part = Vec::new();
+            let mut registration = None;
+            for command in batch.by_ref() {
+                match command {
+                    Command::Register { then } => {
+                        registration = Some(then);
+                        break;
+                    }
+                    other => part.push(other),
                 }
-                other => {
-                    add_to_pipeline(&mut pipe, &other, &broker);
-                    sent.push(other);
-                }
+            }
+            send_batch(con, part, &broker, &*hub).await;
+            let Some(then) = registration else { break };
+            then(register(con, &broker, &hub.local_rooms()).await);
+        }
+    }
+}
+
+/// Sends `batch` as one pipeline; questions are answered off it.
+async fn send_batch(con: &mut ConnectionManager, batch: Vec<Command>, broker: &RedisBroker, hub: &dyn Deliver) {
+    let mut pipe = redis::pipe();
+    let mut sent = Vec::new();
+    for command in batch {
+        match command {
+            Command::Replay { .. } | Command::Members { .. } | Command::History { .. } | Command::Rooms { .. } => {
+                tokio::spawn(answer(con.clone(), broker.clone(), command));
+            }
+            other => {
+                add_to_pipeline(&mut pipe, &other, broker);
+                sent.push(other);
             }
         }
-        if sent.is_empty() {
-            continue;
+    }
+    if sent.is_empty() {
+        return;
+    }
+    // One answer per command: Redis runs every command of a pipeline,
+    // so a refusal of one (a script out of memory) says nothing of the
+    // others, which must not be delivered here a second time.
+    match pipe
+        .ignore_errors()
+        .query_async::<Vec<RedisResult<redis::Value>>>(con)
+        .await
+    {
+        Ok(answers) if answers.len() == sent.len() => {
+            let refused: Vec<Command> = sent
+                .into_iter()
+                .zip(answers)
+                .filter_map(|(command, answer)| {
+                    let e = answer.err()?;
+                    tracing::warn!("Redis refused the command {command:?}: {e}");
+                    Some(command)
+                })
+                .collect();
+            fail(refused, broker, hub);
         }
-        // One answer per command: Redis runs every command of a pipeline,
-        // so a refusal of one (a script out of memory) says nothing of the
-        // others, which must not be delivered here a second time.
-        match pipe
-            .ignore_errors()
-            .query_async::<Vec<RedisResult<redis::Value>>>(con)
-            .await
-        {
-            Ok(answers) if answers.len() == sent.len() => {
-                let refused: Vec<Command> = sent
-                    .into_iter()
-                    .zip(answers)
-                    .filter_map(|(command, answer)| {
-                        let e = answer.err()?;
-                        tracing::warn!("Redis refused the command {command:?}: {e}");
-                        Some(command)
-                    })
-                    .collect();
-                fail(refused, &broker, &*hub);
-            }
-            Ok(answers) => {
-                tracing::warn!(
-                    "Redis answered {} of a pipeline of {} commands; delivering locally",
-                    answers.len(),
-                    sent.len()
-                );
-                fail(sent, &broker, &*hub);
-            }
-            Err(e) => {
-                tracing::warn!(
-                    "Redis pipeline of {} commands failed: {e}; delivering locally",
-                    sent.len()
-                );
-                fail(sent, &broker, &*hub);
-            }
+        Ok(answers) => {
+            tracing::warn!(
+                "Redis answered {} of a pipeline of {} commands; delivering locally",
+                answers.len(),
+                sent.len()
+            );
+            fail(sent, broker, hub);
+        }
+        Err(e) => {
+            tracing::warn!(
+                "Redis pipeline of {} commands failed: {e}; delivering locally",
+                sent.len()
+            );
+            fail(sent, broker, hub);
         }
     }
 }
@@ -221,7 +244,11 @@ fn add_to_pipeline(pipe: &mut redis::Pipeline, command: &Command, broker: &Redis
                 .arg(broker.shared.channels.of(Carried::Terminate, key))
                 .arg("");
         }
-        Command::Replay { .. } | Command::Members { .. } | Command::History { .. } | Command::Rooms { .. } => {}
+        Command::Replay { .. }
+        | Command::Members { .. }
+        | Command::History { .. }
+        | Command::Rooms { .. }
+        | Command::Register { .. } => {}
     }
 }
 
@@ -313,6 +340,10 @@ fn fail(commands: Vec<Command>, broker: &RedisBroker, hub: &dyn Deliver) {
             Command::Terminate { key } => {
                 tracing::warn!(user = %key, "the other nodes could not be told to close this user's connections");
             }
+            Command::Register { then } => then(Err(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "no connection to Redis",
+            )))),
         }
     }
 }
@@ -670,6 +701,27 @@ async fn restore(client: &Client, broker: &RedisBroker, hub: &dyn Deliver) -> Re
     catch_up(&mut con, broker, hub, rooms).await
 }
 
+/// Has the command task record this node's members again, in the queue's
+/// order: a registration beside the queue could undo a join sent after
+/// its list of members was taken, or record again a member whose leave
+/// had already been sent.
+async fn register_in_turn(broker: &RedisBroker) -> RedisResult<()> {
+    let (done, answer) = tokio::sync::oneshot::channel();
+    let then = Box::new(move |result| drop(done.send(result)));
+    if broker.send_always(Command::Register { then }).is_err() {
+        return Err(redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "the command queue is full",
+        )));
+    }
+    answer.await.unwrap_or_else(|_| {
+        Err(redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "the command task stopped",
+        )))
+    })
+}
+
 /// Records this node and its members in Redis again, as they are now.
 async fn register(con: &mut ConnectionManager, broker: &RedisBroker, rooms: &[LocalRoom]) -> RedisResult<()> {
     let node = broker.node();
@@ -840,7 +892,7 @@ async fn beat(con: &mut ConnectionManager, broker: &RedisBroker, hub: &dyn Deliv
         );
     }
     if added == 1 || stale {
-        if let Err(e) = register(con, broker, &rooms).await {
+        if let Err(e) = register_in_turn(broker).await {
             broker.shared.presence_stale.store(true, Ordering::Release);
             return Err(e);
         }
