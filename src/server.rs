@@ -60,6 +60,13 @@ pub use workers::WorkerTask;
 /// whose clients connect and upgrade in one go).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long an HTTP request in progress when shutdown begins may still
+/// take. An idle connection closes at once; a response being written, or
+/// an upgrade, takes milliseconds; a head still arriving (a slow or
+/// idle-but-started client) would otherwise hold shutdown for the whole
+/// [`HANDSHAKE_TIMEOUT`].
+const HTTP_GRACE: Duration = Duration::from_secs(1);
+
 /// Largest request head (request line and headers): beyond it, hyper
 /// answers 431 Request Header Fields Too Large and closes. 16 KiB is
 /// Node's limit and within nginx's default (4 x 8 KiB buffers); a browser's
@@ -467,7 +474,13 @@ where
         result = connection.as_mut() => result,
         _ = stop.cancelled() => {
             connection.as_mut().graceful_shutdown();
-            connection.await
+            match tokio::time::timeout(HTTP_GRACE, connection).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::debug!(%peer, "request unfinished {HTTP_GRACE:?} after shutdown began: closed");
+                    return;
+                }
+            }
         }
     };
     match result {

@@ -48,3 +48,26 @@ async fn a_client_that_never_answers_is_dropped_at_the_timeout() {
     assert_eq!(hub.connection_count(), 0);
     assert_eq!(deaf.read_close().await, Some(1001));
 }
+
+/// A client part-way through its request head when shutdown begins does
+/// not hold shutdown for the head's 5 s: it gets a second, then is closed.
+#[tokio::test(start_paused = true)]
+async fn an_unfinished_request_head_does_not_hold_shutdown() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut config = test_config();
+    config.shutdown_timeout = Duration::from_secs(10);
+    let server = start_server_with(config).await;
+    let mut slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    // The server has read the start of the head.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let start = Instant::now();
+    server.shutdown().await;
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    let mut rest = Vec::new();
+    let read = slow.read_to_end(&mut rest).await;
+    assert!(read.is_err() || rest.is_empty(), "closed without an answer: {rest:?}");
+}
