@@ -86,6 +86,13 @@ pub(crate) const MIN_THROTTLED_READ: usize = 16;
 /// reading again: reads worth making, not a trickle of tiny ones.
 pub(crate) const RESUME_BYTES: u64 = 16 * 1024;
 
+/// Most a `wshub.v1` connection reads at once while it is over its limits:
+/// everything in one read is decoded (and inflated) before a pause can
+/// begin, and a 64 KiB read of compressed zeros would inflate to many
+/// megabytes that are then only dropped. A client being dropped loses
+/// nothing by smaller reads.
+pub(crate) const OVER_LIMITS_READ: usize = 1024;
+
 /// What to do with a received message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -118,6 +125,13 @@ impl RateState {
             bytes: limits.byte_burst as f32,
             over_since: NONE,
         }
+    }
+
+    /// Whether the byte bucket is in debt: a connection that is not
+    /// throttled gets there only by the inflating of messages it had
+    /// dropped, and is not read until the debt is paid.
+    pub(crate) fn in_debt(&self) -> bool {
+        self.bytes < 0.0
     }
 
     /// Whether the client is in an episode over its limits (a message was
@@ -158,9 +172,13 @@ impl RateState {
 
     /// Accounts one message of `len` bytes received at `now_ms`
     /// (milliseconds since the connection started; the buckets are already
-    /// refilled up to then). A dropped message takes no tokens, so a client
-    /// that slows down is served again at once.
-    pub(crate) fn check(&mut self, limits: &RateLimits, now_ms: u32, len: usize) -> Verdict {
+    /// refilled up to then), of which inflating it made `inflated`. A
+    /// dropped message takes no tokens, so a client that slows down is
+    /// served again at once; except for what inflating it cost, which is
+    /// charged into debt: a dropped message of compressed zeros is
+    /// megabytes of work for a few bytes sent, and the debt pauses the
+    /// connection's reads ([`RateState::in_debt`]).
+    pub(crate) fn check(&mut self, limits: &RateLimits, now_ms: u32, len: usize, inflated: usize) -> Verdict {
         if limits.is_unlimited() {
             return Verdict::Pass;
         }
@@ -181,6 +199,9 @@ impl RateState {
                 self.over_since = NONE;
             }
             return Verdict::Pass;
+        }
+        if limits.bytes_per_second > 0 {
+            self.bytes -= inflated as f32;
         }
         if self.over_since == NONE {
             self.over_since = now_ms;
@@ -396,8 +417,26 @@ mod tests {
         fn send(&mut self, at: u32, len: usize) -> Verdict {
             self.state.refill(&self.limits, at - self.last_read);
             self.last_read = at;
-            self.state.check(&self.limits, at, len)
+            self.state.check(&self.limits, at, len, 0)
         }
+    }
+
+    #[test]
+    fn a_dropped_message_costs_only_what_inflating_it_made() {
+        // 1,000 bytes a second, a burst of 1,000.
+        let mut c = Client::new(limits());
+        assert_eq!(c.send(0, 1_000), Verdict::Pass);
+        // Plain, a dropped message costs nothing: no debt.
+        assert_eq!(c.state.check(&c.limits, 0, 600, 0), Verdict::Drop);
+        assert!(!c.state.in_debt());
+        // Inflated from almost nothing, it is charged what it made.
+        assert_eq!(c.state.check(&c.limits, 0, 600, 590), Verdict::Drop);
+        assert!(c.state.in_debt());
+        assert_eq!(
+            c.state.resume_in_ms(&c.limits),
+            Some(1_090),
+            "590 of debt, then 500 to read on"
+        );
     }
 
     #[test]

@@ -263,3 +263,58 @@ async fn compressed_messages_count_against_the_byte_rate_as_inflated() {
     assert!(took >= std::time::Duration::from_secs(1), "took {took:?}");
     server.shutdown().await;
 }
+
+/// A `wshub.v1` client over its byte rate has its messages dropped, not
+/// delivered; but inflating a dropped message is work too, and a flood of
+/// compressed zeros would be megabytes inflated a second for a few hundred
+/// bytes sent, each answered `rate_limited`, until the close two seconds
+/// later. What inflating a dropped message made is charged into debt and
+/// pauses the connection's reads, which are small while it is over its
+/// limits: such a flood (a message of 100,000 bytes every 10 ms, at
+/// 100,000 bytes a second) is closed with 1008 after a handful of
+/// messages inflated, not two hundred.
+#[tokio::test(start_paused = true)]
+async fn a_flood_of_dropped_compressed_messages_is_paused_then_closed() {
+    let mut config = test_config();
+    config.max_message_size = 200_000;
+    config.rate = wshub::ratelimit::RateLimits::new(0, 0, 100_000, config.max_message_size);
+    let server = start_server_with(config).await;
+    let headers = format!(
+        "Sec-WebSocket-Protocol: {}\r\nSec-WebSocket-Extensions: permessage-deflate\r\n",
+        wshub::protocol::v1::SUBPROTOCOL
+    );
+    let (mut client, agreed) = RawClient::connect_with_headers(server.addr, "/ws", &headers).await;
+    assert_eq!(agreed.as_deref(), Some(AGREED));
+    let padded = format!(r#"{{"type":"send","room":"r","text":"x"}}{}"#, " ".repeat(100_000));
+    let frame = compressed_frame(true, 1, &deflate(padded.as_bytes()));
+    assert!(frame.len() < 1_000, "{}", frame.len());
+    let mut sent = 0;
+    let mut rate_limited = 0;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
+    let close = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        loop {
+            tokio::select! {
+                _ = tick.tick(), if sent < 1_000 => {
+                    client.send_raw(&frame).await;
+                    sent += 1;
+                }
+                frame = client.read_frame() => {
+                    let frame = frame.expect("connection open");
+                    if frame.opcode == 8 {
+                        return frame.close_code();
+                    }
+                    let json: serde_json::Value = serde_json::from_slice(&message_of(&frame)).unwrap();
+                    rate_limited += usize::from(json["code"] == "rate_limited");
+                }
+            }
+        }
+    })
+    .await
+    .expect("a close in time");
+    assert_eq!(close, Some(1008));
+    assert!(
+        (1..=20).contains(&rate_limited),
+        "{rate_limited} of {sent} messages answered rate_limited"
+    );
+    server.shutdown().await;
+}

@@ -553,7 +553,7 @@ impl<H: Handler> Core<H> {
             return true;
         }
         let episode_starts = !self.deadlines.is_over_rate();
-        let verdict = self.deadlines.admit(&timeouts, len);
+        let verdict = self.deadlines.admit(&timeouts, len, message.inflated());
         if verdict == Verdict::Pass {
             return true;
         }

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use crate::hub::Timeouts;
-use crate::ratelimit::{RateState, Verdict};
+use crate::ratelimit::{RateState, Verdict, OVER_LIMITS_READ};
 
 /// What is due now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,10 +98,11 @@ impl Deadlines {
             .unwrap_or(NEVER);
     }
 
-    /// Accounts a message of `len` bytes from the latest read against the
-    /// rate limits: deliver it, drop it, or give up on the client.
-    pub(crate) fn admit(&mut self, timeouts: &Timeouts, len: usize) -> Verdict {
-        self.rate.check(&timeouts.rate, self.last_read, len)
+    /// Accounts a message of `len` bytes (`inflated` of them made by
+    /// inflating it) from the latest read against the rate limits: deliver
+    /// it, drop it, or give up on the client.
+    pub(crate) fn admit(&mut self, timeouts: &Timeouts, len: usize, inflated: usize) -> Verdict {
+        self.rate.check(&timeouts.rate, self.last_read, len, inflated)
     }
 
     /// Whether this message starts an episode over the limits (see
@@ -124,9 +125,10 @@ impl Deadlines {
     }
 
     /// When a throttled connection may read again (its own clock), while
-    /// its buckets are in debt.
+    /// its buckets are in debt; or one that is not throttled, while it
+    /// pays for inflating messages it had dropped.
     fn throttled_until(&self, timeouts: &Timeouts) -> Option<u32> {
-        if !self.throttles {
+        if !self.throttles && !self.rate.in_debt() {
             return None;
         }
         let wait = self.rate.resume_in_ms(&timeouts.rate)?;
@@ -163,10 +165,13 @@ impl Deadlines {
     }
 
     /// The most the next read may take: `full`, or less for a throttled
-    /// connection near its message limit.
+    /// connection near its message limit, or for one that is not throttled
+    /// while it is over its limits ([`OVER_LIMITS_READ`]).
     pub(crate) fn read_limit(&self, timeouts: &Timeouts, full: usize, frame_left: u64) -> usize {
         if self.throttles {
             self.rate.read_limit(&timeouts.rate, full, frame_left)
+        } else if self.rate.is_over() {
+            full.min(OVER_LIMITS_READ)
         } else {
             full
         }
@@ -382,7 +387,7 @@ mod tests {
         // 20 messages a second, under its 50: all pass, for a minute.
         for n in 1..=1_200 {
             d.read_at(&t, now + n * 50);
-            assert_eq!(d.admit(&t, 10), Verdict::Pass, "message {n}");
+            assert_eq!(d.admit(&t, 10, 0), Verdict::Pass, "message {n}");
         }
         now += 60 * S;
         assert!(d.rearm(&t, now).is_some_and(|at| at <= now + 60 * S));
@@ -482,6 +487,28 @@ mod tests {
             v1.charge_read(&t, 1);
         }
         assert_eq!(v1.read_gate(&t, 0), ReadGate::Open);
+    }
+
+    #[test]
+    fn a_dropped_compressed_message_pauses_a_connection_that_is_not_throttled() {
+        // 1,000 bytes a second, a burst of 1,000.
+        let t = Timeouts {
+            rate: crate::ratelimit::RateLimits::new(0, 0, 1_000, 1_000),
+            ..timeouts()
+        };
+        let mut v1 = Deadlines::new(&t, 0, false);
+        v1.read_at(&t, 0);
+        assert_eq!(v1.admit(&t, 1_000, 0), Verdict::Pass);
+        assert_eq!(v1.read_limit(&t, 65_536, 0), 65_536);
+        // Dropped plain: nothing owed, the next read comes at once, but
+        // small while the client is over its limits.
+        assert_eq!(v1.admit(&t, 1_000, 0), Verdict::Drop);
+        assert_eq!(v1.read_gate(&t, 0), ReadGate::Open);
+        assert_eq!(v1.read_limit(&t, 65_536, 0), OVER_LIMITS_READ);
+        // Dropped after inflating 2,000 bytes: paid for before reading on
+        // (2 s of debt, then half the burst).
+        assert_eq!(v1.admit(&t, 2_000, 1_990), Verdict::Drop);
+        assert!(matches!(v1.read_gate(&t, 0), ReadGate::PausedUntil(at) if at > 2 * S));
     }
 
     #[test]

@@ -195,7 +195,7 @@ impl RawFrame {
 
 impl RawClient {
     pub async fn connect(addr: SocketAddr, path: &str) -> RawClient {
-        Self::handshake(addr, path, "").await.0
+        Self::connect_with_headers(addr, path, "").await.0
     }
 
     /// Connects offering `Sec-WebSocket-Extensions: {extensions}`; returns
@@ -205,10 +205,17 @@ impl RawClient {
         path: &str,
         extensions: &str,
     ) -> (RawClient, Option<String>) {
-        Self::handshake(addr, path, &format!("Sec-WebSocket-Extensions: {extensions}\r\n")).await
+        Self::connect_with_headers(addr, path, &format!("Sec-WebSocket-Extensions: {extensions}\r\n")).await
     }
 
-    async fn handshake(addr: SocketAddr, path: &str, extra_headers: &str) -> (RawClient, Option<String>) {
+    /// Connects with `extra_headers` (each line ending in CRLF) in the
+    /// upgrade request; returns the client and the extensions header of the
+    /// 101 response, if any.
+    pub async fn connect_with_headers(
+        addr: SocketAddr,
+        path: &str,
+        extra_headers: &str,
+    ) -> (RawClient, Option<String>) {
         let mut stream = TcpStream::connect(addr).await.expect("tcp connect");
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
