@@ -408,14 +408,29 @@ pub fn is_valid_nick(nick: &str) -> bool {
     let chars = nick.chars().count();
     (1..=MAX_NICK_CHARS).contains(&chars)
         && !nick.chars().any(|c| c.is_control() || is_invisible_format(c))
+        && joiners_join(nick)
         && !nick.trim().is_empty()
+}
+
+/// Whether every joiner (U+200C, U+200D) in `nick` stands between two
+/// characters that are not ASCII and not joiners: where emoji sequences
+/// (👩‍💻) and scripts (Persian, Devanagari) need one. Elsewhere it is
+/// invisible, and `ann` followed by a joiner would pass for `ann`.
+fn joiners_join(nick: &str) -> bool {
+    let is_joiner = |c: char| matches!(c, '\u{200C}' | '\u{200D}');
+    let joins = |c: Option<char>| c.is_some_and(|c| !c.is_ascii() && !is_joiner(c));
+    let chars: Vec<char> = nick.chars().collect();
+    chars
+        .iter()
+        .enumerate()
+        .all(|(i, &c)| !is_joiner(c) || (joins(i.checked_sub(1).map(|p| chars[p])) && joins(chars.get(i + 1).copied())))
 }
 
 /// Unicode's invisible formatting characters (category Cf) that text has
 /// no need of in a name: zero-width spaces, direction marks, overrides and
 /// isolates. In a nickname they make one that looks like another's (or
 /// like none), or turn the text after it around (U+202E). The joiners
-/// (U+200C, U+200D) stay: emoji sequences and some scripts need them.
+/// (U+200C, U+200D) stay where they join ([`joiners_join`]).
 fn is_invisible_format(c: char) -> bool {
     matches!(
         c,
@@ -526,10 +541,17 @@ mod tests {
             "evil\u{202E}nna",
             "\u{FEFF}ann",
             "a\u{2066}b",
+            "ann\u{200D}",
+            "\u{200C}ann",
+            "an\u{200D}n",
+            "👩\u{200D}",
+            "👩\u{200D}\u{200D}💻",
+            "\u{200D}",
         ] {
             assert!(!is_valid_nick(invisible), "{invisible:?}");
         }
         assert!(is_valid_nick("Zoë") && is_valid_nick("👩‍💻"), "an emoji's joiner stays");
+        assert!(is_valid_nick("می\u{200C}خواهم"), "a Persian non-joiner stays");
     }
 
     #[test]
