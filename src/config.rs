@@ -199,7 +199,7 @@ pub struct Cli {
     pub bind: IpAddr,
 
     /// Allowed page origin for WebSocket upgrades and CORS (repeatable; '*' allows any).
-    /// Without it: pages on localhost, 127.0.0.1 and [::1]
+    /// Without it: pages on localhost, 127.0.0.1 and `[::1]`
     #[arg(help_heading = SERVER)]
     #[arg(
         long = "allowed-origin",

@@ -65,7 +65,7 @@ pub struct LogGuard {
 }
 
 impl LogGuard {
-    /// Writes out the queued lines, waiting at most [`FLUSH_LIMIT`] (call
+    /// Writes out the queued lines, waiting at most `FLUSH_LIMIT` (call
     /// before `std::process::exit`, which runs no destructors).
     pub fn flush(mut self) {
         self.flush_within(FLUSH_LIMIT);

@@ -4,11 +4,11 @@
 //! Two ways to hold a connection to its rate, because the two kinds of
 //! client can be told different things:
 //! - a `wshub.v1` client has error frames, so a message over its limits is
-//!   dropped and answered with `rate_limited` ([`RateState::check`]);
+//!   dropped and answered with `rate_limited` (`RateState::check`);
 //! - a raw client (`/echo`, `/ws`) has no way to hear "dropped", so it is
 //!   never robbed: every message it sends is delivered and charged, the
 //!   buckets may go into debt, and its socket is not read until the debt
-//!   is paid back ([`RateState::charge`], [`RateState::resume_in_ms`]).
+//!   is paid back (`RateState::charge_message`, `RateState::resume_in_ms`).
 //!   TCP then slows the sender down; the rates mean the same.
 //!
 //! The buckets run on every received message, so they are plain arithmetic

@@ -86,7 +86,7 @@ pub struct HubConfig {
     /// least 1). With one, everything runs where the server runs.
     pub workers: usize,
     /// What orders rooms' messages and carries them to every member: a
-    /// [`crate::broker::LocalBroker`] on the history, or Redis.
+    /// `LocalBroker` on the history, or Redis.
     pub broker: Arc<dyn Broker>,
     /// Who hears of rooms' comings and goings (the Pusher webhooks), or
     /// [`Unheard`].

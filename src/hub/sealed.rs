@@ -6,7 +6,7 @@
 //! several nodes the name travels through the broker as it is, and every
 //! node opens it with its own key: the node that made it gets the
 //! connection back, the others get nothing (a connection's number is a
-//! count whose [`CHECK`] bits are zero; another key's opening
+//! count whose `CHECK` bits are zero; another key's opening
 //! keeps them zero with a chance of one in 2^19, and then must still hit a
 //! live member's number), so the exclusion holds on its own node only.
 //! It also says nothing about the process's memory, and a client cannot

@@ -51,7 +51,7 @@ impl Drop for SignedIn {
 
 impl Hub {
     /// Records that the connection of `outbox` signed in as `user`, under
-    /// `key` (see [`SignedInUsers`]).
+    /// `key` (see `SignedInUsers`).
     pub fn sign_in(&self, key: &str, user: &str, outbox: &Arc<Outbox>) -> SignedIn {
         let key: Arc<str> = Arc::from(key);
         let conn = outbox.number();

@@ -135,7 +135,7 @@ impl Session {
 
     /// Whether the socket is still to be read: until the client's close
     /// arrives (after ours, its reply is what we wait for), or until it
-    /// has sent [`MAX_READ_WHILE_CLOSING`] more after ours instead: then
+    /// has sent `MAX_READ_WHILE_CLOSING` more after ours instead: then
     /// TCP holds it back until the close timeout ends the connection (our
     /// close frame stays readable for it meanwhile, which a reset would
     /// throw away).

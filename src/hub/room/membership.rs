@@ -50,14 +50,14 @@ impl Membership {
     }
 
     /// Relays a Pusher client event (its frame's JSON) to the room's other
-    /// Pusher members (see [`Room::relay`]).
+    /// Pusher members (see `Room::relay`).
     pub fn relay(&self, json: &str) {
         let (worker, key) = self.place();
         self.room.relay(&self.hub, worker, key, json);
     }
 
     /// Sends more of this member's replay, if one is being paced out; true
-    /// while some is left (see [`Room::continue_replay`]).
+    /// while some is left (see `Room::continue_replay`).
     pub fn continue_replay(&self) -> bool {
         let (worker, key) = self.place();
         self.room.continue_replay(worker, key)
