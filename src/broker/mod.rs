@@ -80,6 +80,25 @@ pub enum Ordered {
     LocalOnly,
 }
 
+/// A text message as its sender published it, owned: what a broker that
+/// orders elsewhere (Redis) carries until it has an id, and hands back
+/// as it was when it cannot give it one ([`Delivery::LocalText`]).
+#[derive(Debug)]
+pub struct Unordered {
+    /// The sender's nickname.
+    pub nick: Arc<str>,
+    /// The sender's user id.
+    pub user: Option<Arc<str>>,
+    /// The text.
+    pub text: Arc<str>,
+    /// The event's name, if it is one.
+    pub event: Option<Arc<str>>,
+    /// The sender's `ref`.
+    pub client_ref: Option<String>,
+    /// The sealed name of a connection left out (0: none).
+    pub except: u64,
+}
+
 /// A message the broker carried, for this node's members of its room.
 #[derive(Debug)]
 pub enum Delivery {
@@ -94,20 +113,7 @@ pub enum Delivery {
     },
     /// A text message the broker could not order after all (Redis failed
     /// or refused it): this node only, without an id.
-    LocalText {
-        /// The sender's nickname.
-        nick: Arc<str>,
-        /// The sender's user id.
-        user: Option<Arc<str>>,
-        /// The text.
-        text: Arc<str>,
-        /// The event's name, if it is one.
-        event: Option<Arc<str>>,
-        /// The sender's `ref`.
-        client_ref: Option<String>,
-        /// The sealed name of a connection left out (0: none).
-        except: u64,
-    },
+    LocalText(Unordered),
     /// A raw binary payload.
     Binary(Bytes),
     /// A text payload for Pusher members (see [`Body::Signal`]).

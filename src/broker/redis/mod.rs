@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 use super::{
     Body, Broker, ClusterStatus, Deliver, ListedMember, MemberInfo, Ordered, Pending, Publication, Replayed, RoomName,
-    Span, Then,
+    Span, Then, Unordered,
 };
 
 /// Commands queued to the broker task beyond this are refused: the message
@@ -52,15 +52,7 @@ pub enum BrokerError {
 /// What the broker's task is asked to do, in order.
 enum Command {
     /// Store and publish a text message (it comes back through pub/sub).
-    Publish {
-        room: RoomName,
-        nick: Arc<str>,
-        user: Option<Arc<str>>,
-        text: Arc<str>,
-        event: Option<Arc<str>>,
-        client_ref: Option<String>,
-        except: u64,
-    },
+    Publish { room: RoomName, message: Unordered },
     /// Relay a raw binary frame's payload to raw members of every node.
     PublishBinary { room: RoomName, payload: Bytes },
     /// Relay a text payload to Pusher members of every node.
@@ -108,7 +100,7 @@ impl Command {
     /// [`COMMAND_QUEUE_BYTES`] from queueing until its pipeline is done.
     fn bytes(&self) -> usize {
         match self {
-            Command::Publish { text, .. } => text.len(),
+            Command::Publish { message, .. } => message.text.len(),
             Command::PublishBinary { payload, .. } | Command::PublishSignal { payload, .. } => payload.len(),
             _ => 0,
         }
@@ -332,12 +324,14 @@ impl Broker for RedisBroker {
         let command = match message.body {
             Body::Text(text) => Command::Publish {
                 room: room.clone(),
-                nick: message.nick.clone(),
-                user: message.user.cloned(),
-                text: Arc::from(text),
-                event: message.event.cloned(),
-                client_ref: message.client_ref.map(str::to_owned),
-                except: message.except,
+                message: Unordered {
+                    nick: message.nick.clone(),
+                    user: message.user.cloned(),
+                    text: Arc::from(text),
+                    event: message.event.cloned(),
+                    client_ref: message.client_ref.map(str::to_owned),
+                    except: message.except,
+                },
             },
             Body::Binary(payload) => Command::PublishBinary {
                 room: room.clone(),

@@ -194,15 +194,7 @@ async fn send_batch(con: &mut ConnectionManager, batch: Vec<Command>, broker: &R
 fn add_to_pipeline(pipe: &mut redis::Pipeline, command: &Command, broker: &RedisBroker) {
     let node = broker.node();
     match command {
-        Command::Publish {
-            room,
-            nick,
-            user,
-            text,
-            event,
-            client_ref,
-            except,
-        } => {
+        Command::Publish { room, message } => {
             pipe.cmd("EVAL")
                 .arg(wire::PUBLISH_SCRIPT)
                 .arg(2)
@@ -210,16 +202,16 @@ fn add_to_pipeline(pipe: &mut redis::Pipeline, command: &Command, broker: &Redis
                 .arg(wire::log_key(room))
                 .arg(broker.shared.max_messages)
                 .arg(now_ms().to_string())
-                .arg(&**nick)
-                .arg(&**text)
+                .arg(&*message.nick)
+                .arg(&*message.text)
                 .arg(broker.shared.channels.of(Carried::Message, room))
-                .arg(client_ref.as_deref().unwrap_or(""))
-                .arg(user.as_deref().unwrap_or(""))
-                .arg(event.as_deref().unwrap_or(""))
-                .arg(if *except == 0 {
+                .arg(message.client_ref.as_deref().unwrap_or(""))
+                .arg(message.user.as_deref().unwrap_or(""))
+                .arg(message.event.as_deref().unwrap_or(""))
+                .arg(if message.except == 0 {
                     String::new()
                 } else {
-                    except.to_string()
+                    message.except.to_string()
                 });
         }
         Command::PublishBinary { room, payload } => {
@@ -306,25 +298,7 @@ fn record_presence(
 fn fail(commands: Vec<Command>, broker: &RedisBroker, hub: &dyn Deliver) {
     for command in commands {
         match command {
-            Command::Publish {
-                room,
-                nick,
-                user,
-                text,
-                event,
-                client_ref,
-                except,
-            } => hub.deliver(
-                &room,
-                Delivery::LocalText {
-                    nick,
-                    user,
-                    event,
-                    text,
-                    client_ref,
-                    except,
-                },
-            ),
+            Command::Publish { room, message } => hub.deliver(&room, Delivery::LocalText(message)),
             Command::PublishBinary { room, payload } => hub.deliver(&room, Delivery::Binary(payload)),
             Command::PublishSignal { room, payload, except } => {
                 hub.deliver(&room, Delivery::Signal { payload, except })

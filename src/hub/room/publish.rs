@@ -6,7 +6,7 @@ use std::sync::{Arc, MutexGuard};
 use bytes::Bytes;
 
 use super::{Order, Room};
-use crate::broker::{Body, Delivery, Ordered, Publication};
+use crate::broker::{Body, Delivery, Ordered, Publication, Unordered};
 use crate::history::Entry;
 use crate::hub::frames::{message_frame, text_frame};
 use crate::hub::inbox::Forms;
@@ -200,14 +200,14 @@ impl Room {
                     ..self.entry_forms(&order, &entry, client_ref, None)
                 }
             }
-            Delivery::LocalText {
+            Delivery::LocalText(Unordered {
                 nick,
                 user,
-                event,
                 text,
+                event,
                 client_ref,
                 except,
-            } => Forms {
+            }) => Forms {
                 except: excluded_here(except),
                 ..self.entry_forms(&order, &local_entry(nick, user, event, text), client_ref, None)
             },
