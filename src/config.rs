@@ -1335,6 +1335,7 @@ max_connections = 500
 max-client-events-per-second = 5
 max_event_bytes = 20480
 max_channels_per_event = 10
+max-presence-members-per-channel = 500
 subscription_count = true
 
 [[apps.webhooks]]
@@ -1357,6 +1358,7 @@ secret = "blog-secret"
         assert_eq!(shop.max_connections, Some(500));
         assert_eq!(shop.max_client_events_per_second, 5);
         assert_eq!((shop.max_event_bytes, shop.max_channels_per_event), (20480, 10));
+        assert_eq!(shop.max_presence_members_per_channel, 500);
         assert!(shop.subscription_count);
         assert_eq!(shop.webhooks.len(), 2);
         assert_eq!(shop.webhooks[0].event_types, ["channel_occupied", "channel_vacated"]);
@@ -1365,6 +1367,10 @@ secret = "blog-secret"
         assert!(!blog.client_events, "Pusher's default in the file");
         assert!(!blog.subscription_count, "Pusher's default in the file");
         assert_eq!(blog.max_event_bytes, 10 * 1024);
+        assert_eq!(
+            blog.max_presence_members_per_channel, 100,
+            "Pusher's default in the file"
+        );
 
         // Flags add to the file's apps, as for every list.
         let dir = tempfile::tempdir().unwrap();

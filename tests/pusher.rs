@@ -8,7 +8,8 @@
 mod common;
 
 use common::pusher::{
-    api_at, data, hmac_hex, now, pusher_client, recv_json, trigger, with_app, with_counting_app, APP_ID, KEY, SECRET,
+    api_at, data, hmac_hex, now, pusher_client, recv_json, trigger, with_app, with_app_as, with_counting_app, APP_ID,
+    KEY, SECRET,
 };
 use common::{
     connect, expect_close, next_message, send_text, start_server_with, test_config, wait_for_connections, Client,
@@ -323,6 +324,63 @@ async fn presence_lists_users_once_and_announces_first_and_last_connections() {
     let removed = recv_json(&mut bo).await;
     assert_eq!(removed["event"], "pusher_internal:member_removed");
     assert_eq!(data(&removed), json!({"user_id": "ann"}));
+    server.shutdown().await;
+}
+
+/// Subscribes `client` (socket `id`) to `channel` as presence user `user`.
+async fn subscribe_as(client: &mut Client, id: &str, channel: &str, user: &str) -> Value {
+    let info = json!({"user_id": user, "user_info": {"name": user}}).to_string();
+    subscribe(
+        client,
+        channel,
+        Some(channel_auth(id, channel, Some(&info))),
+        Some(&info),
+    )
+    .await
+}
+
+/// A presence channel holds at most `max_presence_members_per_channel`
+/// users (100 by default, as Pusher's): a new user beyond is refused with
+/// `LimitReached`, status 4100, and nobody hears of it; a user already in
+/// may open another connection; a place freed by a user's last
+/// connection can be taken.
+#[tokio::test]
+async fn a_full_presence_channel_refuses_a_new_user_but_not_another_tab() {
+    let config = with_app_as(test_config(), |app| app.max_presence_members_per_channel = 2);
+    let server = start_server_with(config).await;
+    let channel = "presence-team";
+    let (mut ann, ann_id) = pusher_client(&server).await;
+    subscribe_as(&mut ann, &ann_id, channel, "ann").await;
+    let (mut bo, bo_id) = pusher_client(&server).await;
+    let ok = subscribe_as(&mut bo, &bo_id, channel, "bo").await;
+    assert_eq!(data(&ok)["presence"]["count"], 2);
+    assert_eq!(recv_json(&mut ann).await["event"], "pusher_internal:member_added");
+
+    let (mut cy, cy_id) = pusher_client(&server).await;
+    let refused = subscribe_as(&mut cy, &cy_id, channel, "cy").await;
+    assert_eq!(refused["event"], "pusher:subscription_error", "{refused}");
+    assert_eq!(refused["channel"], channel);
+    let why = data(&refused);
+    assert_eq!(
+        (why["type"].as_str(), why["status"].as_u64()),
+        (Some("LimitReached"), Some(4100)),
+        "{why}"
+    );
+    quiet(&mut ann).await;
+
+    // Ann's second tab is no new user.
+    let (mut ann2, ann2_id) = pusher_client(&server).await;
+    let ok = subscribe_as(&mut ann2, &ann2_id, channel, "ann").await;
+    assert_eq!(data(&ok)["presence"]["ids"], json!(["ann", "bo"]));
+
+    // Bo leaves; Cy may come in now, and is refused nothing else.
+    drop(bo);
+    let removed = recv_json(&mut ann).await;
+    assert_eq!(data(&removed), json!({"user_id": "bo"}), "{removed}");
+    let ok = subscribe_as(&mut cy, &cy_id, channel, "cy").await;
+    assert_eq!(ok["event"], "pusher_internal:subscription_succeeded", "{ok}");
+    assert_eq!(data(&ok)["presence"]["ids"], json!(["ann", "cy"]));
+    drop((ann2, cy));
     server.shutdown().await;
 }
 

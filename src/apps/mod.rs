@@ -35,6 +35,9 @@ pub const DEFAULT_MAX_EVENT_BYTES: usize = 10 * 1024;
 /// Pusher's limit on the channels one HTTP API event names.
 pub const DEFAULT_MAX_CHANNELS_PER_EVENT: usize = 100;
 
+/// Most users of one presence channel, as Pusher's (and soketi's).
+pub const DEFAULT_MAX_PRESENCE_MEMBERS_PER_CHANNEL: usize = 100;
+
 /// Longest app id or key, in characters.
 pub const MAX_ID_CHARS: usize = 64;
 
@@ -82,6 +85,16 @@ pub struct App {
     /// Most channels one HTTP API event may name; default 100, as Pusher's.
     #[serde(default = "default_channels_per_event", alias = "max-channels-per-event")]
     pub max_channels_per_event: usize,
+    /// Most users one presence channel may have at once (a user's second
+    /// connection is not another): every subscriber is sent the whole
+    /// list and every member hears of each arrival, so a channel's cost
+    /// grows as the square of its users. Default 100, as Pusher's; beyond
+    /// it `pusher:subscription_error` `LimitReached`, status 4100.
+    #[serde(
+        default = "default_presence_members_per_channel",
+        alias = "max-presence-members-per-channel"
+    )]
+    pub max_presence_members_per_channel: usize,
     /// Whether subscribers of its channels (all but presence ones) are
     /// sent `pusher_internal:subscription_count` whenever the channel's
     /// count changes (pusher-js: `channel.subscriptionCount` and the
@@ -135,6 +148,10 @@ fn default_event_bytes() -> usize {
 
 fn default_channels_per_event() -> usize {
     DEFAULT_MAX_CHANNELS_PER_EVENT
+}
+
+fn default_presence_members_per_channel() -> usize {
+    DEFAULT_MAX_PRESENCE_MEMBERS_PER_CHANNEL
 }
 
 /// What is wrong with an app's settings. Each names the app (its id, or
@@ -209,7 +226,7 @@ pub enum AppError {
 impl App {
     /// An app with Pusher's defaults: client events off, no connection
     /// limit of its own, 10 client events a second, 10 KiB events, 100
-    /// channels an event, no webhooks. [`Apps::new`] validates it.
+    /// channels an event, 100 users a presence channel, no webhooks. [`Apps::new`] validates it.
     pub fn new(id: impl Into<String>, key: impl Into<String>, secret: impl Into<String>) -> Self {
         App {
             id: id.into(),
@@ -220,6 +237,7 @@ impl App {
             max_client_events_per_second: DEFAULT_MAX_CLIENT_EVENTS_PER_SECOND,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             max_channels_per_event: DEFAULT_MAX_CHANNELS_PER_EVENT,
+            max_presence_members_per_channel: DEFAULT_MAX_PRESENCE_MEMBERS_PER_CHANNEL,
             subscription_count: false,
             webhooks: Vec::new(),
         }
@@ -284,6 +302,10 @@ impl App {
             ("max_connections", self.max_connections.unwrap_or(1)),
             ("max_event_bytes", self.max_event_bytes),
             ("max_channels_per_event", self.max_channels_per_event),
+            (
+                "max_presence_members_per_channel",
+                self.max_presence_members_per_channel,
+            ),
         ] {
             if value == 0 {
                 return Err(AppError::Limit {
@@ -333,6 +355,10 @@ impl fmt::Debug for App {
             .field("max_client_events_per_second", &self.max_client_events_per_second)
             .field("max_event_bytes", &self.max_event_bytes)
             .field("max_channels_per_event", &self.max_channels_per_event)
+            .field(
+                "max_presence_members_per_channel",
+                &self.max_presence_members_per_channel,
+            )
             .field("subscription_count", &self.subscription_count)
             .field("webhooks", &self.webhooks)
             .finish()
@@ -432,7 +458,14 @@ mod tests {
         assert_eq!(app.max_client_events_per_second, 10);
         assert_eq!(app.max_event_bytes, 10 * 1024);
         assert_eq!(app.max_channels_per_event, 100);
+        assert_eq!(app.max_presence_members_per_channel, 100);
         assert_eq!(app.max_connections, None);
+        let mut unbounded = app.clone();
+        unbounded.max_presence_members_per_channel = 0;
+        assert_eq!(
+            unbounded.validate().unwrap_err().to_string(),
+            "app 'app-id': max_presence_members_per_channel must be above zero"
+        );
         assert!(!App::new("a", "b", "c").client_events, "Pusher's default is off");
     }
 

@@ -26,7 +26,7 @@ mod worker;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 pub(crate) use alarms::Clock;
 
@@ -293,7 +293,36 @@ impl Hub {
     /// Joins `member` to the room `name`, creating the room on first join;
     /// a `wshub.v1` member first receives `replay` and the member list.
     pub fn join(&self, name: &str, member: Member, replay: Replay) -> Membership {
-        let mut rooms = lock(&self.inner.rooms);
+        self.join_locked(lock(&self.inner.rooms), name, member, replay)
+    }
+
+    /// Joins `member`, a connection of the presence user `user`, to the
+    /// room `name`, unless the room has `max_users` users already and
+    /// `user` is not one of them (a presence channel's limit): `None` then.
+    /// Checked under the rooms map's lock, which every join and leave
+    /// takes, so two joins cannot both take the last place.
+    pub(crate) fn join_presence(
+        &self,
+        name: &str,
+        user: &str,
+        member: Member,
+        replay: Replay,
+        max_users: usize,
+    ) -> Option<Membership> {
+        let rooms = lock(&self.inner.rooms);
+        if rooms.get(name).is_some_and(|room| !room.has_place_for(user, max_users)) {
+            return None;
+        }
+        Some(self.join_locked(rooms, name, member, replay))
+    }
+
+    fn join_locked(
+        &self,
+        mut rooms: MutexGuard<'_, HashMap<RoomName, Arc<Room>>>,
+        name: &str,
+        member: Member,
+        replay: Replay,
+    ) -> Membership {
         let room = match rooms.get(name) {
             Some(room) => room.clone(),
             None => {

@@ -82,6 +82,11 @@ impl Users {
         users
     }
 
+    /// Whether `user` has a connection here.
+    pub(super) fn contains(&self, user: &str) -> bool {
+        self.0.contains_key(user)
+    }
+
     /// Distinct users.
     pub(super) fn len(&self) -> usize {
         self.0.len()

@@ -29,7 +29,7 @@ pub fn with_counting_app(config: wshub::Config) -> wshub::Config {
 }
 
 /// `config` with the app of [`with_app`], changed by `change`.
-fn with_app_as(mut config: wshub::Config, change: impl FnOnce(&mut wshub::apps::App)) -> wshub::Config {
+pub fn with_app_as(mut config: wshub::Config, change: impl FnOnce(&mut wshub::apps::App)) -> wshub::Config {
     let mut app = wshub::apps::App::from_spec(&format!("{APP_ID}:{KEY}:{SECRET}")).expect("valid spec");
     change(&mut app);
     config.apps = wshub::apps::Apps::new(vec![app]).expect("valid app");

@@ -119,6 +119,13 @@ impl Room {
         &self.name
     }
 
+    /// Whether a presence channel of at most `max_users` users has a place
+    /// for `user`: one already in takes no other.
+    pub(crate) fn has_place_for(&self, user: &str, max_users: usize) -> bool {
+        let order = lock(&self.order);
+        order.users.len() < max_users || order.users.contains(user)
+    }
+
     /// Members right now, on every worker.
     pub fn member_count(&self) -> usize {
         lock(&self.order).total()

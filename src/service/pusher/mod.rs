@@ -65,6 +65,11 @@ pub struct PusherContext {
     pub tenants: Tenants,
 }
 
+/// Why a presence channel at `max_presence_members_per_channel` refuses a
+/// new user (soketi's and sockudo's words, with Pusher's status 4100:
+/// over capacity).
+const PRESENCE_FULL: &str = "The maximum members per presence channel limit was reached";
+
 /// One channel a connection is subscribed to.
 #[derive(Debug)]
 struct Subscription {
@@ -227,8 +232,21 @@ impl PusherSession {
                     None if admitted.kind.cache => Replay::Recent,
                     None => Replay::Nothing,
                 };
+                let room = self.tenant.room(&channel);
+                let membership = match admitted.user.as_deref() {
+                    Some(user) => {
+                        let max_users = self.tenant.app.max_presence_members_per_channel;
+                        let Some(membership) = self.hub.join_presence(&room, user, member, replay, max_users) else {
+                            tracing::debug!(app = %self.tenant.app.id, %channel, "subscription refused: the presence channel is full");
+                            let frame = server::subscription_error(&channel, "LimitReached", PRESENCE_FULL, 4100);
+                            let _ = self.outbox.reply(text(&frame));
+                            return Ok(());
+                        };
+                        membership
+                    }
+                    None => self.hub.join(&room, member, replay),
+                };
                 self.replaying |= since.is_some();
-                let membership = self.hub.join(&self.tenant.room(&channel), member, replay);
                 // One more place, not the doubling Vec's four: most
                 // connections hold one or two channels for their life.
                 self.subscriptions.reserve_exact(1);
