@@ -17,10 +17,38 @@ fn check_names(text: &str) {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     assert_eq!(room, room_spec, "is_valid_room({text:?})");
     let nick = is_valid_nick(text);
-    let nick_spec = (1..=MAX_NICK_CHARS).contains(&text.chars().count())
-        && !text.chars().any(char::is_control)
-        && text.chars().any(|c| !c.is_whitespace());
+    let chars: Vec<char> = text.chars().collect();
+    let nick_spec = (1..=MAX_NICK_CHARS).contains(&chars.len())
+        && !chars.iter().any(|&c| c.is_control() || INVISIBLE.iter().any(|r| r.contains(&c)))
+        && joiners_stand_between_non_ascii(&chars)
+        && chars.iter().any(|c| !c.is_whitespace());
     assert_eq!(nick, nick_spec, "is_valid_nick({text:?})");
+}
+
+/// The invisible formatting characters docs/protocol.md refuses in a
+/// nickname (zero-width spaces, direction marks, overrides, isolates).
+const INVISIBLE: [std::ops::RangeInclusive<char>; 10] = [
+    '\u{00AD}'..='\u{00AD}',
+    '\u{061C}'..='\u{061C}',
+    '\u{180E}'..='\u{180E}',
+    '\u{200B}'..='\u{200B}',
+    '\u{200E}'..='\u{200F}',
+    '\u{202A}'..='\u{202E}',
+    '\u{2060}'..='\u{2064}',
+    '\u{2066}'..='\u{206F}',
+    '\u{FEFF}'..='\u{FEFF}',
+    '\u{FFF9}'..='\u{FFFB}',
+];
+
+/// A joiner (U+200C, U+200D) only with a non-ASCII character that is not
+/// a joiner on each side.
+fn joiners_stand_between_non_ascii(chars: &[char]) -> bool {
+    let joiner = |c: char| c == '\u{200C}' || c == '\u{200D}';
+    let joinable = |c: Option<&char>| c.is_some_and(|&c| !c.is_ascii() && !joiner(c));
+    (0..chars.len()).filter(|&i| joiner(chars[i])).all(|i| {
+        let before = i.checked_sub(1).and_then(|p| chars.get(p));
+        joinable(before) && joinable(chars.get(i + 1))
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
