@@ -1,6 +1,6 @@
 //! `broadcast`: N clients in one chat room, S of them sending; measures fan-out.
 //!
-//! See [`crate::room`] for the phases (sync, run, stop, drain) and what is counted, and for
+//! See the `room` module for the phases (sync, run, stop, drain) and what is counted, and for
 //! clients spread over several nodes of a cluster (a comma-separated URL list).
 
 use std::time::Duration;
@@ -19,7 +19,7 @@ use crate::threads::GeneratorThreads;
 pub struct BroadcastOptions {
     /// Target (a chat endpoint where every client receives every message) and observation.
     /// `common.url` may list several nodes of one cluster, comma-separated: the clients are
-    /// split evenly over them, the senders all on the first (see [`crate::room`]).
+    /// split evenly over them, the senders all on the first (see the `room` module).
     pub common: Common,
     /// Clients in the room, senders included (default 100).
     pub clients: usize,
