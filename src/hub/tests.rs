@@ -584,3 +584,49 @@ fn a_worker_far_behind_evicts_its_members_instead_of_holding_every_message() {
         "then evicted: {close:?}"
     );
 }
+
+/// The member list is encoded once while the members stay as they are
+/// (asked again, it is the same bytes), and anew after each join, rename
+/// and leave, each of which it shows.
+#[test]
+fn the_member_list_is_encoded_once_until_the_members_change() {
+    let hub = hub(1);
+    let outbox = || Arc::new(Outbox::new(100, 1 << 20));
+    let nicks = |frame: &Bytes| -> Vec<String> {
+        // A small text frame: two bytes of header, then the JSON.
+        let json: serde_json::Value = serde_json::from_slice(&frame[2..]).expect("JSON");
+        let members = json["members"].as_array().expect("members");
+        members
+            .iter()
+            .map(|m| m["nick"].as_str().expect("nick").to_owned())
+            .collect()
+    };
+    let ann = hub.join(
+        "lobby",
+        Member::new(outbox(), Mode::Json, Arc::from("ann")),
+        Replay::Nothing,
+    );
+    let room = ann.room().clone();
+    let first = room.presence_frame();
+    assert_eq!(nicks(&first), ["ann"]);
+    assert_eq!(
+        room.presence_frame().as_ptr(),
+        first.as_ptr(),
+        "asked again: the same bytes"
+    );
+
+    let bo = hub.join(
+        "lobby",
+        Member::new(outbox(), Mode::Json, Arc::from("bo")),
+        Replay::Nothing,
+    );
+    let joined = room.presence_frame();
+    assert_eq!(nicks(&joined), ["ann", "bo"]);
+    bo.rename(Arc::from("cy"));
+    assert_eq!(nicks(&room.presence_frame()), ["ann", "cy"]);
+    drop(ann);
+    let left = room.presence_frame();
+    assert_eq!(nicks(&left), ["cy"]);
+    assert_eq!(room.presence_frame().as_ptr(), left.as_ptr());
+    drop(bo);
+}

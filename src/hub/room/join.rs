@@ -45,6 +45,7 @@ impl Room {
             member.replay = Some(Replaying::fetching());
         }
         let key = self.shard(worker).insert(member);
+        order.members_changed();
         order.members[worker] += 1;
         match mode {
             Mode::Raw => order.raw += 1,
@@ -236,8 +237,11 @@ impl Room {
             return true;
         }
         if let Some(listed) = member.list_due() {
-            let list = listed.unwrap_or_else(|| self.list_members(order, Some((worker, members))));
-            let _ = members[key].outbox.push(presence_frame(&self.name, list));
+            let frame = match listed {
+                Some(list) => presence_frame(&self.name, list),
+                None => self.listing(order, Some((worker, members))),
+            };
+            let _ = members[key].outbox.push(frame);
         }
         !members[key].pace_backlog()
     }
@@ -271,6 +275,7 @@ impl Room {
         let mut order = lock(&self.order);
         let removed = self.shard(worker).try_remove(key);
         if let Some(member) = removed {
+            order.members_changed();
             order.members[worker] -= 1;
             let info = member.info();
             match member.mode {
@@ -308,7 +313,7 @@ impl Room {
     /// Changes a member's nickname, telling the others (as left + joined,
     /// which keeps every client's member list right without a new event).
     pub(crate) fn rename(self: &Arc<Self>, hub: &Hub, worker: usize, key: usize, nick: Arc<str>) {
-        let order = lock(&self.order);
+        let mut order = lock(&self.order);
         let (old, new) = {
             let mut members = self.shard(worker);
             let Some(member) = members.get_mut(key) else { return };
@@ -316,6 +321,7 @@ impl Room {
             member.rename(nick);
             (old, member.info())
         };
+        order.members_changed();
         let broker = hub.broker();
         broker.left(&self.name, &old);
         broker.joined(&self.name, &new);

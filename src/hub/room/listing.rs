@@ -42,8 +42,18 @@ impl Room {
 
     /// This node's member list as a `presence` frame.
     pub fn presence_frame(&self) -> Bytes {
-        let order = lock(&self.order);
-        presence_frame(&self.name, self.list_members(&order, None))
+        self.listing(&lock(&self.order), None)
+    }
+
+    /// [`Room::presence_frame`] under the order lock, encoded once for as
+    /// long as the members stay as they are: listing a room of thousands
+    /// takes milliseconds, and a client may ask for it fifty times a
+    /// second, in as many rooms; asked again, it costs only its bytes.
+    pub(super) fn listing(&self, order: &Order, held: Option<(usize, &Slab<Member>)>) -> Bytes {
+        order
+            .listing
+            .get_or_init(|| presence_frame(&self.name, self.list_members(order, held)))
+            .clone()
     }
 
     /// What the Pusher HTTP API tells of the channel: its subscriptions (all
@@ -78,7 +88,7 @@ impl Room {
         // then come as a repeat).
         let order = self.caught_up(hub);
         if !hub.broker().members(&self.name, then) {
-            let _ = outbox.push(presence_frame(&self.name, self.list_members(&order, None)));
+            let _ = outbox.push(self.listing(&order, None));
         }
     }
 

@@ -29,9 +29,11 @@ mod publish;
 pub use listing::ChannelInfo;
 pub use membership::Membership;
 
+use std::cell::OnceCell;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
 use slab::Slab;
 
 use super::frames::text_frame;
@@ -71,9 +73,19 @@ struct Order {
     /// still holds it (a publish from the HTTP API) must look again, or
     /// the room that replaced it would miss what it publishes.
     closed: bool,
+    /// This node's member list as a `presence` frame, once encoded, until
+    /// the members change (a join, a leave, a rename: see
+    /// [`Order::members_changed`]).
+    listing: OnceCell<Bytes>,
 }
 
 impl Order {
+    /// Whoever adds, removes or renames a member calls this (under the
+    /// order lock, as always), so that no stale list is sent.
+    fn members_changed(&mut self) {
+        self.listing = OnceCell::new();
+    }
+
     fn total(&self) -> usize {
         self.members.iter().map(|&n| n as usize).sum()
     }
@@ -109,6 +121,7 @@ impl Room {
                 last_delivered: 0,
                 newest_replayed: 0,
                 closed: false,
+                listing: OnceCell::new(),
             }),
             shards: (0..workers).map(|_| Shard::default()).collect(),
         }
