@@ -577,3 +577,46 @@ async fn a_join_while_the_members_are_recorded_again_stays_recorded() {
     assert_eq!(members.len(), 2, "ann and the newcomer: {members:?}");
     a.shutdown().await;
 }
+
+/// Questions to Redis (member lists, replays, histories) are bounded: while
+/// Redis is busy, the `members` requests beyond the 4,096 under way are
+/// answered at once from this node's members, instead of each becoming a
+/// task that waits for Redis with no end to how many there may be; those
+/// under way are answered once Redis is free.
+#[tokio::test]
+async fn questions_beyond_the_bound_are_answered_at_once_while_redis_is_busy() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    const ASKED: usize = 4_300;
+    let redis = RedisServer::start().await;
+    let mut config = node_config(&redis.url(), "a");
+    config.max_queue_messages = 2 * ASKED;
+    let a = node_with(config).await;
+    let mut ann = Peer::connect(&a.url("/ws"), "ann").await;
+    ann.join("k", None).await;
+
+    // Redis is busy for 1.8 s (the nodes wait up to 2 s for an answer).
+    let busy = keep_busy(&redis, Duration::from_millis(1_800)).await;
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let ask = Message::text(json!({"type": "members", "room": "k"}).to_string());
+    for _ in 0..ASKED {
+        ann.ws.feed(ask.clone()).await.expect("queued");
+    }
+    ann.ws.flush().await.expect("sent");
+    let mut answered = 0;
+    let busy_until = Duration::from_millis(1_300);
+    while let Some(frame) = ann.recv_within(busy_until.saturating_sub(started.elapsed())).await {
+        answered += usize::from(kind(&frame) == "presence");
+    }
+    assert!(
+        (1..=ASKED - 4_096).contains(&answered),
+        "{answered} answered while Redis was busy"
+    );
+    let _ = busy.await.unwrap();
+    while answered < ASKED {
+        let frame = ann.recv().await;
+        answered += usize::from(kind(&frame) == "presence");
+    }
+    a.shutdown().await;
+}

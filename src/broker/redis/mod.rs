@@ -149,6 +149,8 @@ struct Shared {
     /// failed pipeline): the next heartbeat records this node's members
     /// again, as they are then.
     presence_stale: AtomicBool,
+    /// Permits for the questions being answered ([`tasks::MAX_QUESTIONS`]).
+    questions: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -220,6 +222,7 @@ impl RedisBroker {
             channels: wire::Channels::of_database(client.get_connection_info().redis_settings().db()),
             queued_bytes: AtomicUsize::new(0),
             presence_stale: AtomicBool::new(false),
+            questions: Arc::new(tokio::sync::Semaphore::new(tasks::MAX_QUESTIONS)),
         });
         Ok(Unstarted {
             broker: RedisBroker { commands, shared },

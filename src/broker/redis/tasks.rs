@@ -133,6 +133,15 @@ async fn command_loop(
     }
 }
 
+/// Questions (replays, member lists, histories, room lists) being answered
+/// at once, each its own task waiting on Redis. Beyond, a question is
+/// answered as when Redis is away (history unavailable, this node's
+/// members): without a bound, a flood of `members` or `history` requests
+/// faster than Redis answers them would pile up tasks, and their replies,
+/// without end. A reconnect storm of thousands of joins needs far fewer:
+/// each is in flight for a round trip.
+pub(super) const MAX_QUESTIONS: usize = 4096;
+
 /// Sends `batch` as one pipeline; questions are answered off it.
 async fn send_batch(con: &mut ConnectionManager, batch: Vec<Command>, broker: &RedisBroker, hub: &dyn Deliver) {
     let mut pipe = redis::pipe();
@@ -140,7 +149,21 @@ async fn send_batch(con: &mut ConnectionManager, batch: Vec<Command>, broker: &R
     for command in batch {
         match command {
             Command::Replay { .. } | Command::Members { .. } | Command::History { .. } | Command::Rooms { .. } => {
-                tokio::spawn(answer(con.clone(), broker.clone(), command));
+                match broker.shared.questions.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let (con, broker) = (con.clone(), broker.clone());
+                        tokio::spawn(async move {
+                            answer(con, broker, command).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => {
+                        tracing::debug!(
+                            "{MAX_QUESTIONS} questions to Redis under way: one more answered as unavailable"
+                        );
+                        fail(vec![command], broker, hub);
+                    }
+                }
             }
             other => {
                 add_to_pipeline(&mut pipe, &other, broker);
