@@ -239,6 +239,15 @@ async fn idle_negotiated_connections_hold_no_zlib_state() {
     server.shutdown().await;
 }
 
+/// The byte-rate tests' server: 100,000 bytes a second, messages of up to
+/// 200,000 bytes (one of them the burst).
+fn at_100_kb_a_second() -> wshub::Config {
+    let mut config = test_config();
+    config.max_message_size = 200_000;
+    config.rate = wshub::ratelimit::RateLimits::new(0, 0, 100_000, config.max_message_size);
+    config
+}
+
 /// A raw client's byte rate counts what its compressed messages inflate
 /// to, not only the bytes on the wire: of four messages of 100,000 zeros
 /// (about 100 bytes each when compressed), each sent once the last is
@@ -246,10 +255,7 @@ async fn idle_negotiated_connections_hold_no_zlib_state() {
 /// message, the fourth waits for the debt of the third to be paid.
 #[tokio::test(start_paused = true)]
 async fn compressed_messages_count_against_the_byte_rate_as_inflated() {
-    let mut config = test_config();
-    config.max_message_size = 200_000;
-    config.rate = wshub::ratelimit::RateLimits::new(0, 0, 100_000, config.max_message_size);
-    let server = start_server_with(config).await;
+    let server = start_server_with(at_100_kb_a_second()).await;
     let mut client = deflate_client(&server, "/echo").await;
     let zeros = vec![0u8; 100_000];
     let frame = compressed_frame(true, 2, &deflate(&zeros));
@@ -275,10 +281,7 @@ async fn compressed_messages_count_against_the_byte_rate_as_inflated() {
 /// messages inflated, not two hundred.
 #[tokio::test(start_paused = true)]
 async fn a_flood_of_dropped_compressed_messages_is_paused_then_closed() {
-    let mut config = test_config();
-    config.max_message_size = 200_000;
-    config.rate = wshub::ratelimit::RateLimits::new(0, 0, 100_000, config.max_message_size);
-    let server = start_server_with(config).await;
+    let server = start_server_with(at_100_kb_a_second()).await;
     let headers = format!(
         "Sec-WebSocket-Protocol: {}\r\nSec-WebSocket-Extensions: permessage-deflate\r\n",
         wshub::protocol::v1::SUBPROTOCOL

@@ -102,11 +102,24 @@ async fn a_plain_get_is_told_to_upgrade() {
     server.shutdown().await;
 }
 
+/// Sends `request` as it is on a new connection; the first read of the
+/// answer (a status line and headers fit in it), whatever follows.
+async fn first_answer(addr: std::net::SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = vec![0; 1024];
+    let n = tokio::time::timeout(PATIENCE, stream.read(&mut response))
+        .await
+        .expect("an answer")
+        .unwrap();
+    String::from_utf8_lossy(&response[..n]).into_owned()
+}
+
 /// An upgrade the server cannot complete is refused, not answered 101 and
 /// then dropped: HTTP/1.0 (hyper upgrades nothing older than 1.1) and HEAD.
 #[tokio::test]
 async fn an_http_1_0_or_head_upgrade_is_refused_with_426() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = start_server().await;
     let headers = "Host: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
                    Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
@@ -114,17 +127,7 @@ async fn an_http_1_0_or_head_upgrade_is_refused_with_426() {
         ("GET /echo HTTP/1.0", "HTTP/1.0 426"),
         ("HEAD /echo HTTP/1.1", "HTTP/1.1 426"),
     ] {
-        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-        stream
-            .write_all(format!("{line}\r\n{headers}").as_bytes())
-            .await
-            .unwrap();
-        let mut response = vec![0; 1024];
-        let n = tokio::time::timeout(PATIENCE, stream.read(&mut response))
-            .await
-            .expect("an answer")
-            .unwrap();
-        let response = String::from_utf8_lossy(&response[..n]);
+        let response = first_answer(server.addr, &format!("{line}\r\n{headers}")).await;
         assert!(response.starts_with(expected), "{line}: {response}");
     }
     server.shutdown().await;
@@ -134,7 +137,6 @@ async fn an_http_1_0_or_head_upgrade_is_refused_with_426() {
 /// a bad request (and the origin check has one Host to compare with).
 #[tokio::test]
 async fn an_upgrade_without_exactly_one_host_is_refused_with_400() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = start_server().await;
     let handshake = "Connection: Upgrade\r\nUpgrade: websocket\r\n\
                      Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
@@ -143,15 +145,8 @@ async fn an_upgrade_without_exactly_one_host_is_refused_with_400() {
         ("Host: 127.0.0.1\r\nHost: evil.example\r\n", "HTTP/1.1 400"),
         ("Host: 127.0.0.1\r\n", "HTTP/1.1 101"),
     ] {
-        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
         let request = format!("GET /echo HTTP/1.1\r\n{hosts}{handshake}\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut response = vec![0; 1024];
-        let n = tokio::time::timeout(PATIENCE, stream.read(&mut response))
-            .await
-            .expect("an answer")
-            .unwrap();
-        let response = String::from_utf8_lossy(&response[..n]);
+        let response = first_answer(server.addr, &request).await;
         assert!(response.starts_with(expected), "{hosts:?}: {response}");
     }
     server.shutdown().await;
