@@ -65,11 +65,6 @@ pub struct PusherContext {
     pub tenants: Tenants,
 }
 
-/// Why a presence channel at `max_presence_members_per_channel` refuses a
-/// new user (soketi's and sockudo's words, with Pusher's status 4100:
-/// over capacity).
-const PRESENCE_FULL: &str = "The maximum members per presence channel limit was reached";
-
 /// One channel a connection is subscribed to.
 #[derive(Debug)]
 struct Subscription {
@@ -233,18 +228,15 @@ impl PusherSession {
                     None => Replay::Nothing,
                 };
                 let room = self.tenant.room(&channel);
-                let membership = match admitted.user.as_deref() {
-                    Some(user) => {
-                        let max_users = self.tenant.app.max_presence_members_per_channel;
-                        let Some(membership) = self.hub.join_presence(&room, user, member, replay, max_users) else {
-                            tracing::debug!(app = %self.tenant.app.id, %channel, "subscription refused: the presence channel is full");
-                            let frame = server::subscription_error(&channel, "LimitReached", PRESENCE_FULL, 4100);
-                            let _ = self.outbox.reply(text(&frame));
-                            return Ok(());
-                        };
-                        membership
-                    }
-                    None => self.hub.join(&room, member, replay),
+                let max_users = self.tenant.app.max_presence_members_per_channel;
+                let joined = match admitted.user.as_deref() {
+                    Some(user) => self.hub.join_presence(&room, user, member, replay, max_users),
+                    None => Some(self.hub.join(&room, member, replay)),
+                };
+                let Some(membership) = joined else {
+                    // Not the client's fault: not a bad request.
+                    self.refuse(&channel, &subscribe::SubscriptionRefusal::presence_full());
+                    return Ok(());
                 };
                 self.replaying |= since.is_some();
                 // One more place, not the doubling Vec's four: most
@@ -258,12 +250,17 @@ impl PusherSession {
                 Ok(())
             }
             Err(refusal) => {
-                tracing::debug!(app = %self.tenant.app.id, %channel, "subscription refused: {}", refusal.error);
-                let frame = server::subscription_error(&channel, refusal.kind, &refusal.error, refusal.status);
-                let _ = self.outbox.reply(text(&frame));
+                self.refuse(&channel, &refusal);
                 self.count_bad_request()
             }
         }
+    }
+
+    /// Answers a subscription to `channel` with `pusher:subscription_error`.
+    fn refuse(&self, channel: &str, refusal: &subscribe::SubscriptionRefusal) {
+        tracing::debug!(app = %self.tenant.app.id, %channel, "subscription refused: {}", refusal.error);
+        let frame = server::subscription_error(channel, refusal.kind, &refusal.error, refusal.status);
+        let _ = self.outbox.reply(text(&frame));
     }
 
     fn client_event(&mut self, event: &str, channel: &str, data: &RawValue) -> Result<(), GiveUp> {

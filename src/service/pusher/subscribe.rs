@@ -56,6 +56,14 @@ impl SubscriptionRefusal {
             status,
         }
     }
+
+    /// A presence channel at the app's `max_presence_members_per_channel`
+    /// refuses a new user (soketi's and sockudo's words, with Pusher's
+    /// status 4100: over capacity).
+    pub(super) fn presence_full() -> Self {
+        let error = "The maximum members per presence channel limit was reached";
+        SubscriptionRefusal::new("LimitReached", error, 4100)
+    }
 }
 
 /// A `pusher:subscribe`, and who asks.
